@@ -1,0 +1,3 @@
+//! What the soft and sim providers share: the checks a NIC makes, written once.
+
+pub(crate) mod checks;

@@ -1,0 +1,128 @@
+//! Reliable-connected queue pairs: creation options, the state machine, endpoints, and
+//! posting.
+
+mod attributes;
+mod endpoint;
+mod state;
+
+use std::fmt;
+
+pub use attributes::{
+    ack_timeout_ns, rnr_retries_forever, rnr_timer_ns, ConnectOptions, InitAttributes, Mtu, QpCaps,
+    QpOptions, RtrAttributes, RtsAttributes,
+};
+pub use endpoint::{Address, Endpoint, Gid};
+pub use state::QpState;
+
+use crate::access::AccessFlags;
+use crate::error::{Error, Result};
+use crate::protection_domain::ProtectionDomain;
+use crate::provider::{QpOps, Transition};
+use crate::work_request::{RecvWr, SendWr};
+
+/// A reliable-connected queue pair (`ibv_qp` of type RC).
+///
+/// Methods that post or change state take `&mut self`: one owner drives a QP, so no lock
+/// sits on the post path. Dropping it destroys the QP; outstanding requests are flushed
+/// and the peer sees it as gone.
+pub struct QueuePair {
+    pub(crate) inner: Box<dyn QpOps>,
+    pub(crate) pd: ProtectionDomain,
+}
+
+impl fmt::Debug for QueuePair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueuePair").field("qp_num", &self.qp_num()).field("state", &self.state()).finish()
+    }
+}
+
+impl QueuePair {
+    /// The QP number.
+    pub fn qp_num(&self) -> u32 {
+        self.inner.qp_num()
+    }
+
+    /// The current state (a QP can move to ERROR by itself after a failed request).
+    pub fn state(&self) -> QpState {
+        self.inner.state()
+    }
+
+    /// The queue sizes it actually got.
+    pub fn caps(&self) -> QpCaps {
+        self.inner.caps()
+    }
+
+    /// What the peer needs to connect to this QP.
+    pub fn endpoint(&self) -> Endpoint {
+        self.inner.endpoint()
+    }
+
+    /// The protection domain it belongs to.
+    pub fn pd(&self) -> &ProtectionDomain {
+        &self.pd
+    }
+
+    /// RESET → INIT (or INIT → INIT to change attributes).
+    pub fn modify_to_init(&mut self, attributes: &InitAttributes) -> Result<()> {
+        self.transition(Transition::Init(attributes))
+    }
+
+    /// INIT → RTR, connecting to `remote`.
+    pub fn modify_to_rtr(&mut self, remote: &Endpoint, attributes: &RtrAttributes) -> Result<()> {
+        self.transition(Transition::Rtr(remote, attributes))
+    }
+
+    /// RTR → RTS.
+    pub fn modify_to_rts(&mut self, attributes: &RtsAttributes) -> Result<()> {
+        self.transition(Transition::Rts(attributes))
+    }
+
+    /// RESET → INIT → RTR → RTS against `remote` in one call.
+    pub fn connect(&mut self, remote: &Endpoint, options: &ConnectOptions) -> Result<()> {
+        self.modify_to_init(&options.init)?;
+        self.modify_to_rtr(remote, &options.rtr)?;
+        self.modify_to_rts(&options.rts)
+    }
+
+    /// Changes what the peer may do through this QP, while connected (INIT or RTS). When
+    /// this returns, no operation with the old rights can still land: revoking remote
+    /// write is a fence against a writer.
+    pub fn set_access(&mut self, access: AccessFlags) -> Result<()> {
+        let state = self.state();
+        if !matches!(state, QpState::Init | QpState::Rts) {
+            return Err(Error::InvalidTransition { from: state, to: state });
+        }
+        self.inner.modify(Transition::Access(access))
+    }
+
+    /// Any state → ERROR: outstanding and later requests flush.
+    pub fn modify_to_error(&mut self) -> Result<()> {
+        self.transition(Transition::Error)
+    }
+
+    /// Any state → RESET: queues emptied (without completions), ready to connect anew.
+    pub fn reset(&mut self) -> Result<()> {
+        self.transition(Transition::Reset)
+    }
+
+    /// Posts send-queue work requests, in order. On a refusal the requests before the
+    /// refused one are posted and the rest are not ([`Error::PostRejected`] says which).
+    /// Requests posted while the QP is in ERROR complete as flushed.
+    pub fn post_send(&mut self, wrs: &[SendWr<'_>]) -> Result<()> {
+        self.inner.post_send(wrs)
+    }
+
+    /// Posts receive-queue work requests, in order, with the same partial-post rule.
+    pub fn post_recv(&mut self, wrs: &[RecvWr<'_>]) -> Result<()> {
+        self.inner.post_recv(wrs)
+    }
+
+    fn transition(&mut self, transition: Transition<'_>) -> Result<()> {
+        let from = self.state();
+        let to = transition.target(from);
+        if !from.can_move_to(to) {
+            return Err(Error::InvalidTransition { from, to });
+        }
+        self.inner.modify(transition)
+    }
+}

@@ -1,0 +1,98 @@
+//! The verbs QP state machine.
+
+/// The state of a queue pair (`ibv_qp_state`, without the rarely used SQD/SQE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum QpState {
+    /// Just created, or reset: no work requests accepted.
+    #[default]
+    Reset,
+    /// Initialised: RECVs may be posted, nothing is received yet.
+    Init,
+    /// Ready to receive: connected to a remote QP, serves incoming requests.
+    Rtr,
+    /// Ready to send: fully connected.
+    Rts,
+    /// Failed: every outstanding and later work request completes as flushed.
+    Error,
+}
+
+impl QpState {
+    /// Whether the verbs state machine allows moving from `self` to `to` (a "transition"
+    /// to the same state is a modify of attributes, allowed for INIT and RTS as in the IB
+    /// specification).
+    pub fn can_move_to(self, to: QpState) -> bool {
+        use QpState::*;
+        matches!(
+            (self, to),
+            (_, Reset) | (_, Error) | (Reset, Init) | (Init, Init) | (Init, Rtr) | (Rtr, Rts) | (Rts, Rts)
+        )
+    }
+
+    /// Whether the send queue executes work requests in this state.
+    pub fn sends(self) -> bool {
+        self == QpState::Rts
+    }
+
+    /// Whether the QP answers incoming requests from its peer in this state.
+    pub fn serves_peer(self) -> bool {
+        matches!(self, QpState::Rtr | QpState::Rts)
+    }
+
+    /// Whether RECVs may be posted in this state.
+    pub fn accepts_recv(self) -> bool {
+        self != QpState::Reset
+    }
+
+    /// A small integer encoding for shared-memory state words.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            QpState::Reset => 0,
+            QpState::Init => 1,
+            QpState::Rtr => 2,
+            QpState::Rts => 3,
+            QpState::Error => 4,
+        }
+    }
+
+    /// Inverse of [`QpState::code`]; unknown codes read as `Error`.
+    pub(crate) fn from_code(code: u8) -> QpState {
+        match code {
+            0 => QpState::Reset,
+            1 => QpState::Init,
+            2 => QpState::Rtr,
+            3 => QpState::Rts,
+            _ => QpState::Error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QpState::{self, *};
+
+    #[test]
+    fn transitions_follow_the_verbs_table() {
+        let all = [Reset, Init, Rtr, Rts, Error];
+        for from in all {
+            for to in all {
+                let expected = matches!(
+                    (from, to),
+                    (_, Reset)
+                        | (_, Error)
+                        | (Reset, Init)
+                        | (Init, Init)
+                        | (Init, Rtr)
+                        | (Rtr, Rts)
+                        | (Rts, Rts)
+                );
+                assert_eq!(from.can_move_to(to), expected, "{from:?} -> {to:?}");
+            }
+        }
+        assert!(!Reset.can_move_to(Rtr));
+        assert!(!Init.can_move_to(Rts));
+        assert!(!Error.can_move_to(Rts));
+        for state in all {
+            assert_eq!(QpState::from_code(state.code()), state);
+        }
+    }
+}
