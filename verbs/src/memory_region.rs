@@ -97,6 +97,12 @@ impl MemoryRegion {
         Ok(RemoteAddr { addr: self.addr() + offset as u64, rkey: self.rkey() })
     }
 
+    /// The descriptor of the whole registration, to hand to peers.
+    pub fn remote_region(&self) -> usec_regions::RemoteRegion {
+        usec_regions::RemoteRegion::new(self.addr(), self.len as u64, self.rkey())
+            .expect("a mapped range cannot wrap the address space")
+    }
+
     /// Changes the rights (`ibv_rereg_mr` with `IBV_REREG_MR_CHANGE_ACCESS`). When this
     /// returns, no operation with the old rights can still land. The keys may change.
     pub fn rereg_access(&mut self, access: AccessFlags) -> Result<()> {
