@@ -41,6 +41,42 @@ impl Status {
     }
 }
 
+impl Status {
+    /// A stable small-integer encoding, for shared memory.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Status::Success => 0,
+            Status::LocalLengthError => 1,
+            Status::LocalQpOperationError => 2,
+            Status::LocalProtectionError => 3,
+            Status::Flushed => 4,
+            Status::RemoteInvalidRequest => 5,
+            Status::RemoteAccessError => 6,
+            Status::RemoteOperationError => 7,
+            Status::RetryExceeded => 8,
+            Status::RnrRetryExceeded => 9,
+            Status::Other(code) => 0x1000_0000 | (code & 0x0fff_ffff),
+        }
+    }
+
+    /// Inverse of [`Status::code`].
+    pub(crate) fn from_code(code: u32) -> Status {
+        match code {
+            0 => Status::Success,
+            1 => Status::LocalLengthError,
+            2 => Status::LocalQpOperationError,
+            3 => Status::LocalProtectionError,
+            4 => Status::Flushed,
+            5 => Status::RemoteInvalidRequest,
+            6 => Status::RemoteAccessError,
+            7 => Status::RemoteOperationError,
+            8 => Status::RetryExceeded,
+            9 => Status::RnrRetryExceeded,
+            other => Status::Other(other & 0x0fff_ffff),
+        }
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
@@ -79,6 +115,34 @@ pub enum CompletionOpcode {
     Recv,
     /// A RECV consumed by an incoming WRITE_WITH_IMM (the data went to the WRITE's target).
     RecvWithImm,
+}
+
+impl CompletionOpcode {
+    /// A stable small-integer encoding, for shared memory.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            CompletionOpcode::Send => 0,
+            CompletionOpcode::Write => 1,
+            CompletionOpcode::Read => 2,
+            CompletionOpcode::CompareSwap => 3,
+            CompletionOpcode::FetchAdd => 4,
+            CompletionOpcode::Recv => 5,
+            CompletionOpcode::RecvWithImm => 6,
+        }
+    }
+
+    /// Inverse of [`CompletionOpcode::code`]; unknown codes read as `Recv`.
+    pub(crate) fn from_code(code: u32) -> CompletionOpcode {
+        match code {
+            0 => CompletionOpcode::Send,
+            1 => CompletionOpcode::Write,
+            2 => CompletionOpcode::Read,
+            3 => CompletionOpcode::CompareSwap,
+            4 => CompletionOpcode::FetchAdd,
+            6 => CompletionOpcode::RecvWithImm,
+            _ => CompletionOpcode::Recv,
+        }
+    }
 }
 
 /// One work completion.

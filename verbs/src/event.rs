@@ -6,6 +6,12 @@
 pub enum AsyncEventKind {
     /// A QP went to the error state by itself (e.g. its peer failed, or a CQ overran).
     QpFatal,
+    /// A peer's request violated the rights of this (responder) QP or of an MR; the QP is
+    /// in ERROR (`IBV_EVENT_QP_ACCESS_ERR`).
+    QpAccessError,
+    /// A peer's request was invalid for this (responder) QP, e.g. a SEND larger than the
+    /// posted RECV; the QP is in ERROR (`IBV_EVENT_QP_REQ_ERR`).
+    QpRequestError,
     /// The process (soft) or node (sim) at the other end of a QP is gone. Reported by the
     /// providers that can see it; the failure-detector layer builds on it.
     PeerLost,

@@ -136,16 +136,6 @@ pub(crate) fn scatter_plan(sges: &[Sge], len: u64) -> Result<Vec<(usize, u64, u6
     Ok(pieces)
 }
 
-/// The kind of one-sided op a send operation is, if it is one.
-pub(crate) fn remote_kind(op: &SendOp) -> Option<RemoteOpKind> {
-    match op {
-        SendOp::Write { .. } | SendOp::WriteWithImm { .. } => Some(RemoteOpKind::Write),
-        SendOp::Read { .. } => Some(RemoteOpKind::Read),
-        SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. } => Some(RemoteOpKind::Atomic),
-        SendOp::Send | SendOp::SendWithImm { .. } => None,
-    }
-}
-
 /// A name for messages.
 pub(crate) fn op_name(op: &SendOp) -> &'static str {
     match op {

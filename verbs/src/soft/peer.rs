@@ -1,0 +1,170 @@
+//! Peers: another node's control block mapped here, and the memfds behind its MRs and
+//! receive queues mapped on first use.
+//!
+//! A peer's memfd is opened through `/proc/<pid>/fd/<fd>` (allowed for processes of the
+//! same user). Slot generations guard against descriptor reuse: a mapping is trusted only
+//! if the slot was valid with the same generation both before and after the open, since an
+//! owner invalidates a slot before it closes the descriptor.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use usec_regions::Region;
+
+use crate::error::{Error, Result};
+use crate::soft::fabric::{fabric_dir, node_file_name};
+use crate::soft::layout::{ControlBlock, SlotWord, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_MR, MAX_QP};
+use crate::soft::liveness::{watch, Liveness};
+
+/// Identity of a node: what an endpoint carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NodeIdentity {
+    pub fabric: u64,
+    pub pid: u32,
+    pub node: u32,
+    pub nonce: u64,
+}
+
+/// What a mapping is of: an MR slot, or the receive queue of a QP slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum MappedObject {
+    Mr(usize),
+    ReceiveQueue(usize),
+}
+
+/// Another node, as seen from this process.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub identity: NodeIdentity,
+    control: Region,
+    pub liveness: Arc<Liveness>,
+    mappings: Mutex<HashMap<MappedObject, (u32, Arc<Region>)>>,
+}
+
+impl Peer {
+    /// The peer's control block.
+    #[inline]
+    pub(crate) fn block(&self) -> &ControlBlock {
+        // SAFETY: `control` maps CONTROL_BLOCK_BYTES of a control block file (checked at
+        // open), page aligned; ControlBlock is all atomics, valid for any bit pattern and
+        // for concurrent access; the reference lives no longer than `self`.
+        unsafe { &*(self.control.as_ptr() as *const ControlBlock) }
+    }
+
+    /// Whether the peer is gone: its process exited or it closed the node.
+    #[inline]
+    pub(crate) fn is_gone(&self) -> bool {
+        self.liveness.is_dead() || self.block().header.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// The mapping of an object of the peer, if its slot is valid with `generation`.
+    pub(crate) fn map(&self, object: MappedObject, generation: u32) -> Option<Arc<Region>> {
+        let mut mappings = self.mappings.lock().expect("mapping lock");
+        if let Some((cached_generation, region)) = mappings.get(&object) {
+            if *cached_generation == generation {
+                return Some(Arc::clone(region));
+            }
+        }
+        let region = Arc::new(self.open_object(object, generation)?);
+        mappings.insert(object, (generation, Arc::clone(&region)));
+        Some(region)
+    }
+
+    fn open_object(&self, object: MappedObject, generation: u32) -> Option<Region> {
+        let block = self.block();
+        // Whether the object is still the one of `generation`: checked before and after
+        // the open, because an owner invalidates a slot before closing its descriptor.
+        let current = || match object {
+            MappedObject::Mr(slot) => {
+                let word = SlotWord::load(&block.mrs[slot].word, Ordering::Acquire);
+                word.valid && word.generation == generation
+            }
+            MappedObject::ReceiveQueue(slot) => {
+                let owner = &block.qps[slot].owner;
+                SlotWord::load(&owner.word, Ordering::Acquire).valid
+                    && owner.rq_generation.load(Ordering::Acquire) == generation
+            }
+        };
+        let (fd, len) = match object {
+            MappedObject::Mr(slot) if slot < MAX_MR => {
+                let mr = &block.mrs[slot];
+                (mr.fd.load(Ordering::Acquire), mr.file_len.load(Ordering::Acquire) as usize)
+            }
+            MappedObject::ReceiveQueue(slot) if slot < MAX_QP => {
+                let owner = &block.qps[slot].owner;
+                let len = owner.rq_capacity.load(Ordering::Acquire) as usize
+                    * owner.rq_stride.load(Ordering::Acquire) as usize
+                    + crate::soft::receive_queue::RING_HEADER_BYTES;
+                (owner.rq_fd.load(Ordering::Acquire), len)
+            }
+            _ => return None,
+        };
+        if !current() || len == 0 {
+            return None;
+        }
+        let path = format!("/proc/{}/fd/{fd}", self.identity.pid);
+        let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
+        if !current() {
+            return None;
+        }
+        Region::from_file(file, len, false).ok()
+    }
+}
+
+/// Peers by identity, shared by every node of this process.
+fn registry() -> &'static Mutex<HashMap<NodeIdentity, Weak<Peer>>> {
+    static PEERS: OnceLock<Mutex<HashMap<NodeIdentity, Weak<Peer>>>> = OnceLock::new();
+    PEERS.get_or_init(Default::default)
+}
+
+/// The peer named by `identity` on fabric `fabric_name`, mapped and watched.
+pub(crate) fn connect(fabric_name: &str, identity: NodeIdentity) -> Result<Arc<Peer>> {
+    let mut peers = registry().lock().expect("peer registry lock");
+    peers.retain(|_, peer| peer.strong_count() > 0);
+    if let Some(peer) = peers.get(&identity).and_then(Weak::upgrade) {
+        if peer.is_gone() {
+            return Err(Error::PeerUnreachable(format!("node {}/{} is gone", identity.pid, identity.node)));
+        }
+        return Ok(peer);
+    }
+    let peer = Arc::new(open_peer(fabric_name, identity)?);
+    peers.insert(identity, Arc::downgrade(&peer));
+    Ok(peer)
+}
+
+fn open_peer(fabric_name: &str, identity: NodeIdentity) -> Result<Peer> {
+    let path = fabric_dir(fabric_name).join(node_file_name(identity.pid, identity.node));
+    let unreachable = |why: String| Error::PeerUnreachable(format!("{}: {why}", path.display()));
+    let file: File = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|err| unreachable(format!("cannot open the node's control block ({err}); has it exited?")))?;
+    let control = Region::from_file(file, CONTROL_BLOCK_BYTES, false)
+        .map_err(|err| unreachable(format!("cannot map the control block ({err})")))?;
+    // SAFETY: as in `Peer::block`: the mapping is CONTROL_BLOCK_BYTES long, page aligned,
+    // and ControlBlock is all atomics.
+    let block = unsafe { &*(control.as_ptr() as *const ControlBlock) };
+    let header = &block.header;
+    if header.magic.load(Ordering::Acquire) != MAGIC {
+        return Err(Error::Incompatible(format!("{} is not a usec soft control block", path.display())));
+    }
+    let version = header.version.load(Ordering::Acquire);
+    if version != LAYOUT_VERSION {
+        return Err(Error::Incompatible(format!(
+            "{} has layout version {version}; this build speaks {LAYOUT_VERSION}",
+            path.display()
+        )));
+    }
+    let nonce = header.nonce.load(Ordering::Acquire);
+    if nonce != identity.nonce || header.fabric.load(Ordering::Acquire) != identity.fabric {
+        return Err(unreachable("the endpoint is stale: that node was replaced by another".into()));
+    }
+    if header.closed.load(Ordering::Acquire) != 0 {
+        return Err(unreachable("the node was closed".into()));
+    }
+    let liveness = watch(identity.pid, header.start_time.load(Ordering::Acquire))?;
+    Ok(Peer { identity, control, liveness, mappings: Mutex::new(HashMap::new()) })
+}

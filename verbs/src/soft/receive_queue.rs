@@ -1,0 +1,248 @@
+//! A QP's receive queue in shared memory: a ring of RECV entries that the owner posts, the
+//! connected peer takes and completes in place, and the owner's CQ poller consumes.
+//!
+//! Receive completions are written into the entry itself rather than into a ring shared by
+//! many producers, so a peer killed in the middle of a SEND can never wedge anybody else's
+//! completions: the worst it leaves is one entry marked taken, which the poller reports as
+//! flushed once the QP is in error.
+//!
+//! Each entry's state word is tagged with the entry's absolute position, which only grows
+//! (across resets too), so a late compare-and-swap by a peer working from stale positions
+//! can never succeed on a reused entry.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use usec_regions::{HugePages, Region, RegionOptions};
+
+use crate::completion::{CompletionOpcode, Status};
+use crate::error::Result;
+use crate::work_request::Sge;
+
+/// Bytes before the first entry.
+pub(crate) const RING_HEADER_BYTES: usize = 64;
+const ENTRY_HEAD_BYTES: usize = 48;
+const SGE_CELL_BYTES: usize = 16;
+
+const POSTED: u64 = 1;
+const TAKEN: u64 = 2;
+const DONE: u64 = 3;
+
+fn tag(position: u64, code: u64) -> u64 {
+    (position << 3) | code
+}
+
+#[repr(C)]
+struct EntryHead {
+    state: AtomicU64,
+    wr_id: AtomicU64,
+    sge_count: AtomicU32,
+    status: AtomicU32,
+    opcode: AtomicU32,
+    byte_len: AtomicU32,
+    imm: AtomicU32,
+    has_imm: AtomicU32,
+}
+
+#[repr(C)]
+struct SgeCell {
+    addr: AtomicU64,
+    len: AtomicU32,
+    lkey: AtomicU32,
+}
+
+/// What the poller finds at a position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryState {
+    /// Posted, waiting for a message.
+    Posted,
+    /// A peer is filling it.
+    Taken,
+    /// Completed with these fields.
+    Done { wr_id: u64, status: Status, opcode: CompletionOpcode, byte_len: u32, imm: Option<u32> },
+    /// Not (or no longer) this position's entry.
+    Empty,
+}
+
+/// One ring: the owner's memfd, or a peer's mapping of it.
+#[derive(Debug, Clone)]
+pub(crate) struct ReceiveQueue {
+    ring: Arc<Region>,
+    capacity: u64,
+    stride: usize,
+    max_sge: usize,
+}
+
+impl ReceiveQueue {
+    /// Entry size for `max_sge` SGEs, a whole number of cache lines.
+    pub(crate) fn stride_for(max_sge: u32) -> usize {
+        (ENTRY_HEAD_BYTES + SGE_CELL_BYTES * max_sge as usize).next_multiple_of(64)
+    }
+
+    /// A new ring with room for `max_wr` entries of `max_sge` SGEs.
+    pub(crate) fn create(max_wr: u32, max_sge: u32) -> Result<ReceiveQueue> {
+        let capacity = u64::from(max_wr.max(1)).next_power_of_two();
+        let stride = ReceiveQueue::stride_for(max_sge);
+        let mut options = RegionOptions::new(RING_HEADER_BYTES + capacity as usize * stride);
+        options.huge_pages = HugePages::Never;
+        options.name = "usec-soft-rq".into();
+        let ring = Arc::new(Region::with_options(&options)?);
+        Ok(ReceiveQueue { ring, capacity, stride, max_sge: max_sge as usize })
+    }
+
+    /// A peer's view of a ring, mapped from the owner's memfd.
+    pub(crate) fn mapped(ring: Arc<Region>, capacity: u64, stride: usize) -> Option<ReceiveQueue> {
+        let valid = capacity.is_power_of_two()
+            && stride >= ENTRY_HEAD_BYTES
+            && stride % 64 == 0
+            && ring.len() >= RING_HEADER_BYTES + capacity as usize * stride;
+        let max_sge = (stride - ENTRY_HEAD_BYTES) / SGE_CELL_BYTES;
+        valid.then_some(ReceiveQueue { ring, capacity, stride, max_sge })
+    }
+
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.ring
+    }
+
+    /// Entries the ring holds (a power of two).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    fn entry_offset(&self, position: u64) -> usize {
+        RING_HEADER_BYTES + (position & (self.capacity - 1)) as usize * self.stride
+    }
+
+    fn head(&self, position: u64) -> &EntryHead {
+        let offset = self.entry_offset(position);
+        // SAFETY: the offset lies inside the ring (checked at creation or mapping), is
+        // 64-byte aligned, and EntryHead is all atomics; the borrow lives no longer than
+        // `self`, which keeps the mapping alive.
+        unsafe { &*(self.ring.as_ptr().add(offset) as *const EntryHead) }
+    }
+
+    fn sge_cell(&self, position: u64, index: usize) -> &SgeCell {
+        assert!(index < self.max_sge, "SGE index {index} beyond the ring's {}", self.max_sge);
+        let offset = self.entry_offset(position) + ENTRY_HEAD_BYTES + index * SGE_CELL_BYTES;
+        // SAFETY: `index < max_sge` keeps the cell inside this entry's stride; cells are
+        // 16-byte aligned and all atomics.
+        unsafe { &*(self.ring.as_ptr().add(offset) as *const SgeCell) }
+    }
+
+    /// Owner: writes a RECV at `position` (which the owner knows to be free).
+    pub(crate) fn post(&self, position: u64, wr_id: u64, sges: &[Sge]) {
+        let head = self.head(position);
+        head.wr_id.store(wr_id, Ordering::Relaxed);
+        head.sge_count.store(sges.len() as u32, Ordering::Relaxed);
+        for (index, sge) in sges.iter().enumerate() {
+            let cell = self.sge_cell(position, index);
+            cell.addr.store(sge.addr, Ordering::Relaxed);
+            cell.len.store(sge.len, Ordering::Relaxed);
+            cell.lkey.store(sge.lkey, Ordering::Relaxed);
+        }
+        head.state.store(tag(position, POSTED), Ordering::Release);
+    }
+
+    /// Peer (or owner, to flush): claims the posted entry at `position`.
+    pub(crate) fn take(&self, position: u64) -> bool {
+        self.head(position)
+            .state
+            .compare_exchange(tag(position, POSTED), tag(position, TAKEN), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// After a successful [`ReceiveQueue::take`]: the entry's SGEs, into `out`; returns how
+    /// many (bounded by `out.len()` and the ring's SGE room, so a corrupt count is harmless).
+    pub(crate) fn read_sges(&self, position: u64, out: &mut [Sge]) -> usize {
+        let count = (self.head(position).sge_count.load(Ordering::Relaxed) as usize).min(out.len()).min(self.max_sge);
+        for (index, slot) in out.iter_mut().enumerate().take(count) {
+            let cell = self.sge_cell(position, index);
+            *slot = Sge {
+                addr: cell.addr.load(Ordering::Relaxed),
+                len: cell.len.load(Ordering::Relaxed),
+                lkey: cell.lkey.load(Ordering::Relaxed),
+            };
+        }
+        count
+    }
+
+    /// The `wr_id` of the entry at `position` (meaningful once taken).
+    pub(crate) fn wr_id(&self, position: u64) -> u64 {
+        self.head(position).wr_id.load(Ordering::Relaxed)
+    }
+
+    /// After a successful take: publishes the completion. Returns false if the entry was
+    /// reclaimed meanwhile (a reset), in which case nothing is reported.
+    pub(crate) fn complete(
+        &self,
+        position: u64,
+        status: Status,
+        opcode: CompletionOpcode,
+        byte_len: u32,
+        imm: Option<u32>,
+    ) -> bool {
+        let head = self.head(position);
+        head.status.store(status.code(), Ordering::Relaxed);
+        head.opcode.store(opcode.code(), Ordering::Relaxed);
+        head.byte_len.store(byte_len, Ordering::Relaxed);
+        head.imm.store(imm.unwrap_or(0), Ordering::Relaxed);
+        head.has_imm.store(u32::from(imm.is_some()), Ordering::Relaxed);
+        head.state
+            .compare_exchange(tag(position, TAKEN), tag(position, DONE), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Poller: what is at `position`.
+    pub(crate) fn state(&self, position: u64) -> EntryState {
+        let head = self.head(position);
+        let state = head.state.load(Ordering::Acquire);
+        if state == tag(position, POSTED) {
+            EntryState::Posted
+        } else if state == tag(position, TAKEN) {
+            EntryState::Taken
+        } else if state == tag(position, DONE) {
+            EntryState::Done {
+                wr_id: head.wr_id.load(Ordering::Relaxed),
+                status: Status::from_code(head.status.load(Ordering::Relaxed)),
+                opcode: CompletionOpcode::from_code(head.opcode.load(Ordering::Relaxed)),
+                byte_len: head.byte_len.load(Ordering::Relaxed),
+                imm: (head.has_imm.load(Ordering::Relaxed) != 0).then(|| head.imm.load(Ordering::Relaxed)),
+            }
+        } else {
+            EntryState::Empty
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_life_cycle() {
+        let queue = ReceiveQueue::create(3, 2).unwrap();
+        assert_eq!(queue.capacity(), 4);
+        let sges = [Sge { addr: 1, len: 2, lkey: 3 }, Sge { addr: 4, len: 5, lkey: 6 }];
+        queue.post(5, 99, &sges);
+        assert_eq!(queue.state(5), EntryState::Posted);
+        assert_eq!(queue.state(1), EntryState::Empty, "same slot, other position");
+        assert!(!queue.take(1));
+        assert!(queue.take(5));
+        assert!(!queue.take(5));
+        let mut out = [Sge::default(); 4];
+        assert_eq!(queue.read_sges(5, &mut out), 2);
+        assert_eq!(&out[..2], &sges);
+        assert!(queue.complete(5, Status::Success, CompletionOpcode::Recv, 7, Some(9)));
+        assert_eq!(
+            queue.state(5),
+            EntryState::Done { wr_id: 99, status: Status::Success, opcode: CompletionOpcode::Recv, byte_len: 7, imm: Some(9) }
+        );
+        queue.post(9, 1, &sges[..1]);
+        assert!(!queue.complete(5, Status::Success, CompletionOpcode::Recv, 0, None), "stale completion refused");
+        assert_eq!(queue.state(9), EntryState::Posted);
+    }
+}
