@@ -54,7 +54,10 @@ enum SourcePoll {
 impl RecvSource {
     fn poll(&self, node: &Node, out: &mut [Completion], filled: &mut usize) -> SourcePoll {
         let in_error = || {
-            let word = crate::soft::layout::SlotWord::load(&node.block().qps[self.slot].owner.word, Ordering::Acquire);
+            let word = crate::soft::layout::SlotWord::load(
+                &node.block().qps[self.slot].owner.word,
+                Ordering::Acquire,
+            );
             word.state == QpState::Error
         };
         while *filled < out.len() {

@@ -108,8 +108,9 @@ impl DeferredQueue {
             }
             Outcome::TargetNotReady => {
                 let since = *head.not_ready_since.get_or_insert(now);
-                let limit = ack_timeout_ns(rts.timeout)
-                    .map(|timeout| Duration::from_nanos(timeout.saturating_mul(u64::from(rts.retry_count) + 1)));
+                let limit = ack_timeout_ns(rts.timeout).map(|timeout| {
+                    Duration::from_nanos(timeout.saturating_mul(u64::from(rts.retry_count) + 1))
+                });
                 if limit.is_some_and(|limit| now.duration_since(since) >= limit) {
                     return Verdict::Finished(Status::RetryExceeded, 0);
                 }
@@ -140,7 +141,10 @@ mod tests {
         assert!(!queue.head_due(now), "waits out the RNR timer");
         assert!(queue.head_due(now + Duration::from_micros(10)));
         assert_eq!(queue.judge(Outcome::ReceiverNotReady, now), Verdict::Wait);
-        assert_eq!(queue.judge(Outcome::ReceiverNotReady, now), Verdict::Finished(Status::RnrRetryExceeded, 0));
+        assert_eq!(
+            queue.judge(Outcome::ReceiverNotReady, now),
+            Verdict::Finished(Status::RnrRetryExceeded, 0)
+        );
     }
 
     #[test]

@@ -146,7 +146,8 @@ impl Requester<'_> {
     }
 
     fn execute_marked(&mut self, wr: &SendWr<'_>) -> Outcome {
-        let needs_write = matches!(wr.op, SendOp::Read { .. } | SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. });
+        let needs_write =
+            matches!(wr.op, SendOp::Read { .. } | SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. });
         let mut pieces = [Piece { ptr: std::ptr::null_mut(), len: 0 }; MAX_SGE as usize];
         let count = match self.local_pieces(&wr.payload, needs_write, &mut pieces) {
             Ok(count) => count,
@@ -177,7 +178,12 @@ impl Requester<'_> {
     }
 
     /// Validates the local SGEs (or takes the inline bytes) as pointers into our memory.
-    fn local_pieces(&self, payload: &Payload<'_>, needs_write: bool, out: &mut [Piece]) -> Result<usize, Status> {
+    fn local_pieces(
+        &self,
+        payload: &Payload<'_>,
+        needs_write: bool,
+        out: &mut [Piece],
+    ) -> Result<usize, Status> {
         match payload {
             Payload::Inline(bytes) => {
                 out[0] = Piece { ptr: bytes.as_ptr() as *mut u8, len: bytes.len() };
@@ -206,7 +212,8 @@ impl Requester<'_> {
         len: u64,
     ) -> Result<Option<(*mut u8, Arc<Region>)>, Status> {
         let found = mr_info(self.link.peer.block(), rkey);
-        let offset = checks::check_remote(found.as_ref().map(|(info, ..)| info), target_pd, rights, kind, addr, len)?;
+        let offset =
+            checks::check_remote(found.as_ref().map(|(info, ..)| info), target_pd, rights, kind, addr, len)?;
         if len == 0 && kind != RemoteOpKind::Atomic {
             return Ok(None);
         }
@@ -232,7 +239,9 @@ impl Requester<'_> {
         let (kind, remote) = match wr.op {
             SendOp::Write { remote } => (RemoteOpKind::Write, remote),
             SendOp::Read { remote } => (RemoteOpKind::Read, remote),
-            SendOp::CompareSwap { remote, .. } | SendOp::FetchAdd { remote, .. } => (RemoteOpKind::Atomic, remote),
+            SendOp::CompareSwap { remote, .. } | SendOp::FetchAdd { remote, .. } => {
+                (RemoteOpKind::Atomic, remote)
+            }
             _ => unreachable!("two-sided operations are handled elsewhere"),
         };
         let len = if kind == RemoteOpKind::Atomic { 8 } else { total as u64 };
@@ -290,7 +299,14 @@ impl Requester<'_> {
         if let Some((ptr, _mapping)) = target {
             gather_into(ptr, local);
         }
-        self.finish_recv(&queue, position, Status::Success, CompletionOpcode::RecvWithImm, total as u32, Some(imm));
+        self.finish_recv(
+            &queue,
+            position,
+            Status::Success,
+            CompletionOpcode::RecvWithImm,
+            total as u32,
+            Some(imm),
+        );
         Outcome::Complete { status: Status::Success, byte_len: 0 }
     }
 
@@ -323,7 +339,14 @@ impl Requester<'_> {
             self.fail_target(AsyncFlag::RequestError);
             return Outcome::fail(Status::RemoteOperationError);
         }
-        self.finish_recv(&queue, position, Status::Success, CompletionOpcode::Recv, total as u32, wr.op.imm());
+        self.finish_recv(
+            &queue,
+            position,
+            Status::Success,
+            CompletionOpcode::Recv,
+            total as u32,
+            wr.op.imm(),
+        );
         Outcome::Complete { status: Status::Success, byte_len: 0 }
     }
 
@@ -342,7 +365,8 @@ impl Requester<'_> {
                 continue;
             }
             let (_, slot, generation, file_offset) = found.expect("check_local accepted a non-empty SGE");
-            let mapping = self.cache.mr(&self.link.peer, slot, generation).ok_or(Status::LocalProtectionError)?;
+            let mapping =
+                self.cache.mr(&self.link.peer, slot, generation).ok_or(Status::LocalProtectionError)?;
             let at = (file_offset + offset) as usize;
             if at + sge.len as usize > mapping.len() {
                 return Err(Status::LocalProtectionError);
@@ -382,7 +406,8 @@ impl Requester<'_> {
         }
         // A CAS, not a store: if the owner reset the queue meanwhile, our stale position
         // must not overwrite its fresh one.
-        let _ = inbound.recv_taken.compare_exchange(position, position + 1, Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            inbound.recv_taken.compare_exchange(position, position + 1, Ordering::AcqRel, Ordering::Acquire);
         Some((queue, position))
     }
 

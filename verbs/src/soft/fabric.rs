@@ -40,7 +40,9 @@ pub(crate) fn node_file_name(pid: u32, node: u32) -> String {
 /// FNV-1a of the fabric name: endpoints carry it so peers of different fabrics refuse
 /// each other.
 pub(crate) fn fabric_hash(fabric: &str) -> u64 {
-    fabric.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    fabric
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Names of the fabrics that exist.
@@ -64,7 +66,8 @@ pub(crate) fn list_fabrics() -> Result<Vec<String>> {
 /// processes (or by earlier lives of a reused pid).
 pub(crate) fn prepare(fabric: &str) -> Result<PathBuf> {
     let dir = fabric_dir(fabric);
-    fs::create_dir_all(&dir).map_err(|err| Error::os(format!("creating fabric directory {}", dir.display()), err))?;
+    fs::create_dir_all(&dir)
+        .map_err(|err| Error::os(format!("creating fabric directory {}", dir.display()), err))?;
     sweep_stale(&dir)?;
     Ok(dir)
 }

@@ -214,7 +214,12 @@ mod tests {
 
     #[test]
     fn words_and_keys_round_trip() {
-        let word = SlotWord { generation: 0xdead_beef, state: QpState::Rts, access: AccessFlags::all(), valid: true };
+        let word = SlotWord {
+            generation: 0xdead_beef,
+            state: QpState::Rts,
+            access: AccessFlags::all(),
+            valid: true,
+        };
         assert_eq!(SlotWord::unpack(word.pack()), word);
         let zero = SlotWord::unpack(0);
         assert!(!zero.valid);

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -25,27 +24,20 @@ pub(crate) type EventSink = Mutex<std::collections::VecDeque<AsyncEvent>>;
 /// Whether one peer process is alive.
 #[derive(Debug)]
 pub(crate) struct Liveness {
-    pid: u32,
     dead: AtomicBool,
-    died_at: OnceLock<Instant>,
     listeners: Mutex<Vec<(Weak<EventSink>, u32)>>,
 }
 
 impl Liveness {
     /// A process that can never die from our point of view (ourselves).
-    fn immortal(pid: u32) -> Liveness {
-        Liveness { pid, dead: AtomicBool::new(false), died_at: OnceLock::new(), listeners: Mutex::new(Vec::new()) }
+    fn immortal() -> Liveness {
+        Liveness { dead: AtomicBool::new(false), listeners: Mutex::new(Vec::new()) }
     }
 
     /// Whether the process has exited. One relaxed load: the hot path calls it per op.
     #[inline]
     pub(crate) fn is_dead(&self) -> bool {
         self.dead.load(Ordering::Acquire)
-    }
-
-    /// When the watcher saw the exit.
-    pub(crate) fn died_at(&self) -> Option<Instant> {
-        self.died_at.get().copied()
     }
 
     /// Asks for a `PeerLost` event for `qp_num` into `sink` when the peer dies (at once if
@@ -64,23 +56,29 @@ impl Liveness {
     /// Cancels [`Liveness::listen`] for `qp_num` of `sink`.
     pub(crate) fn unlisten(&self, sink: &Arc<EventSink>, qp_num: u32) {
         let target = Arc::downgrade(sink);
-        self.listeners.lock().expect("listener lock").retain(|(sink, qpn)| !(sink.ptr_eq(&target) && *qpn == qp_num));
+        self.listeners
+            .lock()
+            .expect("listener lock")
+            .retain(|(sink, qpn)| !(sink.ptr_eq(&target) && *qpn == qp_num));
     }
 
     fn mark_dead(&self) {
-        let _ = self.died_at.set(Instant::now());
-        self.dead.store(true, Ordering::Release);
-        let listeners = std::mem::take(&mut *self.listeners.lock().expect("listener lock"));
-        for (sink, qp_num) in listeners {
+        // Under the listener lock, so `listen` either registers before (and is told here)
+        // or sees the flag; events first, so whoever sees the flag finds its event too.
+        let mut listeners = self.listeners.lock().expect("listener lock");
+        for (sink, qp_num) in listeners.drain(..) {
             if let Some(sink) = sink.upgrade() {
                 push_lost(&sink, qp_num);
             }
         }
+        self.dead.store(true, Ordering::Release);
     }
 }
 
 fn push_lost(sink: &EventSink, qp_num: u32) {
-    sink.lock().expect("event lock").push_back(AsyncEvent { kind: AsyncEventKind::PeerLost, qp_num: Some(qp_num) });
+    sink.lock()
+        .expect("event lock")
+        .push_back(AsyncEvent { kind: AsyncEventKind::PeerLost, qp_num: Some(qp_num) });
 }
 
 /// The process-wide watcher.
@@ -100,7 +98,8 @@ fn watcher() -> Result<Arc<Watcher>> {
 }
 
 fn start_watcher() -> Result<Arc<Watcher>> {
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|err| Error::os("epoll_create", err.into()))?;
+    let epoll =
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|err| Error::os("epoll_create", err.into()))?;
     let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
         .map_err(|err| Error::os("eventfd", err.into()))?;
     epoll
@@ -161,7 +160,7 @@ impl Watcher {
         if start_time_of(pid) != Some(start_time) {
             return Err(unreachable("has exited (its pid now names another process)"));
         }
-        let liveness = Arc::new(Liveness::immortal(pid));
+        let liveness = Arc::new(Liveness::immortal());
         self.epoll
             .add(pidfd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::from(pid)))
             .map_err(|err| Error::os("epoll_ctl(pidfd)", err.into()))?;
@@ -177,7 +176,7 @@ impl Watcher {
 /// reported dead.
 pub(crate) fn watch(pid: u32, start_time: u64) -> Result<Arc<Liveness>> {
     if pid == std::process::id() {
-        return Ok(Arc::new(Liveness::immortal(pid)));
+        return Ok(Arc::new(Liveness::immortal()));
     }
     watcher()?.watch(pid, start_time)
 }
@@ -185,7 +184,7 @@ pub(crate) fn watch(pid: u32, start_time: u64) -> Result<Arc<Liveness>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn sees_a_child_exit() {

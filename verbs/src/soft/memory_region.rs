@@ -50,7 +50,13 @@ impl SoftMr {
         let word = SlotWord { generation, state: QpState::Reset, access, valid: true };
         // Release: a peer that sees the slot valid sees the fields above.
         mr.word.store(word.pack(), Ordering::Release);
-        Ok(SoftMr { node: Arc::clone(node), slot, generation, key: key_of(slot, generation), _region: Arc::clone(region) })
+        Ok(SoftMr {
+            node: Arc::clone(node),
+            slot,
+            generation,
+            key: key_of(slot, generation),
+            _region: Arc::clone(region),
+        })
     }
 
     fn publish(&self, access: AccessFlags, valid: bool) {

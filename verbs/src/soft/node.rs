@@ -18,7 +18,9 @@ use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, QpOps};
 use crate::qp::{Mtu, QpOptions};
 use crate::soft::completion_queue::{CqShared, SoftCq};
 use crate::soft::fabric::{self, fabric_hash, NewNodeFile};
-use crate::soft::layout::{AsyncFlag, ControlBlock, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_CQ, MAX_MR, MAX_QP};
+use crate::soft::layout::{
+    AsyncFlag, ControlBlock, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_CQ, MAX_MR, MAX_QP,
+};
 use crate::soft::liveness::EventSink;
 use crate::soft::memory_region::SoftMr;
 use crate::soft::peer::NodeIdentity;
@@ -90,8 +92,13 @@ impl Node {
         let pid = std::process::id();
         let node = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
         let file = NewNodeFile::create(&dir, pid, node)?;
-        let control = Region::from_file(file.file.try_clone().map_err(|e| Error::os("dup", e))?, CONTROL_BLOCK_BYTES, false)?;
-        let identity = NodeIdentity { fabric: fabric_hash(fabric), pid, node, nonce: rand::random::<u64>() | 1 };
+        let control = Region::from_file(
+            file.file.try_clone().map_err(|e| Error::os("dup", e))?,
+            CONTROL_BLOCK_BYTES,
+            false,
+        )?;
+        let identity =
+            NodeIdentity { fabric: fabric_hash(fabric), pid, node, nonce: rand::random::<u64>() | 1 };
         // SAFETY: as in `Node::block`.
         let block = unsafe { &*(control.as_ptr() as *const ControlBlock) };
         let header = &block.header;
@@ -241,11 +248,22 @@ pub(crate) struct SoftPd {
 }
 
 impl PdOps for SoftPd {
-    fn register(&self, region: &Arc<Region>, offset: usize, len: usize, access: AccessFlags) -> Result<Box<dyn MrOps>> {
+    fn register(
+        &self,
+        region: &Arc<Region>,
+        offset: usize,
+        len: usize,
+        access: AccessFlags,
+    ) -> Result<Box<dyn MrOps>> {
         Ok(Box::new(SoftMr::register(&self.node, self.id, region, offset, len, access)?))
     }
 
-    fn create_qp(&self, send_cq: &dyn CqOps, recv_cq: &dyn CqOps, options: &QpOptions) -> Result<Box<dyn QpOps>> {
+    fn create_qp(
+        &self,
+        send_cq: &dyn CqOps,
+        recv_cq: &dyn CqOps,
+        options: &QpOptions,
+    ) -> Result<Box<dyn QpOps>> {
         let send_cq = own_cq(send_cq, &self.node)?;
         let recv_cq = own_cq(recv_cq, &self.node)?;
         Ok(Box::new(SoftQp::create(&self.node, self.id, send_cq, recv_cq, options)?))

@@ -15,7 +15,9 @@ use usec_regions::Region;
 
 use crate::error::{Error, Result};
 use crate::soft::fabric::{fabric_dir, node_file_name};
-use crate::soft::layout::{ControlBlock, SlotWord, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_MR, MAX_QP};
+use crate::soft::layout::{
+    ControlBlock, SlotWord, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_MR, MAX_QP,
+};
 use crate::soft::liveness::{watch, Liveness};
 
 /// Identity of a node: what an endpoint carries.
@@ -137,11 +139,9 @@ pub(crate) fn connect(fabric_name: &str, identity: NodeIdentity) -> Result<Arc<P
 fn open_peer(fabric_name: &str, identity: NodeIdentity) -> Result<Peer> {
     let path = fabric_dir(fabric_name).join(node_file_name(identity.pid, identity.node));
     let unreachable = |why: String| Error::PeerUnreachable(format!("{}: {why}", path.display()));
-    let file: File = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|err| unreachable(format!("cannot open the node's control block ({err}); has it exited?")))?;
+    let file: File = OpenOptions::new().read(true).write(true).open(&path).map_err(|err| {
+        unreachable(format!("cannot open the node's control block ({err}); has it exited?"))
+    })?;
     let control = Region::from_file(file, CONTROL_BLOCK_BYTES, false)
         .map_err(|err| unreachable(format!("cannot map the control block ({err})")))?;
     // SAFETY: as in `Peer::block`: the mapping is CONTROL_BLOCK_BYTES long, page aligned,

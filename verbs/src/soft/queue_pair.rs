@@ -10,7 +10,9 @@ use crate::emulation::checks;
 use crate::error::{Error, PostRejection, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
 use crate::provider::{QpOps, Transition};
-use crate::qp::{Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes};
+use crate::qp::{
+    Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes,
+};
 use crate::soft::completion_queue::{CqShared, RecvSource, SendCompletion};
 use crate::soft::deferred::{DeferredQueue, OwnedWr, Verdict};
 use crate::soft::execute::{Link, MapCache, Outcome, Requester};
@@ -80,15 +82,23 @@ impl QpShared {
         if self.send_cq.push(entry) {
             return true;
         }
-        self.node.events.lock().expect("event lock").push_back(AsyncEvent {
-            kind: AsyncEventKind::CqOverrun,
-            qp_num: Some(self.qp_num),
-        });
+        self.node
+            .events
+            .lock()
+            .expect("event lock")
+            .push_back(AsyncEvent { kind: AsyncEventKind::CqOverrun, qp_num: Some(self.qp_num) });
         false
     }
 
     /// Turns an outcome into a completion; failures move the QP to ERROR.
-    fn finish(&self, wr: &SendWr<'_>, sequence: u64, status: Status, byte_len: u32, deferred: &mut DeferredQueue) {
+    fn finish(
+        &self,
+        wr: &SendWr<'_>,
+        sequence: u64,
+        status: Status,
+        byte_len: u32,
+        deferred: &mut DeferredQueue,
+    ) {
         if wr.signaled || status != Status::Success {
             let completion = Completion {
                 wr_id: wr.wr_id,
@@ -276,14 +286,23 @@ impl SoftQp {
         };
         let own = &self.shared.node;
         if fabric != own.identity.fabric {
-            return Err(Error::BadEndpoint(format!("the endpoint belongs to another fabric than soft:{}", own.fabric)));
+            return Err(Error::BadEndpoint(format!(
+                "the endpoint belongs to another fabric than soft:{}",
+                own.fabric
+            )));
         }
         let identity = NodeIdentity { fabric, pid, node, nonce };
         let peer = peer::connect(&own.fabric, identity)?;
         let (target_slot, _) = split_key(remote.qp_num);
         let target_word = SlotWord::load(&peer.block().qps[target_slot].owner.word, Ordering::Acquire);
-        if target_slot >= MAX_QP || !target_word.valid || crate::soft::layout::qpn_of(target_slot, target_word.generation) != remote.qp_num {
-            return Err(Error::PeerUnreachable(format!("QP {:#x} does not exist on node {pid}/{node}", remote.qp_num)));
+        if target_slot >= MAX_QP
+            || !target_word.valid
+            || crate::soft::layout::qpn_of(target_slot, target_word.generation) != remote.qp_num
+        {
+            return Err(Error::PeerUnreachable(format!(
+                "QP {:#x} does not exist on node {pid}/{node}",
+                remote.qp_num
+            )));
         }
         let owner = &self.shared.slot().owner;
         owner.peer_qpn.store(remote.qp_num, Ordering::Relaxed);

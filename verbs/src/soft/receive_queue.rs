@@ -151,14 +151,20 @@ impl ReceiveQueue {
     pub(crate) fn take(&self, position: u64) -> bool {
         self.head(position)
             .state
-            .compare_exchange(tag(position, POSTED), tag(position, TAKEN), Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                tag(position, POSTED),
+                tag(position, TAKEN),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 
     /// After a successful [`ReceiveQueue::take`]: the entry's SGEs, into `out`; returns how
     /// many (bounded by `out.len()` and the ring's SGE room, so a corrupt count is harmless).
     pub(crate) fn read_sges(&self, position: u64, out: &mut [Sge]) -> usize {
-        let count = (self.head(position).sge_count.load(Ordering::Relaxed) as usize).min(out.len()).min(self.max_sge);
+        let count =
+            (self.head(position).sge_count.load(Ordering::Relaxed) as usize).min(out.len()).min(self.max_sge);
         for (index, slot) in out.iter_mut().enumerate().take(count) {
             let cell = self.sge_cell(position, index);
             *slot = Sge {
@@ -239,10 +245,19 @@ mod tests {
         assert!(queue.complete(5, Status::Success, CompletionOpcode::Recv, 7, Some(9)));
         assert_eq!(
             queue.state(5),
-            EntryState::Done { wr_id: 99, status: Status::Success, opcode: CompletionOpcode::Recv, byte_len: 7, imm: Some(9) }
+            EntryState::Done {
+                wr_id: 99,
+                status: Status::Success,
+                opcode: CompletionOpcode::Recv,
+                byte_len: 7,
+                imm: Some(9)
+            }
         );
         queue.post(9, 1, &sges[..1]);
-        assert!(!queue.complete(5, Status::Success, CompletionOpcode::Recv, 0, None), "stale completion refused");
+        assert!(
+            !queue.complete(5, Status::Success, CompletionOpcode::Recv, 0, None),
+            "stale completion refused"
+        );
         assert_eq!(queue.state(9), EntryState::Posted);
     }
 }
