@@ -82,9 +82,9 @@ pub(crate) fn check_local(
     offset_within(mr, sge.addr, u64::from(sge.len)).ok_or(Status::LocalProtectionError)
 }
 
-/// Validates a one-sided operation at the responder: the MR its rkey names (`None` when
-/// unknown), the responder QP's PD and rights, bounds, and atomic alignment. Returns the
-/// offset into the MR. Zero-length READs and WRITEs are not checked (IB spec: the R_Key of
+/// Validates a one-sided operation at the responder: the responder QP's rights, the MR its
+/// rkey names (`None` when unknown), PD, MR rights, bounds, and atomic alignment. Returns
+/// the offset into the MR. Zero-length READs and WRITEs are not checked (IB spec: the R_Key of
 /// a zero-length transfer is not validated).
 pub(crate) fn check_remote(
     mr: Option<&MrInfo>,
@@ -101,8 +101,14 @@ pub(crate) fn check_remote(
         return Err(Status::RemoteInvalidRequest);
     }
     let needed = AccessFlags::needed_for(kind);
+    // An operation the responder QP's access flags do not enable is an invalid request
+    // (ibv_poll_cq(3): IBV_WC_REM_INV_REQ_ERR); a key, PD, MR-right or bounds problem is a
+    // protection (access) error.
+    if !qp_access.contains(needed) {
+        return Err(Status::RemoteInvalidRequest);
+    }
     let mr = mr.ok_or(Status::RemoteAccessError)?;
-    if mr.pd != qp_pd || !mr.access.contains(needed) || !qp_access.contains(needed) {
+    if mr.pd != qp_pd || !mr.access.contains(needed) {
         return Err(Status::RemoteAccessError);
     }
     offset_within(mr, addr, len).ok_or(Status::RemoteAccessError)
@@ -167,7 +173,7 @@ mod tests {
         assert_eq!(check_remote(None, 1, all, write, 0x1000, 1), Err(Status::RemoteAccessError));
         assert_eq!(check_remote(Some(&MR), 2, all, write, 0x1000, 1), Err(Status::RemoteAccessError));
         let no_write = all - AccessFlags::REMOTE_WRITE;
-        assert_eq!(check_remote(Some(&MR), 1, no_write, write, 0x1000, 1), Err(Status::RemoteAccessError));
+        assert_eq!(check_remote(Some(&MR), 1, no_write, write, 0x1000, 1), Err(Status::RemoteInvalidRequest));
         let mr_no_read = MrInfo { access: all - AccessFlags::REMOTE_READ, ..MR };
         assert_eq!(
             check_remote(Some(&mr_no_read), 1, all, RemoteOpKind::Read, 0x1000, 1),

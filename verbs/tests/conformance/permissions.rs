@@ -59,6 +59,7 @@ fn hammer(
 
 fn revoke_under_fire(
     provider: &Provider,
+    refusal: Status,
     revoke: impl FnOnce(&mut Side) -> usec_verbs::Result<()>,
 ) -> Outcome {
     let side = SideOptions { region_len: 2 * HAMMER_BYTES, ..Default::default() };
@@ -89,7 +90,7 @@ fn revoke_under_fire(
     let (_a, report) = writer.join().map_err(|_| "writer panicked")?;
     let after = b.read_u64(COUNTER_OFFSET);
     ensure_eq!(after, at_revoke, "a write landed after the revocation returned");
-    ensure_eq!(report.first_failure, Some(Status::RemoteAccessError), "the writer's first failure");
+    ensure_eq!(report.first_failure, Some(refusal), "the writer's first failure");
     ensure!(
         report.writes_ok >= at_revoke,
         "writer counted {} successes but {} landed",
@@ -101,11 +102,15 @@ fn revoke_under_fire(
 }
 
 pub fn qp_access_revocation_under_a_writer(provider: &Provider) -> Outcome {
-    revoke_under_fire(provider, |b| b.qp.set_access(AccessFlags::REMOTE_READ))
+    // The QP no longer enables writes: an invalid request (ibv_poll_cq(3)).
+    revoke_under_fire(provider, Status::RemoteInvalidRequest, |b| b.qp.set_access(AccessFlags::REMOTE_READ))
 }
 
 pub fn mr_rereg_revocation_under_a_writer(provider: &Provider) -> Outcome {
-    revoke_under_fire(provider, |b| b.mr.rereg_access(AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_READ))
+    // The MR no longer allows writes: a protection (access) error.
+    revoke_under_fire(provider, Status::RemoteAccessError, |b| {
+        b.mr.rereg_access(AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_READ)
+    })
 }
 
 pub fn regrant_after_revocation(provider: &Provider) -> Outcome {

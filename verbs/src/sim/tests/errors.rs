@@ -67,7 +67,9 @@ fn a_responder_qp_without_the_right_refuses() {
     connect.init.access = AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_READ;
     let mut pair = Pair::with(24, PairConfig { connect, ..PairConfig::default() });
     let (remote, local) = (pair.b.remote(0), pair.a.sge(0, 8));
-    assert_eq!(fails_with(&mut pair, SendWr::fetch_add(1, remote, 1, &local)), Status::RemoteAccessError);
+    // ibv_poll_cq(3): an operation the responder QP's access flags do not enable is an
+    // invalid request, not an access error.
+    assert_eq!(fails_with(&mut pair, SendWr::fetch_add(1, remote, 1, &local)), Status::RemoteInvalidRequest);
     assert_eq!(pair.b.word(0), 0);
 }
 

@@ -150,7 +150,7 @@ fn revoking_qp_write_access_stops_writes_in_flight() {
     pair.qp_a.post_send(&[SendWr::write(1, pair.b.remote(0), &pair.a.sge(0, 8))]).unwrap();
     pair.qp_b.set_access(AccessFlags::REMOTE_READ).unwrap();
     pair.settle();
-    assert_eq!(drain(&mut pair.a.cq)[0].status, Status::RemoteAccessError);
+    assert_eq!(drain(&mut pair.a.cq)[0].status, Status::RemoteInvalidRequest);
     assert_eq!(pair.b.get(0, 8), [0; 8], "no write with the old rights landed after set_access");
 }
 
