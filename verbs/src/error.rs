@@ -37,6 +37,17 @@ pub enum PostRejection {
         /// The QP's limit.
         max: u32,
     },
+    /// The device's driver refused the request for a reason of its own (e.g. rxe refuses
+    /// misaligned atomics when they are posted).
+    #[error("{call} refused it: {message} (errno {errno})")]
+    RefusedByDevice {
+        /// The libibverbs call that refused.
+        call: &'static str,
+        /// The errno it returned.
+        errno: i32,
+        /// The errno's text.
+        message: String,
+    },
     /// Inline payload on an operation that writes local memory (READ, atomics).
     #[error("{op} cannot take an inline payload")]
     InlineNotAllowed {

@@ -273,14 +273,14 @@ impl SoftQp {
         self.shared.word().state
     }
 
-    fn to_init(&mut self, attributes: &InitAttributes) {
+    fn move_to_init(&mut self, attributes: &InitAttributes) {
         self.shared.store_word(|word| {
             word.state = QpState::Init;
             word.access = attributes.access;
         });
     }
 
-    fn to_rtr(&mut self, remote: &Endpoint, attributes: &RtrAttributes) -> Result<()> {
+    fn move_to_rtr(&mut self, remote: &Endpoint, attributes: &RtrAttributes) -> Result<()> {
         let Address::Soft { fabric, pid, node, nonce } = remote.address else {
             return Err(Error::BadEndpoint(format!("{:?} is not a soft-provider endpoint", remote.address)));
         };
@@ -318,7 +318,7 @@ impl SoftQp {
         Ok(())
     }
 
-    fn to_rts(&mut self, attributes: &RtsAttributes) {
+    fn move_to_rts(&mut self, attributes: &RtsAttributes) {
         let responder_rnr_timer = self
             .link
             .as_ref()
@@ -498,9 +498,9 @@ impl QpOps for SoftQp {
 
     fn modify(&mut self, transition: Transition<'_>) -> Result<()> {
         match transition {
-            Transition::Init(attributes) => self.to_init(attributes),
-            Transition::Rtr(remote, attributes) => self.to_rtr(remote, attributes)?,
-            Transition::Rts(attributes) => self.to_rts(attributes),
+            Transition::Init(attributes) => self.move_to_init(attributes),
+            Transition::Rtr(remote, attributes) => self.move_to_rtr(remote, attributes)?,
+            Transition::Rts(attributes) => self.move_to_rts(attributes),
             Transition::Access(access) => self.set_access(access),
             Transition::Error => {
                 let shared = Arc::clone(&self.shared);

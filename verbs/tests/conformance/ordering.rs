@@ -88,7 +88,7 @@ pub fn write_lands_in_increasing_address_order(provider: &Provider) -> Outcome {
         })
     };
     for round in 0..40u64 {
-        let fill: Vec<u8> = std::iter::repeat(round + 1).take(words).flat_map(u64::to_ne_bytes).collect();
+        let fill: Vec<u8> = std::iter::repeat_n(round + 1, words).flat_map(u64::to_ne_bytes).collect();
         pair.a.write_bytes(0, &fill);
         let sge = pair.a.sge(0, size as u32);
         pair.a.qp.post_send(&[SendWr::write(round, pair.b.remote(0), &sge)])?;

@@ -42,6 +42,40 @@ pub enum Provider {
     Ibverbs(String),
 }
 
+/// Behaviours in which SoftRoCE (rxe) differs from what the suite expects of a NIC. A test
+/// meeting one on rxe checks what rxe does instead, and prints the limitation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxeQuirk {
+    /// rxe moves the responder QP to ERROR after a refused request but raises no
+    /// IBV_EVENT_QP_ACCESS_ERR / IBV_EVENT_QP_REQ_ERR.
+    NoResponderAsyncEvents,
+    /// rxe refuses, at post time (EINVAL), atomics that are misaligned or whose local buffer
+    /// is not 8 bytes, instead of completing them with an error.
+    AtomicsCheckedAtPost,
+    /// rxe completes a request with an unknown lkey as IBV_WC_LOC_QP_OP_ERR, not
+    /// IBV_WC_LOC_PROT_ERR.
+    BadLkeyIsQpOperationError,
+    /// rxe NAKs a SEND longer than the posted RECV as a remote operation error (not an
+    /// invalid request) and completes the RECV as a QP operation error (not a length error).
+    ShortRecvIsOperationError,
+    /// rxe's send queue accepts more requests than the max_send_wr it reports.
+    SendQueueDeeperThanReported,
+}
+
+impl RxeQuirk {
+    fn describe(self) -> &'static str {
+        match self {
+            RxeQuirk::NoResponderAsyncEvents => "no async QP event at the responder of a refused request",
+            RxeQuirk::AtomicsCheckedAtPost => "malformed atomics are refused at post (EINVAL), not completed with an error",
+            RxeQuirk::BadLkeyIsQpOperationError => "an unknown lkey completes as LOC_QP_OP_ERR, not LOC_PROT_ERR",
+            RxeQuirk::ShortRecvIsOperationError => {
+                "a SEND longer than the RECV fails as REM_OP_ERR / LOC_QP_OP_ERR, not REM_INV_REQ_ERR / LOC_LEN_ERR"
+            }
+            RxeQuirk::SendQueueDeeperThanReported => "the send queue accepts more than the max_send_wr it reports",
+        }
+    }
+}
+
 static NEXT_FABRIC: AtomicU32 = AtomicU32::new(0);
 
 impl Provider {
@@ -59,6 +93,15 @@ impl Provider {
             Provider::Sim => ProviderKind::Sim,
             Provider::Ibverbs(_) => ProviderKind::Ibverbs,
         }
+    }
+
+    /// Whether this is an rxe device with `quirk`; says so on stderr when it is.
+    pub fn has_quirk(&self, quirk: RxeQuirk) -> bool {
+        let rxe = matches!(self, Provider::Ibverbs(device) if device.starts_with("rxe"));
+        if rxe {
+            eprintln!("[{}] rxe limitation ({quirk:?}): {}", self.label(), quirk.describe());
+        }
+        rxe
     }
 
     /// A device name for one test: soft and sim get a fabric of their own, so tests
@@ -177,6 +220,7 @@ impl Side {
 pub struct Pair {
     pub a: Side,
     pub b: Side,
+    pub provider: Provider,
     pub device: Device,
 }
 
@@ -201,7 +245,7 @@ impl Pair {
         let (endpoint_a, endpoint_b) = (a.qp.endpoint(), b.qp.endpoint());
         a.qp.connect(&endpoint_b, &options.connect_a).map_err(|err| format!("connect a: {err}"))?;
         b.qp.connect(&endpoint_a, &options.connect_b).map_err(|err| format!("connect b: {err}"))?;
-        Ok(Pair { a, b, device })
+        Ok(Pair { a, b, provider: provider.clone(), device })
     }
 
     /// Waits for `want` completions of `a`, pumping `b` meanwhile.
