@@ -271,7 +271,9 @@ fn create_locked(registry: &mut BTreeMap<String, Weak<Shared>>, name: &str, seed
     if registry.contains_key(name) {
         return Err(Error::invalid(format!("a sim fabric named {name:?} exists already in this process")));
     }
-    let id = NEXT_FABRIC_ID.fetch_add(1, Ordering::Relaxed);
+    // The process id in the high half keeps endpoints of another process's fabric of the
+    // same name from being mistaken for ours; the id never enters the trace.
+    let id = (u64::from(std::process::id()) << 32) | NEXT_FABRIC_ID.fetch_add(1, Ordering::Relaxed);
     let world = Mutex::new(World::new(id, seed));
     let shared = Arc::new(Shared { name: name.to_string(), seed, id, world });
     registry.insert(name.to_string(), Arc::downgrade(&shared));

@@ -67,18 +67,17 @@ pub(crate) struct MapCache {
 }
 
 impl MapCache {
-    fn mr(&mut self, peer: &Peer, slot: usize, generation: u32) -> Option<Arc<Region>> {
+    /// The mapping of the peer's MR `slot` at `generation`. Borrowed, not cloned: an Arc
+    /// clone per operation costs two locked instructions on the hot path.
+    fn mr(&mut self, peer: &Peer, slot: usize, generation: u32) -> Option<&Region> {
         if self.mrs.len() <= slot {
             self.mrs.resize(slot + 1, None);
         }
-        match &self.mrs[slot] {
-            Some((cached, region)) if *cached == generation => Some(Arc::clone(region)),
-            _ => {
-                let region = peer.map(MappedObject::Mr(slot), generation)?;
-                self.mrs[slot] = Some((generation, Arc::clone(&region)));
-                Some(region)
-            }
+        let fresh = !matches!(&self.mrs[slot], Some((cached, _)) if *cached == generation);
+        if fresh {
+            self.mrs[slot] = Some((generation, peer.map(MappedObject::Mr(slot), generation)?));
         }
+        self.mrs[slot].as_ref().map(|(_, region)| region.as_ref())
     }
 
     fn receive_queue(&mut self, link: &Link, rq_generation: u32) -> Option<&ReceiveQueue> {
@@ -210,7 +209,7 @@ impl Requester<'_> {
         addr: u64,
         rkey: u32,
         len: u64,
-    ) -> Result<Option<(*mut u8, Arc<Region>)>, Status> {
+    ) -> Result<Option<*mut u8>, Status> {
         let found = mr_info(self.link.peer.block(), rkey);
         let offset =
             checks::check_remote(found.as_ref().map(|(info, ..)| info), target_pd, rights, kind, addr, len)?;
@@ -223,9 +222,10 @@ impl Requester<'_> {
         if at.checked_add(len as usize).is_none_or(|end| end > mapping.len()) {
             return Err(Status::RemoteAccessError);
         }
-        // SAFETY: `at + len` lies inside the mapping (checked just above).
-        let ptr = unsafe { mapping.as_ptr().add(at) };
-        Ok(Some((ptr, mapping)))
+        // SAFETY: `at + len` lies inside the mapping (checked just above). The mapping
+        // stays in the cache, alive, until the cache is next asked for this slot, which
+        // no caller does while it uses the pointer.
+        Ok(Some(unsafe { mapping.as_ptr().add(at) }))
     }
 
     fn one_sided(
@@ -246,7 +246,7 @@ impl Requester<'_> {
         };
         let len = if kind == RemoteOpKind::Atomic { 8 } else { total as u64 };
         let target = match self.remote_ptr(target_pd, rights, kind, remote.addr, remote.rkey, len) {
-            Ok(Some((ptr, _mapping))) => ptr,
+            Ok(Some(ptr)) => ptr,
             Ok(None) => return Outcome::Complete { status: Status::Success, byte_len: 0 },
             Err(status) => return self.responder_rejects(status),
         };
@@ -296,7 +296,7 @@ impl Requester<'_> {
             Err(status) => return self.responder_rejects(status),
         };
         let Some((queue, position)) = self.take_recv() else { return Outcome::ReceiverNotReady };
-        if let Some((ptr, _mapping)) = target {
+        if let Some(ptr) = target {
             gather_into(ptr, local);
         }
         self.finish_recv(

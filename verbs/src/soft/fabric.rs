@@ -62,14 +62,40 @@ pub(crate) fn list_fabrics() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Creates the fabric directory if needed and sweeps control blocks left by dead
-/// processes (or by earlier lives of a reused pid).
+/// Sweeps control blocks left by dead processes (or earlier lives of a reused pid) from
+/// every fabric, and removes fabric directories that have stayed empty a while, so
+/// crashed runs leave nothing behind for long. Returns the fabric's directory.
 pub(crate) fn prepare(fabric: &str) -> Result<PathBuf> {
+    sweep_all_fabrics();
     let dir = fabric_dir(fabric);
     fs::create_dir_all(&dir)
         .map_err(|err| Error::os(format!("creating fabric directory {}", dir.display()), err))?;
     sweep_stale(&dir)?;
     Ok(dir)
+}
+
+/// An empty fabric directory younger than this may be one a peer has just created and is
+/// about to put its node in: leave it.
+const EMPTY_FABRIC_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn sweep_all_fabrics() {
+    let Ok(entries) = fs::read_dir(base_dir()) else { return };
+    for entry in entries.filter_map(|entry| entry.ok()) {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|kind| kind.is_dir()) || sweep_stale(&path).is_err() {
+            continue;
+        }
+        let idle = entry.metadata().and_then(|meta| meta.modified()).ok().and_then(|at| at.elapsed().ok());
+        if idle.is_some_and(|idle| idle > EMPTY_FABRIC_GRACE) {
+            // Fails (harmlessly) unless the directory is empty.
+            let _ = fs::remove_dir(&path);
+        }
+    }
+}
+
+/// Removes a fabric's directory if it is empty (the last node closed).
+pub(crate) fn remove_if_empty(dir: &Path) {
+    let _ = fs::remove_dir(dir);
 }
 
 fn sweep_stale(dir: &Path) -> Result<()> {
@@ -132,13 +158,15 @@ impl NewNodeFile {
         let temp_path = dir.join(format!("{TEMP_PREFIX}{pid}-{node}"));
         let final_path = dir.join(node_file_name(pid, node));
         let _ = fs::remove_file(&temp_path);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp_path)
-            .map_err(|err| Error::os(format!("creating {}", temp_path.display()), err))?;
+        let open = || OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&temp_path);
+        let file = match open() {
+            // The last node of the fabric just removed the directory: make it again.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).and_then(|()| open())
+            }
+            other => other,
+        }
+        .map_err(|err| Error::os(format!("creating {}", temp_path.display()), err))?;
         file.set_len(CONTROL_BLOCK_BYTES as u64).map_err(|err| Error::os("sizing a control block", err))?;
         Ok(NewNodeFile { file, temp_path, final_path })
     }

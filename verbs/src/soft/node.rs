@@ -173,6 +173,9 @@ impl Drop for Node {
         // Peers treat a closed node as gone at once; then the file disappears.
         self.block().header.closed.store(1, Ordering::Release);
         let _ = fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            fabric::remove_if_empty(dir);
+        }
     }
 }
 

@@ -116,7 +116,7 @@ impl Provider {
     }
 }
 
-/// A device name for one test; removes a soft fabric's directory afterwards.
+/// A device name for one test.
 pub struct Device {
     pub name: String,
 }
@@ -128,15 +128,6 @@ impl Device {
 
     pub fn open(&self) -> Result<Context, libtest_mimic::Failed> {
         Context::open(&self.name).map_err(|err| format!("opening {}: {err}", self.name).into())
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        if let Some(fabric) = self.name.strip_prefix("soft:") {
-            let base = std::env::var_os("USEC_SOFT_DIR").unwrap_or_else(|| "/dev/shm/usec-soft".into());
-            let _ = std::fs::remove_dir(std::path::Path::new(&base).join(fabric));
-        }
     }
 }
 
