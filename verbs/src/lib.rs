@@ -1,6 +1,58 @@
 //! One RDMA verbs API over three providers.
 //!
-//! TODO(crate doc)
+//! A device name picks the provider: `soft:<fabric>` is userspace RDMA over shared memory
+//! between processes of one host, `sim:<name>` the same semantics in one process under
+//! virtual time ([`sim`]), and any other name (`mlx5_0`, `rxe0`) a libibverbs device
+//! (cargo feature `ibverbs`). The objects are the verbs ones: a [`Context`] per opened
+//! device, [`ProtectionDomain`]s, [`MemoryRegion`]s over [`Region`]s, [`CompletionQueue`]s,
+//! and reliable-connected [`QueuePair`]s that go RESET → INIT → RTR → RTS against a peer's
+//! [`Endpoint`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use usec_verbs::{AccessFlags, Completion, Context, Payload, QpOptions, Region, SendWr, Status};
+//!
+//! // Two nodes of one simulated fabric; "soft:demo" would do the same across processes.
+//! let (a, b) = (Context::open("sim:crate-doc")?, Context::open("sim:crate-doc")?);
+//! let (pd_a, pd_b) = (a.alloc_pd()?, b.alloc_pd()?);
+//! let (mut cq_a, cq_b) = (a.create_cq(16)?, b.create_cq(16)?);
+//! let memory = Arc::new(Region::new(4096)?);
+//! let mr = pd_b.register(&memory, AccessFlags::all_remote())?;
+//! let mut qp_a = pd_a.create_qp(&cq_a, &cq_a, &QpOptions::default())?;
+//! let mut qp_b = pd_b.create_qp(&cq_b, &cq_b, &QpOptions::default())?;
+//! // Endpoints travel as bytes (or hex text) in real programs.
+//! qp_a.connect(&qp_b.endpoint(), &Default::default())?;
+//! qp_b.connect(&qp_a.endpoint(), &Default::default())?;
+//!
+//! // A one-sided WRITE into b's memory, b's CPU uninvolved.
+//! let target = mr.remote_addr(128)?;
+//! qp_a.post_send(&[SendWr::write(7, target, Payload::Inline(b"hello"))])?;
+//! let mut done = [Completion::default(); 1];
+//! while cq_a.poll(&mut done) == 0 {}
+//! assert_eq!((done[0].wr_id, done[0].status), (7, Status::Success));
+//! let mut landed = [0u8; 5];
+//! memory.read(128, &mut landed)?;
+//! assert_eq!(&landed, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Safety of posting
+//!
+//! Posting is safe, by ownership and by validation, as on a NIC: local memory is named by
+//! SGEs whose lkey every provider checks (an unknown key, a range outside the MR, or a
+//! missing local write right completes with [`Status::LocalProtectionError`]); an MR keeps
+//! its [`Region`] alive, and deregistering it waits for operations in flight; inline
+//! payloads are byte slices copied at post time. Registered memory is shared with other
+//! agents, so [`Region`] only hands out copies and atomics on its safe paths.
+//!
+//! ## Semantics every provider keeps
+//!
+//! RC ordering; a WRITE's bytes land in increasing address order, the last 8-byte word
+//! last; one-sided operations checked against the rkey, bounds, and both the MR's and the
+//! responder QP's rights (an error moves both QPs to ERROR, later requests flush); after
+//! [`QueuePair::set_access`] or [`MemoryRegion::rereg_access`] returns, no operation with
+//! the old rights can land; requests to a dead peer fail instead of hanging; `wr_id`s come
+//! back untouched.
 #![deny(missing_docs)]
 
 mod access;
