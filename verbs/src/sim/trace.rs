@@ -131,7 +131,7 @@ impl Trace {
 
     pub(crate) fn record(&mut self, event: TraceEvent) {
         let peer = event.peer.map_or(u32::MAX, NodeId::index);
-        let opcode = event.opcode.map_or(u32::MAX, opcode_code);
+        let opcode = event.opcode.map_or(u32::MAX, CompletionOpcode::code);
         self.fold(&event.at_ns.to_le_bytes());
         self.fold(&kind_code(event.kind).to_le_bytes());
         self.fold(&event.node.index().to_le_bytes());
@@ -139,7 +139,7 @@ impl Trace {
         self.fold(&event.qp_num.to_le_bytes());
         self.fold(&opcode.to_le_bytes());
         self.fold(&event.len.to_le_bytes());
-        self.fold(&status_code(event.status).to_le_bytes());
+        self.fold(&event.status.code().to_le_bytes());
         self.fold(&event.wr_id.to_le_bytes());
         if self.recording {
             self.events.push(event);
@@ -171,34 +171,6 @@ fn kind_code(kind: TraceKind) -> u32 {
         TraceKind::Resume => 13,
         TraceKind::Partition => 14,
         TraceKind::Heal => 15,
-    }
-}
-
-fn opcode_code(opcode: CompletionOpcode) -> u32 {
-    match opcode {
-        CompletionOpcode::Send => 1,
-        CompletionOpcode::Write => 2,
-        CompletionOpcode::Read => 3,
-        CompletionOpcode::CompareSwap => 4,
-        CompletionOpcode::FetchAdd => 5,
-        CompletionOpcode::Recv => 6,
-        CompletionOpcode::RecvWithImm => 7,
-    }
-}
-
-fn status_code(status: Status) -> u32 {
-    match status {
-        Status::Success => 0,
-        Status::LocalLengthError => 1,
-        Status::LocalQpOperationError => 2,
-        Status::LocalProtectionError => 3,
-        Status::Flushed => 4,
-        Status::RemoteInvalidRequest => 5,
-        Status::RemoteAccessError => 6,
-        Status::RemoteOperationError => 7,
-        Status::RetryExceeded => 8,
-        Status::RnrRetryExceeded => 9,
-        Status::Other(code) => 1000u32.wrapping_add(code),
     }
 }
 
