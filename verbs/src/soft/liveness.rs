@@ -119,8 +119,24 @@ fn start_watcher() -> Result<Arc<Watcher>> {
     Ok(watcher)
 }
 
+/// Lets the watcher run on any CPU: it inherits the affinity of the thread that started
+/// it, typically one pinned to a core it busy-polls, which the watcher would otherwise
+/// have to preempt to report a death. The kernel keeps the set within the process's
+/// allowed CPUs.
+fn widen_affinity() {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut all = CpuSet::new();
+    for cpu in 0..CpuSet::count() {
+        let _ = all.set(cpu);
+    }
+    // Best effort: if it fails the watcher still works, possibly a little later.
+    let _ = sched_setaffinity(Pid::from_raw(0), &all);
+}
+
 impl Watcher {
     fn run(&self) {
+        widen_affinity();
         let mut events = [EpollEvent::empty(); 32];
         loop {
             let ready = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
