@@ -42,9 +42,7 @@
 //! - The opcode of a failed completion is what the device reports; the verbs
 //!   specification leaves it undefined (only `wr_id`, `status` and `qp_num` are).
 //! - What SoftRoCE (`rxe`, Linux 6.1, rdma-core 44) does differently from a NIC, as seen
-//!   by the tests in the SoftRoCE VM: a request refused by the responder *QP's* rights
-//!   completes as `RemoteInvalidRequest` (the MR's rights give `RemoteAccessError`); no
-//!   QP async events (`QP_ACCESS_ERR`, `QP_REQ_ERR`) reach the responder; misaligned
+//!   by the tests in the SoftRoCE VM: no QP async events (`QP_ACCESS_ERR`, `QP_REQ_ERR`) reach the responder; misaligned
 //!   atomics and atomics whose local SGE is not 8 bytes are refused at post time (EINVAL)
 //!   instead of completing with an error; an unknown lkey completes as
 //!   `LocalQpOperationError`; a SEND larger than the RECV fails at the sender as
