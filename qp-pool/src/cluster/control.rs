@@ -1,0 +1,325 @@
+//! The control connections kept open after bootstrap: reconnecting one peer's QPs, and
+//! region descriptors that changed.
+//!
+//! Reconnect, started by node A for some roles with node B:
+//! 1. A resets its QPs of those roles to B (fresh endpoints) and sends them in a
+//!    `ReconnectRequest` with a new epoch.
+//! 2. B, in its [`Cluster::poll_control`], resets its QPs of those roles to A, connects them
+//!    to A's endpoints, and answers with its own fresh endpoints in a `ReconnectReply`.
+//! 3. A connects to B's endpoints. Both report [`ControlEvent::Reconnected`].
+//!
+//! Only those QPs are touched: traffic with every other peer, and on other roles with B,
+//! goes on. Resetting a QP drops its outstanding work requests without completions, which
+//! is why this is meant for QPs in ERROR (whose requests have all completed, flushed).
+//!
+//! If both ends start a reconnect at once, the lower id's request wins: the higher id
+//! serves it, and asks again for whatever roles of its own were not covered.
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use usec_regions::RemoteRegion;
+
+use super::{Cluster, PendingReconnect};
+use crate::bootstrap::local::decode_regions;
+use crate::error::{Error, Result};
+use crate::role::RoleId;
+use crate::spec::NodeId;
+use crate::transport::Received;
+use crate::wire::{Message, Reconnect, RoleOffer};
+
+/// What happened on the control connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlEvent {
+    /// The QPs of `roles` with `peer` were reconnected (at our request, or at the peer's
+    /// when `by_peer`).
+    Reconnected {
+        /// The peer.
+        peer: NodeId,
+        /// The roles reconnected.
+        roles: Vec<RoleId>,
+        /// Whether the peer asked for it.
+        by_peer: bool,
+    },
+    /// A reconnect could not be completed (a QP refused to connect).
+    ReconnectFailed {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// `peer` re-registered its region `name`; the new descriptor is in use from now on.
+    RegionUpdated {
+        /// The peer.
+        peer: NodeId,
+        /// The region's name.
+        name: String,
+        /// The new descriptor.
+        region: RemoteRegion,
+    },
+    /// The control connection to `peer` is gone (it exited, crashed, or broke the
+    /// protocol); its QPs stay as they are, but it can no longer be reconnected.
+    PeerLost {
+        /// The peer.
+        peer: NodeId,
+        /// What was seen.
+        reason: String,
+    },
+}
+
+/// Bytes read per `read_some`.
+const READ_CHUNK: usize = 4096;
+
+impl Cluster {
+    /// Serves the control connections without blocking (peers' reconnect requests and
+    /// replies, region updates) and returns the next event, if any. Call it from the
+    /// node's loop; a peer that waits for our answer waits for this call.
+    pub fn poll_control(&mut self) -> Option<ControlEvent> {
+        let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
+        for node in nodes {
+            self.pump_peer(node);
+        }
+        self.control_events.pop_front()
+    }
+
+    /// Starts reconnecting the QPs of `roles` (every role when empty) with `peer`, without
+    /// blocking; [`Cluster::poll_control`] completes it when the peer answers.
+    pub fn start_reconnect(&mut self, peer: NodeId, roles: &[RoleId]) -> Result<()> {
+        let state = self.peer(peer)?;
+        if let Some(reason) = &state.lost {
+            return Err(Error::PeerGone { peer, reason: reason.clone() });
+        }
+        if state.pending.is_some() {
+            return Err(Error::ReconnectInProgress(peer));
+        }
+        let roles: Vec<RoleId> = if roles.is_empty() {
+            (0..self.local.roles.len()).map(|index| RoleId(index as u8)).collect()
+        } else {
+            roles.to_vec()
+        };
+        self.send_request(peer, roles)
+    }
+
+    /// Reconnects the QPs of `roles` (every role when empty) with `peer`, waiting up to
+    /// `timeout` for it to answer. The peer must be calling [`Cluster::poll_control`]. A
+    /// dead peer is [`Error::PeerGone`], a silent one [`Error::ReconnectTimedOut`] (its QPs
+    /// stay in RESET; a later reconnect can retry).
+    pub fn reconnect(&mut self, peer: NodeId, roles: &[RoleId], timeout: Duration) -> Result<()> {
+        self.start_reconnect(peer, roles)?;
+        let start = Instant::now();
+        loop {
+            self.pump_peer(peer);
+            let state = &self.peers[&peer];
+            if let Some(reason) = &state.lost {
+                return Err(Error::PeerGone { peer, reason: reason.clone() });
+            }
+            if state.pending.is_none() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                self.peers.get_mut(&peer).expect("a peer").pending = None;
+                return Err(Error::ReconnectTimedOut { peer, waited: start.elapsed() });
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Whether our reconnect request to `peer` waits for its answer.
+    pub fn reconnect_pending(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|state| state.pending.is_some())
+    }
+
+    /// Why the control connection to `peer` is gone, if it is.
+    pub fn peer_lost(&self, peer: NodeId) -> Option<&str> {
+        self.peers.get(&peer).and_then(|state| state.lost.as_deref())
+    }
+
+    fn send_request(&mut self, peer: NodeId, roles: Vec<RoleId>) -> Result<()> {
+        let mut offers = Vec::with_capacity(roles.len());
+        for &role in &roles {
+            self.local.check_role(role)?;
+            offers.push(self.local.fresh_endpoint(peer, role)?);
+        }
+        let state = self.peers.get_mut(&peer).expect("a peer");
+        state.epoch += 1;
+        state.channel.send(&Message::ReconnectRequest(Reconnect { epoch: state.epoch, roles: offers }));
+        state.pending = Some(PendingReconnect { epoch: state.epoch, roles });
+        if let Some(reason) = self.flush_peer(peer) {
+            self.lose(peer, reason);
+        }
+        Ok(())
+    }
+
+    /// Moves `node`'s control bytes both ways and handles the messages that arrived, in
+    /// order (handlers only queue answers; they never pump).
+    pub(super) fn pump_peer(&mut self, node: NodeId) {
+        if self.peers[&node].lost.is_some() {
+            return;
+        }
+        let (messages, mut failure) = self.receive(node);
+        for message in messages {
+            self.handle_control(node, message);
+        }
+        failure = failure.or_else(|| self.flush_peer(node));
+        if let Some(reason) = failure {
+            self.lose(node, reason);
+        }
+    }
+
+    /// Writes what is queued for `node`; returns a failure to report.
+    pub(super) fn flush_peer(&mut self, node: NodeId) -> Option<String> {
+        let peer = self.peers.get_mut(&node).expect("a peer");
+        if peer.lost.is_some() {
+            return None;
+        }
+        while !peer.channel.outgoing().is_empty() {
+            match peer.link.write_some(peer.channel.outgoing()) {
+                Ok(0) => break,
+                Ok(written) => peer.channel.written(written),
+                Err(error) if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                    return Some(format!("it closed its control connection ({error})"));
+                }
+                Err(error) => return Some(format!("writing to its control connection: {error}")),
+            }
+        }
+        None
+    }
+
+    /// Flushes, then reads what `node` sent; returns the complete messages and a failure.
+    fn receive(&mut self, node: NodeId) -> (Vec<Message>, Option<String>) {
+        let mut failure = self.flush_peer(node);
+        let peer = self.peers.get_mut(&node).expect("a peer");
+        let mut buffer = [0u8; READ_CHUNK];
+        while failure.is_none() {
+            match peer.link.read_some(&mut buffer) {
+                Ok(Received::Data(count)) => peer.channel.received(&buffer[..count]),
+                Ok(Received::Nothing) => break,
+                Ok(Received::Closed) => {
+                    let cut = peer.channel.decoder().end_of_stream().map(|error| format!(" ({error})"));
+                    failure = Some(format!("it closed its control connection{}", cut.unwrap_or_default()));
+                }
+                Err(error) => failure = Some(format!("reading its control connection: {error}")),
+            }
+        }
+        let mut messages = Vec::new();
+        loop {
+            match peer.channel.next_message() {
+                Ok(Some(message)) => messages.push(message),
+                Ok(None) => break,
+                Err(error) => {
+                    failure = Some(format!("its control connection carried a bad frame: {error}"));
+                    break;
+                }
+            }
+        }
+        (messages, failure)
+    }
+
+    pub(super) fn lose(&mut self, node: NodeId, reason: String) {
+        let peer = self.peers.get_mut(&node).expect("a peer");
+        if peer.lost.is_some() {
+            return;
+        }
+        peer.link.close();
+        peer.pending = None;
+        peer.lost = Some(reason.clone());
+        self.control_events.push_back(ControlEvent::PeerLost { peer: node, reason });
+    }
+
+    fn handle_control(&mut self, node: NodeId, message: Message) {
+        if self.peers[&node].lost.is_some() {
+            return;
+        }
+        match message {
+            Message::ReconnectRequest(request) => self.serve_reconnect(node, request),
+            Message::ReconnectReply(reply) => self.finish_reconnect(node, reply),
+            Message::RegionUpdate(update) => match decode_regions(node, &update.regions) {
+                Ok(regions) => {
+                    for (name, region) in regions {
+                        self.peers.get_mut(&node).expect("a peer").regions.insert(name.clone(), region);
+                        self.control_events.push_back(ControlEvent::RegionUpdated {
+                            peer: node,
+                            name,
+                            region,
+                        });
+                    }
+                }
+                Err(error) => self.lose(node, error.to_string()),
+            },
+            Message::Reject(reject) => self.lose(node, format!("it refused us: {}", reject.reason)),
+            other => self.lose(node, format!("it sent a {:?} frame after the handshake", other.kind())),
+        }
+    }
+
+    fn roles_of(&mut self, node: NodeId, offers: &[RoleOffer]) -> Option<Vec<RoleId>> {
+        let roles: Option<Vec<RoleId>> =
+            offers.iter().map(|offer| self.local.role_by_name(&offer.name)).collect();
+        if roles.is_none() {
+            self.lose(node, format!("it named roles we do not have: {offers:?}"));
+        }
+        roles
+    }
+
+    fn serve_reconnect(&mut self, node: NodeId, request: Reconnect) {
+        let Some(roles) = self.roles_of(node, &request.roles) else { return };
+        let ours = self.peers[&node].pending.clone();
+        if ours.is_some() && self.me < node {
+            // Both asked at once: ours wins, the peer serves it and asks again for the rest.
+            return;
+        }
+        let mut reply = Vec::with_capacity(roles.len());
+        for (&role, offer) in roles.iter().zip(&request.roles) {
+            let result = self
+                .local
+                .fresh_endpoint(node, role)
+                .and_then(|fresh| self.local.connect_qp(node, role, &offer.endpoint).map(|()| fresh));
+            match result {
+                Ok(fresh) => reply.push(fresh),
+                Err(error) => {
+                    let reason = error.to_string();
+                    self.control_events.push_back(ControlEvent::ReconnectFailed { peer: node, reason });
+                    return;
+                }
+            }
+        }
+        let peer = self.peers.get_mut(&node).expect("a peer");
+        peer.channel.send(&Message::ReconnectReply(Reconnect { epoch: request.epoch, roles: reply }));
+        self.control_events.push_back(ControlEvent::Reconnected {
+            peer: node,
+            roles: roles.clone(),
+            by_peer: true,
+        });
+        if let Some(ours) = ours {
+            peer.pending = None;
+            let rest: Vec<RoleId> = ours.roles.into_iter().filter(|role| !roles.contains(role)).collect();
+            if !rest.is_empty() {
+                if let Err(error) = self.send_request(node, rest) {
+                    let reason = error.to_string();
+                    self.control_events.push_back(ControlEvent::ReconnectFailed { peer: node, reason });
+                }
+            }
+        }
+    }
+
+    fn finish_reconnect(&mut self, node: NodeId, reply: Reconnect) {
+        let Some(pending) = self.peers[&node].pending.clone() else { return };
+        if pending.epoch != reply.epoch {
+            return; // The answer to a request we gave up on.
+        }
+        let Some(roles) = self.roles_of(node, &reply.roles) else { return };
+        if roles != pending.roles {
+            self.lose(node, format!("it answered for roles {roles:?}, we asked for {:?}", pending.roles));
+            return;
+        }
+        self.peers.get_mut(&node).expect("a peer").pending = None;
+        for (&role, offer) in roles.iter().zip(&reply.roles) {
+            if let Err(error) = self.local.connect_qp(node, role, &offer.endpoint) {
+                let reason = error.to_string();
+                self.control_events.push_back(ControlEvent::ReconnectFailed { peer: node, reason });
+                return;
+            }
+        }
+        self.control_events.push_back(ControlEvent::Reconnected { peer: node, roles, by_peer: false });
+    }
+}

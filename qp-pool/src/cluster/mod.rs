@@ -1,0 +1,243 @@
+//! [`Cluster`]: a node connected to every peer, one QP per role per peer.
+//!
+//! - posting and lookups: this file;
+//! - rights per peer and per region: [`permissions`];
+//! - the control connections kept from bootstrap (reconnect, region updates): [`control`].
+
+mod control;
+mod permissions;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use usec_regions::RemoteRegion;
+use usec_verbs::{AsyncEvent, Context, MemoryRegion, ProtectionDomain, QueuePair, SendWr};
+
+pub use control::ControlEvent;
+
+use crate::bootstrap::config::NodeConfig;
+use crate::bootstrap::local::LocalNode;
+use crate::bootstrap::{Bootstrap, EstablishedPeer};
+use crate::error::{Error, Result};
+use crate::poller::Poller;
+use crate::role::{RoleId, RoleSpec};
+use crate::spec::{ClusterSpec, NodeId};
+use crate::transport::tcp::TcpNetwork;
+use crate::transport::{Link, Network};
+use crate::wire::Channel;
+
+/// An asynchronous verbs event, with the peer and role of the QP it concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolEvent {
+    /// The event as the device reported it.
+    pub event: AsyncEvent,
+    /// The peer of the QP concerned, if the event names one of ours.
+    pub peer: Option<NodeId>,
+    /// Its role.
+    pub role: Option<RoleId>,
+}
+
+/// A peer: its regions and the control connection kept open after bootstrap.
+#[derive(Debug)]
+struct Peer {
+    regions: BTreeMap<String, RemoteRegion>,
+    link: Box<dyn Link>,
+    channel: Channel,
+    /// Why the control connection is gone, once it is.
+    lost: Option<String>,
+    /// The counter of our reconnect requests.
+    epoch: u64,
+    /// Our reconnect request waiting for the peer's reply.
+    pending: Option<PendingReconnect>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PendingReconnect {
+    epoch: u64,
+    roles: Vec<RoleId>,
+}
+
+/// A node of a cluster, connected all-to-all.
+///
+/// It owns the QPs (one per role per peer, posted to with [`Cluster::post_send`]), the
+/// registered regions, the peers' region descriptors, and the control connection to each
+/// peer. The role CQs go to [`Poller`]s ([`Cluster::take_poller`]). Call
+/// [`Cluster::poll_control`] from the node's loop: peers' reconnect requests and region
+/// updates are served there. It costs one non-blocking read per peer, so a hot loop calls
+/// it every so often (say every thousand polls), not on every iteration.
+#[derive(Debug)]
+pub struct Cluster {
+    // Declared first: QPs and MRs go before the control connections close.
+    local: LocalNode,
+    spec: Arc<ClusterSpec>,
+    me: NodeId,
+    peers: BTreeMap<NodeId, Peer>,
+    qp_owners: HashMap<u32, (NodeId, RoleId)>,
+    control_events: VecDeque<ControlEvent>,
+    rejections: Vec<String>,
+}
+
+impl Cluster {
+    /// Joins the cluster over TCP, listening on this node's address in the description;
+    /// returns once every peer is connected, or fails at `config.deadline`.
+    pub fn bootstrap(context: &Context, config: NodeConfig) -> Result<Cluster> {
+        config.spec.check_member(config.me)?;
+        let addr: SocketAddr = config.spec.addr_of(config.me).expect("checked membership");
+        let network = TcpNetwork::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
+        Cluster::bootstrap_with(context, config, Box::new(network))
+    }
+
+    /// Joins the cluster over `network` (a [`TcpNetwork`] bound already, or an in-memory
+    /// one), in real time.
+    pub fn bootstrap_with(
+        context: &Context,
+        config: NodeConfig,
+        network: Box<dyn Network>,
+    ) -> Result<Cluster> {
+        Bootstrap::start(context, config, network)?.run()
+    }
+
+    pub(crate) fn from_bootstrap(
+        local: LocalNode,
+        spec: Arc<ClusterSpec>,
+        me: NodeId,
+        established: BTreeMap<NodeId, EstablishedPeer>,
+        rejections: Vec<String>,
+    ) -> Cluster {
+        let mut qp_owners = HashMap::new();
+        for (&peer, qps) in &local.qps {
+            for (index, qp) in qps.iter().enumerate() {
+                qp_owners.insert(qp.qp_num(), (peer, RoleId(index as u8)));
+            }
+        }
+        let peers = established
+            .into_iter()
+            .map(|(node, peer)| {
+                let EstablishedPeer { link, channel, regions } = peer;
+                (node, Peer { regions, link, channel, lost: None, epoch: 0, pending: None })
+            })
+            .collect();
+        Cluster { local, spec, me, peers, qp_owners, control_events: VecDeque::new(), rejections }
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The cluster description.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// The peers, in id order.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// The device.
+    pub fn context(&self) -> &Context {
+        &self.local.context
+    }
+
+    /// The protection domain of every QP and region (register more memory here).
+    pub fn pd(&self) -> &ProtectionDomain {
+        &self.local.pd
+    }
+
+    /// The roles, in order.
+    pub fn roles(&self) -> &[RoleSpec] {
+        &self.local.roles
+    }
+
+    /// The role called `name`.
+    pub fn role(&self, name: &str) -> Result<RoleId> {
+        self.local.role_by_name(name).ok_or_else(|| Error::UnknownRole(name.to_string()))
+    }
+
+    /// The QP of `role` to `peer`.
+    pub fn qp(&self, peer: NodeId, role: RoleId) -> Result<&QueuePair> {
+        self.local.qp(peer, role)
+    }
+
+    /// The QP of `role` to `peer`, to post on directly. Changing its state or rights
+    /// behind the cluster's back is allowed but then [`Cluster::grant_write`] and
+    /// [`Cluster::reconnect`] no longer know its rights.
+    pub fn qp_mut(&mut self, peer: NodeId, role: RoleId) -> Result<&mut QueuePair> {
+        self.local.qp_mut(peer, role)
+    }
+
+    /// Posts `wrs` on the QP of `role` to `peer` (see [`QueuePair::post_send`]).
+    pub fn post_send(&mut self, peer: NodeId, role: RoleId, wrs: &[SendWr<'_>]) -> Result<()> {
+        let qp = self.local.qp_mut(peer, role)?;
+        qp.post_send(wrs).map_err(|source| Error::Verbs {
+            context: format!("posting to node {peer} on role #{}", role.index()),
+            source,
+        })
+    }
+
+    /// The region registered here as `name`.
+    pub fn region(&self, name: &str) -> Result<&MemoryRegion> {
+        self.local
+            .regions
+            .get(name)
+            .ok_or_else(|| Error::UnknownRegion { name: name.to_string(), owner: "registered here".into() })
+    }
+
+    /// The descriptor of `peer`'s region `name` (as of its latest update).
+    pub fn remote_region(&self, peer: NodeId, name: &str) -> Result<RemoteRegion> {
+        let owner = self.peers.get(&peer).ok_or(Error::UnknownPeer(peer))?;
+        owner.regions.get(name).copied().ok_or_else(|| Error::UnknownRegion {
+            name: name.to_string(),
+            owner: format!("offered by node {peer}"),
+        })
+    }
+
+    /// A poller over the CQs of `roles` (all roles not taken yet when empty). Each role's
+    /// CQ goes to one poller.
+    pub fn take_poller(&mut self, roles: &[RoleId]) -> Result<Poller> {
+        let wanted: Vec<RoleId> = if roles.is_empty() {
+            (0..self.local.roles.len())
+                .map(|index| RoleId(index as u8))
+                .filter(|role| self.local.cqs[role.index()].is_some())
+                .collect()
+        } else {
+            roles.to_vec()
+        };
+        for &role in &wanted {
+            self.local.check_role(role)?;
+            if self.local.cqs[role.index()].is_none() {
+                let name = self.local.role_name(role);
+                return Err(Error::config(format!(
+                    "the CQ of role {name:?} belongs to another poller already"
+                )));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(Error::config("every role's CQ belongs to a poller already"));
+        }
+        let cqs = wanted
+            .into_iter()
+            .map(|role| (role, self.local.cqs[role.index()].take().expect("checked")))
+            .collect();
+        Ok(Poller::new(cqs))
+    }
+
+    /// The next asynchronous verbs event (a peer lost, a QP failed by a refused request),
+    /// with the peer and role it concerns. Never blocks.
+    pub fn poll_event(&mut self) -> Option<PoolEvent> {
+        let event = self.local.context.poll_event()?;
+        let owner = event.qp_num.and_then(|qp_num| self.qp_owners.get(&qp_num).copied());
+        Some(PoolEvent { event, peer: owner.map(|(peer, _)| peer), role: owner.map(|(_, role)| role) })
+    }
+
+    /// The connections refused during bootstrap, with their reasons.
+    pub fn bootstrap_rejections(&self) -> &[String] {
+        &self.rejections
+    }
+
+    fn peer(&self, node: NodeId) -> Result<&Peer> {
+        self.peers.get(&node).ok_or(Error::UnknownPeer(node))
+    }
+}

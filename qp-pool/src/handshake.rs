@@ -1,0 +1,282 @@
+//! The per-connection handshake, sans IO: bytes received go in, bytes to send and events
+//! come out; the caller moves the bytes and does the verbs work the events ask for.
+//!
+//! Both ends send `Hello` at once. Each checks the other's (cluster, run, description
+//! digest, node id: not ours, in the description, the one we dialed, and dialing in the
+//! right direction: lower ids dial higher) and reports [`HandshakeEvent::Identified`]. The
+//! caller then checks the id against its other connections (duplicates) and sends its
+//! `Offer`: the QP endpoints it made for that peer and its region descriptors. On the
+//! peer's offer ([`HandshakeEvent::Offer`]) the caller connects its QPs to the peer's
+//! endpoints and confirms ([`Handshake::confirm_connected`]), which sends `Ready`. With
+//! `Ready` sent and received the connection is [`HandshakeEvent::Established`]: both
+//! sides' QPs are ready to send, and the connection carries control messages from then on
+//! ([`Handshake::into_channel`]).
+//!
+//! Any error queues a `Reject` frame saying why, so a refused peer learns the reason
+//! instead of seeing a bare disconnect; the caller flushes it and closes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::spec::{ClusterSpec, NodeId};
+use crate::wire::{Channel, Hello, Message, Offer, Reject};
+
+/// Which end of the connection we are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// We dialed `expected` (whose id is higher than ours).
+    Dialer {
+        /// The node we meant to reach.
+        expected: NodeId,
+    },
+    /// We accepted the connection (the peer's id must be lower than ours).
+    Listener,
+}
+
+/// What the caller must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandshakeEvent {
+    /// The peer said who it is and passed the checks; send it an offer.
+    Identified(NodeId),
+    /// The peer's endpoints and descriptors; connect the QPs, then confirm.
+    Offer(Offer),
+    /// Both sides' QPs are connected.
+    Established,
+}
+
+/// One connection's handshake.
+#[derive(Debug)]
+pub struct Handshake {
+    spec: Arc<ClusterSpec>,
+    me: NodeId,
+    side: Side,
+    label: String,
+    channel: Channel,
+    peer: Option<NodeId>,
+    offer_sent: bool,
+    offer_received: bool,
+    ready_sent: bool,
+    ready_received: bool,
+    failed: bool,
+    events: VecDeque<HandshakeEvent>,
+}
+
+impl Handshake {
+    /// A handshake for node `me` of `spec`; `label` names the connection in errors until
+    /// the peer is identified (e.g. its address). Our `Hello` is queued at once.
+    pub fn new(spec: Arc<ClusterSpec>, me: NodeId, side: Side, label: &str) -> Handshake {
+        let mut channel = Channel::default();
+        channel.send(&Message::Hello(Hello {
+            cluster: spec.cluster.clone(),
+            run: spec.run.clone(),
+            node: me.get(),
+            spec_digest: spec.digest(),
+        }));
+        Handshake {
+            spec,
+            me,
+            side,
+            label: label.to_string(),
+            channel,
+            peer: None,
+            offer_sent: false,
+            offer_received: false,
+            ready_sent: false,
+            ready_received: false,
+            failed: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The peer, once identified.
+    pub fn peer(&self) -> Option<NodeId> {
+        self.peer
+    }
+
+    /// Which end we are.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The peer as errors name it: `node 2`, or the connection's label.
+    pub fn who(&self) -> String {
+        self.peer.map_or_else(|| self.label.clone(), |peer| format!("node {peer}"))
+    }
+
+    /// Whether both sides are connected.
+    pub fn is_established(&self) -> bool {
+        self.ready_sent && self.ready_received
+    }
+
+    /// Whether the handshake failed (a `Reject` may still wait in [`Handshake::outgoing`]).
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Feeds received bytes. An error fails the handshake and queues a `Reject` (unless
+    /// the peer rejected us). Bytes after the handshake stay buffered for the channel.
+    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        self.channel.received(bytes);
+        while !self.is_established() {
+            let message = match self.channel.next_message() {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(error) => return Err(self.fail(error)),
+            };
+            if let Err(error) = self.handle_message(message) {
+                return Err(match error {
+                    Error::RejectedByPeer { .. } => {
+                        self.failed = true;
+                        error
+                    }
+                    other => self.fail(other),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection ended; returns why that is an error (a frame cut short, or the
+    /// handshake unfinished).
+    pub fn handle_end_of_stream(&mut self) -> Error {
+        if let Some(error) = self.channel.decoder().end_of_stream() {
+            return self.fail(error);
+        }
+        self.failed = true;
+        let stage = match (self.peer, self.offer_received, self.ready_received) {
+            (None, ..) => "before saying who it is",
+            (Some(_), false, _) => "before sending its offer",
+            (Some(_), true, false) => "before connecting its QPs",
+            (Some(_), true, true) => "after connecting its QPs, before we did",
+        };
+        Error::Protocol { peer: self.who(), reason: format!("closed the connection {stage}") }
+    }
+
+    /// The next event to act on.
+    pub fn poll_event(&mut self) -> Option<HandshakeEvent> {
+        self.events.pop_front()
+    }
+
+    /// Sends our offer to the identified peer.
+    pub fn send_offer(&mut self, offer: Offer) {
+        assert!(self.peer.is_some() && !self.offer_sent && !self.failed, "offer sent out of turn");
+        self.channel.send(&Message::Offer(offer));
+        self.offer_sent = true;
+    }
+
+    /// Our QPs are connected to the peer's offer: sends `Ready`.
+    pub fn confirm_connected(&mut self) {
+        assert!(self.offer_sent && self.offer_received && !self.ready_sent, "confirmed out of turn");
+        self.channel.send(&Message::Ready);
+        self.ready_sent = true;
+        if self.ready_received {
+            self.events.push_back(HandshakeEvent::Established);
+        }
+    }
+
+    /// Refuses the peer for `error` (e.g. a duplicate the caller found); returns the error.
+    pub fn reject(&mut self, error: Error) -> Error {
+        self.fail(error)
+    }
+
+    /// Bytes to write to the connection.
+    pub fn outgoing(&self) -> &[u8] {
+        self.channel.outgoing()
+    }
+
+    /// `written` bytes of [`Handshake::outgoing`] were written.
+    pub fn written(&mut self, written: usize) {
+        self.channel.written(written);
+    }
+
+    /// The connection, established, for control messages (with anything received after
+    /// the handshake still buffered in it).
+    pub fn into_channel(self) -> Channel {
+        assert!(self.is_established(), "the handshake is not finished");
+        self.channel
+    }
+
+    fn fail(&mut self, error: Error) -> Error {
+        if !self.failed {
+            self.failed = true;
+            self.channel.send(&Message::Reject(Reject { reason: error.to_string() }));
+        }
+        error
+    }
+
+    fn protocol(&self, reason: impl Into<String>) -> Error {
+        Error::Protocol { peer: self.who(), reason: reason.into() }
+    }
+
+    fn handle_message(&mut self, message: Message) -> Result<()> {
+        match message {
+            Message::Hello(hello) => self.handle_hello(hello),
+            Message::Offer(_) if self.peer.is_none() => Err(self.protocol("sent an offer before its hello")),
+            Message::Offer(_) if self.offer_received => Err(self.protocol("sent a second offer")),
+            Message::Offer(offer) => {
+                self.offer_received = true;
+                self.events.push_back(HandshakeEvent::Offer(offer));
+                Ok(())
+            }
+            Message::Ready if !(self.offer_sent && self.offer_received) || self.ready_received => {
+                Err(self.protocol("said ready before the offers were exchanged"))
+            }
+            Message::Ready => {
+                self.ready_received = true;
+                if self.ready_sent {
+                    self.events.push_back(HandshakeEvent::Established);
+                }
+                Ok(())
+            }
+            Message::Reject(reject) => Err(Error::RejectedByPeer { peer: self.who(), reason: reject.reason }),
+            other => Err(self.protocol(format!("sent a {:?} frame during the handshake", other.kind()))),
+        }
+    }
+
+    fn handle_hello(&mut self, hello: Hello) -> Result<()> {
+        if self.peer.is_some() {
+            return Err(self.protocol("said hello twice"));
+        }
+        let members = || self.spec.member_list();
+        let peer = NodeId::new(hello.node)
+            .map_err(|_| Error::UnknownNode { node: hello.node, members: members() })?;
+        if hello.cluster != self.spec.cluster {
+            return Err(Error::WrongCluster { peer, theirs: hello.cluster, ours: self.spec.cluster.clone() });
+        }
+        if hello.run != self.spec.run {
+            return Err(Error::WrongRun { peer, theirs: hello.run, ours: self.spec.run.clone() });
+        }
+        let digest = self.spec.digest();
+        if hello.spec_digest != digest {
+            return Err(Error::SpecMismatch { peer, theirs: hello.spec_digest, ours: digest });
+        }
+        if peer == self.me {
+            return Err(Error::DuplicateNode { node: peer, reason: "the peer claims our own id".into() });
+        }
+        if !self.spec.nodes.contains_key(&peer) {
+            return Err(Error::UnknownNode { node: peer.get(), members: members() });
+        }
+        match self.side {
+            Side::Dialer { expected } if expected != peer => {
+                return Err(self.protocol(format!("we dialed node {expected}, but node {peer} answered")));
+            }
+            Side::Listener if peer > self.me => {
+                return Err(self.protocol(format!(
+                    "node {peer} dialed node {}, but lower ids dial higher ones",
+                    self.me
+                )));
+            }
+            _ => {}
+        }
+        self.peer = Some(peer);
+        self.events.push_back(HandshakeEvent::Identified(peer));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

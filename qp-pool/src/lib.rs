@@ -1,0 +1,133 @@
+//! A cluster of N nodes connected all-to-all over RDMA: bootstrap, QP roles per peer,
+//! permission toggling, reconnect, and the busy-poll completion loop with quorum waiting.
+//!
+//! A node starts from a plain [`ClusterSpec`] (cluster name, a run name fresh for each
+//! launch, each node's control address) and a [`NodeConfig`] (its roles and regions).
+//! [`Cluster::bootstrap`] exchanges QP endpoints and region descriptors with every peer
+//! over a built-in TCP handshake (versioned, length-prefixed, checksummed frames; see
+//! [`wire`]) that refuses malformed frames, other clusters, other runs, and duplicate or
+//! unknown node ids, with the reason sent to the refused side. No registry: what a node
+//! learns comes from the peers of its own run, so nothing stale from an earlier run is
+//! ever picked up. It waits for late peers up to a deadline, then names the missing ones.
+//!
+//! After bootstrap the node has one RC QP per [role](RoleSpec) per peer, each role with its
+//! rights and its own CQ. [`Cluster::revoke_write`] / [`Cluster::grant_write`] toggle one
+//! peer's remote write on a connected QP; [`Cluster::set_region_access`] re-registers a
+//! region instead. [`Cluster::reconnect`] resets one peer's QPs and re-exchanges endpoints
+//! over the control connection kept from bootstrap, leaving the other peers alone. The
+//! completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
+//! sequence), a sans-IO [`QuorumWaiter`] ("k of these n completed", failed peers
+//! remembered), and [`wait_for`], which spins or spins then yields.
+//!
+//! # A tour
+//!
+//! Three nodes, each in a thread with its own device on one soft fabric, bootstrapped over
+//! loopback TCP; node 0 WRITEs into both followers' logs and waits for a majority.
+//!
+//! ```
+//! use std::net::TcpListener;
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use usec_qp_pool::{
+//!     majority, wait_for, Cluster, ClusterSpec, NodeConfig, NodeId, PollMode, QuorumWaiter, RoleSpec,
+//!     TcpNetwork, WrId,
+//! };
+//! use usec_verbs::{AccessFlags, Context, Payload, Region, SendWr};
+//!
+//! type AnyError = Box<dyn std::error::Error + Send + Sync>;
+//!
+//! // What a launcher writes: a fresh run, and each node's control address. Here the OS
+//! // picks loopback ports, bound before the description is written.
+//! let listeners = (0..3).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
+//! let mut nodes = Vec::new();
+//! for (id, listener) in listeners.iter().enumerate() {
+//!     nodes.push((NodeId::new(id as u16)?, listener.local_addr()?));
+//! }
+//! let spec = ClusterSpec::new("tutorial", &ClusterSpec::fresh_run(), nodes)?;
+//! let device = format!("soft:qp-pool-tutorial-{}", std::process::id());
+//!
+//! // Every node: a "replication" role whose QPs let peers write and read, and a 4 KiB
+//! // "log" region offered to all.
+//! let start_node = |id: usize, listener: TcpListener| -> Result<Cluster, AnyError> {
+//!     let log = Arc::new(Region::new(4096)?);
+//!     let config = NodeConfig::new(spec.clone(), NodeId::new(id as u16)?)
+//!         .role(RoleSpec::new("replication", AccessFlags::REMOTE_WRITE | AccessFlags::REMOTE_READ))
+//!         .region("log", &log, AccessFlags::all_remote())
+//!         .deadline(Duration::from_secs(20));
+//!     let network = TcpNetwork::from_listener(listener)?;
+//!     Ok(Cluster::bootstrap_with(&Context::open(&device)?, config, Box::new(network))?)
+//! };
+//! let mut clusters = std::thread::scope(|scope| {
+//!     let threads: Vec<_> = listeners
+//!         .into_iter()
+//!         .enumerate()
+//!         .map(|(id, listener)| scope.spawn(move || start_node(id, listener)))
+//!         .collect();
+//!     threads.into_iter().map(|thread| thread.join().expect("no panic")).collect::<Result<Vec<_>, _>>()
+//! })?;
+//!
+//! // Node 0 leads: one WRITE to each follower's log, then a quorum of majority(3) = 2
+//! // nodes, itself included, so one follower's acknowledgement is enough.
+//! let leader = &mut clusters[0];
+//! let replication = leader.role("replication")?;
+//! let mut poller = leader.take_poller(&[])?;
+//! let mut waiter = QuorumWaiter::new();
+//! let followers: Vec<NodeId> = leader.peers().collect();
+//! let entry = 1; // the sequence number of this log entry
+//! for &follower in &followers {
+//!     let target = leader.remote_region(follower, "log")?;
+//!     let wr_id = WrId::new(1, follower, entry)?.to_raw();
+//!     let remote = usec_verbs::RemoteAddr { addr: target.addr(), rkey: target.rkey() };
+//!     leader.post_send(follower, replication, &[SendWr::write(wr_id, remote, Payload::Inline(b"entry #1"))])?;
+//! }
+//! let key = waiter.begin(1, entry, &followers, majority(3) - 1)?;
+//! let deadline = Instant::now() + Duration::from_secs(10);
+//! let outcome = wait_for(&mut poller, &mut waiter, key, PollMode::Spin, deadline, &mut |_: &_| {})?;
+//! assert!(outcome.is_met() && !outcome.acked.is_empty());
+//!
+//! // The bytes are in a follower's log, its CPU never involved.
+//! let follower_log = clusters[outcome.acked[0].get() as usize].region("log")?.region().clone();
+//! let mut landed = [0u8; 8];
+//! follower_log.read(0, &mut landed)?;
+//! assert_eq!(&landed, b"entry #1");
+//! # Ok::<(), AnyError>(())
+//! ```
+//!
+//! # Where to look
+//!
+//! - the description and its text form: [`spec`];
+//! - the wire protocol: [`wire`]; the per-connection handshake, sans IO: [`handshake`];
+//! - byte transports (TCP, and in-memory for simulations): [`transport`];
+//! - bootstrap, non-blocking and time-driven: [`Bootstrap`];
+//! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect and control
+//!   messages: [`Cluster::poll_control`]);
+//! - the completion loop: [`Poller`], [`WrId`], [`QuorumWaiter`], [`wait_for`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod bootstrap;
+mod cluster;
+mod error;
+pub mod handshake;
+mod poller;
+mod quorum;
+mod role;
+pub mod spec;
+pub mod transport;
+mod wait;
+pub mod wire;
+mod wr_id;
+
+pub use bootstrap::config::{NodeConfig, RegionSpec};
+pub use bootstrap::{Bootstrap, Progress};
+pub use cluster::{Cluster, ControlEvent, PoolEvent};
+pub use error::{Error, Result};
+pub use poller::{Batch, CompletionSink, Polled, Poller, BATCH};
+pub use quorum::{majority, QuorumKey, QuorumOutcome, QuorumStatus, QuorumWaiter};
+pub use role::{RoleId, RoleSpec, MAX_ROLES};
+pub use spec::{ClusterSpec, NodeId};
+pub use transport::memory::{MemoryHub, MemoryNetwork};
+pub use transport::tcp::TcpNetwork;
+pub use transport::{Link, Network, Received};
+pub use wait::{wait_for, Idle, PollMode};
+pub use wr_id::WrId;

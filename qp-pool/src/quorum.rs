@@ -1,0 +1,232 @@
+//! Quorum waiting, sans IO: "k of these n operations completed", with failed peers
+//! remembered across rounds.
+//!
+//! A round is a set of operations of one kind and sequence number, one per peer (the
+//! [`WrId`]s `(kind, peer, sequence)`), and the number `need` of successes that make the
+//! quorum. The round is met as soon as `need` operations succeeded: never waiting for all
+//! of them when `need < n`, so one slow or dead peer cannot stall it (Dory's log recycling
+//! and permission steps waited for every follower). An error completion marks its peer
+//! failed; later rounds count a failed peer's operations as failed until they complete
+//! otherwise or the peer is [revived](QuorumWaiter::revive), and a round that can no longer
+//! reach `need` is [`QuorumStatus::Impossible`] at once rather than at a timeout.
+//!
+//! Majorities: [`majority`]`(n)` is `n / 2 + 1`, which for even `n` is one more than
+//! Dory's `(n + 1) / 2` (that one lets two halves of a 4-node cluster both have a
+//! "majority"). A leader that counts itself waits for `majority(n) - 1` followers.
+
+use std::collections::BTreeSet;
+
+use usec_verbs::Status;
+
+use crate::error::{Error, Result};
+use crate::spec::NodeId;
+use crate::wr_id::{check_kind, check_sequence, WrId};
+
+/// The smallest number of `n` nodes that any two such sets share a node: `n / 2 + 1`.
+pub fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// Names a round: the kind and sequence of its work-request ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuorumKey {
+    /// The kind.
+    pub kind: u8,
+    /// The sequence number.
+    pub sequence: u64,
+}
+
+/// Where a round stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuorumStatus {
+    /// Not decided yet.
+    Pending {
+        /// Successes so far.
+        acked: usize,
+        /// Operations failed (or whose peer is failed).
+        failed: usize,
+        /// Successes needed.
+        need: usize,
+    },
+    /// `need` operations succeeded.
+    Met,
+    /// Too many failed for `need` successes ever to come.
+    Impossible,
+}
+
+/// The peers of a round by how their operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumOutcome {
+    /// The round.
+    pub key: QuorumKey,
+    /// Successes needed.
+    pub need: usize,
+    /// Peers whose operation succeeded.
+    pub acked: Vec<NodeId>,
+    /// Peers whose operation failed, or that are failed.
+    pub failed: Vec<NodeId>,
+    /// Peers not heard from.
+    pub pending: Vec<NodeId>,
+}
+
+impl QuorumOutcome {
+    /// Whether the quorum was met.
+    pub fn is_met(&self) -> bool {
+        self.acked.len() >= self.need
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Member {
+    Pending,
+    Acked,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Round {
+    key: QuorumKey,
+    need: usize,
+    members: Vec<(NodeId, Member)>,
+}
+
+/// Rounds in flight and the peers known to have failed.
+#[derive(Clone, Debug, Default)]
+pub struct QuorumWaiter {
+    rounds: Vec<Round>,
+    failed: BTreeSet<NodeId>,
+    /// Bit `k`: kind `k` belongs to this waiter (it was used in a round).
+    kinds: u16,
+}
+
+impl QuorumWaiter {
+    /// No rounds, no failed peers.
+    pub fn new() -> QuorumWaiter {
+        QuorumWaiter::default()
+    }
+
+    /// Starts a round: one operation of `kind` and `sequence` to each of `peers`, `need` of
+    /// which must succeed. From now on every completion of `kind` belongs to this waiter.
+    pub fn begin(&mut self, kind: u8, sequence: u64, peers: &[NodeId], need: usize) -> Result<QuorumKey> {
+        check_kind(kind)?;
+        check_sequence(sequence)?;
+        if need > peers.len() {
+            return Err(Error::OutOfRange {
+                what: "quorum size",
+                value: need as u64,
+                max: peers.len() as u64,
+            });
+        }
+        let distinct: BTreeSet<NodeId> = peers.iter().copied().collect();
+        if distinct.len() != peers.len() {
+            return Err(Error::config(format!("quorum {kind}/{sequence}: peers {peers:?} repeat a node")));
+        }
+        let key = QuorumKey { kind, sequence };
+        if self.rounds.iter().any(|round| round.key == key) {
+            return Err(Error::config(format!("quorum {kind}/{sequence} is in flight already")));
+        }
+        let members = peers.iter().map(|&peer| (peer, Member::Pending)).collect();
+        self.rounds.push(Round { key, need, members });
+        self.kinds |= 1 << kind;
+        Ok(key)
+    }
+
+    /// Takes a completion: true if its kind belongs to this waiter (then it is consumed,
+    /// even when its round is finished already), false if it is somebody else's. An error
+    /// marks the peer failed.
+    pub fn observe(&mut self, wr_id: WrId, status: Status) -> bool {
+        if self.kinds & (1 << wr_id.kind()) == 0 {
+            return false;
+        }
+        let success = status.is_success();
+        if !success {
+            self.failed.insert(wr_id.peer());
+        }
+        let key = QuorumKey { kind: wr_id.kind(), sequence: wr_id.sequence() };
+        if let Some(round) = self.rounds.iter_mut().find(|round| round.key == key) {
+            if let Some((_, member)) = round.members.iter_mut().find(|(peer, _)| *peer == wr_id.peer()) {
+                if *member == Member::Pending {
+                    *member = if success { Member::Acked } else { Member::Failed };
+                }
+            }
+        }
+        true
+    }
+
+    /// Where round `key` stands.
+    pub fn status(&self, key: QuorumKey) -> Result<QuorumStatus> {
+        let outcome = self.outcome(key)?;
+        let (acked, failed) = (outcome.acked.len(), outcome.failed.len());
+        Ok(if acked >= outcome.need {
+            QuorumStatus::Met
+        } else if acked + outcome.pending.len() < outcome.need {
+            QuorumStatus::Impossible
+        } else {
+            QuorumStatus::Pending { acked, failed, need: outcome.need }
+        })
+    }
+
+    /// Round `key`'s peers by how their operation ended.
+    pub fn outcome(&self, key: QuorumKey) -> Result<QuorumOutcome> {
+        let round = self.round(key)?;
+        let mut outcome = QuorumOutcome {
+            key,
+            need: round.need,
+            acked: Vec::new(),
+            failed: Vec::new(),
+            pending: Vec::new(),
+        };
+        for &(peer, member) in &round.members {
+            match member {
+                Member::Acked => outcome.acked.push(peer),
+                Member::Failed => outcome.failed.push(peer),
+                Member::Pending if self.failed.contains(&peer) => outcome.failed.push(peer),
+                Member::Pending => outcome.pending.push(peer),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Ends round `key` and returns its outcome. Its operations still outstanding complete
+    /// into nothing (an error still marks the peer failed).
+    pub fn finish(&mut self, key: QuorumKey) -> Result<QuorumOutcome> {
+        let outcome = self.outcome(key)?;
+        self.rounds.retain(|round| round.key != key);
+        Ok(outcome)
+    }
+
+    /// Rounds in flight.
+    pub fn in_flight(&self) -> usize {
+        self.rounds.len()
+    }
+
+    /// Whether `peer` is failed.
+    pub fn is_failed(&self, peer: NodeId) -> bool {
+        self.failed.contains(&peer)
+    }
+
+    /// The failed peers, in id order.
+    pub fn failed_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.failed.iter().copied()
+    }
+
+    /// Marks `peer` failed (e.g. on a `PeerLost` event, or a failure detector's verdict).
+    pub fn mark_failed(&mut self, peer: NodeId) {
+        self.failed.insert(peer);
+    }
+
+    /// Forgets that `peer` failed (after a reconnect); returns whether it was.
+    pub fn revive(&mut self, peer: NodeId) -> bool {
+        self.failed.remove(&peer)
+    }
+
+    fn round(&self, key: QuorumKey) -> Result<&Round> {
+        self.rounds
+            .iter()
+            .find(|round| round.key == key)
+            .ok_or(Error::UnknownQuorum { kind: key.kind, sequence: key.sequence })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! The messages of the handshake and of the control connection, and their encoding in
+//! frames.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::role::MAX_ROLES;
+use crate::spec::check_name;
+use crate::wire::frame::{encode_frame, parse_frame, FrameKind};
+
+/// The most regions one node may offer.
+pub const MAX_REGIONS: usize = 64;
+/// The longest endpoint or descriptor encoding accepted.
+const MAX_BLOB_LEN: usize = 256;
+/// The longest rejection reason accepted.
+const MAX_REASON_LEN: usize = 4096;
+
+/// Who the sender is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Its cluster's name.
+    pub cluster: String,
+    /// Its run.
+    pub run: String,
+    /// Its node id.
+    pub node: u16,
+    /// The digest of its cluster description.
+    pub spec_digest: u32,
+}
+
+/// One role's endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleOffer {
+    /// The role's name.
+    pub name: String,
+    /// The [`Endpoint`](usec_verbs::Endpoint) wire form of the sender's QP of that role
+    /// made for the receiver.
+    pub endpoint: Vec<u8>,
+}
+
+/// One region's descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionOffer {
+    /// The region's name.
+    pub name: String,
+    /// The [`RemoteRegion`](usec_regions::RemoteRegion) wire form.
+    pub descriptor: Vec<u8>,
+}
+
+/// The sender's QP endpoints for the receiver (one per role, in role order) and its
+/// region descriptors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Endpoints by role.
+    pub roles: Vec<RoleOffer>,
+    /// Region descriptors.
+    pub regions: Vec<RegionOffer>,
+}
+
+/// Why a connection is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    /// The reason, for people.
+    pub reason: String,
+}
+
+/// A reconnect request or reply: the sender's fresh endpoints for some roles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconnect {
+    /// The requester's counter; a reply echoes it.
+    pub epoch: u64,
+    /// The roles and the sender's fresh endpoints.
+    pub roles: Vec<RoleOffer>,
+}
+
+/// Changed region descriptors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionUpdate {
+    /// The new descriptors.
+    pub regions: Vec<RegionOffer>,
+}
+
+/// A message of the handshake or of the control connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// Who the sender is.
+    Hello(Hello),
+    /// Endpoints and descriptors.
+    Offer(Offer),
+    /// The sender's QPs to the receiver are connected.
+    Ready,
+    /// The connection is refused.
+    Reject(Reject),
+    /// Reconnect these roles.
+    ReconnectRequest(Reconnect),
+    /// Reconnected; the answerer's endpoints.
+    ReconnectReply(Reconnect),
+    /// New region descriptors.
+    RegionUpdate(RegionUpdate),
+}
+
+impl Message {
+    /// Its frame kind.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Message::Hello(_) => FrameKind::Hello,
+            Message::Offer(_) => FrameKind::Offer,
+            Message::Ready => FrameKind::Ready,
+            Message::Reject(_) => FrameKind::Reject,
+            Message::ReconnectRequest(_) => FrameKind::ReconnectRequest,
+            Message::ReconnectReply(_) => FrameKind::ReconnectReply,
+            Message::RegionUpdate(_) => FrameKind::RegionUpdate,
+        }
+    }
+
+    /// Appends it, framed, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let body = match self {
+            Message::Hello(hello) => to_body(hello),
+            Message::Offer(offer) => to_body(offer),
+            Message::Ready => Vec::new(),
+            Message::Reject(reject) => to_body(reject),
+            Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => to_body(reconnect),
+            Message::RegionUpdate(update) => to_body(update),
+        };
+        encode_frame(self.kind(), &body, out);
+    }
+
+    /// Its framed bytes.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes the message at the start of `bytes`: `Ok(None)` when more bytes are
+    /// needed, else the message and the bytes it took.
+    pub fn decode(bytes: &[u8]) -> Result<Option<(Message, usize)>> {
+        let Some((kind, body, len)) = parse_frame(bytes)? else { return Ok(None) };
+        let message = match kind {
+            FrameKind::Hello => Message::Hello(from_body(body)?),
+            FrameKind::Offer => Message::Offer(from_body(body)?),
+            FrameKind::Ready if body.is_empty() => Message::Ready,
+            FrameKind::Ready => return Err(Error::malformed("body", "a Ready frame carries no body")),
+            FrameKind::Reject => Message::Reject(from_body(body)?),
+            FrameKind::ReconnectRequest => Message::ReconnectRequest(from_body(body)?),
+            FrameKind::ReconnectReply => Message::ReconnectReply(from_body(body)?),
+            FrameKind::RegionUpdate => Message::RegionUpdate(from_body(body)?),
+        };
+        message.check()?;
+        Ok(Some((message, len)))
+    }
+
+    /// Decodes exactly one frame that must fill `bytes`: a truncated frame or trailing
+    /// bytes are errors.
+    pub fn decode_exact(bytes: &[u8]) -> Result<Message> {
+        match Message::decode(bytes)? {
+            Some((message, len)) if len == bytes.len() => Ok(message),
+            Some((_, len)) => {
+                Err(Error::malformed("length", format!("{} bytes after the frame", bytes.len() - len)))
+            }
+            None => Err(Error::TruncatedFrame { have: bytes.len(), need: needed_len(bytes) }),
+        }
+    }
+
+    /// Limits on what a body may hold, beyond what the encoding itself ensures.
+    fn check(&self) -> Result<()> {
+        match self {
+            Message::Hello(hello) => {
+                body_check(check_name("cluster", &hello.cluster, b":+"))?;
+                body_check(check_name("run", &hello.run, b":+"))
+            }
+            Message::Offer(offer) => {
+                check_roles(&offer.roles)?;
+                check_regions(&offer.regions)
+            }
+            Message::Ready => Ok(()),
+            Message::Reject(reject) if reject.reason.len() > MAX_REASON_LEN => {
+                Err(Error::malformed("body", format!("a reason of {} bytes", reject.reason.len())))
+            }
+            Message::Reject(_) => Ok(()),
+            Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => {
+                check_roles(&reconnect.roles)
+            }
+            Message::RegionUpdate(update) => check_regions(&update.regions),
+        }
+    }
+}
+
+fn needed_len(bytes: &[u8]) -> usize {
+    if bytes.len() < crate::wire::HEADER_LEN {
+        return crate::wire::HEADER_LEN;
+    }
+    crate::wire::HEADER_LEN + u32::from_le_bytes(bytes[6..10].try_into().expect("4 bytes")) as usize
+}
+
+fn body_check(result: std::result::Result<(), String>) -> Result<()> {
+    result.map_err(|reason| Error::malformed("body", reason))
+}
+
+fn check_roles(roles: &[RoleOffer]) -> Result<()> {
+    if roles.len() > MAX_ROLES {
+        return Err(Error::malformed("body", format!("{} roles, at most {MAX_ROLES}", roles.len())));
+    }
+    for role in roles {
+        body_check(check_name("role", &role.name, b""))?;
+        if role.endpoint.len() > MAX_BLOB_LEN {
+            return Err(Error::malformed("body", format!("an endpoint of {} bytes", role.endpoint.len())));
+        }
+    }
+    Ok(())
+}
+
+fn check_regions(regions: &[RegionOffer]) -> Result<()> {
+    if regions.len() > MAX_REGIONS {
+        return Err(Error::malformed("body", format!("{} regions, at most {MAX_REGIONS}", regions.len())));
+    }
+    for region in regions {
+        body_check(check_name("region", &region.name, b""))?;
+        if region.descriptor.len() > MAX_BLOB_LEN {
+            return Err(Error::malformed(
+                "body",
+                format!("a descriptor of {} bytes", region.descriptor.len()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn to_body<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("encoding into a Vec cannot fail")
+}
+
+fn from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let (value, rest) = postcard::take_from_bytes(body)
+        .map_err(|err| Error::malformed("body", format!("undecodable: {err}")))?;
+    if !rest.is_empty() {
+        return Err(Error::malformed("body", format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._-]{1,64}"
+    }
+
+    fn blob() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..64)
+    }
+
+    fn role_offers() -> impl Strategy<Value = Vec<RoleOffer>> {
+        proptest::collection::vec(
+            (name(), blob()).prop_map(|(name, endpoint)| RoleOffer { name, endpoint }),
+            0..4,
+        )
+    }
+
+    fn region_offers() -> impl Strategy<Value = Vec<RegionOffer>> {
+        proptest::collection::vec(
+            (name(), blob()).prop_map(|(name, descriptor)| RegionOffer { name, descriptor }),
+            0..4,
+        )
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            ("[A-Za-z0-9.:+_-]{1,64}", "[A-Za-z0-9.:+_-]{1,64}", any::<u16>(), any::<u32>()).prop_map(
+                |(cluster, run, node, spec_digest)| Message::Hello(Hello { cluster, run, node, spec_digest })
+            ),
+            (role_offers(), region_offers())
+                .prop_map(|(roles, regions)| Message::Offer(Offer { roles, regions })),
+            Just(Message::Ready),
+            "\\PC{0,100}".prop_map(|reason| Message::Reject(Reject { reason })),
+            (any::<u64>(), role_offers())
+                .prop_map(|(epoch, roles)| Message::ReconnectRequest(Reconnect { epoch, roles })),
+            (any::<u64>(), role_offers())
+                .prop_map(|(epoch, roles)| Message::ReconnectReply(Reconnect { epoch, roles })),
+            region_offers().prop_map(|regions| Message::RegionUpdate(RegionUpdate { regions })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn messages_round_trip(message in message()) {
+            let frame = message.to_frame();
+            prop_assert_eq!(Message::decode_exact(&frame).unwrap(), message.clone());
+            let mut two = frame.clone();
+            two.extend_from_slice(&frame);
+            let (first, len) = Message::decode(&two).unwrap().unwrap();
+            prop_assert_eq!((first, len), (message, frame.len()));
+        }
+
+        #[test]
+        fn every_truncation_is_refused(message in message()) {
+            let frame = message.to_frame();
+            for cut in 0..frame.len() {
+                let error = Message::decode_exact(&frame[..cut]).unwrap_err();
+                prop_assert!(matches!(error, Error::TruncatedFrame { .. }), "cut {}: {}", cut, error);
+                prop_assert!(Message::decode(&frame[..cut]).unwrap().is_none());
+            }
+        }
+
+        #[test]
+        fn every_single_bit_flip_is_refused(message in message()) {
+            let frame = message.to_frame();
+            for bit in 0..frame.len() * 8 {
+                let mut flipped = frame.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                let result = Message::decode_exact(&flipped);
+                prop_assert!(result.is_err(), "flipping bit {} went unnoticed: {:?}", bit, result);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&bytes);
+            let _ = Message::decode_exact(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=7, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut frame = Vec::new();
+            encode_frame(FrameKind::from_code(kind).unwrap(), &body, &mut frame);
+            let _ = Message::decode_exact(&frame);
+        }
+    }
+
+    #[test]
+    fn bodies_are_checked() {
+        let bad_name = Message::Offer(Offer {
+            roles: vec![RoleOffer { name: "no spaces".into(), endpoint: vec![] }],
+            regions: vec![],
+        });
+        let error = Message::decode_exact(&bad_name.to_frame()).unwrap_err().to_string();
+        assert!(error.contains("malformed frame (body): role \"no spaces\""), "{error}");
+        let mut frame = Vec::new();
+        encode_frame(FrameKind::Ready, b"x", &mut frame);
+        assert!(Message::decode_exact(&frame).unwrap_err().to_string().contains("no body"));
+        let mut frame = Vec::new();
+        encode_frame(FrameKind::Hello, &[0xff; 8], &mut frame);
+        assert!(Message::decode_exact(&frame).unwrap_err().to_string().contains("(body): undecodable"));
+        let mut frame = Message::Ready.to_frame();
+        frame.push(0);
+        assert!(Message::decode_exact(&frame).unwrap_err().to_string().contains("1 bytes after the frame"));
+    }
+}

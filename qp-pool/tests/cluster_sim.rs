@@ -1,0 +1,315 @@
+//! The cluster logic on the sim provider, deterministic: every node in this thread, the
+//! handshake over the in-memory network (no sockets), bootstrap driven with fake time,
+//! the fabric's seeded scheduler under the verbs. Faults: a crash during quorum waits, a
+//! partition, a pause. Each test prints its seed when it fails; `USEC_SEED=<n>` replays
+//! one seed.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{node, REGION, REGION_LEN, REPLICATION};
+use usec_qp_pool::{
+    majority, wait_for, Bootstrap, Cluster, ClusterSpec, ControlEvent, Error, MemoryHub, NodeConfig, NodeId,
+    PollMode, Poller, Progress, QuorumWaiter, RoleSpec, WrId,
+};
+use usec_verbs::sim::{self, SimFabric};
+use usec_verbs::{AccessFlags, AsyncEventKind, Payload, RemoteAddr, SendWr, Status};
+
+/// Prints the seed if the test fails while it is alive.
+struct SeedGuard(u64);
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("FAILING SEED: {} (replay with USEC_SEED={})", self.0, self.0);
+        }
+    }
+}
+
+/// The seeds to run: `USEC_SEED` alone if set, else `0..count`.
+fn seeds(count: u64) -> Vec<u64> {
+    match std::env::var("USEC_SEED") {
+        Ok(seed) => vec![seed.parse().expect("USEC_SEED is a number")],
+        Err(_) => (0..count).collect(),
+    }
+}
+
+struct SimCluster {
+    fabric: SimFabric,
+    sim_nodes: Vec<sim::NodeId>,
+    clusters: Vec<Cluster>,
+    pollers: Vec<Poller>,
+}
+
+fn addr(id: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, id as u8 + 1], 7000))
+}
+
+fn sim_spec(n: u16, seed: u64) -> ClusterSpec {
+    ClusterSpec::new("sim", &format!("seed-{seed}"), (0..n).map(|id| (node(id), addr(id)))).unwrap()
+}
+
+fn sim_config(spec: &ClusterSpec, me: NodeId) -> NodeConfig {
+    let region = Arc::new(usec_verbs::Region::new(REGION_LEN).unwrap());
+    NodeConfig::new(spec.clone(), me)
+        .role(RoleSpec::new(REPLICATION, AccessFlags::REMOTE_WRITE | AccessFlags::REMOTE_READ))
+        .region(REGION, &region, AccessFlags::all_remote())
+        .deadline(Duration::from_secs(5))
+}
+
+/// Polls every bootstrap in turn, fake time advancing 1 ms per round, until all are done.
+fn drive(mut boots: Vec<Bootstrap>) -> Vec<usec_qp_pool::Result<Cluster>> {
+    let mut now_ns = 0;
+    let mut results: Vec<Option<usec_qp_pool::Result<()>>> = boots.iter().map(|_| None).collect();
+    while results.iter().any(Option::is_none) {
+        for (boot, result) in boots.iter_mut().zip(&mut results) {
+            if result.is_none() {
+                match boot.poll(now_ns) {
+                    Ok(Progress::Done) => *result = Some(Ok(())),
+                    Ok(_) => {}
+                    Err(error) => *result = Some(Err(error)),
+                }
+            }
+        }
+        now_ns += 1_000_000;
+    }
+    boots
+        .into_iter()
+        .zip(results)
+        .map(|(boot, result)| result.expect("decided").and_then(|()| boot.finish()))
+        .collect()
+}
+
+impl SimCluster {
+    fn new(test: &str, seed: u64, n: u16) -> SimCluster {
+        let fabric = SimFabric::create(&format!("qp-pool-{test}-{seed}"), seed).unwrap();
+        let hub = MemoryHub::new();
+        let spec = sim_spec(n, seed);
+        let mut sim_nodes = Vec::new();
+        let mut boots = Vec::new();
+        for id in 0..n {
+            let (sim_node, context) = fabric.open_node().unwrap();
+            sim_nodes.push(sim_node);
+            let network = hub.listen(addr(id)).unwrap();
+            boots.push(Bootstrap::start(&context, sim_config(&spec, node(id)), Box::new(network)).unwrap());
+        }
+        let mut clusters: Vec<Cluster> = drive(boots).into_iter().map(|result| result.unwrap()).collect();
+        let pollers = clusters.iter_mut().map(|cluster| cluster.take_poller(&[]).unwrap()).collect();
+        SimCluster { fabric, sim_nodes, clusters, pollers }
+    }
+
+    /// Posts one WRITE of `entry` from `from` to `to` at the entry's slot.
+    fn write(&mut self, from: usize, to: NodeId, kind: u8, entry: u64) {
+        let cluster = &mut self.clusters[from];
+        let role = cluster.role(REPLICATION).unwrap();
+        let region = cluster.remote_region(to, REGION).unwrap();
+        let target = RemoteAddr { addr: region.addr() + entry * 8, rkey: region.rkey() };
+        let wr_id = WrId::new(kind, to, entry).unwrap().to_raw();
+        let bytes = entry.to_le_bytes();
+        cluster.post_send(to, role, &[SendWr::write(wr_id, target, Payload::Inline(&bytes))]).unwrap();
+    }
+
+    /// Node `from` writes `entry` to all its peers and waits for `need` of them.
+    fn replicate(
+        &mut self,
+        from: usize,
+        waiter: &mut QuorumWaiter,
+        entry: u64,
+        need: usize,
+    ) -> usec_qp_pool::Result<usec_qp_pool::QuorumOutcome> {
+        let peers: Vec<NodeId> = self.clusters[from].peers().collect();
+        for &peer in &peers {
+            self.write(from, peer, 1, entry);
+        }
+        let key = waiter.begin(1, entry, &peers, need).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let result =
+            wait_for(&mut self.pollers[from], waiter, key, PollMode::Spin, deadline, &mut |polled: &_| {
+                panic!("a completion of another kind: {polled:?}")
+            });
+        waiter.finish(key).unwrap();
+        result
+    }
+
+    /// Polls node `index` until `waiter` has seen `peer` fail (or gives up).
+    fn drain_until_failed(&mut self, index: usize, waiter: &mut QuorumWaiter, peer: NodeId) {
+        for _ in 0..1_000_000 {
+            if waiter.is_failed(peer) {
+                return;
+            }
+            for polled in self.pollers[index].poll() {
+                assert!(waiter.observe(polled.wr_id, polled.completion.status));
+            }
+        }
+        panic!("node {peer} never failed");
+    }
+
+    fn read(&self, index: usize, entry: u64) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.clusters[index].region(REGION).unwrap().region().read(entry as usize * 8, &mut bytes).unwrap();
+        u64::from_le_bytes(bytes)
+    }
+}
+
+/// Bootstrap, 5 quorum rounds, and the trace hash.
+fn replicate_some(test: &str, seed: u64) -> u64 {
+    let mut sim = SimCluster::new(test, seed, 3);
+    let mut waiter = QuorumWaiter::new();
+    for entry in 1..=5 {
+        sim.replicate(0, &mut waiter, entry, majority(3) - 1).unwrap();
+    }
+    sim.fabric.run_until_idle(100_000);
+    for entry in 1..=5 {
+        assert_eq!((sim.read(1, entry), sim.read(2, entry)), (entry, entry));
+    }
+    sim.fabric.trace_hash()
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    for seed in seeds(5) {
+        let _guard = SeedGuard(seed);
+        let first = replicate_some("replay-a", seed);
+        let second = replicate_some("replay-b", seed);
+        assert_eq!(first, second, "seed {seed} did not replay");
+    }
+    if std::env::var_os("USEC_SEED").is_none() {
+        assert_ne!(replicate_some("replay-c", 0), replicate_some("replay-d", 1), "the seed changes nothing");
+    }
+}
+
+#[test]
+fn a_crash_during_quorum_waits_leaves_the_majority_and_is_tracked() {
+    for seed in seeds(10) {
+        let _guard = SeedGuard(seed);
+        let mut sim = SimCluster::new("crash", seed, 5);
+        let mut waiter = QuorumWaiter::new();
+        sim.replicate(0, &mut waiter, 1, majority(5) - 1).unwrap();
+        let victim = node(1 + (seed % 4) as u16);
+        sim.fabric.crash(sim.sim_nodes[victim.get() as usize]);
+        // Rounds go on with 3 of 4 followers alive: the dead one never stalls them.
+        for entry in 2..=6 {
+            let outcome = sim.replicate(0, &mut waiter, entry, majority(5) - 1).unwrap();
+            assert!(outcome.is_met());
+        }
+        sim.drain_until_failed(0, &mut waiter, victim);
+        assert_eq!(waiter.failed_peers().collect::<Vec<_>>(), vec![victim]);
+        // A round that needs every follower is impossible at once, not at a timeout.
+        let error = sim.replicate(0, &mut waiter, 7, 4).unwrap_err();
+        let Error::QuorumImpossible { failed, .. } = &error else { panic!("{error}") };
+        assert_eq!(failed, &vec![victim], "{error}");
+        // ... and one that needs three still succeeds.
+        sim.replicate(0, &mut waiter, 8, 3).unwrap();
+        // The loss surfaced as an asynchronous event naming the peer.
+        let events: Vec<_> = std::iter::from_fn(|| sim.clusters[0].poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|event| event.event.kind == AsyncEventKind::PeerLost && event.peer == Some(victim)),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_partition_fails_one_peer_and_a_reconnect_heals_it() {
+    for seed in seeds(5) {
+        let _guard = SeedGuard(seed);
+        let mut sim = SimCluster::new("partition", seed, 3);
+        let mut waiter = QuorumWaiter::new();
+        let cut = node(2);
+        sim.fabric.partition(sim.sim_nodes[0], sim.sim_nodes[2]);
+        for entry in 1..=3 {
+            sim.replicate(0, &mut waiter, entry, 1).unwrap();
+        }
+        sim.drain_until_failed(0, &mut waiter, cut);
+        sim.fabric.heal(sim.sim_nodes[0], sim.sim_nodes[2]);
+        // The control plane is not the fabric: the reconnect runs over the control link.
+        let role = sim.clusters[0].role(REPLICATION).unwrap();
+        assert_eq!(sim.clusters[0].qp(cut, role).unwrap().state(), usec_verbs::QpState::Error);
+        sim.clusters[0].start_reconnect(cut, &[]).unwrap();
+        let mut events = Vec::new();
+        while sim.clusters[0].reconnect_pending(cut) {
+            events.extend(sim.clusters[2].poll_control());
+            events.extend(sim.clusters[0].poll_control());
+        }
+        assert!(events.contains(&ControlEvent::Reconnected { peer: cut, roles: vec![role], by_peer: false }));
+        waiter.revive(cut);
+        let outcome = sim.replicate(0, &mut waiter, 4, 2).unwrap();
+        assert_eq!(outcome.acked.len(), 2, "both followers answer again");
+        assert_eq!(sim.read(2, 4), 4);
+    }
+}
+
+#[test]
+fn a_paused_peer_still_serves_writes_and_its_own_posts_wait() {
+    for seed in seeds(5) {
+        let _guard = SeedGuard(seed);
+        let mut sim = SimCluster::new("pause", seed, 3);
+        let mut waiter = QuorumWaiter::new();
+        let paused = node(2);
+        sim.fabric.pause(sim.sim_nodes[2]);
+        // Its NIC answers one-sided writes: every follower acknowledges.
+        let outcome = sim.replicate(0, &mut waiter, 1, 2).unwrap();
+        assert_eq!(outcome.acked.len(), 2);
+        // What it posts itself waits for it to resume.
+        sim.write(2, node(0), 1, 9);
+        for _ in 0..1000 {
+            assert!(sim.pollers[2].poll().next().is_none(), "a paused node's request completed");
+        }
+        assert_eq!(sim.read(0, 9), 0);
+        sim.fabric.resume(sim.sim_nodes[2]);
+        let completion = loop {
+            if let Some(polled) = sim.pollers[2].poll().next() {
+                break polled;
+            }
+        };
+        assert_eq!((completion.wr_id.peer(), completion.completion.status), (node(0), Status::Success));
+        assert_eq!(sim.read(0, 9), 9);
+        assert!(!waiter.is_failed(paused));
+    }
+}
+
+#[test]
+fn a_missing_node_fails_the_bootstrap_in_virtual_time() {
+    let fabric = SimFabric::create("qp-pool-missing", 7).unwrap();
+    let hub = MemoryHub::new();
+    let spec = sim_spec(3, 7);
+    let boots: Vec<Bootstrap> = (0..2)
+        .map(|id| {
+            let (_, context) = fabric.open_node().unwrap();
+            let config = sim_config(&spec, node(id)).deadline(Duration::from_millis(800));
+            Bootstrap::start(&context, config, Box::new(hub.listen(addr(id)).unwrap())).unwrap()
+        })
+        .collect();
+    for result in drive(boots) {
+        let error = result.unwrap_err();
+        let Error::Deadline { missing, waited, .. } = &error else { panic!("{error}") };
+        assert_eq!(*waited, Duration::from_millis(800), "fake time is exact");
+        assert_eq!(missing.len(), 1, "{error}");
+        assert_eq!(missing[0].0, node(2));
+        assert!(missing[0].1.contains("nothing listens on 10.0.0.3:7000"), "{error}");
+    }
+}
+
+#[test]
+fn a_peer_that_accepts_but_never_answers_is_dropped_and_named() {
+    let fabric = SimFabric::create("qp-pool-silent", 3).unwrap();
+    let hub = MemoryHub::new();
+    let spec = sim_spec(2, 3);
+    // Node 1's address accepts connections that nobody ever answers (a stopped process).
+    let mut silent = hub.listen(addr(1)).unwrap();
+    let (_, context) = fabric.open_node().unwrap();
+    let config = sim_config(&spec, node(0)).deadline(Duration::from_secs(12));
+    let boot = Bootstrap::start(&context, config, Box::new(hub.listen(addr(0)).unwrap())).unwrap();
+    let error = drive(vec![boot]).pop().unwrap().unwrap_err().to_string();
+    let mut accepted = 0;
+    while usec_qp_pool::Network::accept(&mut silent).unwrap().is_some() {
+        accepted += 1;
+    }
+    assert!(error.contains("missing node 1") && error.contains("did not finish the handshake"), "{error}");
+    assert_eq!(accepted, 3, "dialed again after each 5 s handshake timeout: at 0, 5 and 10 s");
+}
