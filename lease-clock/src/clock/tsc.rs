@@ -1,0 +1,51 @@
+//! The only `unsafe` of this crate: reading the time-stamp counter and asking the CPU
+//! whether it is invariant. Everything that interprets the counter lives in
+//! [`super::calibrate`].
+#![allow(unsafe_code)]
+
+/// Why the TSC cannot be trusted as a clock here, or `Ok` when the CPU says its TSC is
+/// invariant: it ticks at a constant rate in every P-, C- and T-state (CPUID leaf
+/// `0x8000_0007`, EDX bit 8), so it measures time and not work.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn check_invariant() -> Result<(), String> {
+    use core::arch::x86_64::__cpuid;
+    // `__cpuid` became a safe function in later Rust releases; the block keeps the crate
+    // building with the workspace's minimum Rust version, where it is still `unsafe`.
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x8000_0000 only reports the highest
+    // extended leaf and has no side effects.
+    let highest = unsafe { __cpuid(0x8000_0000) }.eax;
+    if highest < 0x8000_0007 {
+        return Err(format!("CPUID reports no leaf 0x80000007 (highest extended leaf {highest:#x})"));
+    }
+    #[allow(unused_unsafe)]
+    // SAFETY: as above; the leaf was just checked to exist, and reading it has no side effects.
+    let edx = unsafe { __cpuid(0x8000_0007) }.edx;
+    if edx & (1 << 8) == 0 {
+        return Err("CPUID leaf 0x80000007 EDX bit 8 (invariant TSC) is clear".into());
+    }
+    Ok(())
+}
+
+/// Not x86-64: there is no TSC to trust.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn check_invariant() -> Result<(), String> {
+    Err(format!("no TSC on {}", std::env::consts::ARCH))
+}
+
+/// The raw time-stamp counter.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn read() -> u64 {
+    // SAFETY: RDTSC exists on every x86-64 CPU and only reads a counter. The kernel could
+    // forbid it in user mode (CR4.TSD), which it does not do for ordinary processes; the
+    // caller only reads after `check_invariant` succeeded.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Never called: without a TSC the calibrated clock always falls back to the OS clock.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub(crate) fn read() -> u64 {
+    unreachable!("no TSC on this architecture")
+}

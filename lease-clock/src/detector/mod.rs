@@ -1,0 +1,133 @@
+//! Failure detectors: sans-IO judges of one peer each, fed with what was observed of it.
+//!
+//! Every detector implements [`FailureDetector`]: it takes [`Observation`]s with the time
+//! they were made ([`FailureDetector::observe`]), may change its mind as time passes with
+//! nothing observed ([`FailureDetector::tick`]), and reports each change of its
+//! [`Verdict`]. What they observe:
+//!
+//! - reads of the peer's heartbeat counter ([`ReadOutcome`]: the value, an error
+//!   completion, or no completion in time), which [`crate::heartbeat::HeartbeatReader`]
+//!   produces from RDMA READs;
+//! - the provider's own word that the peer is gone ([`Observation::PeerLost`]: the soft
+//!   provider sees a process exit through a pidfd, the sim provider reports a crash).
+//!
+//! The detectors:
+//!
+//! - [`ScoreDetector`] (Mu's): +`score_up` when the counter changed, −`score_down` when it
+//!   did not or the read failed, clamped to `0..=score_max`; suspect below `suspect_below`,
+//!   trust again at `trust_at` or above. Tolerant of a slow read or two.
+//! - [`TimeoutDetector`] (uKharon's): suspect when the counter has not changed for
+//!   `silence_ns`, or after `failed_reads` consecutive errors or timeouts.
+//! - [`PeerLossDetector`]: suspect at once, and for good, on `PeerLost`.
+//! - [`AnyOf`]: suspect when any of several detectors does.
+//!
+//! # Semantics shared by the counter-based detectors
+//!
+//! - A *change* is any value different from the previous one read. A counter that wraps
+//!   (2^64 bumps: never in practice) or goes backwards (the peer restarted and counts
+//!   from 0 again: a new incarnation) is a change, i.e. evidence of life. Telling
+//!   incarnations apart is the membership layer's business; detectors count restarts
+//!   ([`CounterTracker::restarts`]) for it to look at.
+//! - The first value read is a baseline, not a change: a detector starts trusting, and a
+//!   peer that never beats is suspected like one that stopped.
+//! - The peer must bump its counter more often than it is read, or a healthy peer reads as
+//!   unchanged now and then (the score detector absorbs the odd miss; the timeout detector
+//!   only measures time since the last change).
+
+mod any_of;
+mod counter;
+mod peer_loss;
+mod score;
+mod timeout;
+
+pub use any_of::AnyOf;
+pub use counter::{CounterChange, CounterTracker, HeartbeatCounter};
+pub use peer_loss::PeerLossDetector;
+pub use score::{ScoreConfig, ScoreDetector};
+pub use timeout::{TimeoutConfig, TimeoutDetector};
+
+use usec_verbs::Status;
+
+/// How one read of a peer's heartbeat counter ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadOutcome {
+    /// The read completed with this value.
+    Value(u64),
+    /// The read completed with an error (a dead or unreachable peer: `RetryExceeded`; a
+    /// broken connection: `Flushed`; …).
+    Error(Status),
+    /// The read did not complete within the reader's timeout.
+    Timeout,
+}
+
+/// What a detector is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Observation {
+    /// A heartbeat read ended.
+    Read(ReadOutcome),
+    /// The provider reports that the peer is gone.
+    PeerLost,
+}
+
+impl From<ReadOutcome> for Observation {
+    fn from(outcome: ReadOutcome) -> Observation {
+        Observation::Read(outcome)
+    }
+}
+
+/// What a detector thinks of its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Alive, as far as it can tell.
+    Trusted,
+    /// Suspected of having failed since `since_ns` (the observation or tick that decided).
+    Suspected {
+        /// When the detector started suspecting.
+        since_ns: u64,
+    },
+}
+
+impl Verdict {
+    /// Whether this is [`Verdict::Suspected`].
+    pub fn is_suspected(&self) -> bool {
+        matches!(self, Verdict::Suspected { .. })
+    }
+}
+
+/// A sans-IO failure detector for one peer. Times are nanoseconds of the caller's clock
+/// and never decrease from one call to the next.
+pub trait FailureDetector {
+    /// Takes in what was observed at `now_ns`; returns the new verdict if it changed.
+    fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict>;
+
+    /// Lets time pass with nothing observed; returns the new verdict if it changed.
+    fn tick(&mut self, now_ns: u64) -> Option<Verdict>;
+
+    /// The current verdict.
+    fn verdict(&self) -> Verdict;
+}
+
+impl<D: FailureDetector + ?Sized> FailureDetector for Box<D> {
+    fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
+        (**self).observe(now_ns, observation)
+    }
+
+    fn tick(&mut self, now_ns: u64) -> Option<Verdict> {
+        (**self).tick(now_ns)
+    }
+
+    fn verdict(&self) -> Verdict {
+        (**self).verdict()
+    }
+}
+
+/// Moves `verdict` to `suspected` (keeping the first `since_ns`) and says whether it changed.
+fn set_verdict(verdict: &mut Verdict, suspected: bool, now_ns: u64) -> Option<Verdict> {
+    let next = match (*verdict, suspected) {
+        (Verdict::Trusted, true) => Verdict::Suspected { since_ns: now_ns },
+        (Verdict::Suspected { .. }, false) => Verdict::Trusted,
+        _ => return None,
+    };
+    *verdict = next;
+    Some(next)
+}

@@ -1,0 +1,88 @@
+//! [`HeartbeatMonitor`]: a reader and one detector per peer, wired together.
+
+use std::collections::VecDeque;
+
+use crate::detector::{FailureDetector, Observation, Verdict};
+use crate::heartbeat::reader::{drive, HeartbeatReader, HeartbeatReads, PeerObservation};
+
+/// A change of mind about one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerChange {
+    /// The peer.
+    pub peer: usize,
+    /// What the detector now thinks.
+    pub verdict: Verdict,
+}
+
+/// Everything a node runs to watch its peers: a [`HeartbeatReader`] and a detector per
+/// peer, fed with what the reader observes and with whatever else the driver learns
+/// (a `PeerLost` event: [`Self::observe`]). Sans-IO apart from the [`HeartbeatReads`] it
+/// is ticked with. The detectors of peers the reader does not read (the node itself)
+/// are not ticked, so a timeout-based one never suspects them.
+#[derive(Debug)]
+pub struct HeartbeatMonitor<D> {
+    reader: HeartbeatReader,
+    detectors: Vec<D>,
+    changes: VecDeque<PeerChange>,
+}
+
+impl<D: FailureDetector> HeartbeatMonitor<D> {
+    /// One detector per peer of `reader`, in peer order.
+    pub fn new(reader: HeartbeatReader, detectors: Vec<D>) -> HeartbeatMonitor<D> {
+        assert_eq!(reader.peers(), detectors.len(), "one detector per peer");
+        HeartbeatMonitor { reader, detectors, changes: VecDeque::new() }
+    }
+
+    /// Posts the reads due, collects completions and timeouts, feeds the detectors and lets
+    /// them see time pass. Changes of verdict queue up for [`Self::poll_change`].
+    pub fn tick(&mut self, now_ns: u64, port: &mut impl HeartbeatReads) {
+        drive(&mut self.reader, port, now_ns);
+        while let Some(PeerObservation { peer, at_ns, outcome }) = self.reader.poll_observation(now_ns) {
+            self.feed(peer, at_ns, Observation::Read(outcome));
+        }
+        for (peer, detector) in self.detectors.iter_mut().enumerate() {
+            if !self.reader.is_enabled(peer) {
+                continue;
+            }
+            if let Some(verdict) = detector.tick(now_ns) {
+                self.changes.push_back(PeerChange { peer, verdict });
+            }
+        }
+    }
+
+    /// Tells `peer`'s detector what was learnt outside the reads.
+    pub fn observe(&mut self, now_ns: u64, peer: usize, observation: Observation) {
+        self.feed(peer, now_ns, observation);
+    }
+
+    /// The next change of verdict, oldest first.
+    pub fn poll_change(&mut self) -> Option<PeerChange> {
+        self.changes.pop_front()
+    }
+
+    /// What `peer`'s detector thinks now.
+    pub fn verdict(&self, peer: usize) -> Verdict {
+        self.detectors[peer].verdict()
+    }
+
+    /// `peer`'s detector.
+    pub fn detector(&self, peer: usize) -> &D {
+        &self.detectors[peer]
+    }
+
+    /// The reader (e.g. for its next deadline).
+    pub fn reader(&self) -> &HeartbeatReader {
+        &self.reader
+    }
+
+    /// The reader, to enable or disable peers.
+    pub fn reader_mut(&mut self) -> &mut HeartbeatReader {
+        &mut self.reader
+    }
+
+    fn feed(&mut self, peer: usize, now_ns: u64, observation: Observation) {
+        if let Some(verdict) = self.detectors[peer].observe(now_ns, observation) {
+            self.changes.push_back(PeerChange { peer, verdict });
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! [`PoolHeartbeats`]: the heartbeat glue on a `usec-qp-pool` [`Cluster`] — a
+//! `heartbeat` role whose QPs let peers READ, a `heartbeat` region holding this node's
+//! word and a READ slot per peer, and the role's own CQ in a [`Poller`]. Peers are
+//! numbered by their [`NodeId`], so a [`HeartbeatReader`] of the cluster's size reads
+//! them all (with the node's own number disabled).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec};
+use usec_verbs::{AccessFlags, AsyncEventKind, Region, RemoteAddr, SendWr};
+
+use crate::error::{Error, Result};
+use crate::heartbeat::reader::{HeartbeatReader, HeartbeatReads, ReadCompletion, ReaderConfig};
+
+/// The word and each slot sit on a cache line of their own: the word at 0, the slot for
+/// node `n` at `(n + 1) × 64`.
+const SLOT_BYTES: usize = 64;
+
+/// Heartbeats over a qp-pool cluster. Build the node's config with [`Self::configure`],
+/// bootstrap, then [`Self::new`]; each turn of the node's loop, [`Self::publish`] the
+/// counter and tick a [`crate::heartbeat::HeartbeatMonitor`] with [`Self::port`].
+pub struct PoolHeartbeats {
+    role: RoleId,
+    poller: Poller,
+    memory: Arc<Region>,
+    nodes: usize,
+    me: usize,
+    peer_of_qp: HashMap<u32, usize>,
+    pending: VecDeque<ReadCompletion>,
+}
+
+impl fmt::Debug for PoolHeartbeats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolHeartbeats").field("me", &self.me).field("nodes", &self.nodes).finish()
+    }
+}
+
+impl PoolHeartbeats {
+    /// The role's name in the cluster.
+    pub const ROLE: &'static str = "heartbeat";
+    /// The region's name in the cluster.
+    pub const REGION: &'static str = "heartbeat";
+
+    /// Adds the `heartbeat` role (peers may READ) and region to a node's config. Every
+    /// node of the cluster must add it, at the same position among its roles.
+    pub fn configure(config: NodeConfig) -> Result<NodeConfig> {
+        // Slots are indexed by node id, so the region covers the largest id.
+        let largest = config.spec.nodes.keys().map(|node| usize::from(node.get())).max().unwrap_or(0);
+        let nodes = largest.max(usize::from(config.me.get())) + 1;
+        let memory = Arc::new(
+            Region::new(SLOT_BYTES * (nodes + 1))
+                .map_err(Error::region("allocating the heartbeat region"))?,
+        );
+        Ok(config.role(RoleSpec::new(Self::ROLE, AccessFlags::REMOTE_READ)).region(
+            Self::REGION,
+            &memory,
+            AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_READ,
+        ))
+    }
+
+    /// Takes the role's CQ from the bootstrapped `cluster`.
+    pub fn new(cluster: &mut Cluster) -> Result<PoolHeartbeats> {
+        let role = cluster.role(Self::ROLE).map_err(Error::pool("the heartbeat role"))?;
+        let poller = cluster.take_poller(&[role]).map_err(Error::pool("taking the heartbeat CQ"))?;
+        let memory =
+            cluster.region(Self::REGION).map_err(Error::pool("the heartbeat region"))?.region().clone();
+        let me = usize::from(cluster.me().get());
+        let mut peer_of_qp = HashMap::new();
+        let mut nodes = me + 1;
+        for peer in cluster.peers().collect::<Vec<_>>() {
+            let qp = cluster.qp(peer, role).map_err(Error::pool("a heartbeat QP"))?;
+            peer_of_qp.insert(qp.qp_num(), usize::from(peer.get()));
+            nodes = nodes.max(usize::from(peer.get()) + 1);
+        }
+        if memory.len() < SLOT_BYTES * (nodes + 1) {
+            return Err(Error::config("the heartbeat region is too small for the cluster"));
+        }
+        Ok(PoolHeartbeats { role, poller, memory, nodes, me, peer_of_qp, pending: VecDeque::new() })
+    }
+
+    /// A reader of every node of the cluster but this one.
+    pub fn reader(&self, config: ReaderConfig, now_ns: u64) -> HeartbeatReader {
+        let mut reader = HeartbeatReader::new(config, self.nodes, now_ns);
+        reader.set_enabled(self.me, false);
+        reader
+    }
+
+    /// The number of nodes (the reader's and the detectors' peer count).
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// Publishes this node's counter.
+    pub fn publish(&self, value: u64) {
+        self.memory.atomic_u64(0).expect("the word is in bounds and aligned").store(value, Ordering::Release);
+    }
+
+    /// The peer an event of `cluster.poll_event()` reports lost, if it is one of the
+    /// heartbeat role's (each role's QPs report the loss; one is enough).
+    pub fn lost_peer(&self, event: &PoolEvent) -> Option<usize> {
+        let lost = event.event.kind == AsyncEventKind::PeerLost && event.role == Some(self.role);
+        event.peer.filter(|_| lost).map(|peer| usize::from(peer.get()))
+    }
+
+    /// The [`HeartbeatReads`] to tick a reader or monitor with.
+    pub fn port<'a>(&'a mut self, cluster: &'a mut Cluster) -> PoolReads<'a> {
+        PoolReads { heartbeats: self, cluster }
+    }
+}
+
+/// [`HeartbeatReads`] over a cluster: READs posted on the `heartbeat` role, completions
+/// from its poller.
+#[derive(Debug)]
+pub struct PoolReads<'a> {
+    heartbeats: &'a mut PoolHeartbeats,
+    cluster: &'a mut Cluster,
+}
+
+impl HeartbeatReads for PoolReads<'_> {
+    fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()> {
+        let node = u16::try_from(peer).ok().and_then(|id| NodeId::new(id).ok());
+        let node = node.ok_or(Error::UnknownPeer { peer, peers: self.heartbeats.nodes })?;
+        let remote = self
+            .cluster
+            .remote_region(node, PoolHeartbeats::REGION)
+            .map_err(Error::pool("a peer's heartbeat"))?;
+        let word = RemoteAddr { addr: remote.addr(), rkey: remote.rkey() };
+        let local =
+            self.cluster.region(PoolHeartbeats::REGION).map_err(Error::pool("the heartbeat region"))?;
+        let slot = local.sge(SLOT_BYTES * (peer + 1), 8).map_err(Error::verbs("a READ slot"))?;
+        self.cluster
+            .post_send(node, self.heartbeats.role, &[SendWr::read(wr_id, word, &slot)])
+            .map_err(Error::pool("posting a heartbeat READ"))
+    }
+
+    fn poll_completion(&mut self) -> Option<ReadCompletion> {
+        let heartbeats = &mut *self.heartbeats;
+        if heartbeats.pending.is_empty() {
+            for polled in heartbeats.poller.poll() {
+                let completion = polled.completion;
+                let value = match heartbeats.peer_of_qp.get(&completion.qp_num) {
+                    Some(&peer) if completion.is_success() => heartbeats
+                        .memory
+                        .atomic_u64(SLOT_BYTES * (peer + 1))
+                        .expect("slots are in bounds")
+                        .load(Ordering::Acquire),
+                    _ => 0,
+                };
+                heartbeats.pending.push_back(ReadCompletion {
+                    wr_id: completion.wr_id,
+                    status: completion.status,
+                    value,
+                });
+            }
+        }
+        heartbeats.pending.pop_front()
+    }
+}

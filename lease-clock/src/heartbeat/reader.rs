@@ -1,0 +1,345 @@
+//! [`HeartbeatReader`]: when to READ each peer's counter, and what became of each read.
+
+use std::collections::VecDeque;
+
+use usec_verbs::Status;
+
+use crate::detector::ReadOutcome;
+use crate::error::Result;
+
+/// Bits of a `wr_id` that number reads; above them sit the peer (16 bits) and the tag (8).
+const SEQUENCE_BITS: u32 = 40;
+const PEER_BITS: u32 = 16;
+
+/// How often peers are read and how long a read may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReaderConfig {
+    /// A read of each peer is started this often (uKharon: about 30 µs).
+    pub period_ns: u64,
+    /// A read not completed this long after it was posted is reported as
+    /// [`ReadOutcome::Timeout`], and again every `period_ns` while it stays stuck.
+    pub timeout_ns: u64,
+    /// The top byte of every `wr_id` the reader makes, so that its completions can share a
+    /// CQ with other traffic.
+    pub wr_id_tag: u8,
+}
+
+impl Default for ReaderConfig {
+    /// Every 30 µs; 20 µs to complete; tag `0x4b` ('K', for uKharon).
+    fn default() -> ReaderConfig {
+        ReaderConfig { period_ns: 30_000, timeout_ns: 20_000, wr_id_tag: 0x4b }
+    }
+}
+
+/// A READ the driver is to post: `peer`'s heartbeat word into `peer`'s local slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Whom to read.
+    pub peer: usize,
+    /// The `wr_id` to post it with.
+    pub wr_id: u64,
+}
+
+/// A READ that completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadCompletion {
+    /// Its `wr_id`.
+    pub wr_id: u64,
+    /// How it ended.
+    pub status: Status,
+    /// The value that landed in the slot (meaningful on success only).
+    pub value: u64,
+}
+
+/// What a read of one peer came to, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerObservation {
+    /// The peer.
+    pub peer: usize,
+    /// When (the `now_ns` of the call that produced it).
+    pub at_ns: u64,
+    /// The outcome.
+    pub outcome: ReadOutcome,
+}
+
+/// The tiny interface the reader needs from a fabric: post a READ of a peer's heartbeat
+/// word into that peer's local slot, and hand back completions with the value read.
+/// [`crate::heartbeat::VerbsHeartbeats`] implements it over verbs QPs; tests implement it
+/// with a script.
+pub trait HeartbeatReads {
+    /// Posts a READ of `peer`'s heartbeat word into its local slot, with `wr_id`.
+    fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()>;
+
+    /// The next completed READ, if any.
+    fn poll_completion(&mut self) -> Option<ReadCompletion>;
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    wr_id: u64,
+    /// When the next Timeout is due.
+    next_timeout_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PeerState {
+    enabled: bool,
+    next_read_ns: u64,
+    in_flight: Option<InFlight>,
+    sequence: u64,
+}
+
+/// Decides when to read each peer (one read in flight per peer, one started every
+/// `period_ns`), tracks reads in flight against their deadlines, and turns completions
+/// and missed deadlines into [`PeerObservation`]s for the detectors. Sans-IO: time comes
+/// in, [`ReadRequest`]s go out.
+///
+/// Call order on each tick: [`Self::poll_read`] until `None` (posting each), then
+/// [`Self::on_completion`] for each completion, then [`Self::poll_observation`] until
+/// `None`. [`drive`] does the first two against a [`HeartbeatReads`].
+#[derive(Clone, Debug)]
+pub struct HeartbeatReader {
+    config: ReaderConfig,
+    peers: Vec<PeerState>,
+    observations: VecDeque<PeerObservation>,
+    latest_now_ns: u64,
+}
+
+impl HeartbeatReader {
+    /// A reader of `peers` peers (numbered `0..peers`, at most 2^16), first reads spread
+    /// over the first period after `now_ns`.
+    pub fn new(config: ReaderConfig, peers: usize, now_ns: u64) -> HeartbeatReader {
+        assert!(peers <= 1 << PEER_BITS, "at most {} peers", 1 << PEER_BITS);
+        assert!(config.period_ns > 0, "a read period of 0");
+        let spread = |peer: usize| config.period_ns * peer as u64 / peers.max(1) as u64;
+        let peers = (0..peers)
+            .map(|peer| PeerState {
+                enabled: true,
+                next_read_ns: now_ns + spread(peer),
+                in_flight: None,
+                sequence: 0,
+            })
+            .collect();
+        HeartbeatReader { config, peers, observations: VecDeque::new(), latest_now_ns: now_ns }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &ReaderConfig {
+        &self.config
+    }
+
+    /// How many peers it knows.
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Stops (or resumes) reading `peer`, e.g. the node itself. A read in flight is
+    /// forgotten.
+    pub fn set_enabled(&mut self, peer: usize, enabled: bool) {
+        let state = &mut self.peers[peer];
+        state.enabled = enabled;
+        state.in_flight = None;
+        state.next_read_ns = self.latest_now_ns;
+    }
+
+    /// Whether `peer` is read.
+    pub fn is_enabled(&self, peer: usize) -> bool {
+        self.peers[peer].enabled
+    }
+
+    /// The next READ to post, if one is due.
+    pub fn poll_read(&mut self, now_ns: u64) -> Option<ReadRequest> {
+        self.see(now_ns);
+        let tag = u64::from(self.config.wr_id_tag) << (SEQUENCE_BITS + PEER_BITS);
+        let (peer, state) =
+            self.peers.iter_mut().enumerate().find(|(_, state)| {
+                state.enabled && state.in_flight.is_none() && now_ns >= state.next_read_ns
+            })?;
+        state.sequence = (state.sequence + 1) & ((1 << SEQUENCE_BITS) - 1);
+        let wr_id = tag | (peer as u64) << SEQUENCE_BITS | state.sequence;
+        state.in_flight =
+            Some(InFlight { wr_id, next_timeout_ns: now_ns.saturating_add(self.config.timeout_ns) });
+        state.next_read_ns = now_ns.saturating_add(self.config.period_ns);
+        Some(ReadRequest { peer, wr_id })
+    }
+
+    /// A READ could not be posted: it counts as a failed read now.
+    pub fn on_post_failed(&mut self, now_ns: u64, request: ReadRequest) {
+        self.on_completion(
+            now_ns,
+            ReadCompletion { wr_id: request.wr_id, status: Status::LocalQpOperationError, value: 0 },
+        );
+    }
+
+    /// A READ completed. Returns false for a completion that is not one of this reader's
+    /// reads in flight (another tag, a forgotten read), which is otherwise ignored.
+    pub fn on_completion(&mut self, now_ns: u64, completion: ReadCompletion) -> bool {
+        self.see(now_ns);
+        let Some(peer) = self.peer_of(completion.wr_id) else { return false };
+        let state = &mut self.peers[peer];
+        if state.in_flight.map(|read| read.wr_id) != Some(completion.wr_id) {
+            return false;
+        }
+        state.in_flight = None;
+        let outcome = match completion.status {
+            Status::Success => ReadOutcome::Value(completion.value),
+            status => ReadOutcome::Error(status),
+        };
+        self.observations.push_back(PeerObservation { peer, at_ns: now_ns, outcome });
+        true
+    }
+
+    /// The next observation: completions first, in arrival order, then the timeouts due at
+    /// `now_ns`.
+    pub fn poll_observation(&mut self, now_ns: u64) -> Option<PeerObservation> {
+        self.see(now_ns);
+        if let Some(observation) = self.observations.pop_front() {
+            return Some(observation);
+        }
+        let period_ns = self.config.period_ns;
+        for (peer, state) in self.peers.iter_mut().enumerate() {
+            if let Some(read) = state.in_flight.as_mut().filter(|read| now_ns >= read.next_timeout_ns) {
+                read.next_timeout_ns = now_ns.saturating_add(period_ns);
+                return Some(PeerObservation { peer, at_ns: now_ns, outcome: ReadOutcome::Timeout });
+            }
+        }
+        None
+    }
+
+    /// When the reader next has something to do (a read to start or a timeout to report).
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        self.peers
+            .iter()
+            .filter(|state| state.enabled)
+            .map(|state| state.in_flight.map_or(state.next_read_ns, |read| read.next_timeout_ns))
+            .min()
+    }
+
+    fn peer_of(&self, wr_id: u64) -> Option<usize> {
+        let tag = (wr_id >> (SEQUENCE_BITS + PEER_BITS)) as u8;
+        let peer = ((wr_id >> SEQUENCE_BITS) & ((1 << PEER_BITS) - 1)) as usize;
+        (tag == self.config.wr_id_tag && peer < self.peers.len()).then_some(peer)
+    }
+
+    fn see(&mut self, now_ns: u64) {
+        assert!(now_ns >= self.latest_now_ns, "time went backwards from {} to {now_ns}", self.latest_now_ns);
+        self.latest_now_ns = now_ns;
+    }
+}
+
+/// Posts every read due at `now_ns` through `port`, then feeds every completion it has
+/// back to `reader`. A refused post counts as a failed read. Returns the completions
+/// that were not the reader's.
+pub fn drive(
+    reader: &mut HeartbeatReader,
+    port: &mut impl HeartbeatReads,
+    now_ns: u64,
+) -> Vec<ReadCompletion> {
+    while let Some(request) = reader.poll_read(now_ns) {
+        if port.post_read(request.peer, request.wr_id).is_err() {
+            reader.on_post_failed(now_ns, request);
+        }
+    }
+    let mut foreign = Vec::new();
+    while let Some(completion) = port.poll_completion() {
+        if !reader.on_completion(now_ns, completion) {
+            foreign.push(completion);
+        }
+    }
+    foreign
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ReaderConfig {
+        ReaderConfig { period_ns: 100, timeout_ns: 40, wr_id_tag: 7 }
+    }
+
+    fn success(request: ReadRequest, value: u64) -> ReadCompletion {
+        ReadCompletion { wr_id: request.wr_id, status: Status::Success, value }
+    }
+
+    #[test]
+    fn reads_each_peer_once_per_period_spread_out() {
+        let mut reader = HeartbeatReader::new(config(), 2, 0);
+        let first = reader.poll_read(0).unwrap();
+        assert_eq!(first.peer, 0);
+        assert_eq!(first.wr_id >> 56, 7, "tagged");
+        assert_eq!(reader.poll_read(0), None, "peer 1 starts half a period later");
+        assert_eq!(reader.poll_read(50).unwrap().peer, 1);
+        assert!(reader.on_completion(60, success(first, 5)));
+        assert_eq!(
+            reader.poll_observation(60),
+            Some(PeerObservation { peer: 0, at_ns: 60, outcome: ReadOutcome::Value(5) })
+        );
+        assert_eq!(reader.poll_read(99), None);
+        assert_eq!(reader.poll_read(100).unwrap().peer, 0);
+    }
+
+    #[test]
+    fn a_stuck_read_times_out_once_per_period_and_blocks_new_reads() {
+        let mut reader = HeartbeatReader::new(config(), 1, 0);
+        let stuck = reader.poll_read(0).unwrap();
+        assert_eq!(reader.next_deadline_ns(), Some(40));
+        assert_eq!(reader.poll_observation(39), None);
+        assert_eq!(reader.poll_observation(40).map(|o| o.outcome), Some(ReadOutcome::Timeout));
+        assert_eq!(reader.poll_observation(41), None);
+        assert_eq!(reader.poll_read(100), None, "one read in flight per peer");
+        assert_eq!(reader.poll_observation(140).map(|o| o.at_ns), Some(140));
+        // It completes after all, with an error: reported, and reading resumes.
+        let failed = ReadCompletion { wr_id: stuck.wr_id, status: Status::RetryExceeded, value: 0 };
+        assert!(reader.on_completion(150, failed));
+        assert_eq!(
+            reader.poll_observation(150).map(|o| o.outcome),
+            Some(ReadOutcome::Error(Status::RetryExceeded))
+        );
+        assert!(reader.poll_read(150).is_some());
+    }
+
+    #[test]
+    fn foreign_and_stale_completions_are_ignored() {
+        let mut reader = HeartbeatReader::new(config(), 1, 0);
+        let request = reader.poll_read(0).unwrap();
+        assert!(!reader.on_completion(1, ReadCompletion { wr_id: 12, status: Status::Success, value: 1 }));
+        assert!(reader.on_completion(2, success(request, 1)));
+        assert!(!reader.on_completion(3, success(request, 1)), "already completed");
+        reader.set_enabled(0, false);
+        assert_eq!(reader.poll_read(1_000), None);
+        assert_eq!(reader.next_deadline_ns(), None);
+    }
+
+    struct Script {
+        posted: Vec<(usize, u64)>,
+        refuse: bool,
+    }
+
+    impl HeartbeatReads for Script {
+        fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()> {
+            if self.refuse {
+                return Err(crate::Error::config("refused"));
+            }
+            self.posted.push((peer, wr_id));
+            Ok(())
+        }
+
+        fn poll_completion(&mut self) -> Option<ReadCompletion> {
+            let (_, wr_id) = self.posted.pop()?;
+            Some(ReadCompletion { wr_id, status: Status::Success, value: 9 })
+        }
+    }
+
+    #[test]
+    fn drive_posts_and_collects_and_refusals_are_failures() {
+        let mut reader = HeartbeatReader::new(config(), 3, 0);
+        let mut script = Script { posted: Vec::new(), refuse: false };
+        assert!(drive(&mut reader, &mut script, 70).is_empty());
+        let values: Vec<_> = std::iter::from_fn(|| reader.poll_observation(70)).map(|o| o.outcome).collect();
+        assert_eq!(values, vec![ReadOutcome::Value(9); 3]);
+        script.refuse = true;
+        drive(&mut reader, &mut script, 170);
+        let observation = reader.poll_observation(170).unwrap();
+        assert_eq!(observation.outcome, ReadOutcome::Error(Status::LocalQpOperationError));
+    }
+}

@@ -1,0 +1,195 @@
+//! [`VerbsHeartbeats`]: heartbeats over plain verbs QPs — the node's own counter in a
+//! registered word that peers READ, one QP per peer, and a slot per peer that READs land
+//! in.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use usec_verbs::{
+    AccessFlags, AsyncEventKind, Completion, CompletionQueue, ConnectOptions, Context, Endpoint,
+    MemoryRegion, ProtectionDomain, QpOptions, QueuePair, Region, RemoteAddr, SendWr, Sge,
+};
+
+use crate::error::{Error, Result};
+use crate::heartbeat::reader::{HeartbeatReads, ReadCompletion};
+
+/// Each peer's slot, and the published word, sit on a cache line of their own.
+const SLOT_BYTES: usize = 64;
+
+/// What a peer needs to read this node's heartbeat: the endpoint of this node's QP for
+/// that peer, and where the counter lives. Text form: `<endpoint> <addr hex> <rkey hex>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatEndpoint {
+    /// The QP the peer connects to.
+    pub endpoint: Endpoint,
+    /// The heartbeat word.
+    pub heartbeat: RemoteAddr,
+}
+
+impl fmt::Display for HeartbeatEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:x} {:x}", self.endpoint, self.heartbeat.addr, self.heartbeat.rkey)
+    }
+}
+
+impl FromStr for HeartbeatEndpoint {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<HeartbeatEndpoint> {
+        let bad = |why: &str| Error::config(format!("heartbeat endpoint {text:?}: {why}"));
+        let mut words = text.split_whitespace();
+        let mut next = |what: &str| words.next().ok_or_else(|| bad(&format!("missing {what}")));
+        let endpoint = next("the endpoint")?.parse().map_err(|_| bad("bad endpoint"))?;
+        let addr = u64::from_str_radix(next("the address")?, 16).map_err(|_| bad("bad address"))?;
+        let rkey = u32::from_str_radix(next("the rkey")?, 16).map_err(|_| bad("bad rkey"))?;
+        Ok(HeartbeatEndpoint { endpoint, heartbeat: RemoteAddr { addr, rkey } })
+    }
+}
+
+/// One node's heartbeat glue: its published counter, and a QP and a READ slot per peer
+/// (peers numbered `0..peers`; the node's own number is simply never connected or read).
+/// Implements [`HeartbeatReads`] for a [`crate::heartbeat::HeartbeatReader`].
+pub struct VerbsHeartbeats {
+    // Declared first: QPs go before the CQ and the memory.
+    qps: Vec<QueuePair>,
+    cq: CompletionQueue,
+    context: Context,
+    published_mr: MemoryRegion,
+    published: Arc<Region>,
+    slots_mr: MemoryRegion,
+    slots: Arc<Region>,
+    remotes: Vec<Option<RemoteAddr>>,
+    peer_of_qp: HashMap<u32, usize>,
+    batch: [Completion; 16],
+    pending: VecDeque<Completion>,
+}
+
+impl fmt::Debug for VerbsHeartbeats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerbsHeartbeats").field("peers", &self.qps.len()).finish()
+    }
+}
+
+impl VerbsHeartbeats {
+    /// The glue for `peers` peers on `pd`, with QPs created (not connected).
+    pub fn new(pd: &ProtectionDomain, peers: usize) -> Result<VerbsHeartbeats> {
+        let context = pd.context().clone();
+        let depth = u32::try_from(4 * peers.max(1)).map_err(|_| Error::config("too many peers"))?;
+        let cq = context.create_cq(depth).map_err(Error::verbs("creating the heartbeat CQ"))?;
+        let published =
+            Arc::new(Region::new(SLOT_BYTES).map_err(Error::region("allocating the heartbeat word"))?);
+        let published_mr = pd
+            .register(&published, AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_READ)
+            .map_err(Error::verbs("registering the heartbeat word"))?;
+        let slots = Arc::new(
+            Region::new(SLOT_BYTES * peers.max(1)).map_err(Error::region("allocating the READ slots"))?,
+        );
+        let slots_mr = pd
+            .register(&slots, AccessFlags::LOCAL_WRITE)
+            .map_err(Error::verbs("registering the READ slots"))?;
+        let mut qps = Vec::with_capacity(peers);
+        let mut peer_of_qp = HashMap::new();
+        for peer in 0..peers {
+            let qp = pd
+                .create_qp(&cq, &cq, &QpOptions::default())
+                .map_err(Error::verbs("creating a heartbeat QP"))?;
+            peer_of_qp.insert(qp.qp_num(), peer);
+            qps.push(qp);
+        }
+        Ok(VerbsHeartbeats {
+            qps,
+            cq,
+            context,
+            published_mr,
+            published,
+            slots_mr,
+            slots,
+            remotes: vec![None; peers],
+            peer_of_qp,
+            batch: [Completion::default(); 16],
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// What `peer` needs to connect to this node and read its heartbeat.
+    pub fn local(&self, peer: usize) -> Result<HeartbeatEndpoint> {
+        let qp = self.qps.get(peer).ok_or(Error::UnknownPeer { peer, peers: self.qps.len() })?;
+        let heartbeat = self.published_mr.remote_addr(0).map_err(Error::verbs("the heartbeat word"))?;
+        Ok(HeartbeatEndpoint { endpoint: qp.endpoint(), heartbeat })
+    }
+
+    /// Connects this node's QP for `peer` to the peer's QP for this node, and remembers
+    /// where the peer's heartbeat lives.
+    pub fn connect(
+        &mut self,
+        peer: usize,
+        remote: &HeartbeatEndpoint,
+        options: &ConnectOptions,
+    ) -> Result<()> {
+        let peers = self.qps.len();
+        let qp = self.qps.get_mut(peer).ok_or(Error::UnknownPeer { peer, peers })?;
+        qp.connect(&remote.endpoint, options).map_err(Error::verbs("connecting a heartbeat QP"))?;
+        self.remotes[peer] = Some(remote.heartbeat);
+        Ok(())
+    }
+
+    /// Publishes this node's counter (what [`crate::detector::HeartbeatCounter::tick`]
+    /// returned).
+    pub fn publish(&self, value: u64) {
+        self.published
+            .atomic_u64(0)
+            .expect("the word is in bounds and aligned")
+            .store(value, Ordering::Release);
+    }
+
+    /// The peer whose QP has number `qp_num`.
+    pub fn peer_of_qp(&self, qp_num: u32) -> Option<usize> {
+        self.peer_of_qp.get(&qp_num).copied()
+    }
+
+    /// Drains the context's asynchronous events and returns the peers reported lost; other
+    /// events (and losses on QPs that are not this glue's) are dropped. Meant for a context
+    /// the heartbeat glue has to itself.
+    pub fn poll_lost_peers(&self) -> Vec<usize> {
+        let mut lost = Vec::new();
+        while let Some(event) = self.context.poll_event() {
+            if event.kind == AsyncEventKind::PeerLost {
+                lost.extend(event.qp_num.and_then(|qp_num| self.peer_of_qp(qp_num)));
+            }
+        }
+        lost
+    }
+
+    fn slot_sge(&self, peer: usize) -> Result<Sge> {
+        self.slots_mr.sge(peer * SLOT_BYTES, 8).map_err(Error::verbs("a READ slot"))
+    }
+}
+
+impl HeartbeatReads for VerbsHeartbeats {
+    fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()> {
+        let peers = self.qps.len();
+        let remote = self.remotes.get(peer).copied().flatten().ok_or(Error::UnknownPeer { peer, peers })?;
+        let sge = self.slot_sge(peer)?;
+        self.qps[peer]
+            .post_send(&[SendWr::read(wr_id, remote, &sge)])
+            .map_err(Error::verbs("posting a heartbeat READ"))
+    }
+
+    fn poll_completion(&mut self) -> Option<ReadCompletion> {
+        if self.pending.is_empty() {
+            let count = self.cq.poll(&mut self.batch);
+            self.pending.extend(&self.batch[..count]);
+        }
+        let completion = self.pending.pop_front()?;
+        let value = match self.peer_of_qp(completion.qp_num) {
+            Some(peer) if completion.is_success() => {
+                self.slots.atomic_u64(peer * SLOT_BYTES).expect("slots are in bounds").load(Ordering::Acquire)
+            }
+            _ => 0,
+        };
+        Some(ReadCompletion { wr_id: completion.wr_id, status: completion.status, value })
+    }
+}

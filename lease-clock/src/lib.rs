@@ -1,0 +1,121 @@
+//! Calibrated monotonic clocks, RDMA heartbeats, failure detectors and microsecond leases
+//! without synchronised clocks.
+//!
+//! - [`clock`]: where `now` comes from — the TSC where it is invariant, else the OS
+//!   monotonic clock ([`clock::CalibratedClock`], with a report of the choice), virtual
+//!   time with drift for simulations ([`clock::SimClock`]).
+//! - [`detector`]: heartbeat counters and failure detectors (Mu's score, uKharon's
+//!   timeout, the provider's peer-death signal, and any combination).
+//! - [`heartbeat`]: reading peers' counters with RDMA READ on a schedule, and the verbs
+//!   glue.
+//! - [`lease`]: exclusive leases of microseconds with only a bound ρ on clock drift; the
+//!   rule and its proof are in the module's documentation.
+//!
+//! Every role is a sans-IO object: it reads no clock and makes no system call; the caller
+//! passes `now` in and carries out what the role returns. The same code therefore runs in
+//! a busy-polling thread on a real fabric and, deterministically, under the sim provider.
+//!
+//! # A tour
+//!
+//! Three nodes on a simulated fabric read each other's heartbeats; one crashes and the
+//! others suspect it. Then a lease changes hands without the two holders ever believing
+//! at once.
+//!
+//! ```
+//! use usec_lease_clock::clock::{Clock, SimClock};
+//! use usec_lease_clock::detector::{HeartbeatCounter, ScoreConfig, ScoreDetector, Verdict};
+//! use usec_lease_clock::heartbeat::{HeartbeatMonitor, HeartbeatReader, ReaderConfig, VerbsHeartbeats};
+//! use usec_verbs::sim::{NodeId, SimFabric};
+//! use usec_verbs::{ConnectOptions, Context};
+//!
+//! /// One node: its clock, its own counter, the verbs glue, a score detector per peer.
+//! struct Node {
+//!     id: NodeId,
+//!     clock: SimClock,
+//!     counter: HeartbeatCounter,
+//!     monitor: HeartbeatMonitor<ScoreDetector>,
+//!     glue: VerbsHeartbeats,
+//!     _context: Context,
+//! }
+//!
+//! impl Node {
+//!     /// What the node's driver thread does in each turn of its loop.
+//!     fn tick(&mut self) {
+//!         let now = self.clock.now_ns();
+//!         if let Some(value) = self.counter.tick(now) {
+//!             self.glue.publish(value);
+//!         }
+//!         self.monitor.tick(now, &mut self.glue);
+//!     }
+//! }
+//!
+//! let fabric = SimFabric::create("lease-clock-tour", 42)?;
+//! fabric.set_auto_advance(false); // the loop below moves virtual time itself
+//! let mut nodes = Vec::new();
+//! for (index, drift_ppm) in [100, -100, 0].into_iter().enumerate() {
+//!     let (id, context) = fabric.open_node()?;
+//!     let clock = SimClock::with_drift(&fabric, drift_ppm, 0); // 100 ppm fast, slow, exact
+//!     let glue = VerbsHeartbeats::new(&context.alloc_pd()?, 3)?;
+//!     let mut reader = HeartbeatReader::new(ReaderConfig::default(), 3, clock.now_ns());
+//!     reader.set_enabled(index, false); // nobody reads itself
+//!     let detectors = (0..3).map(|_| ScoreDetector::new(ScoreConfig::default())).collect();
+//!     let monitor = HeartbeatMonitor::new(reader, detectors);
+//!     nodes.push(Node { id, clock, counter: HeartbeatCounter::new(5_000), monitor, glue, _context: context });
+//! }
+//! for a in 0..3 {
+//!     for b in a + 1..3 {
+//!         let (to_a, to_b) = (nodes[a].glue.local(b)?, nodes[b].glue.local(a)?);
+//!         nodes[a].glue.connect(b, &to_b, &ConnectOptions::default())?;
+//!         nodes[b].glue.connect(a, &to_a, &ConnectOptions::default())?;
+//!     }
+//! }
+//!
+//! // Advance virtual time a microsecond at a time and tick every live node.
+//! let run = |nodes: &mut [Node], until_ns: u64, crashed: Option<usize>| {
+//!     while fabric.now_ns() < until_ns {
+//!         fabric.advance_by(1_000);
+//!         for (index, node) in nodes.iter_mut().enumerate() {
+//!             if Some(index) != crashed {
+//!                 node.tick();
+//!             }
+//!         }
+//!     }
+//! };
+//! run(&mut nodes, 500_000, None);
+//! assert_eq!(nodes[0].monitor.verdict(2), Verdict::Trusted);
+//!
+//! fabric.crash(nodes[2].id);
+//! run(&mut nodes, 700_000, Some(2)); // four missed reads 30 µs apart, and then some
+//! assert!(nodes[0].monitor.verdict(2).is_suspected() && nodes[1].monitor.verdict(2).is_suspected());
+//! assert_eq!(nodes[0].monitor.verdict(1), Verdict::Trusted);
+//!
+//! // Leases: the holder counts Δ from when it asked; the grantor keeps others waiting
+//! // for Δ stretched by the drift bound (plus slack) after its last grant.
+//! use usec_lease_clock::lease::*;
+//! let config = GrantorConfig { lease_ns: 20_000, drift: DriftBound::from_ppm(1_000)?, slack_ns: 500 };
+//! let mut grantor = LeaseGrantor::new(config, GrantorStart::Fresh, 0)?;
+//! let mut alice = LeaseHolder::new(HolderId(1), HolderConfig::default());
+//! let mut bob = LeaseHolder::new(HolderId(2), HolderConfig::default());
+//!
+//! let ask = alice.poll_request(1_000).expect("Alice wants the lease"); // her clock
+//! let reply = grantor.on_request(5_000, &ask); // the grantor's clock
+//! alice.on_reply(3_000, &reply);
+//! assert!(alice.is_valid(20_999) && !alice.is_valid(21_000)); // 1 000 + Δ
+//!
+//! let ask = bob.poll_request(50).expect("Bob wants it too");
+//! let reply = grantor.on_request(24_000, &ask);
+//! assert!(matches!(reply, LeaseReply::Denied { .. })); // until 5 000 + 20 542
+//! let ask = bob.request(60);
+//! assert!(matches!(grantor.on_request(25_542, &ask), LeaseReply::Granted { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod clock;
+pub mod detector;
+mod error;
+pub mod heartbeat;
+pub mod lease;
+
+pub use error::{Error, Result};

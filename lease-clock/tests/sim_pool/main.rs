@@ -1,0 +1,139 @@
+//! The heartbeat glue on a `usec-qp-pool` cluster, under the sim provider: nodes
+//! bootstrapped over the in-memory network in this thread, then the same reader and
+//! detectors as everywhere, fed through [`PoolHeartbeats`]. A paused node is suspected
+//! (its READs show no change) and trusted again on resume; a crash is suspected by every
+//! survivor, through the score detector and through the cluster's `PeerLost` events.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use usec_lease_clock::clock::{Clock, SimClock};
+use usec_lease_clock::detector::{
+    AnyOf, FailureDetector, HeartbeatCounter, Observation, PeerLossDetector, ScoreConfig, ScoreDetector,
+    Verdict,
+};
+use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
+use usec_qp_pool::{Bootstrap, Cluster, ClusterSpec, MemoryHub, NodeConfig, NodeId, Progress};
+use usec_verbs::sim::{self, SimFabric};
+
+struct Node {
+    sim_node: sim::NodeId,
+    clock: SimClock,
+    counter: HeartbeatCounter,
+    monitor: HeartbeatMonitor<Box<dyn FailureDetector + Send>>,
+    heartbeats: PoolHeartbeats,
+    cluster: Cluster,
+}
+
+impl Node {
+    fn tick(&mut self) {
+        let now = self.clock.now_ns();
+        if let Some(value) = self.counter.tick(now) {
+            self.heartbeats.publish(value);
+        }
+        while let Some(event) = self.cluster.poll_event() {
+            if let Some(peer) = self.heartbeats.lost_peer(&event) {
+                self.monitor.observe(now, peer, Observation::PeerLost);
+            }
+        }
+        self.monitor.tick(now, &mut self.heartbeats.port(&mut self.cluster));
+    }
+}
+
+fn addr(id: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, id as u8 + 1], 7000))
+}
+
+/// Bootstraps `n` nodes on `fabric`, each polled in turn with fake time.
+fn bootstrap(fabric: &SimFabric, n: u16, seed: u64) -> Vec<(sim::NodeId, Cluster)> {
+    let hub = MemoryHub::new();
+    let nodes = (0..n).map(|id| (NodeId::new(id).unwrap(), addr(id)));
+    let spec = ClusterSpec::new("lease-clock", &format!("seed-{seed}"), nodes).unwrap();
+    let mut boots = Vec::new();
+    let mut sim_nodes = Vec::new();
+    for id in 0..n {
+        let (sim_node, context) = fabric.open_node().unwrap();
+        let config = NodeConfig::new(spec.clone(), NodeId::new(id).unwrap()).deadline(Duration::from_secs(5));
+        let config = PoolHeartbeats::configure(config).unwrap();
+        boots.push(Bootstrap::start(&context, config, Box::new(hub.listen(addr(id)).unwrap())).unwrap());
+        sim_nodes.push(sim_node);
+    }
+    let mut done = vec![false; boots.len()];
+    let mut now_ns = 0;
+    while done.iter().any(|done| !done) {
+        for (boot, done) in boots.iter_mut().zip(&mut done) {
+            if !*done {
+                *done = boot.poll(now_ns).expect("bootstrap") == Progress::Done;
+            }
+        }
+        now_ns += 1_000_000;
+    }
+    sim_nodes.into_iter().zip(boots).map(|(sim_node, boot)| (sim_node, boot.finish().unwrap())).collect()
+}
+
+#[test]
+fn a_crashed_node_of_a_pool_cluster_is_suspected_by_every_survivor() {
+    let seed = common::seed("pool heartbeats");
+    let fabric = SimFabric::create(&format!("lease-clock-pool-{seed}"), seed).unwrap();
+    let mut nodes: Vec<Node> = bootstrap(&fabric, 3, seed)
+        .into_iter()
+        .map(|(sim_node, mut cluster)| {
+            let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
+            let clock = SimClock::new(&fabric);
+            let reader = heartbeats.reader(ReaderConfig::default(), clock.now_ns());
+            let detectors = (0..heartbeats.nodes())
+                .map(|_| -> Box<dyn FailureDetector + Send> {
+                    Box::new(AnyOf::new(vec![
+                        Box::new(ScoreDetector::new(ScoreConfig::default())),
+                        Box::new(PeerLossDetector::new()),
+                    ]))
+                })
+                .collect();
+            let monitor = HeartbeatMonitor::new(reader, detectors);
+            Node { sim_node, clock, counter: HeartbeatCounter::new(5_000), monitor, heartbeats, cluster }
+        })
+        .collect();
+    fabric.set_auto_advance(false);
+    let run = |nodes: &mut [Node], span_ns: u64, crashed: Option<usize>| {
+        let end = fabric.now_ns() + span_ns;
+        while fabric.now_ns() < end {
+            fabric.advance_by(1_000);
+            for (index, node) in nodes.iter_mut().enumerate() {
+                if Some(index) != crashed {
+                    node.tick();
+                }
+            }
+        }
+    };
+    run(&mut nodes, 500_000, None);
+    for (observer, node) in nodes.iter().enumerate() {
+        for peer in (0..3).filter(|&peer| peer != observer) {
+            assert_eq!(node.monitor.verdict(peer), Verdict::Trusted, "seed {seed}: {observer} about {peer}");
+        }
+        assert!(node.counter.value() > 50, "seed {seed}: node {observer} beat");
+    }
+    // A pause: the paused node's word stays readable but stops changing, so only the
+    // READs through the pool's heartbeat role can reveal it.
+    fabric.pause(nodes[2].sim_node);
+    run(&mut nodes, 300_000, Some(2));
+    assert!(nodes[0].monitor.verdict(2).is_suspected(), "seed {seed}: the paused node is suspected");
+    fabric.resume(nodes[2].sim_node);
+    run(&mut nodes, 150_000, None);
+    assert_eq!(nodes[0].monitor.verdict(2), Verdict::Trusted, "seed {seed}: trusted again after resuming");
+
+    fabric.crash(nodes[1].sim_node);
+    let crashed_at = fabric.now_ns();
+    run(&mut nodes, 200_000, Some(1));
+    for observer in [0, 2] {
+        match nodes[observer].monitor.verdict(1) {
+            Verdict::Suspected { .. } => {}
+            Verdict::Trusted => {
+                panic!("seed {seed}: node {observer} still trusts the node crashed at {crashed_at}")
+            }
+        }
+        assert_eq!(nodes[observer].monitor.verdict(2 - observer), Verdict::Trusted, "seed {seed}");
+    }
+}
