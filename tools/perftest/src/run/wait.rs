@@ -1,0 +1,149 @@
+//! Busy-waiting, as perftest does, but never forever: a wait that makes no progress looks
+//! at the control connection now and then, and gives up with one line when the peer has
+//! gone or nothing has happened for a long time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use usec_verbs::{Completion, CompletionQueue};
+
+use crate::control::Control;
+
+/// Spins between looks at the clock.
+const SPINS_PER_CHECK: u32 = 1 << 14;
+/// How long a wait may go without progress before the control connection is checked.
+const QUIET_BEFORE_CHECKING: Duration = Duration::from_millis(500);
+/// How long a wait may go without progress at all.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Watches one wait.
+#[derive(Debug, Default)]
+pub struct Watchdog {
+    spins: u32,
+    since: Option<Instant>,
+}
+
+impl Watchdog {
+    /// Called on every empty spin; fails when the peer is gone or the wait stalled.
+    #[inline]
+    pub fn spin(&mut self, control: &mut Control, waiting_for: &str) -> Result<()> {
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins % SPINS_PER_CHECK != 0 {
+            return Ok(());
+        }
+        self.check(control, waiting_for)
+    }
+
+    /// Empty spins so far.
+    pub fn spins(&self) -> u32 {
+        self.spins
+    }
+
+    #[cold]
+    fn check(&mut self, control: &mut Control, waiting_for: &str) -> Result<()> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let quiet = since.elapsed();
+        if quiet >= QUIET_BEFORE_CHECKING && control.peer_gone() {
+            // The peer may have reported why; that is the better message.
+            control.receive()?;
+            bail!("the {} stopped while this side waited for {waiting_for}", control.peer_role);
+        }
+        if quiet >= STALL_LIMIT {
+            bail!("no progress for {} s while waiting for {waiting_for}", STALL_LIMIT.as_secs());
+        }
+        Ok(())
+    }
+}
+
+/// Waits for one completion on `cq` and checks that it succeeded. `give_up` is asked on
+/// every look at the clock; when it says so, returns `None` (a timed run that ended).
+pub fn one_completion(
+    cq: &mut CompletionQueue,
+    control: &mut Control,
+    waiting_for: &str,
+    mut give_up: impl FnMut() -> bool,
+) -> Result<Option<Completion>> {
+    let mut batch = [Completion::default(); 1];
+    let mut watchdog = Watchdog::default();
+    loop {
+        if cq.poll(&mut batch) == 1 {
+            return checked(batch[0], waiting_for).map(Some);
+        }
+        watchdog.spin(control, waiting_for)?;
+        if watchdog.spins % 1024 == 0 && give_up() {
+            return Ok(None);
+        }
+    }
+}
+
+/// `completion` if it succeeded, else the error naming what failed.
+pub fn checked(completion: Completion, what: &str) -> Result<Completion> {
+    if !completion.is_success() {
+        bail!("{what} completed with an error: {} (wr_id {})", completion.status, completion.wr_id);
+    }
+    Ok(completion)
+}
+
+/// A byte of registered memory that the peer writes: the last byte of a message, polled
+/// through the aligned 8-byte word that holds it.
+#[derive(Debug)]
+pub struct PolledByte<'a> {
+    word: &'a AtomicU64,
+    shift: u32,
+}
+
+impl<'a> PolledByte<'a> {
+    /// The byte at `offset` of `region`.
+    pub fn new(region: &'a usec_verbs::Region, offset: u64) -> Result<PolledByte<'a>> {
+        let aligned = offset & !7;
+        Ok(PolledByte { word: region.atomic_u64(aligned as usize)?, shift: ((offset - aligned) * 8) as u32 })
+    }
+
+    /// Its current value.
+    #[inline]
+    pub fn get(&self) -> u8 {
+        (self.word.load(Ordering::Acquire) >> self.shift) as u8
+    }
+
+    /// Waits until it reads `value`; `Ok(false)` when `give_up` said so first.
+    pub fn wait_for(
+        &self,
+        value: u8,
+        control: &mut Control,
+        mut give_up: impl FnMut() -> bool,
+    ) -> Result<bool> {
+        let mut watchdog = Watchdog::default();
+        while self.get() != value {
+            watchdog.spin(control, "the peer's WRITE")?;
+            if watchdog.spins % 1024 == 0 && give_up() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The last byte of an outgoing message in registered memory, set through the aligned
+/// 8-byte word that holds it (one store instead of a bounds-checked copy: it is on the
+/// critical path of every write_lat iteration). The word's other bytes become zero; they
+/// are message payload, whose content does not matter, or unused.
+#[derive(Debug)]
+pub struct MarkedByte<'a> {
+    word: &'a AtomicU64,
+    shift: u32,
+}
+
+impl<'a> MarkedByte<'a> {
+    /// The byte at `offset` of `region`.
+    pub fn new(region: &'a usec_verbs::Region, offset: u64) -> Result<MarkedByte<'a>> {
+        let aligned = offset & !7;
+        Ok(MarkedByte { word: region.atomic_u64(aligned as usize)?, shift: ((offset - aligned) * 8) as u32 })
+    }
+
+    /// Sets it to `value`.
+    #[inline]
+    pub fn set(&self, value: u8) {
+        self.word.store(u64::from(value) << self.shift, Ordering::Release);
+    }
+}
