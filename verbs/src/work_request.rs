@@ -10,7 +10,11 @@
 use crate::completion::CompletionOpcode;
 
 /// A scatter/gather element: `len` bytes at `addr` inside the local MR whose lkey is `lkey`.
+///
+/// Laid out as `struct ibv_sge`, so the ibverbs provider hands a caller's SGEs to
+/// libibverbs in place.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub struct Sge {
     /// Address in this process (as the MR's `addr` counts).
     pub addr: u64,

@@ -6,6 +6,10 @@
 //! The partial-post rule of the API holds across chunks: a refusal in a later chunk
 //! leaves the earlier chunks posted, and the error's index counts from the list's start.
 //!
+//! The common post of a single request takes a shorter path, as Dory's cached work request
+//! did: one `ibv_send_wr` kept per QP has only the fields that change written, and the
+//! caller's SGEs go to libibverbs in place (`Sge` is laid out as `ibv_sge`).
+//!
 //! Requests are checked before they reach libibverbs with the same post-time checks as
 //! the other providers (SGE count, inline size, inline only where data goes out), so the
 //! refusals read the same everywhere; the device checks the rest (lkeys, bounds, queue
@@ -133,15 +137,75 @@ impl<W: Linked> Chain<W> {
     }
 }
 
-fn sge_to_ibv(sge: &Sge) -> ibv_sge {
-    ibv_sge { addr: sge.addr, length: sge.len, lkey: sge.lkey }
+// `Sge` is `#[repr(C)]` with the fields of `ibv_sge` in its order: the fast paths pass a
+// caller's `&[Sge]` to libibverbs as `ibv_sge`s.
+const _: () = {
+    assert!(size_of::<Sge>() == size_of::<ibv_sge>());
+    assert!(align_of::<Sge>() == align_of::<ibv_sge>());
+    assert!(std::mem::offset_of!(Sge, addr) == std::mem::offset_of!(ibv_sge, addr));
+    assert!(std::mem::offset_of!(Sge, len) == std::mem::offset_of!(ibv_sge, length));
+    assert!(std::mem::offset_of!(Sge, lkey) == std::mem::offset_of!(ibv_sge, lkey));
+};
+
+/// The caller's SGEs as libibverbs' type, without copying.
+fn sges_in_place(sges: &[Sge]) -> *mut ibv_sge {
+    if sges.is_empty() {
+        ptr::null_mut()
+    } else {
+        // libibverbs takes `*mut` but never writes through `sg_list`.
+        sges.as_ptr().cast::<ibv_sge>().cast_mut()
+    }
 }
 
-/// The `ibv_send_wr` of `wr`, without links; its SGEs are returned apart.
-fn send_wr_to_ibv(wr: &SendWr<'_>) -> ibv_send_wr {
-    let mut out: ibv_send_wr = zeroed();
-    out.wr_id = wr.wr_id;
-    out.opcode = send_opcode(&wr.op);
+/// The `ibv_send_wr` of a QP's single-request posts. Between posts its pointers (`sg_list`)
+/// are stale and never read: every post writes them before `ibv_post_send` sees them.
+pub(crate) struct SendTemplate(ibv_send_wr);
+
+// SAFETY: the raw pointers inside are only used during a post, by the thread that owns
+// the QP (`&mut self`); between posts they are dead values no one dereferences.
+unsafe impl Send for SendTemplate {}
+
+impl std::fmt::Debug for SendTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendTemplate")
+    }
+}
+
+impl SendTemplate {
+    pub(crate) fn new() -> SendTemplate {
+        SendTemplate(zeroed())
+    }
+
+    /// Writes `wr` into the template (everything a provider may read for its opcode),
+    /// with `sg_list` pointing at the caller's SGEs or at `inline`.
+    fn fill(&mut self, wr: &SendWr<'_>, inline: &mut ibv_sge) -> *mut ibv_send_wr {
+        let out = &mut self.0;
+        out.wr_id = wr.wr_id;
+        out.next = ptr::null_mut();
+        out.opcode = send_opcode(&wr.op);
+        out.send_flags = send_flags(wr);
+        out.imm_data_invalidated_rkey_union.imm_data = wr.op.imm().map_or(0, imm_to_wire);
+        set_operation(out, &wr.op);
+        match wr.payload {
+            Payload::Sges(sges) => {
+                out.sg_list = sges_in_place(sges);
+                out.num_sge = sges.len() as i32;
+            }
+            Payload::Inline([]) => {
+                out.sg_list = ptr::null_mut();
+                out.num_sge = 0;
+            }
+            Payload::Inline(bytes) => {
+                *inline = ibv_sge { addr: bytes.as_ptr() as u64, length: bytes.len() as u32, lkey: 0 };
+                out.sg_list = inline;
+                out.num_sge = 1;
+            }
+        }
+        out
+    }
+}
+
+fn send_flags(wr: &SendWr<'_>) -> u32 {
     let mut flags = 0;
     if wr.signaled {
         flags |= ibv_send_flags::IBV_SEND_SIGNALED.0;
@@ -152,11 +216,12 @@ fn send_wr_to_ibv(wr: &SendWr<'_>) -> ibv_send_wr {
     if let Payload::Inline(_) = wr.payload {
         flags |= ibv_send_flags::IBV_SEND_INLINE.0;
     }
-    out.send_flags = flags;
-    if let Some(imm) = wr.op.imm() {
-        out.imm_data_invalidated_rkey_union.imm_data = imm_to_wire(imm);
-    }
-    match wr.op {
+    flags
+}
+
+/// The opcode-specific part of a send work request.
+fn set_operation(out: &mut ibv_send_wr, op: &SendOp) {
+    match *op {
         SendOp::Write { remote } | SendOp::WriteWithImm { remote, .. } | SendOp::Read { remote } => {
             out.wr.rdma = rdma_t { remote_addr: remote.addr, rkey: remote.rkey };
         }
@@ -170,6 +235,22 @@ fn send_wr_to_ibv(wr: &SendWr<'_>) -> ibv_send_wr {
         }
         SendOp::Send | SendOp::SendWithImm { .. } => {}
     }
+}
+
+fn sge_to_ibv(sge: &Sge) -> ibv_sge {
+    ibv_sge { addr: sge.addr, length: sge.len, lkey: sge.lkey }
+}
+
+/// The `ibv_send_wr` of `wr`, without links; its SGEs are returned apart.
+fn send_wr_to_ibv(wr: &SendWr<'_>) -> ibv_send_wr {
+    let mut out: ibv_send_wr = zeroed();
+    out.wr_id = wr.wr_id;
+    out.opcode = send_opcode(&wr.op);
+    out.send_flags = send_flags(wr);
+    if let Some(imm) = wr.op.imm() {
+        out.imm_data_invalidated_rkey_union.imm_data = imm_to_wire(imm);
+    }
+    set_operation(&mut out, &wr.op);
     out.num_sge = payload_sges(&wr.payload).len() as i32;
     out
 }
@@ -224,6 +305,9 @@ enum Queue {
 
 impl IbvQp {
     pub(super) fn post_send_list(&mut self, wrs: &[SendWr<'_>]) -> Result<()> {
+        if let [wr] = wrs {
+            return self.post_send_one(wr);
+        }
         if wrs.is_empty() {
             return Ok(());
         }
@@ -250,7 +334,51 @@ impl IbvQp {
         self.flush_send(&mut chain)
     }
 
+    /// The hot path: one request, from the QP's template, its SGEs in place.
+    fn post_send_one(&mut self, wr: &SendWr<'_>) -> Result<()> {
+        self.check_state(Queue::Send)?;
+        check_send_post(wr, &self.caps).map_err(|reason| Error::PostRejected { index: 0, reason })?;
+        let mut inline = ibv_sge { addr: 0, length: 0, lkey: 0 };
+        let head = self.send_template.fill(wr, &mut inline);
+        let mut bad: *mut ibv_send_wr = ptr::null_mut();
+        // SAFETY: a live QP driven by one owner (`&mut self`); `head` is one well-formed
+        // request (next = null) whose `sg_list` points at the caller's SGEs (borrowed for
+        // this call, laid out as `ibv_sge`, naming registered memory the device validates)
+        // or at `inline`, which lives on this frame and points into the `&[u8]` payload
+        // libibverbs copies before returning. Nothing keeps these pointers after the call.
+        let code = unsafe { ibv_post_send(self.handle.as_ptr(), head, &mut bad) };
+        if code != 0 {
+            return Err(self.rejection(Queue::Send, 0, code));
+        }
+        Ok(())
+    }
+
+    /// One RECV, its SGEs in place.
+    fn post_recv_one(&mut self, wr: &RecvWr<'_>) -> Result<()> {
+        self.check_state(Queue::Recv)?;
+        check_recv_post(wr, &self.caps).map_err(|reason| Error::PostRejected { index: 0, reason })?;
+        let mut out = ibv_recv_wr {
+            wr_id: wr.wr_id,
+            next: ptr::null_mut(),
+            sg_list: sges_in_place(wr.sges),
+            num_sge: wr.sges.len() as i32,
+        };
+        let mut bad = ptr::null_mut();
+        // SAFETY: as in `post_send_one`: one request whose SGEs are the caller's, borrowed
+        // for this call; the device validates them by lkey (with local write) before
+        // writing, and keeps no pointer into the request after the call.
+        let code = unsafe { ibv_post_recv(self.handle.as_ptr(), &mut out, &mut bad) };
+        if code != 0 {
+            return Err(self.rejection(Queue::Recv, 0, code));
+        }
+        self.flush_if_in_error();
+        Ok(())
+    }
+
     pub(super) fn post_recv_list(&mut self, wrs: &[RecvWr<'_>]) -> Result<()> {
+        if let [wr] = wrs {
+            return self.post_recv_one(wr);
+        }
         if wrs.is_empty() {
             return Ok(());
         }

@@ -155,6 +155,8 @@ pub(crate) struct IbvQp {
     pub(super) connection: Option<Connection>,
     /// Take the reconnect path of access changes even where the device would modify.
     pub(super) force_access_fallback: bool,
+    /// The work request a single-request post fills in and posts (see `post.rs`).
+    pub(super) send_template: super::post::SendTemplate,
 }
 
 impl IbvQp {
@@ -174,6 +176,7 @@ impl IbvQp {
             init: InitAttributes::default(),
             connection: None,
             force_access_fallback,
+            send_template: super::post::SendTemplate::new(),
         })
     }
 
