@@ -1,7 +1,7 @@
 //! Calibrated monotonic clocks, RDMA heartbeats, failure detectors and microsecond leases
 //! without synchronised clocks.
 //!
-//! - [`clock`]: where `now` comes from — the TSC where it is invariant, else the OS
+//! - [`clock`]: where `now` comes from — the TSC where it is stable, else the OS
 //!   monotonic clock ([`clock::CalibratedClock`], with a report of the choice), virtual
 //!   time with drift for simulations ([`clock::SimClock`]).
 //! - [`detector`]: heartbeat counters and failure detectors (Mu's score, uKharon's

@@ -33,7 +33,7 @@ impl TscClock {
     /// A clock on a TSC ticking at `frequency_hz`, reading 0 now. Fails unless the CPU
     /// reports an invariant TSC.
     pub fn with_frequency(frequency_hz: f64) -> Result<TscClock> {
-        tsc::check_invariant().map_err(|reason| Error::TscUnusable { reason })?;
+        tsc::check_stable().map_err(|reason| Error::TscUnusable { reason })?;
         if !(1e6..=1e11).contains(&frequency_hz) {
             return Err(Error::TscUnusable { reason: format!("implausible frequency {frequency_hz} Hz") });
         }
@@ -44,7 +44,7 @@ impl TscClock {
     /// Measures the TSC's frequency against the OS clock over `window` and returns the
     /// clock with the measurement's relative uncertainty (in ppm).
     pub fn calibrate(window: Duration) -> Result<(TscClock, f64)> {
-        tsc::check_invariant().map_err(|reason| Error::TscUnusable { reason })?;
+        tsc::check_stable().map_err(|reason| Error::TscUnusable { reason })?;
         let origin = Instant::now();
         let start = paired_reading(origin, tsc::read);
         std::thread::sleep(window);
@@ -104,7 +104,8 @@ fn paired_reading(origin: Instant, read: impl Fn() -> u64) -> PairedReading {
 /// Which clock to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClockPreference {
-    /// The TSC if it is invariant and calibrates well, else the OS clock.
+    /// The TSC if it is invariant (or the kernel's own clocksource) and calibrates well, else
+    /// the OS clock.
     #[default]
     Auto,
     /// The TSC or an error.
@@ -286,7 +287,7 @@ impl Clock for CalibratedClock {
 
 /// Calibrates the TSC and checks it against the OS clock; fills the report's TSC fields.
 fn try_tsc(options: &CalibrationOptions, report: &mut ClockReport) -> std::result::Result<TscClock, String> {
-    tsc::check_invariant()?;
+    let vouched_by = tsc::check_stable()?;
     let (clock, uncertainty_ppm) = TscClock::calibrate(options.window).map_err(|err| err.to_string())?;
     report.tsc_frequency_hz = Some(clock.frequency_hz());
     report.calibration_uncertainty_ppm = Some(uncertainty_ppm);
@@ -302,7 +303,7 @@ fn try_tsc(options: &CalibrationOptions, report: &mut ClockReport) -> std::resul
     if drift_ppm.abs() > allowed {
         return Err(format!("drifted {drift_ppm:+.1} ppm from the OS clock (allowed ±{allowed:.1})"));
     }
-    report.reason = "invariant TSC (CPUID 0x80000007 EDX bit 8), calibrated against the OS clock".into();
+    report.reason = format!("{vouched_by}, calibrated against the OS clock");
     Ok(clock)
 }
 
@@ -340,7 +341,7 @@ mod tests {
         // Loose: a loaded 2-core VM may preempt between the two reads of either clock.
         let error = clock_elapsed.abs_diff(os_elapsed);
         assert!(error < 2_000_000, "clock measured {clock_elapsed} ns while the OS measured {os_elapsed} ns");
-        if tsc::check_invariant().is_ok() {
+        if tsc::check_stable().is_ok() {
             assert!(clock.report().tsc_frequency_hz.is_some());
         }
     }

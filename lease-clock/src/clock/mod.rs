@@ -8,8 +8,8 @@
 //!
 //! - [`MonotonicClock`]: the OS monotonic clock (`CLOCK_MONOTONIC` through
 //!   `std::time::Instant`).
-//! - [`TscClock`]: the CPU's time-stamp counter, where it is invariant, calibrated against
-//!   the OS clock; a read costs a handful of nanoseconds and no system call.
+//! - [`TscClock`]: the CPU's time-stamp counter, where it is invariant (or the kernel's own
+//!   clocksource, as in VMs that hide the invariant bit), calibrated against the OS clock; a read costs a handful of nanoseconds and no system call.
 //! - [`CalibratedClock`]: the TSC where it can be trusted, the OS clock otherwise, with a
 //!   [`ClockReport`] that says which, why, and how well it was calibrated.
 //! - [`SimClock`]: the virtual time of a [`usec_verbs::sim::SimFabric`], optionally running

@@ -33,13 +33,30 @@ pub(crate) fn check_invariant() -> Result<(), String> {
     Err(format!("no TSC on {}", std::env::consts::ARCH))
 }
 
+/// Why the TSC cannot serve as a clock here, or what vouches for it: the CPU saying it is
+/// invariant, or else the kernel running its own clock on it. Virtual machines often hide
+/// the invariant bit while the guest kernel has checked the TSC (against other clocks, with
+/// its clocksource watchdog) and uses it; it would switch away were the TSC unstable.
+pub(crate) fn check_stable() -> Result<&'static str, String> {
+    let invariant = match check_invariant() {
+        Ok(()) => return Ok("invariant TSC (CPUID 0x80000007 EDX bit 8)"),
+        Err(reason) => reason,
+    };
+    let source = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+    match source.as_deref().map(str::trim) {
+        Ok("tsc") => Ok("the kernel's clocksource is the TSC (CPUID does not report it invariant)"),
+        Ok(other) => Err(format!("{invariant}, and the kernel's clocksource is {other}, not tsc")),
+        Err(_) => Err(invariant),
+    }
+}
+
 /// The raw time-stamp counter.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn read() -> u64 {
     // SAFETY: RDTSC exists on every x86-64 CPU and only reads a counter. The kernel could
     // forbid it in user mode (CR4.TSD), which it does not do for ordinary processes; the
-    // caller only reads after `check_invariant` succeeded.
+    // caller only reads after `check_stable` succeeded.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
