@@ -2,9 +2,11 @@
 //! clock, so that every figure can be traced to what measured it.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
+use usec_benches::run_info::{build_profile, cores_online, git_commit, git_tree_dirty};
+
+pub use usec_benches::pinning::usable_cores;
 
 /// Facts about the run that come with its figures.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,14 +33,9 @@ impl RunInfo {
     pub fn collect(cores_usable: usize, pinned_core: Option<usize>, timer: String) -> RunInfo {
         let source = Path::new(env!("CARGO_MANIFEST_DIR"));
         RunInfo {
-            commit: git(source, &["rev-parse", "--short", "HEAD"])
-                .map(|out| out.trim().to_string())
-                .filter(|hash| !hash.is_empty())
-                .unwrap_or_else(|| "unknown".to_string()),
-            // --no-optional-locks: never rewrite the index of a tree others work in.
-            tree_dirty: git(source, &["--no-optional-locks", "status", "--porcelain"])
-                .map(|out| !out.trim().is_empty()),
-            build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_string(),
+            commit: git_commit(source),
+            tree_dirty: git_tree_dirty(source),
+            build: build_profile().to_string(),
             cores_online: cores_online(),
             cores_usable,
             pinned_core,
@@ -65,14 +62,6 @@ impl RunInfo {
     }
 }
 
-/// The cores this process may run on.
-pub fn usable_cores() -> Vec<usize> {
-    let mut cores: Vec<usize> =
-        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|core| core.id).collect();
-    cores.sort_unstable();
-    cores
-}
-
 /// Pins the calling thread to `core`, which must be usable.
 pub fn pin(core: usize, usable: &[usize]) -> anyhow::Result<()> {
     anyhow::ensure!(usable.contains(&core), "core {core} is not usable here (usable cores: {usable:?})");
@@ -83,36 +72,9 @@ pub fn pin(core: usize, usable: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cores_online() -> Option<usize> {
-    let list = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
-    count_cpu_list(list.trim())
-}
-
-/// Counts the CPUs of a kernel CPU list such as `0-3,6`.
-fn count_cpu_list(list: &str) -> Option<usize> {
-    list.split(',').try_fold(0, |count, range| {
-        let (first, last) = range.split_once('-').unwrap_or((range, range));
-        let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
-        Some(count + last.checked_sub(first)? + 1)
-    })
-}
-
-fn git(source: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git").arg("-C").arg(source).args(args).output().ok()?;
-    output.status.success().then(|| String::from_utf8(output.stdout).ok()).flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists_count() {
-        assert_eq!(count_cpu_list("0"), Some(1));
-        assert_eq!(count_cpu_list("0-3,6,8-9"), Some(7));
-        assert_eq!(count_cpu_list("3-1"), None);
-        assert_eq!(count_cpu_list(""), None);
-    }
 
     #[test]
     fn labels_say_what_was_used() {
