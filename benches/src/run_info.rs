@@ -47,6 +47,19 @@ impl RunInfo {
     pub fn is_release(&self) -> bool {
         self.build == "release"
     }
+
+    /// Prints the warning a debug build's report must carry, if this is one.
+    pub fn warn_if_debug(&self) {
+        if !self.is_release() {
+            println!("WARNING: {} build: these figures are not to be reported (use --release)", self.build);
+        }
+    }
+
+    /// `build release, commit abc1234 (dirty), cores usable 2`: where the figures come from.
+    pub fn provenance(&self) -> String {
+        let dirty = if self.tree_dirty == Some(true) { " (dirty)" } else { "" };
+        format!("build {}, commit {}{dirty}, cores usable {}", self.build, self.commit, self.cores_usable)
+    }
 }
 
 /// `release` when built with optimisations and without debug assertions, else `debug`.

@@ -213,16 +213,11 @@ fn main() -> Result<()> {
     let context = Context::open(&device)?;
     println!("peer-death: how soon {} reports a dead peer process (PeerLost async event)", device);
     println!(
-        "build {}, commit {}{}, cores: {} usable; polling thread {pinning}, peer core {}; the provider's watcher thread unpinned",
-        info.build,
-        info.commit,
-        if info.tree_dirty == Some(true) { " (tree has uncommitted changes)" } else { "" },
-        info.cores_usable,
+        "{}; polling thread {pinning}, peer core {}; the provider's watcher thread unpinned",
+        info.provenance(),
         peer_core.map_or("unpinned".to_string(), |core| core.to_string()),
     );
-    if !info.is_release() {
-        println!("WARNING: debug build: do not report these figures");
-    }
+    info.warn_if_debug();
     for (death, label) in [
         (Death::Exit, "(a) the peer calls exit (death = its last clock stamp)"),
         (Death::Kill, "(b) the peer is SIGKILLed (death = our kill())"),

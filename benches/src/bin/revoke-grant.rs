@@ -262,9 +262,7 @@ fn print(report: &Report) {
         "{}: revoke + grant of one peer's remote write, QP access flags vs region re-registration",
         report.benchmark
     );
-    if !run.is_release() {
-        println!("WARNING: {} build: these figures are not to be reported (use --release)", run.build);
-    }
+    run.warn_if_debug();
     let online = run.cores_online.map_or_else(|| "unknown".to_string(), |cores| cores.to_string());
     println!(
         "provider: {}; build {}, commit {}, cores: {online} online, {} usable; this process {}, peer core {}",

@@ -276,18 +276,8 @@ fn print(report: &Report) {
     let run = &report.run;
     println!("failure-detect: peer process SIGKILLed while beating -> suspected, per detector");
     println!("provider: {} on {}", report.provider, report.device);
-    if !run.is_release() {
-        println!("WARNING: {} build: these figures are not to be reported (use --release)", run.build);
-    }
-    println!(
-        "build {}, commit {}{}, cores usable {}; this process {}, peer core {:?}",
-        run.build,
-        run.commit,
-        if run.tree_dirty == Some(true) { " (dirty)" } else { "" },
-        run.cores_usable,
-        report.initiator,
-        report.peer_core
-    );
+    run.warn_if_debug();
+    println!("{}; this process {}, peer core {:?}", run.provenance(), report.initiator, report.peer_core);
     println!("clock: {}", report.clock);
     println!("the thread blocked in waitpid on the peer runs on: {:?} core", report.waiter_on);
     println!(

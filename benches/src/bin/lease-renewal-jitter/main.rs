@@ -291,18 +291,8 @@ fn print(report: &Report) {
     let run = &report.run;
     println!("lease-renewal-jitter: a holder renews a lease from a grantor process, quiet and under load");
     println!("provider: {} on {}", report.provider, report.device);
-    if !run.is_release() {
-        println!("WARNING: {} build: these figures are not to be reported (use --release)", run.build);
-    }
-    println!(
-        "build {}, commit {}{}, cores usable {}; holder {}, grantor {}",
-        run.build,
-        run.commit,
-        if run.tree_dirty == Some(true) { " (dirty)" } else { "" },
-        run.cores_usable,
-        report.holder,
-        report.grantor
-    );
+    run.warn_if_debug();
+    println!("{}; holder {}, grantor {}", run.provenance(), report.holder, report.grantor);
     println!("holder clock: {}", report.holder_clock);
     println!("grantor clock: {}", report.grantor_clock);
     println!(
