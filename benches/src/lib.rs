@@ -43,3 +43,8 @@ pub mod pinning;
 pub mod report;
 pub mod run_info;
 pub mod spin;
+
+/// The device a benchmark uses unless told otherwise: a soft fabric of its own.
+pub fn default_soft_device(requested: Option<String>) -> String {
+    requested.unwrap_or_else(|| format!("soft:usec-benches-{}", std::process::id()))
+}

@@ -91,12 +91,7 @@ impl<'r> Arena<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{HugePages, Region, RegionOptions};
-
-    fn small_region(len: usize) -> Region {
-        Region::with_options(&RegionOptions { huge_pages: HugePages::Never, ..RegionOptions::new(len) })
-            .unwrap()
-    }
+    use crate::test_support::small_region;
 
     #[test]
     fn allocations_are_aligned_and_disjoint() {

@@ -60,6 +60,9 @@ mod slab;
 mod slice;
 mod view;
 
+#[cfg(test)]
+mod test_support;
+
 pub use arena::Arena;
 pub use error::{Error, Result};
 pub use huge_pages::{huge_pages_available, HugePageReport, ShmemHugePolicy};

@@ -184,12 +184,7 @@ impl<'r> Slab<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{HugePages, Region, RegionOptions};
-
-    fn small_region(len: usize) -> Region {
-        Region::with_options(&RegionOptions { huge_pages: HugePages::Never, ..RegionOptions::new(len) })
-            .unwrap()
-    }
+    use crate::test_support::small_region;
 
     #[test]
     fn fills_in_address_order_then_runs_out() {

@@ -159,12 +159,7 @@ impl<'r> Slice<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{HugePages, RegionOptions};
-
-    fn small_region(len: usize) -> Region {
-        Region::with_options(&RegionOptions { huge_pages: HugePages::Never, ..RegionOptions::new(len) })
-            .unwrap()
-    }
+    use crate::test_support::small_region;
 
     #[test]
     fn accessors_are_relative_to_the_slice() {

@@ -144,7 +144,7 @@ impl<'r, T: Pod> TypedView<'r, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{HugePages, RegionOptions};
+    use crate::test_support::small_region;
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C)]
@@ -152,11 +152,6 @@ mod tests {
         key: u64,
         value: u32,
         flags: u32,
-    }
-
-    fn small_region(len: usize) -> Region {
-        Region::with_options(&RegionOptions { huge_pages: HugePages::Never, ..RegionOptions::new(len) })
-            .unwrap()
     }
 
     #[test]

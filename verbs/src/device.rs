@@ -91,6 +91,20 @@ pub struct PortAttributes {
     pub gid_table_len: u32,
 }
 
+impl PortAttributes {
+    /// The one always-active port of an emulating provider (soft, sim).
+    pub(crate) fn emulated(link_layer: LinkLayer) -> PortAttributes {
+        PortAttributes {
+            port: 1,
+            state: PortState::Active,
+            active_mtu: Mtu::Mtu4096,
+            lid: 0,
+            link_layer,
+            gid_table_len: 0,
+        }
+    }
+}
+
 /// Limits and capabilities of a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceAttributes {

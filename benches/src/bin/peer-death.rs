@@ -48,7 +48,7 @@ struct Options {
     /// Trials per way of dying.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     trials: u64,
-    /// Device (default: a fresh soft fabric, `soft:usec-peer-death-<pid>`).
+    /// Device (default: a fresh soft fabric, `soft:usec-benches-<pid>`).
     #[arg(long)]
     device: Option<String>,
     /// Cores of this process's polling thread and of the peer.
@@ -206,8 +206,7 @@ fn main() -> Result<()> {
     let usable = usable_cores();
     let cores = choose_cores(options.cores, &usable)?;
     let info = RunInfo::collect(usable.len());
-    let device =
-        options.device.clone().unwrap_or_else(|| format!("soft:usec-peer-death-{}", std::process::id()));
+    let device = usec_benches::default_soft_device(options.device.clone());
     let pinning = pin_current_thread(cores.map(|pair| pair.initiator));
     let peer_core = cores.map(|pair| pair.peer);
     let context = Context::open(&device)?;

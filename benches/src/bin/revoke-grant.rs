@@ -110,8 +110,7 @@ fn main() -> Result<()> {
     let mut run = RunInfo::collect(usable.len());
     run.timer = "std::time::Instant around each revoke + grant pair".to_string();
     let initiator = pin_current_thread(cores.map(|pair| pair.initiator));
-    let device =
-        options.device.clone().unwrap_or_else(|| format!("soft:usec-benches-{}", std::process::id()));
+    let device = usec_benches::default_soft_device(options.device.clone());
     let context = Context::open(&device).with_context(|| format!("opening {device}"))?;
     if context.provider() == ProviderKind::Sim {
         bail!("{device}: the sim provider lives in one process; this benchmark needs two");

@@ -100,7 +100,7 @@ fn main() -> Result<()> {
         blocks: options.blocks,
     };
     let write = WriteOptions {
-        device: options.device.unwrap_or_else(|| format!("soft:usec-benches-{}", std::process::id())),
+        device: usec_benches::default_soft_device(options.device),
         inline: !options.no_inline,
     };
     rdma_write::preflight(&write, config.size)?;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use usec_regions::Region;
 
 use crate::access::AccessFlags;
-use crate::device::{DeviceAttributes, LinkLayer, PortAttributes, PortState, ProviderKind};
+use crate::device::{DeviceAttributes, LinkLayer, PortAttributes, ProviderKind};
 use crate::error::{Error, Result};
 use crate::event::AsyncEvent;
 use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, QpOps};
-use crate::qp::{Mtu, QpOptions};
+use crate::qp::QpOptions;
 use crate::sim::completion_queue::SimCq;
 use crate::sim::fabric::Shared;
 use crate::sim::memory::MemoryRegistration;
@@ -40,14 +40,7 @@ pub(crate) fn device_attributes() -> DeviceAttributes {
         max_inline_data: 1024,
         max_qp_rd_atom: 16,
         atomics_global: true,
-        ports: vec![PortAttributes {
-            port: 1,
-            state: PortState::Active,
-            active_mtu: Mtu::Mtu4096,
-            lid: 0,
-            link_layer: LinkLayer::Simulated,
-            gid_table_len: 0,
-        }],
+        ports: vec![PortAttributes::emulated(LinkLayer::Simulated)],
     }
 }
 

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, Weak};
 use usec_regions::Region;
 
 use crate::access::AccessFlags;
-use crate::device::{DeviceAttributes, LinkLayer, PortAttributes, PortState, ProviderKind};
+use crate::device::{DeviceAttributes, LinkLayer, PortAttributes, ProviderKind};
 use crate::error::{Error, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
 use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, QpOps};
-use crate::qp::{Mtu, QpOptions};
+use crate::qp::QpOptions;
 use crate::soft::completion_queue::{CqShared, SoftCq};
 use crate::soft::fabric::{self, fabric_hash, NewNodeFile};
 use crate::soft::layout::{
@@ -130,9 +130,9 @@ impl Node {
     /// This node's control block.
     #[inline]
     pub(crate) fn block(&self) -> &ControlBlock {
-        // SAFETY: `control` maps CONTROL_BLOCK_BYTES of our control block file, page
-        // aligned; ControlBlock is all atomics, valid for any bit pattern and concurrent
-        // access; the reference lives no longer than `self`.
+        // ControlBlock is all atomics, valid for any bit pattern and concurrent access; the reference
+        // lives no longer than `self`.
+        // SAFETY: `control` maps CONTROL_BLOCK_BYTES of our control block file, page aligned.
         unsafe { &*(self.control.as_ptr() as *const ControlBlock) }
     }
 
@@ -232,14 +232,7 @@ pub(crate) fn soft_attributes() -> DeviceAttributes {
         max_inline_data: MAX_INLINE,
         max_qp_rd_atom: 16,
         atomics_global: true,
-        ports: vec![PortAttributes {
-            port: 1,
-            state: PortState::Active,
-            active_mtu: Mtu::Mtu4096,
-            lid: 0,
-            link_layer: LinkLayer::SharedMemory,
-            gid_table_len: 0,
-        }],
+        ports: vec![PortAttributes::emulated(LinkLayer::SharedMemory)],
     }
 }
 

@@ -204,8 +204,7 @@ fn main() -> Result<()> {
     let initiator = pin_current_thread(cores.map(|pair| pair.initiator));
     let clock = CalibratedClock::calibrate(&CalibrationOptions::default())?;
     run.timer = format!("usec-lease-clock CalibratedClock: {}", clock.report());
-    let device =
-        options.device.clone().unwrap_or_else(|| format!("soft:usec-benches-{}", std::process::id()));
+    let device = usec_benches::default_soft_device(options.device.clone());
     if !device.starts_with("soft:") {
         bail!("{device}: this benchmark kills peer processes; it runs on the soft provider");
     }

@@ -118,8 +118,7 @@ fn main() -> Result<()> {
     let holder_pinning = pin_current_thread(cores.map(|pair| pair.initiator));
     let clock = CalibratedClock::calibrate(&CalibrationOptions::default())?;
     run.timer = format!("usec-lease-clock CalibratedClock: {}", clock.report());
-    let device =
-        options.device.clone().unwrap_or_else(|| format!("soft:usec-benches-{}", std::process::id()));
+    let device = usec_benches::default_soft_device(options.device.clone());
     let config = GrantorConfig {
         lease_ns: options.lease_ns,
         drift: DriftBound::from_ppm(options.rho_ppm)?,
