@@ -66,8 +66,9 @@ unsafe fn forward_copy(mut dst: *mut u8, mut src: *const u8, mut len: usize) {
     }
     len -= misalignment;
     while len >= WORD {
-        // SAFETY: `dst` is word aligned here and at least a word of both ranges remains;
-        // the source may be unaligned, hence `read_unaligned`.
+        // The source may be unaligned, hence `read_unaligned`.
+        // The source may be unaligned, hence `read_unaligned`.
+        // SAFETY: `dst` is word aligned here and at least a word of both ranges remains.
         unsafe {
             let word = (src as *const u64).read_unaligned();
             (dst as *mut u64).write_volatile(word);

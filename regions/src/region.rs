@@ -246,8 +246,7 @@ impl Region {
     /// Copies `dst.len()` bytes at `offset` out of the region.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         self.check_range(offset, dst.len())?;
-        // SAFETY: the range was checked to lie in the mapping; `dst` is a distinct local
-        // buffer, so the two do not overlap.
+        // SAFETY: the range lies in the mapping (checked); `dst` is a distinct buffer: no overlap.
         unsafe { shared_read(dst.as_mut_ptr(), self.as_ptr().add(offset), dst.len()) };
         Ok(())
     }
@@ -256,8 +255,8 @@ impl Region {
     /// word last (see [`crate::copy::ordered_copy`]).
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<()> {
         self.check_range(offset, src.len())?;
-        // SAFETY: the range was checked to lie in the mapping; `src` is a Rust slice and so
-        // cannot alias the mapping, which is never handed out as a reference.
+        // `src` is a Rust slice, so it cannot alias the mapping, which is never handed out as one.
+        // SAFETY: the range lies in the mapping (checked) and the two do not overlap.
         unsafe { ordered_copy(self.as_ptr().add(offset), src.as_ptr(), src.len()) };
         Ok(())
     }
@@ -289,9 +288,9 @@ impl Region {
         if offset % 8 != 0 {
             return Err(Error::Misaligned { offset: offset as u64, align: 8 });
         }
-        // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned); AtomicU64 has
-        // the layout of u64 and is the sanctioned way to share a word with other agents.
-        // The reference lives no longer than `self`, which keeps the mapping alive.
+        // AtomicU64 has the layout of u64 and is the sanctioned way to share a word with other agents;
+        // the reference lives no longer than `self`, which keeps the mapping alive.
+        // SAFETY: in bounds and 8-byte aligned (the mapping is page aligned).
         Ok(unsafe { &*(self.as_ptr().add(offset) as *const AtomicU64) })
     }
 
@@ -331,8 +330,8 @@ impl Region {
 
 /// Asks for transparent huge pages and says whether the kernel's policy lets them come.
 fn advise_transparent_huge_pages(map: &MmapRaw, len: usize) -> bool {
-    // SAFETY: the mapping is `len` bytes long and owned by us; MADV_HUGEPAGE changes only
-    // how future faults are served, never the contents.
+    // MADV_HUGEPAGE changes only how future faults are served, never the contents.
+    // SAFETY: the mapping is `len` bytes long and owned by us.
     let rc = unsafe { libc::madvise(map.as_mut_ptr().cast(), len, libc::MADV_HUGEPAGE) };
     // madvise succeeds even when the policy is `never`, so the policy decides.
     rc == 0 && shmem_huge_policy().is_some_and(|policy| policy.allows_advised_mappings())
@@ -354,8 +353,8 @@ fn prefault(map: &MmapRaw, len: usize) -> Result<()> {
     // Kernels before 5.14 lack the advice: write-fault each page ourselves. Adding zero
     // atomically leaves the contents alone even if another process maps the file already.
     for offset in (0..len).step_by(page_size()) {
-        // SAFETY: `offset < len`, inside the mapping, and any byte address is aligned for
-        // an AtomicU8; atomics are how this crate shares bytes with other agents.
+        // Atomics are how this crate shares bytes with other agents.
+        // SAFETY: `offset < len` lies inside the mapping, and any address is aligned for an AtomicU8.
         let byte = unsafe { &*(map.as_mut_ptr().add(offset) as *const AtomicU8) };
         byte.fetch_add(0, Ordering::Relaxed);
     }

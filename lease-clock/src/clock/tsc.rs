@@ -12,8 +12,7 @@ pub(crate) fn check_invariant() -> Result<(), String> {
     // `__cpuid` became a safe function in later Rust releases; the block keeps the crate
     // building with the workspace's minimum Rust version, where it is still `unsafe`.
     #[allow(unused_unsafe)]
-    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x8000_0000 only reports the highest
-    // extended leaf and has no side effects.
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x8000_0000 has no side effects.
     let highest = unsafe { __cpuid(0x8000_0000) }.eax;
     if highest < 0x8000_0007 {
         return Err(format!("CPUID reports no leaf 0x80000007 (highest extended leaf {highest:#x})"));
@@ -54,9 +53,11 @@ pub(crate) fn check_stable() -> Result<&'static str, String> {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn read() -> u64 {
-    // SAFETY: RDTSC exists on every x86-64 CPU and only reads a counter. The kernel could
-    // forbid it in user mode (CR4.TSD), which it does not do for ordinary processes; the
-    // caller only reads after `check_stable` succeeded.
+    // The kernel could forbid RDTSC in user mode (CR4.TSD); it does not for ordinary processes,
+    // and callers only read after `check_stable` succeeded.
+    // The kernel could forbid RDTSC in user mode (CR4.TSD); it does not for ordinary processes,
+    // and callers only read after `check_stable` succeeded.
+    // SAFETY: RDTSC exists on every x86-64 CPU and only reads a counter.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 

@@ -54,8 +54,8 @@ impl CqHandle {
 
 impl Drop for CqHandle {
     fn drop(&mut self) {
-        // SAFETY: created by `ibv_create_cq`, destroyed once; every QP using it holds an
-        // Arc of this handle, so none is left.
+        // Every QP using the CQ holds an Arc of this handle, so none is left.
+        // SAFETY: created by `ibv_create_cq`, destroyed once, here.
         unsafe { ibv_destroy_cq(self.raw.as_ptr()) };
     }
 }
@@ -86,8 +86,8 @@ impl IbvCq {
     pub(crate) fn create(device: &Arc<DeviceShared>, depth: u32) -> Result<IbvCq> {
         let handle = CqHandle::create(&device.context, depth)
             .map_err(|error| Error::os(format!("ibv_create_cq({}, {depth} entries)", device.name), error))?;
-        // SAFETY: a live CQ; `cqe` is the capacity the device actually gave (at least
-        // `depth`), a plain field set at creation.
+        // `cqe` is the capacity the device actually gave (at least `depth`), set at creation.
+        // SAFETY: a live CQ, read through a plain field.
         let actual = unsafe { (*handle.as_ptr()).cqe };
         Ok(IbvCq {
             device: Arc::clone(device),
@@ -104,8 +104,8 @@ pub(crate) fn completion_from_wc(wc: &ibv_wc) -> Completion {
     let opcode = opcode_from_ibv(wc.opcode);
     let with_imm = wc.wc_flags & ibv_wc_flags::IBV_WC_WITH_IMM.0 != 0;
     let imm = with_imm.then(|| {
-        // SAFETY: both members of the union are `u32`; with IBV_WC_WITH_IMM set the
-        // device wrote the immediate data there.
+        // With IBV_WC_WITH_IMM set, the device wrote the immediate data there.
+        // SAFETY: both members of the union are `u32`, so either reading is defined.
         imm_from_wire(unsafe { wc.imm_data_invalidated_rkey_union.imm_data })
     });
     let byte_len = match opcode {
@@ -123,8 +123,8 @@ impl CqOps for IbvCq {
         let mut filled = 0;
         while filled < out.len() {
             let want = (out.len() - filled).min(BATCH);
-            // SAFETY: a live CQ polled by its one owner (`&mut self`); `batch` has room
-            // for `want` entries, which the device fills from the start.
+            // `batch` has room for `want` entries, which the device fills from the start.
+            // SAFETY: a live CQ polled by its one owner (`&mut self`) into room for `want` entries.
             let got = unsafe { ibv_poll_cq(self.handle.as_ptr(), want as i32, self.batch.as_mut_ptr()) };
             // A negative return is a device error; nothing was written.
             let got = usize::try_from(got).unwrap_or(0).min(want);

@@ -36,8 +36,8 @@ impl DeviceList {
     /// The devices of this machine; `None` when there are none (or no kernel support).
     fn get() -> Result<Option<DeviceList>> {
         let mut len = 0;
-        // SAFETY: `len` is a valid out-pointer; the returned list is owned by us until
-        // `ibv_free_device_list` (in Drop).
+        // The returned list is ours until `ibv_free_device_list` (in Drop).
+        // SAFETY: `len` is a valid out-pointer.
         let list = unsafe { ibv_get_device_list(&mut len) };
         let Some(list) = NonNull::new(list) else {
             let error = last_os_error();
@@ -52,8 +52,8 @@ impl DeviceList {
     }
 
     fn devices(&self) -> impl Iterator<Item = *mut ibv_device> + '_ {
-        // SAFETY: libibverbs returns an array of `len` valid device pointers (then NULL),
-        // alive until the list is freed, which borrows of `self` prevent.
+        // The array stays alive until the list is freed, which borrows of `self` prevent.
+        // SAFETY: libibverbs returns an array of `len` valid device pointers (then NULL).
         let slice = unsafe { std::slice::from_raw_parts(self.list.as_ptr(), self.len) };
         slice.iter().copied()
     }
@@ -65,16 +65,16 @@ impl DeviceList {
 
 impl Drop for DeviceList {
     fn drop(&mut self) {
-        // SAFETY: the list came from `ibv_get_device_list` and is freed once; contexts
-        // opened from its devices stay valid after the list is freed (libibverbs keeps
-        // the devices referenced).
+        // Contexts opened from its devices stay valid after the list is freed (libibverbs keeps the
+        // devices referenced).
+        // SAFETY: the list came from `ibv_get_device_list` and is freed once, here.
         unsafe { ibv_free_device_list(self.list.as_ptr()) };
     }
 }
 
 fn device_name(device: *mut ibv_device) -> String {
-    // SAFETY: `device` is an entry of a live device list; the name is a NUL-terminated
-    // string owned by the device.
+    // The name is a NUL-terminated string owned by the device.
+    // SAFETY: `device` is an entry of a live device list.
     let name = unsafe { ibv_get_device_name(device) };
     if name.is_null() {
         return String::from("(unnamed)");
@@ -115,8 +115,8 @@ impl ContextHandle {
 
 impl Drop for ContextHandle {
     fn drop(&mut self) {
-        // SAFETY: opened by `ibv_open_device`, closed once; every object made from it holds
-        // an Arc of this handle, so none is left.
+        // Every object made from the context holds an Arc of this handle, so none is left.
+        // SAFETY: opened by `ibv_open_device`, closed once, here.
         unsafe { ibv_close_device(self.raw.as_ptr()) };
     }
 }
@@ -149,8 +149,8 @@ impl DeviceShared {
     /// `ibv_query_port`.
     pub(crate) fn query_port(&self, port: u8) -> io::Result<ibv_port_attr> {
         let mut attr: ibv_port_attr = zeroed();
-        // SAFETY: the context is open; `attr` is a valid out-structure of the size
-        // rdma-sys passes along (the helper calls the provider's extended query_port).
+        // The helper calls the provider's extended query_port with the size rdma-sys passes along.
+        // SAFETY: the context is open and `attr` is a valid out-structure.
         let code = unsafe { ___ibv_query_port(self.context.as_ptr(), port, &mut attr) };
         if code != 0 {
             return Err(raw::returned_error(code));

@@ -30,16 +30,16 @@ pub(crate) fn make_nonblocking(context: &ContextHandle) -> io::Result<()> {
 /// The next pending event, acknowledged; `None` when there is none.
 pub(crate) fn poll(context: &ContextHandle) -> Option<AsyncEvent> {
     let mut raw: AsyncEventRaw = zeroed();
-    // SAFETY: the context is open; `raw` has the layout of `struct ibv_async_event` with
-    // the enum read as an integer. With O_NONBLOCK set this returns -1 when nothing is
-    // pending instead of blocking.
+    // `raw` reads the event's enum as an integer; with O_NONBLOCK set the call returns -1 when
+    // nothing is pending instead of blocking.
+    // SAFETY: the context is open and `raw` has the layout of `struct ibv_async_event`.
     if unsafe { ibv_get_async_event(context.as_ptr(), raw.as_raw()) } != 0 {
         return None;
     }
     let code = raw.event_type;
     let qp_num = event_names_qp(code).then(|| {
-        // SAFETY: for QP events the element is the QP's pointer, and the QP cannot be
-        // destroyed before the event is acknowledged (ibv_destroy_qp waits for that).
+        // The QP cannot be destroyed before the event is acknowledged (ibv_destroy_qp waits for that).
+        // SAFETY: for QP events the element is the pointer of a live QP.
         unsafe {
             let qp = raw.element.qp;
             (!qp.is_null()).then(|| (*qp).qp_num)

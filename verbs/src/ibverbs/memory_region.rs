@@ -72,8 +72,8 @@ impl IbvMr {
 
     fn refresh_keys(&mut self) {
         let (lkey, rkey) = match self.raw {
-            // SAFETY: a live registration; lkey and rkey are plain fields libibverbs
-            // updates on (re-)registration, which `&mut self` excludes concurrently.
+            // libibverbs updates the keys on (re-)registration, which `&mut self` excludes meanwhile.
+            // SAFETY: a live registration, read through plain fields.
             Some(raw) => unsafe { ((*raw.as_ptr()).lkey, (*raw.as_ptr()).rkey) },
             None => (0, 0),
         };
@@ -116,9 +116,9 @@ fn is_memlock(error: &io::Error) -> bool {
 }
 
 fn reg_mr(pd: &PdHandle, addr: *mut u8, len: usize, access: AccessFlags) -> io::Result<NonNull<ibv_mr>> {
-    // SAFETY: the PD is live (the caller holds its handle); `addr..addr + len` is mapped
-    // memory of a Region the caller keeps alive for the registration's lifetime. The
+    // The memory belongs to a Region the caller keeps alive for the registration's lifetime; the
     // access bits are plain `ibv_access_flags`.
+    // SAFETY: the PD is live (the caller holds its handle) and `addr..addr + len` is mapped.
     let raw = unsafe { ibv_reg_mr(pd.as_ptr(), addr.cast(), len, access_to_ibv(access) as i32) };
     NonNull::new(raw).ok_or_else(last_os_error)
 }
@@ -166,8 +166,8 @@ impl MrOps for IbvMr {
             return self.replace(access);
         };
         let flags = ibv_rereg_mr_flags::IBV_REREG_MR_CHANGE_ACCESS.0 as i32;
-        // SAFETY: a live registration of ours; without CHANGE_PD and CHANGE_TRANSLATION
-        // the PD, address and length arguments are ignored.
+        // Without CHANGE_PD and CHANGE_TRANSLATION the PD, address and length arguments are ignored.
+        // SAFETY: a live registration of ours.
         let code = unsafe {
             ibv_rereg_mr(
                 raw.as_ptr(),

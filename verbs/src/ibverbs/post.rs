@@ -109,8 +109,8 @@ impl<W: Linked> Chain<W> {
         let wrs = self.wrs.as_mut_ptr().cast::<W>();
         let sges = self.sges.as_mut_ptr().cast::<ibv_sge>();
         for index in 0..self.len {
-            // SAFETY: entries 0..len were written by `push`; the pointers stay inside the
-            // two arrays (sge_starts[index] + num_sge <= sges_used <= CHAIN_SGES).
+            // The pointers stay inside the two arrays (sge_starts[index] + num_sge <= sges_used).
+            // SAFETY: entries 0..len were written by `push`.
             unsafe {
                 let wr = &mut *wrs.add(index);
                 let next = if index + 1 < self.len { wrs.add(index + 1) } else { ptr::null_mut() };
@@ -341,11 +341,10 @@ impl IbvQp {
         let mut inline = ibv_sge { addr: 0, length: 0, lkey: 0 };
         let head = self.send_template.fill(wr, &mut inline);
         let mut bad: *mut ibv_send_wr = ptr::null_mut();
-        // SAFETY: a live QP driven by one owner (`&mut self`); `head` is one well-formed
-        // request (next = null) whose `sg_list` points at the caller's SGEs (borrowed for
-        // this call, laid out as `ibv_sge`, naming registered memory the device validates)
-        // or at `inline`, which lives on this frame and points into the `&[u8]` payload
-        // libibverbs copies before returning. Nothing keeps these pointers after the call.
+        // `head` is one request (next = null) whose `sg_list` points at the caller's SGEs (borrowed for
+        // this call, laid out as `ibv_sge`, naming registered memory the device validates) or at
+        // `inline`, on this frame, pointing into the `&[u8]` payload libibverbs copies before returning.
+        // SAFETY: a live QP with one owner (`&mut self`); nothing keeps these pointers after the call.
         let code = unsafe { ibv_post_send(self.handle.as_ptr(), head, &mut bad) };
         if code != 0 {
             return Err(self.rejection(Queue::Send, 0, code));
@@ -364,9 +363,9 @@ impl IbvQp {
             num_sge: wr.sges.len() as i32,
         };
         let mut bad = ptr::null_mut();
-        // SAFETY: as in `post_send_one`: one request whose SGEs are the caller's, borrowed
-        // for this call; the device validates them by lkey (with local write) before
-        // writing, and keeps no pointer into the request after the call.
+        // One request whose SGEs are the caller's, borrowed for this call; the device validates them by
+        // lkey (with local write) before writing.
+        // SAFETY: as in `post_send_one`; nothing keeps the pointers after the call.
         let code = unsafe { ibv_post_recv(self.handle.as_ptr(), &mut out, &mut bad) };
         if code != 0 {
             return Err(self.rejection(Queue::Recv, 0, code));
@@ -450,11 +449,10 @@ impl IbvQp {
         }
         let head = chain.link();
         let mut bad: *mut ibv_send_wr = ptr::null_mut();
-        // SAFETY: a live QP driven by one owner (`&mut` at the public API); `head` is a
-        // well-formed list of `chain.len` requests whose SGE arrays live in `chain`. SGEs
-        // name registered memory the device validates by lkey; inline SGEs point into
-        // `&[u8]` payloads borrowed for this call, which libibverbs copies before
-        // returning. The device keeps no pointer into the list after the call.
+        // `head` is a well-formed list of `chain.len` requests whose SGE arrays live in `chain`; SGEs
+        // name registered memory the device validates by lkey; inline SGEs point into `&[u8]` payloads
+        // borrowed for this call, which libibverbs copies before returning.
+        // SAFETY: a live QP with one owner (`&mut` at the API); nothing keeps the list after the call.
         let code = unsafe { ibv_post_send(self.handle.as_ptr(), head, &mut bad) };
         if code != 0 {
             return Err(self.rejection(Queue::Send, chain.index_of(bad), code));
@@ -468,8 +466,8 @@ impl IbvQp {
         }
         let head = chain.link();
         let mut bad: *mut ibv_recv_wr = ptr::null_mut();
-        // SAFETY: as in `flush_send`; receive SGEs name registered memory the device
-        // validates by lkey (with local write) before writing.
+        // Receive SGEs name registered memory the device validates by lkey (with local write).
+        // SAFETY: as in `flush_send`.
         let code = unsafe { ibv_post_recv(self.handle.as_ptr(), head, &mut bad) };
         if code != 0 {
             return Err(self.rejection(Queue::Recv, chain.index_of(bad), code));

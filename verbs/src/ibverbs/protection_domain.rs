@@ -52,8 +52,8 @@ impl PdHandle {
 
 impl Drop for PdHandle {
     fn drop(&mut self) {
-        // SAFETY: allocated by `ibv_alloc_pd`, freed once; MRs and QPs of the PD hold Arcs
-        // of this handle, so none is left.
+        // MRs and QPs of the PD hold Arcs of this handle, so none is left.
+        // SAFETY: allocated by `ibv_alloc_pd`, freed once, here.
         unsafe { ibv_dealloc_pd(self.raw.as_ptr()) };
     }
 }

@@ -63,9 +63,9 @@ impl QpHandle {
             max_recv_sge: caps.max_recv_sge,
             max_inline_data: caps.max_inline_data,
         };
-        // SAFETY: the PD and CQs are live (their Arcs are stored in the handle, so they
-        // outlive the QP); `init` is a valid, fully initialised structure, which
-        // libibverbs updates with the granted caps.
+        // The PD's and CQs' Arcs are stored in the handle, so they outlive the QP; libibverbs updates
+        // `init` with the granted caps.
+        // SAFETY: the PD and CQs are live and `init` is a valid, fully initialised structure.
         let raw = unsafe { ibv_create_qp(pd.as_ptr(), &mut init) };
         let raw = NonNull::new(raw).ok_or_else(last_os_error)?;
         let granted = QpCaps {
@@ -123,9 +123,9 @@ impl QpHandle {
 
 impl Drop for QpHandle {
     fn drop(&mut self) {
-        // SAFETY: created by `ibv_create_qp`, destroyed once. libibverbs waits here for
-        // async events about this QP to be acknowledged, which `event::poll` does before
-        // returning each one.
+        // libibverbs waits here for async events about this QP to be acknowledged, which
+        // `event::poll` does before returning each one.
+        // SAFETY: created by `ibv_create_qp`, destroyed once, here.
         unsafe { ibv_destroy_qp(self.raw.as_ptr()) };
     }
 }

@@ -222,9 +222,9 @@ impl Requester<'_> {
         if at.checked_add(len as usize).is_none_or(|end| end > mapping.len()) {
             return Err(Status::RemoteAccessError);
         }
-        // SAFETY: `at + len` lies inside the mapping (checked just above). The mapping
-        // stays in the cache, alive, until the cache is next asked for this slot, which
-        // no caller does while it uses the pointer.
+        // The mapping stays in the cache, alive, until the cache is next asked for this slot, which no
+        // caller does while it uses the pointer.
+        // SAFETY: `at + len` lies inside the mapping (checked just above).
         Ok(Some(unsafe { mapping.as_ptr().add(at) }))
     }
 
@@ -261,8 +261,8 @@ impl Requester<'_> {
                 Outcome::Complete { status: Status::Success, byte_len: total as u32 }
             }
             SendOp::CompareSwap { compare, swap, .. } => {
-                // SAFETY: `target` is 8-byte aligned (check_remote refused misaligned atomics
-                // and mappings are page aligned) and 8 bytes of the mapping are in bounds.
+                // check_remote refused misaligned atomics, and mappings are page aligned.
+                // SAFETY: `target` is 8-byte aligned and 8 bytes of the mapping are in bounds.
                 let word = unsafe { &*(target as *const AtomicU64) };
                 let old = match word.compare_exchange(compare, swap, Ordering::SeqCst, Ordering::SeqCst) {
                     Ok(old) | Err(old) => old,
@@ -377,8 +377,8 @@ impl Requester<'_> {
             while room > 0 {
                 let Some(piece) = current.as_mut() else { break };
                 let take = room.min(piece.len);
-                // SAFETY: `take` bytes fit both the source piece (validated local memory or
-                // the caller's inline slice) and the destination buffer; distinct memory.
+                // The source piece is validated local memory or the caller's inline slice.
+                // SAFETY: `take` bytes fit both the source piece and the destination buffer, distinct memory.
                 unsafe {
                     ordered_copy(dst, piece.ptr, take);
                     dst = dst.add(take);
@@ -454,8 +454,8 @@ impl Requester<'_> {
 
 fn gather_into(mut dst: *mut u8, local: &[Piece]) {
     for piece in local {
-        // SAFETY: `dst` has room for the sum of the piece lengths (the remote range was
-        // bounds-checked for exactly that total); pieces are validated local memory.
+        // The remote range was bounds-checked for exactly the pieces' total length.
+        // SAFETY: `dst` has room for every piece, and the pieces are validated local memory.
         unsafe {
             ordered_copy(dst, piece.ptr, piece.len);
             dst = dst.add(piece.len);

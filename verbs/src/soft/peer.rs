@@ -49,9 +49,9 @@ impl Peer {
     /// The peer's control block.
     #[inline]
     pub(crate) fn block(&self) -> &ControlBlock {
-        // SAFETY: `control` maps CONTROL_BLOCK_BYTES of a control block file (checked at
-        // open), page aligned; ControlBlock is all atomics, valid for any bit pattern and
-        // for concurrent access; the reference lives no longer than `self`.
+        // ControlBlock is all atomics, valid for any bit pattern and concurrent access; the reference
+        // lives no longer than `self`.
+        // SAFETY: `control` maps CONTROL_BLOCK_BYTES of a control block file (checked at open).
         unsafe { &*(self.control.as_ptr() as *const ControlBlock) }
     }
 
@@ -144,8 +144,7 @@ fn open_peer(fabric_name: &str, identity: NodeIdentity) -> Result<Peer> {
     })?;
     let control = Region::from_file(file, CONTROL_BLOCK_BYTES, false)
         .map_err(|err| unreachable(format!("cannot map the control block ({err})")))?;
-    // SAFETY: as in `Peer::block`: the mapping is CONTROL_BLOCK_BYTES long, page aligned,
-    // and ControlBlock is all atomics.
+    // SAFETY: as in `Peer::block`: CONTROL_BLOCK_BYTES mapped, page aligned, all atomics.
     let block = unsafe { &*(control.as_ptr() as *const ControlBlock) };
     let header = &block.header;
     if header.magic.load(Ordering::Acquire) != MAGIC {

@@ -119,17 +119,16 @@ impl ReceiveQueue {
 
     fn head(&self, position: u64) -> &EntryHead {
         let offset = self.entry_offset(position);
-        // SAFETY: the offset lies inside the ring (checked at creation or mapping), is
-        // 64-byte aligned, and EntryHead is all atomics; the borrow lives no longer than
-        // `self`, which keeps the mapping alive.
+        // EntryHead is all atomics; the borrow lives no longer than `self`, which keeps the mapping.
+        // SAFETY: the offset lies inside the ring (checked at creation or mapping), 64-byte aligned.
         unsafe { &*(self.ring.as_ptr().add(offset) as *const EntryHead) }
     }
 
     fn sge_cell(&self, position: u64, index: usize) -> &SgeCell {
         assert!(index < self.max_sge, "SGE index {index} beyond the ring's {}", self.max_sge);
         let offset = self.entry_offset(position) + ENTRY_HEAD_BYTES + index * SGE_CELL_BYTES;
-        // SAFETY: `index < max_sge` keeps the cell inside this entry's stride; cells are
-        // 16-byte aligned and all atomics.
+        // Cells are 16-byte aligned and all atomics.
+        // SAFETY: `index < max_sge` keeps the cell inside this entry's stride.
         unsafe { &*(self.ring.as_ptr().add(offset) as *const SgeCell) }
     }
 
