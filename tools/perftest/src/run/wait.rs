@@ -68,7 +68,7 @@ pub fn one_completion(
     let mut watchdog = Watchdog::default();
     loop {
         if cq.poll(&mut batch) == 1 {
-            return checked(batch[0], waiting_for).map(Some);
+            return checked(batch[0], waiting_for, control).map(Some);
         }
         watchdog.spin(control, waiting_for)?;
         if watchdog.spins % 1024 == 0 && give_up() {
@@ -77,12 +77,19 @@ pub fn one_completion(
     }
 }
 
-/// `completion` if it succeeded, else the error naming what failed.
-pub fn checked(completion: Completion, what: &str) -> Result<Completion> {
-    if !completion.is_success() {
-        bail!("{what} completed with an error: {} (wr_id {})", completion.status, completion.wr_id);
+/// `completion` if it succeeded, else the error naming what failed. A request usually fails
+/// because the peer died; its control connection says so (the kernel closes a dead
+/// process's sockets before it reports the exit), and then that is the error.
+pub fn checked(completion: Completion, what: &str, control: &mut Control) -> Result<Completion> {
+    if completion.is_success() {
+        return Ok(completion);
     }
-    Ok(completion)
+    if control.peer_gone() {
+        // The peer may have reported why it stopped; that is the better message.
+        control.receive()?;
+        bail!("the {} stopped: {what} completed with an error: {}", control.peer_role, completion.status);
+    }
+    bail!("{what} completed with an error: {} (wr_id {})", completion.status, completion.wr_id)
 }
 
 /// A byte of registered memory that the peer writes: the last byte of a message, polled

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use usec_verbs::{Completion, CompletionQueue, RecvWr};
 
 use crate::clock::DurationRun;
+use crate::control::Control;
 use crate::resources::Resources;
 use crate::run::bandwidth::{cycle_offset, Timed, POLLS_PER_CLOCK_LOOK, POLL_BATCH};
 use crate::run::wait::{checked, Watchdog};
@@ -50,9 +51,15 @@ impl Receiver {
     }
 
     /// Takes the completions in `batch`, arrived at `now_ns`, and reposts receives.
-    fn take(&mut self, resources: &mut Resources, batch: &[Completion], now_ns: u64) -> Result<()> {
+    fn take(
+        &mut self,
+        resources: &mut Resources,
+        control: &mut Control,
+        batch: &[Completion],
+        now_ns: u64,
+    ) -> Result<()> {
         for completion in batch {
-            let qp = checked(*completion, "a receive")?.wr_id as usize;
+            let qp = checked(*completion, "a receive", control)?.wr_id as usize;
             self.received += 1;
             if let Some(timed) = self.timed.as_mut() {
                 timed.done(1, now_ns);
@@ -119,7 +126,7 @@ fn receive_all(
             receiver.first_ns = Some(now_ns);
             receiver.timed = session.settings.duration.map(|plan| Timed::new(DurationRun::new(plan, now_ns)));
         }
-        receiver.take(session.resources, &batch[..found], now_ns)?;
+        receiver.take(session.resources, session.control, &batch[..found], now_ns)?;
     }
     Ok(())
 }

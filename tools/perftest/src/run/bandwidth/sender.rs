@@ -135,14 +135,19 @@ impl<'a> Sender<'a> {
     }
 
     /// Takes what completed; returns how many completions there were.
-    fn take_completions(&mut self, resources: &mut Resources, batch: &mut [Completion]) -> Result<usize> {
+    fn take_completions(
+        &mut self,
+        resources: &mut Resources,
+        control: &mut Control,
+        batch: &mut [Completion],
+    ) -> Result<usize> {
         let found = resources.send_cq.poll(batch);
         if found == 0 {
             return Ok(0);
         }
         let now_ns = self.clock.now_ns();
         for completion in &batch[..found] {
-            let qp = checked(*completion, "a request")?.wr_id as usize;
+            let qp = checked(*completion, "a request", control)?.wr_id as usize;
             self.completed[qp] += self.cq_mod;
             self.total_completed += self.cq_mod;
             if let Some(times) = self.times.as_mut() {
@@ -170,7 +175,7 @@ impl<'a> Sender<'a> {
         while owed > 0 {
             let found = resources.send_cq.poll(&mut batch);
             for completion in &batch[..found] {
-                checked(*completion, "a request")?;
+                checked(*completion, "a request", control)?;
             }
             owed = owed.saturating_sub(found as u64);
             if found == 0 {
@@ -194,7 +199,7 @@ pub fn send(session: &mut Session<'_>, size: u64) -> Result<BandwidthStats> {
         if !sender.owed() {
             continue;
         }
-        if sender.take_completions(session.resources, &mut batch)? > 0 {
+        if sender.take_completions(session.resources, session.control, &mut batch)? > 0 {
             watchdog = Watchdog::default();
             continue;
         }
