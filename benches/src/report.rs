@@ -10,9 +10,26 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use usec_verbs::Context;
+
 use crate::latency::LatencySummary;
 use crate::pinning::Pinning;
 use crate::run_info::RunInfo;
+
+/// How figures measured on `context` are labelled: the provider, the device when it is a
+/// real one, and where the provider's time is simulated, that a time measured on it is
+/// not a latency.
+pub fn provider_label(context: &Context) -> String {
+    let provider = context.provider();
+    let mut label = provider.label().to_string();
+    if !provider.is_emulated() {
+        label.push_str(&format!(", device {}", context.name()));
+    }
+    if !provider.has_real_time() {
+        label.push_str("; simulated time, not a latency");
+    }
+    label
+}
 
 /// One measured latency distribution and what it was measured on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 //! Devices: listing them, opening one by name, and what an opened one ([`Context`]) can do.
 //!
-//! A device name picks the provider, as libibverbs picks a driver:
-//! `soft:<fabric>` is the shared-memory provider, `sim:<name>` the simulator, and any
-//! other name (`mlx5_0`, `rxe0`, `siw0`) goes to the ibverbs provider.
+//! A device name picks the provider, as libibverbs picks a driver: the part before a ':'
+//! names it (`soft:<fabric>` is the shared-memory provider, `sim:<name>` the simulator),
+//! and a name without a prefix (`mlx5_0`, `rxe0`, `siw0`) goes to the ibverbs provider.
+//! The table of prefixes is in `provider.rs`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,29 +12,8 @@ use crate::completion_queue::CompletionQueue;
 use crate::error::{Error, Result};
 use crate::event::AsyncEvent;
 use crate::protection_domain::ProtectionDomain;
-use crate::provider::DeviceOps;
+use crate::provider::{self, DeviceOps, ProviderKind, PROVIDERS};
 use crate::qp::Mtu;
-
-/// Which provider serves a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// libibverbs: real NICs, SoftRoCE, siw.
-    Ibverbs,
-    /// Userspace RDMA over shared memory between processes of one host.
-    Soft,
-    /// Deterministic in-process simulation.
-    Sim,
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProviderKind::Ibverbs => "ibverbs",
-            ProviderKind::Soft => "soft",
-            ProviderKind::Sim => "sim",
-        })
-    }
-}
 
 /// A device that [`devices`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +118,7 @@ pub struct DeviceAttributes {
 /// Cheap to clone; objects created from it keep it alive.
 #[derive(Clone)]
 pub struct Context {
-    pub(crate) inner: Arc<dyn DeviceOps>,
+    inner: Arc<dyn DeviceOps>,
 }
 
 impl fmt::Debug for Context {
@@ -149,13 +129,22 @@ impl fmt::Debug for Context {
 
 impl Context {
     /// Opens a device by name: `soft:<fabric>`, `sim:<name>`, or an ibverbs device name.
+    /// A prefix that names no provider is [`Error::UnknownProvider`], which lists the
+    /// known ones.
     pub fn open(name: &str) -> Result<Context> {
-        let inner: Arc<dyn DeviceOps> = match parse_name(name)? {
-            DeviceName::Soft(fabric) => crate::soft::open(fabric)?,
-            DeviceName::Sim(fabric) => crate::sim::open(fabric)?,
-            DeviceName::Ibverbs(device) => open_ibverbs(device)?,
-        };
-        Ok(Context { inner })
+        let (provider, device) = provider::resolve(name)?;
+        Ok(Context::from_device((provider.open)(device)?))
+    }
+
+    /// Wraps a device a provider opened.
+    pub(crate) fn from_device(device: Arc<dyn DeviceOps>) -> Context {
+        Context { inner: device }
+    }
+
+    /// The provider's own device object behind this context, if it is a `T`: how a
+    /// provider finds its state again from a context it is handed (`SimFabric::of`).
+    pub(crate) fn device_as<T: DeviceOps + 'static>(&self) -> Option<&T> {
+        self.inner.as_any().downcast_ref::<T>()
     }
 
     /// The name it was opened by.
@@ -197,90 +186,10 @@ impl Context {
 /// sim fabrics of this process, and ibverbs devices.
 pub fn devices() -> Result<Vec<DeviceInfo>> {
     let mut found = Vec::new();
-    for fabric in crate::soft::fabrics()? {
-        found.push(DeviceInfo { name: format!("soft:{fabric}"), provider: ProviderKind::Soft });
-    }
-    for fabric in crate::sim::fabrics() {
-        found.push(DeviceInfo { name: format!("sim:{fabric}"), provider: ProviderKind::Sim });
-    }
-    for device in list_ibverbs()? {
-        found.push(DeviceInfo { name: device, provider: ProviderKind::Ibverbs });
+    for provider in PROVIDERS {
+        for device in (provider.list)()? {
+            found.push(DeviceInfo { name: provider.device_name(&device), provider: provider.kind });
+        }
     }
     Ok(found)
-}
-
-#[cfg(feature = "ibverbs")]
-fn open_ibverbs(device: &str) -> Result<Arc<dyn DeviceOps>> {
-    crate::ibverbs::open(device)
-}
-
-#[cfg(not(feature = "ibverbs"))]
-fn open_ibverbs(device: &str) -> Result<Arc<dyn DeviceOps>> {
-    Err(Error::ProviderUnavailable {
-        provider: "ibverbs",
-        reason: format!(
-            "{device:?} looks like an ibverbs device, but usec-verbs was built without the `ibverbs` \
-             feature; use soft:<fabric> or sim:<name>"
-        ),
-    })
-}
-
-#[cfg(feature = "ibverbs")]
-fn list_ibverbs() -> Result<Vec<String>> {
-    crate::ibverbs::device_names()
-}
-
-#[cfg(not(feature = "ibverbs"))]
-fn list_ibverbs() -> Result<Vec<String>> {
-    Ok(Vec::new())
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum DeviceName<'a> {
-    Soft(&'a str),
-    Sim(&'a str),
-    Ibverbs(&'a str),
-}
-
-fn parse_name(name: &str) -> Result<DeviceName<'_>> {
-    let (kind, rest) = match name.split_once(':') {
-        Some(("soft", rest)) => (ProviderKind::Soft, rest),
-        Some(("sim", rest)) => (ProviderKind::Sim, rest),
-        Some((prefix, _)) => {
-            return Err(Error::invalid(format!(
-                "unknown provider prefix {prefix:?} in {name:?} (use soft: or sim:)"
-            )))
-        }
-        None => (ProviderKind::Ibverbs, name),
-    };
-    let valid = !rest.is_empty()
-        && rest.len() <= 64
-        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        && !rest.starts_with('.');
-    if !valid {
-        return Err(Error::invalid(format!(
-            "device name {name:?}: the part after the prefix must be 1-64 characters of [A-Za-z0-9._-], not starting with '.'"
-        )));
-    }
-    Ok(match kind {
-        ProviderKind::Soft => DeviceName::Soft(rest),
-        ProviderKind::Sim => DeviceName::Sim(rest),
-        ProviderKind::Ibverbs => DeviceName::Ibverbs(rest),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_pick_providers() {
-        assert_eq!(parse_name("soft:fab").unwrap(), DeviceName::Soft("fab"));
-        assert_eq!(parse_name("sim:a.b-c_1").unwrap(), DeviceName::Sim("a.b-c_1"));
-        assert_eq!(parse_name("mlx5_0").unwrap(), DeviceName::Ibverbs("mlx5_0"));
-        assert_eq!(parse_name("rxe0").unwrap(), DeviceName::Ibverbs("rxe0"));
-        for bad in ["soft:", "soft:../x", "soft:a/b", "sim:.hidden", "foo:bar", "", "soft:a b"] {
-            assert!(parse_name(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! The crate's error type.
 
+use crate::provider::ProviderKind;
 use crate::qp::QpState;
 
 /// Why a work request was refused at post time (the `bad_wr` of `ibv_post_send`).
@@ -71,11 +72,25 @@ pub enum Error {
         /// Names that exist.
         known: Vec<String>,
     },
+    /// A device name's prefix (the part before ':') names no provider.
+    #[error(
+        "unknown provider prefix {prefix:?} in device name {name:?}; known prefixes: {}, \
+         or no prefix for an ibverbs device",
+        known.iter().map(|prefix| format!("{prefix}:")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownProvider {
+        /// The prefix given.
+        prefix: String,
+        /// The whole device name.
+        name: String,
+        /// The prefixes that name a provider.
+        known: Vec<&'static str>,
+    },
     /// The provider a name asks for is not built in, or cannot run here.
     #[error("provider {provider} unavailable: {reason}")]
     ProviderUnavailable {
-        /// The provider's name.
-        provider: &'static str,
+        /// The provider.
+        provider: ProviderKind,
         /// Why.
         reason: String,
     },

@@ -3,7 +3,9 @@
 //! A device name picks the provider: `soft:<fabric>` is userspace RDMA over shared memory
 //! between processes of one host, `sim:<name>` the same semantics in one process under
 //! virtual time ([`sim`]), and any other name (`mlx5_0`, `rxe0`) a libibverbs device
-//! (cargo feature `ibverbs`). The objects are the verbs ones: a [`Context`] per opened
+//! (cargo feature `ibverbs`). [`Context::provider`] says which, as a [`ProviderKind`]
+//! whose predicates ([`ProviderKind::is_emulated`], [`ProviderKind::has_real_time`], …)
+//! are what callers should branch on, never the variant itself. The objects are the verbs ones: a [`Context`] per opened
 //! device, [`ProtectionDomain`]s, [`MemoryRegion`]s over [`Region`]s, [`CompletionQueue`]s,
 //! and reliable-connected [`QueuePair`]s that go RESET → INIT → RTR → RTS against a peer's
 //! [`Endpoint`].
@@ -75,13 +77,12 @@ mod work_request;
 pub use access::AccessFlags;
 pub use completion::{Completion, CompletionOpcode, Status};
 pub use completion_queue::CompletionQueue;
-pub use device::{
-    devices, Context, DeviceAttributes, DeviceInfo, LinkLayer, PortAttributes, PortState, ProviderKind,
-};
+pub use device::{devices, Context, DeviceAttributes, DeviceInfo, LinkLayer, PortAttributes, PortState};
 pub use error::{Error, PostRejection, Result};
 pub use event::{AsyncEvent, AsyncEventKind};
 pub use memory_region::MemoryRegion;
 pub use protection_domain::ProtectionDomain;
+pub use provider::ProviderKind;
 pub use qp::{ConnectOptions, Endpoint, QpCaps, QpOptions, QpState, QueuePair};
 pub use usec_regions::Region;
 pub use work_request::{Payload, RecvWr, RemoteAddr, SendOp, SendWr, Sge};

@@ -25,10 +25,11 @@ use serde::{Deserialize, Serialize};
 use usec_benches::latency::{LatencySummary, Recorder};
 use usec_benches::peer::{channel_to_initiator, Peer};
 use usec_benches::pinning::{choose_cores, pin_current_thread, usable_cores, CorePair, Pinning};
+use usec_benches::report::provider_label;
 use usec_benches::run_info::RunInfo;
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, RoleId, RoleSpec, TcpNetwork};
 use usec_regions::Region;
-use usec_verbs::{AccessFlags, Context, ProviderKind};
+use usec_verbs::{AccessFlags, Context};
 
 const PEER_ROLE: &str = "revoke-grant";
 const ROLE: &str = "replication";
@@ -112,8 +113,8 @@ fn main() -> Result<()> {
     let initiator = pin_current_thread(cores.map(|pair| pair.initiator));
     let device = usec_benches::default_soft_device(options.device.clone());
     let context = Context::open(&device).with_context(|| format!("opening {device}"))?;
-    if context.provider() == ProviderKind::Sim {
-        bail!("{device}: the sim provider lives in one process; this benchmark needs two");
+    if !context.provider().spans_processes() {
+        bail!("{device}: the {} lives in one process; this benchmark needs two", context.provider().label());
     }
     eprintln!("starting the peer and bootstrapping a 2-node cluster on {device} ...");
     let mut peer = Peer::spawn(PEER_ROLE)?;
@@ -245,14 +246,6 @@ fn serve_peer() -> Result<()> {
     }
     watcher.join().map_err(|_| anyhow::anyhow!("the watcher thread panicked"))?;
     Ok(())
-}
-
-fn provider_label(context: &Context) -> String {
-    match context.provider() {
-        ProviderKind::Soft => "soft provider (shared memory)".to_string(),
-        ProviderKind::Sim => "sim provider (simulated time, not a latency)".to_string(),
-        ProviderKind::Ibverbs => format!("ibverbs provider, device {}", context.name()),
-    }
 }
 
 fn print(report: &Report) {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use usec_regions::{Region, RemoteRegion};
 use usec_verbs::{
     AccessFlags, Completion, CompletionOpcode, CompletionQueue, ConnectOptions, Context, Endpoint,
-    MemoryRegion, Payload, ProviderKind, QpCaps, QpOptions, QueuePair, RemoteAddr, SendWr, Sge,
+    MemoryRegion, Payload, QpCaps, QpOptions, QueuePair, RemoteAddr, SendWr, Sge,
 };
 
 use crate::latency::RoundTrips;
@@ -25,7 +25,7 @@ use crate::message::Message;
 use crate::peer::{channel_to_initiator, Peer};
 use crate::ping_pong::{run_block_with_peer, serve_blocks, slot_bytes, InitiatorWatch, PingPong, Scenario};
 use crate::pinning::{pin_current_thread, Pinning};
-use crate::report::Measurement;
+use crate::report::{provider_label, Measurement};
 use crate::spin::spin_until;
 
 /// The peer role name of this scenario.
@@ -190,8 +190,12 @@ impl Side {
 /// Opens the device and checks that it suits the benchmark.
 fn open_device(options: &WriteOptions, size: usize) -> Result<Context> {
     let context = Context::open(&options.device).with_context(|| format!("opening {}", options.device))?;
-    if context.provider() == ProviderKind::Sim {
-        bail!("{}: the sim provider lives inside one process; this benchmark needs two", options.device);
+    if !context.provider().spans_processes() {
+        bail!(
+            "{}: the {} lives inside one process; this benchmark needs two",
+            options.device,
+            context.provider().label()
+        );
     }
     let max_inline_data = context.attributes().max_inline_data;
     if options.inline && size > max_inline_data as usize {
@@ -207,15 +211,6 @@ fn open_device(options: &WriteOptions, size: usize) -> Result<Context> {
 /// messages (the device does not open, cannot span two processes, or inline is too big).
 pub fn preflight(options: &WriteOptions, size: usize) -> Result<()> {
     open_device(options, size).map(drop)
-}
-
-/// How a provider's figures are labelled.
-fn provider_label(context: &Context) -> String {
-    match context.provider() {
-        ProviderKind::Soft => "soft provider (shared memory)".to_string(),
-        ProviderKind::Sim => "sim provider (simulated time, not a latency)".to_string(),
-        ProviderKind::Ibverbs => format!("ibverbs provider, device {}", context.name()),
-    }
 }
 
 /// The initiator's side of a WRITE ping-pong.

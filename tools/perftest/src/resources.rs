@@ -258,13 +258,14 @@ pub fn address_line(info: &QpInfo, verb: Verb) -> Result<AddressLine> {
     })
 }
 
-/// Opens `name`, or the first ibverbs device when none is named.
+/// Opens `name`, or when none is named the first device that is not emulated (a NIC,
+/// rxe, siw), as perftest opens the first ibverbs device.
 fn open_device(name: Option<&str>) -> Result<Context> {
     let name = match name {
         Some(name) => name.to_string(),
         None => {
             let found = usec_verbs::devices().context("listing devices")?;
-            match found.into_iter().find(|device| device.provider == ProviderKind::Ibverbs) {
+            match found.into_iter().find(|device| !device.provider.is_emulated()) {
                 Some(device) => device.name,
                 None => bail!(
                     "no RDMA device found: pass -d <device> (soft:<fabric> runs over shared memory between \

@@ -14,7 +14,7 @@ use rdma_sys::{
     ibv_query_device, ibv_query_gid, ibv_transport_type,
 };
 
-use crate::device::{DeviceAttributes, PortAttributes, ProviderKind};
+use crate::device::{DeviceAttributes, PortAttributes};
 use crate::error::{Error, Result};
 use crate::event::AsyncEvent;
 use crate::ibverbs::completion_queue::{CqHandle, IbvCq};
@@ -23,7 +23,7 @@ use crate::ibverbs::protection_domain::{IbvPd, PdHandle};
 use crate::ibverbs::queue_pair::QpHandle;
 use crate::ibverbs::raw::{last_os_error, zeroed};
 use crate::ibverbs::{event, raw};
-use crate::provider::{CqOps, DeviceOps, PdOps};
+use crate::provider::{CqOps, DeviceOps, PdOps, ProviderKind};
 use crate::qp::{Gid, Mtu, QpCaps};
 
 /// The device list of libibverbs, freed on drop.

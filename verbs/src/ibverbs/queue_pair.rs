@@ -207,7 +207,7 @@ impl IbvQp {
     ) -> Result<()> {
         if self.device.iwarp {
             return Err(Error::ProviderUnavailable {
-                provider: "ibverbs",
+                provider: crate::provider::ProviderKind::Ibverbs,
                 reason: format!(
                     "{} is an iWARP device: its RC connections are set up by the RDMA connection manager \
                      (rdma_cm), which usec-verbs does not use; use a RoCE or InfiniBand device (e.g. rxe)",

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use usec_regions::Region;
 
 use crate::access::AccessFlags;
-use crate::device::{DeviceAttributes, LinkLayer, PortAttributes, ProviderKind};
+use crate::device::{DeviceAttributes, LinkLayer, PortAttributes};
 use crate::error::{Error, Result};
 use crate::event::AsyncEvent;
-use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, QpOps};
+use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, ProviderKind, QpOps};
 use crate::qp::QpOptions;
 use crate::sim::completion_queue::SimCq;
 use crate::sim::fabric::Shared;
@@ -46,7 +46,7 @@ pub(crate) fn device_attributes() -> DeviceAttributes {
 
 /// What creating an object on a crashed node returns.
 pub(crate) fn crashed_error(node: NodeId) -> Error {
-    Error::ProviderUnavailable { provider: "sim", reason: format!("{node} has crashed") }
+    Error::ProviderUnavailable { provider: ProviderKind::Sim, reason: format!("{node} has crashed") }
 }
 
 /// One node's device: the provider object behind a [`Context`](crate::Context).

@@ -109,9 +109,14 @@ impl SimFabric {
 
     /// Adds a node and opens its device. `Context::open("sim:<name>")` does the same.
     pub fn open_node(&self) -> Result<(NodeId, Context)> {
+        let device = self.add_device();
+        Ok((device.node, Context::from_device(device)))
+    }
+
+    /// Adds a node; its device.
+    fn add_device(&self) -> Arc<SimDevice> {
         let node = self.shared.world().add_node();
-        let device: Arc<dyn DeviceOps> = Arc::new(SimDevice::new(Arc::clone(&self.shared), node));
-        Ok((node, Context { inner: device }))
+        Arc::new(SimDevice::new(Arc::clone(&self.shared), node))
     }
 
     /// The nodes opened so far, crashed ones included.
@@ -288,7 +293,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn device_of(context: &Context) -> Option<&SimDevice> {
-    context.inner.as_any().downcast_ref::<SimDevice>()
+    context.device_as::<SimDevice>()
 }
 
 /// `Context::open("sim:<name>")`: a new node on the fabric `name`, created with seed 0 if
@@ -301,7 +306,7 @@ pub(crate) fn open_device(name: &str) -> Result<Arc<dyn DeviceOps>> {
             None => create_locked(&mut registry, name, 0)?,
         }
     };
-    Ok(fabric.open_node()?.1.inner)
+    Ok(fabric.add_device())
 }
 
 /// The names of the live fabrics.

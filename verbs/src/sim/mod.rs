@@ -181,6 +181,6 @@ pub(crate) fn open(fabric: &str) -> Result<Arc<dyn DeviceOps>> {
 }
 
 /// The names of the live sim fabrics of this process.
-pub(crate) fn fabrics() -> Vec<String> {
-    fabric::live_names()
+pub(crate) fn fabrics() -> Result<Vec<String>> {
+    Ok(fabric::live_names())
 }

@@ -94,7 +94,10 @@ static WATCHER: OnceLock<std::result::Result<Arc<Watcher>, String>> = OnceLock::
 
 fn watcher() -> Result<Arc<Watcher>> {
     let watcher = WATCHER.get_or_init(|| start_watcher().map_err(|err| err.to_string()));
-    watcher.clone().map_err(|reason| Error::ProviderUnavailable { provider: "soft", reason })
+    watcher.clone().map_err(|reason| Error::ProviderUnavailable {
+        provider: crate::provider::ProviderKind::Soft,
+        reason,
+    })
 }
 
 fn start_watcher() -> Result<Arc<Watcher>> {

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, Weak};
 use usec_regions::Region;
 
 use crate::access::AccessFlags;
-use crate::device::{DeviceAttributes, LinkLayer, PortAttributes, ProviderKind};
+use crate::device::{DeviceAttributes, LinkLayer, PortAttributes};
 use crate::error::{Error, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
-use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, QpOps};
+use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, ProviderKind, QpOps};
 use crate::qp::QpOptions;
 use crate::soft::completion_queue::{CqShared, SoftCq};
 use crate::soft::fabric::{self, fabric_hash, NewNodeFile};
