@@ -55,6 +55,16 @@
 //! [`QueuePair::set_access`] or [`MemoryRegion::rereg_access`] returns, no operation with
 //! the old rights can land; requests to a dead peer fail instead of hanging; `wr_id`s come
 //! back untouched.
+//!
+//! ## Errors to branch on
+//!
+//! Conditions a caller acts on are typed, not text: connecting to a peer that is gone is
+//! [`Error::PeerUnreachable`] with a [`PeerLoss`] (its process exited, its pidfd reported
+//! the death, the node closed or crashed, no such node or QP, a stale endpoint;
+//! [`PeerLoss::process_died`] sums it up), an endpoint that does not fit is
+//! [`Error::BadEndpoint`] with a [`BadEndpoint`] (another provider's or another fabric's,
+//! the wrong link layer, undecodable), and an unknown device prefix is
+//! [`Error::UnknownProvider`].
 #![deny(missing_docs)]
 
 mod access;
@@ -78,7 +88,7 @@ pub use access::AccessFlags;
 pub use completion::{Completion, CompletionOpcode, Status};
 pub use completion_queue::CompletionQueue;
 pub use device::{devices, Context, DeviceAttributes, DeviceInfo, LinkLayer, PortAttributes, PortState};
-pub use error::{Error, PostRejection, Result};
+pub use error::{BadEndpoint, Error, Incompatibility, PeerLoss, PostRejection, Result};
 pub use event::{AsyncEvent, AsyncEventKind};
 pub use memory_region::MemoryRegion;
 pub use protection_domain::ProtectionDomain;

@@ -5,9 +5,10 @@
 use rdma_sys::ibv_ah_attr;
 
 use crate::device::LinkLayer;
-use crate::error::{Error, Result};
+use crate::error::{BadEndpoint, Error, Result};
 use crate::ibverbs::device::DeviceShared;
 use crate::ibverbs::raw::{zeroed, Zeroable};
+use crate::provider::ProviderKind;
 use crate::qp::{Address, Gid, Mtu, QpOptions};
 
 /// IP's customary initial hop limit; within one subnet any value above 0 works.
@@ -107,24 +108,26 @@ pub(crate) fn route(local: &LocalPort, remote: &Address) -> Result<Route> {
             let sgid_index = local.gid_index.expect("RoCE ports always resolve a GID index");
             Ok(Route::Global { dlid: 0, dgid: gid, sgid_index })
         }
-        (LinkLayer::Ethernet, Address::Infiniband { .. }) => Err(Error::BadEndpoint(format!(
-            "the endpoint is an InfiniBand (LID) address, but port {} is Ethernet (RoCE)",
-            local.port
-        ))),
+        (LinkLayer::Ethernet, address @ Address::Infiniband { .. }) => {
+            Err(Error::BadEndpoint(BadEndpoint::WrongLinkLayer {
+                port: local.port,
+                link_layer: local.link_layer,
+                address,
+            }))
+        }
         (_, Address::Infiniband { lid, gid, gid_index }) => match (local.gid_index, gid_index) {
             (Some(sgid_index), Some(_)) => Ok(Route::Global { dlid: lid, dgid: gid, sgid_index }),
-            _ if lid == 0 => Err(Error::BadEndpoint(
-                "the endpoint's LID is 0 (is a subnet manager running?); select GID indexes on both \
-                 sides to route globally"
-                    .into(),
-            )),
+            _ if lid == 0 => Err(Error::BadEndpoint(BadEndpoint::ZeroLid)),
             _ => Ok(Route::Local { dlid: lid }),
         },
-        (_, Address::Roce { .. }) => Err(Error::BadEndpoint(format!(
-            "the endpoint is a RoCE (GID) address, but port {} is InfiniBand",
-            local.port
-        ))),
-        (_, other) => Err(Error::BadEndpoint(format!("{other:?} is not an ibverbs endpoint"))),
+        (_, address @ Address::Roce { .. }) => Err(Error::BadEndpoint(BadEndpoint::WrongLinkLayer {
+            port: local.port,
+            link_layer: local.link_layer,
+            address,
+        })),
+        (_, address) => {
+            Err(Error::BadEndpoint(BadEndpoint::OtherProvider { provider: ProviderKind::Ibverbs, address }))
+        }
     }
 }
 
@@ -165,7 +168,22 @@ mod tests {
         assert_eq!((attr.is_global, attr.grh.sgid_index, attr.port_num), (1, 3, 1));
         // SAFETY: reading the byte-array member of a union just written through it.
         assert_eq!(unsafe { attr.grh.dgid.raw }, [9; 16]);
-        assert!(route(&local, &Address::Infiniband { lid: 1, gid: GID, gid_index: None }).is_err());
+        let error = route(&local, &Address::Infiniband { lid: 1, gid: GID, gid_index: None }).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::BadEndpoint(BadEndpoint::WrongLinkLayer {
+                    port: 1,
+                    link_layer: LinkLayer::Ethernet,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("InfiniBand (LID) address, but port 1 is Ethernet (RoCE)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -181,8 +199,22 @@ mod tests {
         let remote_plain = Address::Infiniband { lid: 9, gid: [0; 16], gid_index: None };
         assert_eq!(route(&global, &remote_plain).unwrap(), Route::Local { dlid: 9 });
         let no_lid = Address::Infiniband { lid: 0, gid: [0; 16], gid_index: None };
-        assert!(route(&plain, &no_lid).unwrap_err().to_string().contains("LID is 0"));
-        assert!(route(&plain, &Address::Roce { gid: GID, gid_index: 0 }).is_err());
+        let error = route(&plain, &no_lid).unwrap_err();
+        assert!(matches!(error, Error::BadEndpoint(BadEndpoint::ZeroLid)), "{error:?}");
+        assert!(error.to_string().contains("LID is 0"), "{error}");
+        let error = route(&plain, &Address::Roce { gid: GID, gid_index: 0 }).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::BadEndpoint(BadEndpoint::WrongLinkLayer {
+                    port: 1,
+                    link_layer: LinkLayer::Infiniband,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("RoCE (GID) address, but port 1 is InfiniBand"), "{error}");
     }
 
     #[test]
@@ -191,7 +223,15 @@ mod tests {
         for remote in
             [Address::Sim { fabric: 1, node: 2 }, Address::Soft { fabric: 1, pid: 2, node: 3, nonce: 4 }]
         {
-            assert!(matches!(route(&local, &remote), Err(Error::BadEndpoint(_))));
+            let error = route(&local, &remote).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::BadEndpoint(BadEndpoint::OtherProvider { provider: ProviderKind::Ibverbs, address })
+                        if address == remote
+                ),
+                "{error:?}"
+            );
         }
     }
 }

@@ -114,7 +114,7 @@ impl Endpoint {
 
     /// Decodes the wire form, refusing anything malformed.
     pub fn from_bytes(bytes: &[u8]) -> Result<Endpoint> {
-        let bad = |why: String| Error::BadEndpoint(why);
+        let bad = Error::malformed_endpoint;
         if bytes.len() < HEADER_LEN {
             return Err(bad(format!("{} bytes is shorter than the {HEADER_LEN}-byte header", bytes.len())));
         }
@@ -180,7 +180,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
         if self.bytes.len() < N {
-            return Err(Error::BadEndpoint("truncated address".into()));
+            return Err(Error::malformed_endpoint("truncated address"));
         }
         let (head, rest) = self.bytes.split_at(N);
         self.bytes = rest;
@@ -203,7 +203,7 @@ impl FromStr for Endpoint {
     fn from_str(text: &str) -> Result<Endpoint> {
         let text = text.trim();
         if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::BadEndpoint("not an even-length hex string".into()));
+            return Err(Error::malformed_endpoint("not an even-length hex string"));
         }
         let bytes: Vec<u8> = (0..text.len())
             .step_by(2)

@@ -9,8 +9,8 @@ use rand::Rng;
 use crate::access::AccessFlags;
 use crate::completion::{Completion, CompletionOpcode, Status};
 use crate::emulation::checks;
-use crate::error::{Error, PostRejection, Result};
-use crate::provider::{QpOps, Transition};
+use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
+use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{Address, Endpoint, Mtu, QpCaps, QpState, RtsAttributes};
 use crate::sim::completion_queue::WorkQueue;
 use crate::sim::device::{crashed_error, MAX_QP_PER_NODE};
@@ -312,23 +312,26 @@ impl World {
     /// The peer an RTR endpoint names, if it is a live QP of this fabric.
     fn resolve(&self, endpoint: &Endpoint) -> Result<RemoteQp> {
         let Address::Sim { fabric, node } = endpoint.address else {
-            return Err(Error::BadEndpoint(format!(
-                "a sim QP connects only to sim endpoints, not {:?}",
-                endpoint.address
-            )));
+            let provider = ProviderKind::Sim;
+            return Err(Error::BadEndpoint(BadEndpoint::OtherProvider {
+                provider,
+                address: endpoint.address,
+            }));
         };
         if fabric != self.fabric_id {
-            return Err(Error::BadEndpoint(format!(
-                "the endpoint belongs to sim fabric #{fabric}, this is #{}",
-                self.fabric_id
-            )));
+            let ours = format!("sim fabric #{}", self.fabric_id);
+            return Err(Error::BadEndpoint(BadEndpoint::OtherFabric { ours }));
         }
         let peer = NodeId(node);
-        let exists = (node as usize) < self.nodes.len()
-            && !self.is_crashed(peer)
-            && self.qp(peer, endpoint.qp_num).is_some();
-        if !exists {
-            return Err(Error::PeerUnreachable(format!("{peer} has no QP {:#x}", endpoint.qp_num)));
+        let unreachable = |reason| Error::unreachable(format!("sim {peer}"), reason);
+        if node as usize >= self.nodes.len() {
+            return Err(unreachable(PeerLoss::NoSuchNode));
+        }
+        if self.is_crashed(peer) {
+            return Err(unreachable(PeerLoss::Crashed));
+        }
+        if self.qp(peer, endpoint.qp_num).is_none() {
+            return Err(unreachable(PeerLoss::NoSuchQp { qp_num: endpoint.qp_num }));
         }
         Ok(RemoteQp { node: peer, qp_num: endpoint.qp_num, psn: endpoint.psn })
     }

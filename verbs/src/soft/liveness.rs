@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PeerLoss, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
 use crate::soft::process::{pidfd_open, start_time_of};
 
@@ -172,12 +172,15 @@ impl Watcher {
         if let Some(existing) = watched.get(&pid).and_then(Weak::upgrade) {
             return Ok(existing);
         }
-        let unreachable = |why: &str| Error::PeerUnreachable(format!("process {pid} {why}"));
-        let pidfd = pidfd_open(pid).map_err(|_| unreachable("has exited"))?;
+        let unreachable = |reason| Error::unreachable(format!("process {pid}"), reason);
+        let pidfd = pidfd_open(pid).map_err(|err| match err.raw_os_error() {
+            Some(libc::ESRCH) => unreachable(PeerLoss::Exited { pid }),
+            _ => Error::os(format!("pidfd_open({pid})"), err),
+        })?;
         // The pidfd now pins the process identity; check that it is the peer's process and
         // not a later one that reused its pid.
         if start_time_of(pid) != Some(start_time) {
-            return Err(unreachable("has exited (its pid now names another process)"));
+            return Err(unreachable(PeerLoss::PidReused { pid }));
         }
         let liveness = Arc::new(Liveness::immortal());
         self.epoll

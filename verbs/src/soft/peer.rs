@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use usec_regions::Region;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Incompatibility, PeerLoss, Result};
 use crate::soft::fabric::{fabric_dir, node_file_name};
 use crate::soft::layout::{
     ControlBlock, SlotWord, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_MR, MAX_QP,
@@ -58,7 +58,22 @@ impl Peer {
     /// Whether the peer is gone: its process exited or it closed the node.
     #[inline]
     pub(crate) fn is_gone(&self) -> bool {
-        self.liveness.is_dead() || self.block().header.closed.load(Ordering::Acquire) != 0
+        self.liveness.is_dead() || self.is_closed()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.block().header.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Why the peer is gone, if it is.
+    fn loss(&self) -> Option<PeerLoss> {
+        if self.liveness.is_dead() {
+            Some(PeerLoss::DeathReported { pid: self.identity.pid })
+        } else if self.is_closed() {
+            Some(PeerLoss::Closed)
+        } else {
+            None
+        }
     }
 
     /// The mapping of an object of the peer, if its slot is valid with `generation`.
@@ -126,8 +141,8 @@ pub(crate) fn connect(fabric_name: &str, identity: NodeIdentity) -> Result<Arc<P
     let mut peers = registry().lock().expect("peer registry lock");
     peers.retain(|_, peer| peer.strong_count() > 0);
     if let Some(peer) = peers.get(&identity).and_then(Weak::upgrade) {
-        if peer.is_gone() {
-            return Err(Error::PeerUnreachable(format!("node {}/{} is gone", identity.pid, identity.node)));
+        if let Some(reason) = peer.loss() {
+            return Err(Error::unreachable(describe(&identity), reason));
         }
         return Ok(peer);
     }
@@ -136,34 +151,45 @@ pub(crate) fn connect(fabric_name: &str, identity: NodeIdentity) -> Result<Arc<P
     Ok(peer)
 }
 
+/// How errors name a peer node.
+pub(crate) fn describe(identity: &NodeIdentity) -> String {
+    format!("soft node {}/{}", identity.pid, identity.node)
+}
+
 fn open_peer(fabric_name: &str, identity: NodeIdentity) -> Result<Peer> {
     let path = fabric_dir(fabric_name).join(node_file_name(identity.pid, identity.node));
-    let unreachable = |why: String| Error::PeerUnreachable(format!("{}: {why}", path.display()));
-    let file: File = OpenOptions::new().read(true).write(true).open(&path).map_err(|err| {
-        unreachable(format!("cannot open the node's control block ({err}); has it exited?"))
-    })?;
-    let control = Region::from_file(file, CONTROL_BLOCK_BYTES, false)
-        .map_err(|err| unreachable(format!("cannot map the control block ({err})")))?;
+    let unreachable = |reason| Error::unreachable(describe(&identity), reason);
+    let file: File = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(file) => file,
+        // A node's file goes when it closes, or when a later node sweeps a dead process's.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(unreachable(PeerLoss::NoSuchNode))
+        }
+        Err(err) => return Err(Error::os(format!("opening the control block {}", path.display()), err)),
+    };
+    let control = Region::from_file(file, CONTROL_BLOCK_BYTES, false)?;
     // SAFETY: as in `Peer::block`: CONTROL_BLOCK_BYTES mapped, page aligned, all atomics.
     let block = unsafe { &*(control.as_ptr() as *const ControlBlock) };
     let header = &block.header;
     if header.magic.load(Ordering::Acquire) != MAGIC {
-        return Err(Error::Incompatible(format!("{} is not a usec soft control block", path.display())));
+        return Err(Error::Incompatible { path, reason: Incompatibility::NotAControlBlock });
     }
     let version = header.version.load(Ordering::Acquire);
     if version != LAYOUT_VERSION {
-        return Err(Error::Incompatible(format!(
-            "{} has layout version {version}; this build speaks {LAYOUT_VERSION}",
-            path.display()
-        )));
+        let reason = Incompatibility::LayoutVersion { found: version, expected: LAYOUT_VERSION };
+        return Err(Error::Incompatible { path, reason });
     }
     let nonce = header.nonce.load(Ordering::Acquire);
     if nonce != identity.nonce || header.fabric.load(Ordering::Acquire) != identity.fabric {
-        return Err(unreachable("the endpoint is stale: that node was replaced by another".into()));
+        return Err(unreachable(PeerLoss::Replaced));
     }
     if header.closed.load(Ordering::Acquire) != 0 {
-        return Err(unreachable("the node was closed".into()));
+        return Err(unreachable(PeerLoss::Closed));
     }
-    let liveness = watch(identity.pid, header.start_time.load(Ordering::Acquire))?;
+    let liveness =
+        watch(identity.pid, header.start_time.load(Ordering::Acquire)).map_err(|error| match error {
+            Error::PeerUnreachable { reason, .. } => unreachable(reason),
+            other => other,
+        })?;
     Ok(Peer { identity, control, liveness, mappings: Mutex::new(HashMap::new()) })
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::completion::{Completion, Status};
 use crate::emulation::checks;
-use crate::error::{Error, PostRejection, Result};
+use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
-use crate::provider::{QpOps, Transition};
+use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{
     Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes,
 };
@@ -282,14 +282,14 @@ impl SoftQp {
 
     fn move_to_rtr(&mut self, remote: &Endpoint, attributes: &RtrAttributes) -> Result<()> {
         let Address::Soft { fabric, pid, node, nonce } = remote.address else {
-            return Err(Error::BadEndpoint(format!("{:?} is not a soft-provider endpoint", remote.address)));
+            let provider = ProviderKind::Soft;
+            return Err(Error::BadEndpoint(BadEndpoint::OtherProvider { provider, address: remote.address }));
         };
         let own = &self.shared.node;
         if fabric != own.identity.fabric {
-            return Err(Error::BadEndpoint(format!(
-                "the endpoint belongs to another fabric than soft:{}",
-                own.fabric
-            )));
+            return Err(Error::BadEndpoint(BadEndpoint::OtherFabric {
+                ours: format!("soft:{}", own.fabric),
+            }));
         }
         let identity = NodeIdentity { fabric, pid, node, nonce };
         let peer = peer::connect(&own.fabric, identity)?;
@@ -299,10 +299,10 @@ impl SoftQp {
             || !target_word.valid
             || crate::soft::layout::qpn_of(target_slot, target_word.generation) != remote.qp_num
         {
-            return Err(Error::PeerUnreachable(format!(
-                "QP {:#x} does not exist on node {pid}/{node}",
-                remote.qp_num
-            )));
+            return Err(Error::unreachable(
+                peer::describe(&identity),
+                PeerLoss::NoSuchQp { qp_num: remote.qp_num },
+            ));
         }
         let owner = &self.shared.slot().owner;
         owner.peer_qpn.store(remote.qp_num, Ordering::Relaxed);

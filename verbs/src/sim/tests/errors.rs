@@ -6,8 +6,8 @@ use super::support::{
 use crate::qp::{Address, Endpoint, RtrAttributes, RtsAttributes};
 use crate::sim::{LatencyModel, SimFabric, TraceKind};
 use crate::{
-    AccessFlags, AsyncEvent, AsyncEventKind, CompletionOpcode, ConnectOptions, Error, PostRejection, QpCaps,
-    QpState, RecvWr, RemoteAddr, SendWr, Sge, Status,
+    AccessFlags, AsyncEvent, AsyncEventKind, BadEndpoint, CompletionOpcode, ConnectOptions, Error, PeerLoss,
+    PostRejection, ProviderKind, QpCaps, QpState, RecvWr, RemoteAddr, SendWr, Sge, Status,
 };
 
 /// Posts `wr` on `a`, waits for its completion, and checks that the QP went to ERROR.
@@ -277,17 +277,35 @@ fn rtr_refuses_endpoints_it_cannot_reach() {
     let good = peer.endpoint();
     let attributes = RtrAttributes::default();
 
+    // Each refusal says why in a form a caller can branch on.
     let soft = Endpoint { address: Address::Soft { fabric: 1, pid: 1, node: 0, nonce: 0 }, ..good };
-    assert!(matches!(qp.modify_to_rtr(&soft, &attributes), Err(Error::BadEndpoint(_))));
+    let error = qp.modify_to_rtr(&soft, &attributes).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::BadEndpoint(BadEndpoint::OtherProvider { provider: ProviderKind::Sim, address })
+                if address == soft.address
+        ),
+        "{error:?}"
+    );
     let elsewhere = SimFabric::create(&unique_name("rtr-other"), 35).unwrap();
     let foreign = TestNode::open(&elsewhere, 4096, 16).qp(QpCaps::default()).endpoint();
-    assert!(matches!(qp.modify_to_rtr(&foreign, &attributes), Err(Error::BadEndpoint(_))));
+    let error = qp.modify_to_rtr(&foreign, &attributes).unwrap_err();
+    assert!(matches!(error, Error::BadEndpoint(BadEndpoint::OtherFabric { .. })), "{error:?}");
+    assert!(error.to_string().contains("another fabric"), "{error}");
     let missing = Endpoint { qp_num: good.qp_num ^ 0x80_0000, ..good };
-    assert!(matches!(qp.modify_to_rtr(&missing, &attributes), Err(Error::PeerUnreachable(_))));
+    let error = qp.modify_to_rtr(&missing, &attributes).unwrap_err();
+    assert!(
+        matches!(error, Error::PeerUnreachable { reason: PeerLoss::NoSuchQp { qp_num }, .. } if qp_num == missing.qp_num),
+        "{error:?}"
+    );
     let no_node = Endpoint { address: Address::Sim { fabric: fabric_id(&good), node: 99 }, ..good };
-    assert!(matches!(qp.modify_to_rtr(&no_node, &attributes), Err(Error::PeerUnreachable(_))));
+    let error = qp.modify_to_rtr(&no_node, &attributes).unwrap_err();
+    assert!(matches!(error, Error::PeerUnreachable { reason: PeerLoss::NoSuchNode, .. }), "{error:?}");
     fabric.crash(other.id);
-    assert!(matches!(qp.modify_to_rtr(&good, &attributes), Err(Error::PeerUnreachable(_))));
+    let error = qp.modify_to_rtr(&good, &attributes).unwrap_err();
+    assert!(matches!(error, Error::PeerUnreachable { reason: PeerLoss::Crashed, .. }), "{error:?}");
+    assert!(error.to_string().contains("node1") && error.to_string().contains("crashed"), "{error}");
     assert_eq!(qp.state(), QpState::Init);
 }
 
