@@ -15,8 +15,9 @@ const VERSION: u8 = 1;
 ///
 /// Peers exchange these at connection time ([`RemoteRegion::to_bytes`],
 /// [`RemoteRegion::from_bytes`]) and derive the target of every one-sided operation from
-/// them ([`RemoteRegion::sub`], [`RemoteRegion::addr_of`]), so an offset bug becomes an
-/// error here rather than a remote access error that kills the queue pair. The fields are
+/// them ([`RemoteRegion::sub`], [`RemoteRegion::addr_of`], and in `usec-verbs`
+/// `RemoteAddr::within(&region, offset, len)`), so an offset bug becomes an error here
+/// rather than a remote access error that kills the queue pair. The fields are
 /// private to keep one invariant: `addr + len` does not overflow. Empty regions are allowed.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RemoteRegion {

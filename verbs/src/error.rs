@@ -148,6 +148,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: Incompatibility,
     },
+    /// An access that does not fit the remote region it was to be derived from
+    /// ([`RemoteAddr::within`](crate::RemoteAddr::within)).
+    #[error(
+        "{len} bytes at offset {offset} do not fit the remote region of {} bytes at {:#x} (rkey {:#x})",
+        region.len(),
+        region.addr(),
+        region.rkey()
+    )]
+    OutsideRegion {
+        /// The region.
+        region: usec_regions::RemoteRegion,
+        /// The offset asked for.
+        offset: u64,
+        /// The length asked for.
+        len: u64,
+    },
     /// A memory region problem.
     #[error(transparent)]
     Region(#[from] usec_regions::Error),

@@ -7,7 +7,10 @@
 //!
 //! [`Status::LocalProtectionError`]: crate::Status::LocalProtectionError
 
+use usec_regions::RemoteRegion;
+
 use crate::completion::CompletionOpcode;
+use crate::error::{Error, Result};
 
 /// A scatter/gather element: `len` bytes at `addr` inside the local MR whose lkey is `lkey`.
 ///
@@ -26,6 +29,24 @@ pub struct Sge {
 
 /// Where a one-sided operation goes: an address in the peer's registered memory and the
 /// rkey of the MR that covers it.
+///
+/// Derive it from the [`RemoteRegion`] the peer handed out, with [`RemoteAddr::within`],
+/// so that an offset bug is an error here rather than a remote access error that fails
+/// both QPs:
+///
+/// ```
+/// use usec_regions::RemoteRegion;
+/// use usec_verbs::RemoteAddr;
+///
+/// let region = RemoteRegion::new(0x10_000, 4096, 0x2a)?; // what the peer sent
+/// let slot = RemoteAddr::within(&region, 512, 64)?; // 64 bytes at offset 512
+/// assert_eq!((slot.addr, slot.rkey), (0x10_200, 0x2a));
+/// assert!(RemoteAddr::within(&region, 4090, 8).is_err()); // would run past the end
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Its fields are public for the rare program that must name an address no descriptor
+/// covers (a test of the responder's own checks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RemoteAddr {
     /// Address in the peer's address space.
@@ -35,6 +56,16 @@ pub struct RemoteAddr {
 }
 
 impl RemoteAddr {
+    /// The address of an access of `len` bytes at `offset` into `region`, under its rkey,
+    /// after checking that all of them lie inside it (overflow included). An empty access
+    /// may sit at the end. [`Error::OutsideRegion`] otherwise, naming the region, the
+    /// offset and the length.
+    pub fn within(region: &RemoteRegion, offset: u64, len: u64) -> Result<RemoteAddr> {
+        let addr =
+            region.addr_of(offset, len).map_err(|_| Error::OutsideRegion { region: *region, offset, len })?;
+        Ok(RemoteAddr { addr, rkey: region.rkey() })
+    }
+
     /// `self` moved `offset` bytes forward (wrapping arithmetic is left to the responder's
     /// bounds check, which rejects it).
     pub fn offset(self, offset: u64) -> RemoteAddr {
