@@ -77,7 +77,7 @@
 //! for &follower in &followers {
 //!     let target = leader.remote_region(follower, "log")?;
 //!     let wr_id = WrId::new(1, follower, entry)?.to_raw();
-//!     let remote = usec_verbs::RemoteAddr { addr: target.addr(), rkey: target.rkey() };
+//!     let remote = usec_verbs::RemoteAddr::within(&target, 0, 8)?;
 //!     leader.post_send(follower, replication, &[SendWr::write(wr_id, remote, Payload::Inline(b"entry #1"))])?;
 //! }
 //! let key = waiter.begin(1, entry, &followers, majority(3) - 1)?;

@@ -106,7 +106,7 @@ impl SimCluster {
         let cluster = &mut self.clusters[from];
         let role = cluster.role(REPLICATION).unwrap();
         let region = cluster.remote_region(to, REGION).unwrap();
-        let target = RemoteAddr { addr: region.addr() + entry * 8, rkey: region.rkey() };
+        let target = RemoteAddr::within(&region, entry * 8, 8).unwrap();
         let wr_id = WrId::new(kind, to, entry).unwrap().to_raw();
         let bytes = entry.to_le_bytes();
         cluster.post_send(to, role, &[SendWr::write(wr_id, target, Payload::Inline(&bytes))]).unwrap();

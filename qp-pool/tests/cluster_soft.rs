@@ -271,7 +271,7 @@ fn post_send_errors_name_the_peer_and_role() {
     let mut clusters = start_threads(&soft_device(), listeners, &spec);
     let replication = clusters[0].role(REPLICATION).unwrap();
     clusters[0].qp_mut(node(1), replication).unwrap().reset().unwrap();
-    let target = remote(&clusters[0], node(1), 0);
+    let target = remote(&clusters[0], node(1), 0, 1);
     let error = clusters[0]
         .post_send(node(1), replication, &[SendWr::write(1, target, usec_verbs::Payload::Inline(b"x"))])
         .unwrap_err();

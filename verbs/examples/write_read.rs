@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use usec_regions::RemoteRegion;
 use usec_verbs::{
     AccessFlags, Completion, CompletionQueue, ConnectOptions, Context, Endpoint, MemoryRegion, QpOptions,
-    QueuePair, Region, SendWr, Status,
+    QueuePair, Region, RemoteAddr, SendWr, Status,
 };
 
 const REGION_BYTES: usize = 8192;
@@ -166,10 +166,7 @@ fn run_client(device: &str) -> AnyResult<()> {
     // WRITE our message into the server's region.
     node.region.write(0, MESSAGE)?;
     let message = node.mr.sge(0, MESSAGE.len() as u32)?;
-    let target = usec_verbs::RemoteAddr {
-        addr: remote.addr_of(MESSAGE_OFFSET as u64, MESSAGE.len() as u64)?,
-        rkey: remote.rkey(),
-    };
+    let target = RemoteAddr::within(&remote, MESSAGE_OFFSET as u64, MESSAGE.len() as u64)?;
     let start = Instant::now();
     node.qp.post_send(&[SendWr::write(1, target, &message)])?;
     node.complete_one()?;
@@ -177,10 +174,7 @@ fn run_client(device: &str) -> AnyResult<()> {
 
     // READ the server's prepared buffer into ours.
     let into = node.mr.sge(SOURCE_OFFSET, SOURCE_BYTES as u32)?;
-    let source = usec_verbs::RemoteAddr {
-        addr: remote.addr_of(SOURCE_OFFSET as u64, SOURCE_BYTES as u64)?,
-        rkey: remote.rkey(),
-    };
+    let source = RemoteAddr::within(&remote, SOURCE_OFFSET as u64, SOURCE_BYTES as u64)?;
     let start = Instant::now();
     node.qp.post_send(&[SendWr::read(2, source, &into)])?;
     let read = node.complete_one()?;

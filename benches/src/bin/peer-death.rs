@@ -33,6 +33,7 @@ use usec_benches::latency::Recorder;
 use usec_benches::peer::{channel_to_initiator, Peer};
 use usec_benches::pinning::{choose_cores, pin_current_thread, usable_cores, CorePair};
 use usec_benches::run_info::RunInfo;
+use usec_regions::RemoteRegion;
 use usec_verbs::{
     AccessFlags, AsyncEventKind, Completion, Context, Endpoint, Payload, QpOptions, RemoteAddr, SendWr,
 };
@@ -64,8 +65,8 @@ enum ToPeer {
     },
     Connect {
         endpoint: String,
-        stamp_addr: u64,
-        stamp_rkey: u32,
+        /// The 8-byte stamp word, as a `RemoteRegion` descriptor.
+        stamp: Vec<u8>,
     },
     /// Stamp the clock into our memory and exit.
     StampAndExit,
@@ -93,16 +94,14 @@ fn serve() -> Result<()> {
     let mut cq = context.create_cq(4)?;
     let mut qp = pd.create_qp(&cq, &cq, &QpOptions::default())?;
     channel.send(&FromPeer::Opened { endpoint: qp.endpoint().to_string() })?;
-    let Some(ToPeer::Connect { endpoint, stamp_addr, stamp_rkey }) = channel.receive()? else {
-        bail!("expected Connect")
-    };
+    let Some(ToPeer::Connect { endpoint, stamp }) = channel.receive()? else { bail!("expected Connect") };
     qp.connect(&endpoint.parse::<Endpoint>()?, &Default::default())?;
     channel.send(&FromPeer::Ready)?;
     match channel.receive()? {
         Some(ToPeer::StampAndExit) => {
-            let stamp = monotonic_ns().to_ne_bytes();
-            let target = RemoteAddr { addr: stamp_addr, rkey: stamp_rkey };
-            qp.post_send(&[SendWr::write(0, target, Payload::Inline(&stamp))])?;
+            let now = monotonic_ns().to_ne_bytes();
+            let target = RemoteAddr::within(&RemoteRegion::from_bytes(&stamp)?, 0, now.len() as u64)?;
+            qp.post_send(&[SendWr::write(0, target, Payload::Inline(&now))])?;
             let mut done = [Completion::default(); 1];
             while cq.poll(&mut done) == 0 {}
             std::process::exit(0);
@@ -141,12 +140,8 @@ fn trial(context: &Context, device: &str, peer_core: Option<usize>, death: Death
     peer.send(&ToPeer::Open { device: device.to_string(), core: peer_core })?;
     let FromPeer::Opened { endpoint } = peer.receive()? else { bail!("expected Opened") };
     qp.connect(&endpoint.parse::<Endpoint>()?, &Default::default())?;
-    let target = mr.remote_addr(0)?;
-    peer.send(&ToPeer::Connect {
-        endpoint: qp.endpoint().to_string(),
-        stamp_addr: target.addr,
-        stamp_rkey: target.rkey,
-    })?;
+    let word = mr.remote_region().sub(0, 8)?;
+    peer.send(&ToPeer::Connect { endpoint: qp.endpoint().to_string(), stamp: word.to_bytes().to_vec() })?;
     let FromPeer::Ready = peer.receive()? else { bail!("expected Ready") };
     while context.poll_event().is_some() {}
     let pid = Pid::from_raw(peer.pid() as i32);

@@ -143,8 +143,7 @@ impl Side {
     /// The peer's receive slot, from its region descriptor.
     fn target(&self, descriptor: &[u8], size: usize) -> Result<RemoteAddr> {
         let remote = RemoteRegion::from_bytes(descriptor).context("the peer's region descriptor")?;
-        let addr = remote.addr_of(self.layout.receive as u64, size as u64)?;
-        Ok(RemoteAddr { addr, rkey: remote.rkey() })
+        Ok(RemoteAddr::within(&remote, self.layout.receive as u64, size as u64)?)
     }
 
     /// Posts a signaled WRITE of `message` to `target` and polls its completion.

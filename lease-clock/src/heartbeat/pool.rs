@@ -127,7 +127,7 @@ impl HeartbeatReads for PoolReads<'_> {
             .cluster
             .remote_region(node, PoolHeartbeats::REGION)
             .map_err(Error::pool("a peer's heartbeat"))?;
-        let word = RemoteAddr { addr: remote.addr(), rkey: remote.rkey() };
+        let word = RemoteAddr::within(&remote, 0, 8).map_err(Error::verbs("a peer's heartbeat word"))?;
         let local =
             self.cluster.region(PoolHeartbeats::REGION).map_err(Error::pool("the heartbeat region"))?;
         let slot = local.sge(SLOT_BYTES * (peer + 1), 8).map_err(Error::verbs("a READ slot"))?;

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use usec_regions::RemoteRegion;
 use usec_verbs::{
     AccessFlags, AsyncEventKind, Completion, CompletionQueue, ConnectOptions, Context, Endpoint,
     MemoryRegion, ProtectionDomain, QpOptions, QueuePair, Region, RemoteAddr, SendWr, Sge,
@@ -45,7 +46,11 @@ impl FromStr for HeartbeatEndpoint {
         let endpoint = next("the endpoint")?.parse().map_err(|_| bad("bad endpoint"))?;
         let addr = u64::from_str_radix(next("the address")?, 16).map_err(|_| bad("bad address"))?;
         let rkey = u32::from_str_radix(next("the rkey")?, 16).map_err(|_| bad("bad rkey"))?;
-        Ok(HeartbeatEndpoint { endpoint, heartbeat: RemoteAddr { addr, rkey } })
+        // The text names one 8-byte word; it must not wrap the address space.
+        let word = RemoteRegion::new(addr, 8, rkey)
+            .map_err(|_| bad("the heartbeat word wraps the address space"))?;
+        let heartbeat = RemoteAddr::within(&word, 0, 8).map_err(|_| bad("the heartbeat word"))?;
+        Ok(HeartbeatEndpoint { endpoint, heartbeat })
     }
 }
 
@@ -191,5 +196,35 @@ impl HeartbeatReads for VerbsHeartbeats {
             _ => 0,
         };
         Some(ReadCompletion { wr_id: completion.wr_id, status: completion.status, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use usec_verbs::qp::{Address, Mtu};
+
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        Endpoint { qp_num: 0x12, psn: 7, mtu: Mtu::Mtu4096, address: Address::Sim { fabric: 3, node: 1 } }
+    }
+
+    #[test]
+    fn the_text_form_round_trips() {
+        let heartbeat = HeartbeatEndpoint {
+            endpoint: endpoint(),
+            heartbeat: RemoteAddr { addr: 0x7f00_1000, rkey: 0xab },
+        };
+        assert_eq!(heartbeat.to_string().parse::<HeartbeatEndpoint>().unwrap(), heartbeat);
+    }
+
+    #[test]
+    fn a_word_that_wraps_the_address_space_is_refused() {
+        let text = format!("{} {:x} 1", endpoint(), u64::MAX - 3);
+        let error = text.parse::<HeartbeatEndpoint>().unwrap_err().to_string();
+        assert!(error.contains("wraps the address space"), "{error}");
+        // The highest word a RemoteRegion can describe: its end, one past it, still fits.
+        let last_word = format!("{} {:x} 1", endpoint(), u64::MAX - 8);
+        assert_eq!(last_word.parse::<HeartbeatEndpoint>().unwrap().heartbeat.addr, u64::MAX - 8);
     }
 }

@@ -74,16 +74,16 @@ pub fn start_configs(
     })
 }
 
-/// Where `peer`'s region starts, as seen by `cluster`.
-pub fn remote(cluster: &Cluster, peer: NodeId, offset: u64) -> RemoteAddr {
+/// Where `len` bytes at `offset` of `peer`'s region are, as seen by `cluster`.
+pub fn remote(cluster: &Cluster, peer: NodeId, offset: u64, len: u64) -> RemoteAddr {
     let region = cluster.remote_region(peer, REGION).unwrap();
-    RemoteAddr { addr: region.addr() + offset, rkey: region.rkey() }
+    RemoteAddr::within(&region, offset, len).unwrap()
 }
 
 /// Posts one inline WRITE of `bytes` to `peer`'s region at `offset`, on `role`.
 pub fn write(cluster: &mut Cluster, peer: NodeId, role: &str, wr_id: WrId, offset: u64, bytes: &[u8]) {
     let role = cluster.role(role).unwrap();
-    let target = remote(cluster, peer, offset);
+    let target = remote(cluster, peer, offset, bytes.len() as u64);
     cluster.post_send(peer, role, &[SendWr::write(wr_id.to_raw(), target, Payload::Inline(bytes))]).unwrap();
 }
 

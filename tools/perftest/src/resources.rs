@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
+use usec_regions::RemoteRegion;
 use usec_verbs::qp::{Address, ConnectOptions};
 use usec_verbs::{
     AccessFlags, CompletionQueue, Context, Endpoint, LinkLayer, MemoryRegion, PortAttributes, ProviderKind,
@@ -200,9 +201,14 @@ impl Resources {
         Ok(())
     }
 
-    /// Where the peer's QP `qp` buffer starts, for one-sided operations.
-    pub fn remote_target(peer: &QpInfo) -> RemoteAddr {
-        RemoteAddr { addr: peer.addr, rkey: peer.rkey }
+    /// The peer's target slot for one of our QPs, as the region its info names.
+    pub fn remote_slot(peer: &QpInfo) -> Result<RemoteRegion> {
+        RemoteRegion::new(peer.addr, peer.len, peer.rkey).context("the peer's target slot")
+    }
+
+    /// Where one-sided operations of `len` bytes go in the peer's slot: its start.
+    pub fn remote_target(peer: &QpInfo, len: u64) -> Result<RemoteAddr> {
+        Ok(RemoteAddr::within(&Resources::remote_slot(peer)?, 0, len)?)
     }
 
     /// The inline line or outstanding reads line of the info block.

@@ -534,6 +534,7 @@ mod tests {
 
     #[test]
     fn send_requests_translate() {
+        // Any address: only its translation is checked, nothing is posted.
         let remote = RemoteAddr { addr: 0x1000, rkey: 0x77 };
         let sges = [Sge { addr: 1, len: 2, lkey: 3 }, Sge { addr: 4, len: 5, lkey: 6 }];
         let wr = SendWr::new(9, SendOp::WriteWithImm { remote, imm: 0x0102_0304 }, &sges[..]).fenced();

@@ -46,6 +46,7 @@ fn expect_failure(
 
 pub fn bad_rkey(provider: &Provider) -> Outcome {
     let mut pair = Pair::new(provider)?;
+    // A forged rkey, built by hand on purpose: no descriptor names it.
     let remote = RemoteAddr { rkey: pair.b.mr.rkey() ^ 0x00ff_f000, ..pair.b.remote(0) };
     expect_failure(
         &mut pair,
@@ -68,6 +69,7 @@ pub fn out_of_bounds(provider: &Provider) -> Outcome {
 
 pub fn address_overflow(provider: &Provider) -> Outcome {
     let mut pair = Pair::new(provider)?;
+    // Out of bounds on purpose (RemoteAddr::within would refuse it): the responder's check is under test.
     let wrap = RemoteAddr { addr: u64::MAX - 3, rkey: pair.b.mr.rkey() };
     expect_failure(
         &mut pair,

@@ -191,7 +191,8 @@ pub fn zero_length_operations(provider: &Provider) -> Outcome {
     let empty = pair.a.sge(0, 0);
     pair.a.qp.post_send(&[SendWr::write(1, pair.b.remote(0), &empty)])?;
     pair.a.qp.post_send(&[SendWr::read(2, pair.b.remote(0), &empty)])?;
-    // A zero-length transfer's rkey is not validated (IB spec 9.4.x): it succeeds.
+    // A zero-length transfer's rkey is not validated (IB spec 9.4.x): it succeeds. The
+    // address and rkey are forged on purpose.
     pair.a.qp.post_send(&[SendWr::write(3, RemoteAddr { addr: 0, rkey: 0xbad }, &empty)])?;
     pair.b.qp.post_recv(&[RecvWr::new(4, &[])])?;
     pair.a.qp.post_send(&[SendWr::send(5, &empty)])?;

@@ -141,6 +141,7 @@ pub fn deregistered_memory_is_unreachable(provider: &Provider) -> Outcome {
 
 pub fn reconnect_after_error(provider: &Provider) -> Outcome {
     let mut pair = Pair::new(provider)?;
+    // A forged rkey, on purpose, to put the QPs in ERROR.
     let bad = usec_verbs::RemoteAddr { rkey: pair.b.mr.rkey() ^ 0x00ff_f000, ..pair.b.remote(0) };
     pair.a.qp.post_send(&[SendWr::write(1, bad, Payload::Inline(b"x"))])?;
     ensure_eq!(pair.wait_a(1)?[0].status, Status::RemoteAccessError, "provoked error");

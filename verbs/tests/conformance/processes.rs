@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use usec_regions::RemoteRegion;
 use usec_verbs::qp::RtsAttributes;
 use usec_verbs::sim::SimFabric;
 use usec_verbs::{
@@ -116,11 +117,14 @@ fn serve_child() -> Result<(), String> {
         let line = next();
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["fetch_add", addr, rkey, count] => {
-                let target = RemoteAddr {
-                    addr: addr.parse().map_err(|_| "addr")?,
-                    rkey: rkey.parse().map_err(|_| "rkey")?,
-                };
+            ["fetch_add", addr, len, rkey, count] => {
+                let counter = RemoteRegion::new(
+                    addr.parse().map_err(|_| "addr")?,
+                    len.parse().map_err(|_| "len")?,
+                    rkey.parse().map_err(|_| "rkey")?,
+                )
+                .map_err(|e| e.to_string())?;
+                let target = RemoteAddr::within(&counter, 0, 8).map_err(|e| e.to_string())?;
                 let count: u64 = count.parse().map_err(|_| "count")?;
                 let result = mr.sge(0, 8).map_err(|e| e.to_string())?;
                 let mut olds = Vec::with_capacity(count as usize);
@@ -243,9 +247,10 @@ pub fn fetch_add_from_two_processes(provider: &Provider) -> Outcome {
     let mut peers = [ChildPeer::spawn(&device)?, ChildPeer::spawn(&device)?];
     peers[0].connect(&mut side.qp, &impatient())?;
     peers[1].connect(&mut extra, &impatient())?;
-    let counter = side.remote(64);
+    let counter = side.mr.remote_region().sub(64, 8)?;
     for peer in peers.iter_mut() {
-        peer.send_line(&format!("fetch_add {} {} {per_peer}", counter.addr, counter.rkey))?;
+        let (addr, len, rkey) = (counter.addr(), counter.len(), counter.rkey());
+        peer.send_line(&format!("fetch_add {addr} {len} {rkey} {per_peer}"))?;
     }
     let mut all = Vec::new();
     for peer in peers.iter_mut() {

@@ -131,7 +131,7 @@ pub fn write_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
     let sge = resources.sge(local, size)?;
     let inline = size <= u64::from(resources.inline_size);
     let mut message = vec![0u8; if inline { size as usize } else { 0 }];
-    let remote = Resources::remote_target(&session.peers[0]);
+    let remote = Resources::remote_target(&session.peers[0], size)?;
     let region = std::sync::Arc::clone(&resources.region);
     let polled = PolledByte::new(&region, resources.target_slot(0) + size - 1)?;
     let marked = MarkedByte::new(&region, local + size - 1)?;
@@ -242,7 +242,7 @@ pub fn one_sided_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
     let atomic = session.settings.atomic;
     let resources = &mut *session.resources;
     let local = resources.sge(resources.local_slot(0), size)?;
-    let remote = Resources::remote_target(&session.peers[0]);
+    let remote = Resources::remote_target(&session.peers[0], size)?;
     let op = match (test.verb(), atomic) {
         (Verb::Read, _) => SendOp::Read { remote },
         (_, AtomicType::FetchAndAdd) => SendOp::FetchAdd { remote, add: ATOMIC_ADD },

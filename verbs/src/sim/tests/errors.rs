@@ -29,6 +29,7 @@ fn responder_failed(pair: &Pair, kind: AsyncEventKind) {
 #[test]
 fn an_unknown_rkey_is_a_remote_access_error_on_both_sides() {
     let mut pair = Pair::new(20);
+    // A forged rkey, built by hand on purpose: no descriptor names it.
     let remote = RemoteAddr { rkey: pair.b.mr.rkey() ^ 1, ..pair.b.remote(0) };
     let local = pair.a.sge(0, 8);
     assert_eq!(fails_with(&mut pair, SendWr::write(1, remote, &local)), Status::RemoteAccessError);
@@ -46,6 +47,7 @@ fn out_of_bounds_is_a_remote_access_error() {
 #[test]
 fn a_range_that_overflows_is_a_remote_access_error() {
     let mut pair = Pair::new(22);
+    // Out of bounds on purpose (RemoteAddr::within would refuse it): the responder's check is under test.
     let remote = RemoteAddr { addr: u64::MAX - 3, rkey: pair.b.mr.rkey() };
     let local = pair.a.sge(0, 8);
     assert_eq!(fails_with(&mut pair, SendWr::read(1, remote, &local)), Status::RemoteAccessError);
@@ -170,6 +172,7 @@ fn requests_behind_an_rnr_wait_for_it() {
 fn everything_after_an_error_flushes_and_nothing_lands() {
     let mut pair = Pair::new(32);
     pair.a.put(0, b"11112222333344445555");
+    // A forged rkey, on purpose, to fail the first request.
     let bad = RemoteAddr { rkey: pair.b.mr.rkey() ^ 1, ..pair.b.remote(0) };
     let sges: Vec<Sge> = (0..4).map(|i| pair.a.sge(i * 4, 4)).collect();
     let recv = pair.a.sge(100, 8);
@@ -372,6 +375,7 @@ fn a_destroyed_responder_qp_drops_requests() {
 #[test]
 fn reconnecting_after_an_error_needs_both_sides_reset() {
     let mut pair = Pair::new(40);
+    // A forged rkey, on purpose, to put the QPs in ERROR.
     let bad = RemoteAddr { rkey: 0, ..pair.b.remote(0) };
     let local = pair.a.sge(0, 8);
     assert_eq!(fails_with(&mut pair, SendWr::write(1, bad, &local)), Status::RemoteAccessError);
@@ -387,6 +391,7 @@ fn reconnecting_after_an_error_needs_both_sides_reset() {
 #[test]
 fn an_unsignaled_request_that_fails_still_completes() {
     let mut pair = Pair::new(41);
+    // A forged rkey, on purpose.
     let bad = RemoteAddr { rkey: pair.b.mr.rkey() ^ 1, ..pair.b.remote(0) };
     let local = pair.a.sge(0, 8);
     let status = fails_with(&mut pair, SendWr::write(1, bad, &local).unsignaled());

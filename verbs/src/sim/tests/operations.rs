@@ -114,6 +114,7 @@ fn a_mebibyte_write_lands_and_pays_for_its_size() {
 #[test]
 fn zero_length_operations_succeed_without_checks() {
     let mut pair = Pair::new(7);
+    // An address and rkey nothing registered, on purpose: a zero-length access is not checked.
     let nowhere = RemoteAddr { addr: 0, rkey: 0xdead };
     let empty: &[Sge] = &[];
     pair.qp_b.post_recv(&[RecvWr::new(5, &[])]).unwrap();

@@ -5,6 +5,7 @@
 //! each completion retires `cq_mod` requests.
 
 use anyhow::{Context as _, Result};
+use usec_regions::RemoteRegion;
 use usec_verbs::{Completion, Payload, RemoteAddr, SendOp, SendWr, Sge};
 
 use crate::clock::{Clock, DurationRun};
@@ -28,7 +29,7 @@ struct Sender<'a> {
     inline: Option<Vec<u8>>,
     lkey: u32,
     local_slots: Vec<u64>,
-    remotes: Vec<RemoteAddr>,
+    remotes: Vec<RemoteRegion>,
     posted: Vec<u64>,
     completed: Vec<u64>,
     total: u64,
@@ -62,7 +63,7 @@ impl<'a> Sender<'a> {
             inline,
             lkey: resources.mr.lkey(),
             local_slots: (0..qps).map(|qp| resources.mr.addr() + resources.local_slot(qp)).collect(),
-            remotes: peers.iter().map(Resources::remote_target).collect(),
+            remotes: peers.iter().map(Resources::remote_slot).collect::<Result<_>>()?,
             posted: vec![0; qps],
             completed: vec![0; qps],
             total,
@@ -108,7 +109,7 @@ impl<'a> Sender<'a> {
             Some(bytes) => Payload::Inline(bytes),
             None => Payload::from(&sge),
         };
-        let remote = RemoteAddr { addr: self.remotes[qp].addr + offset, rkey: self.remotes[qp].rkey };
+        let remote = RemoteAddr::within(&self.remotes[qp], offset, u64::from(self.length))?;
         let op = match self.verb {
             Verb::Write => SendOp::Write { remote },
             Verb::Read => SendOp::Read { remote },
