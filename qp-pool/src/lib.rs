@@ -17,7 +17,10 @@
 //! over the control connection kept from bootstrap, leaving the other peers alone. The
 //! completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
 //! sequence), a sans-IO [`QuorumWaiter`] ("k of these n completed", failed peers
-//! remembered), and [`wait_for`], which spins or spins then yields.
+//! remembered), and [`wait_for`], whose deadline is a nanosecond value on the clock of its
+//! [`Driver`]: [`BusyPoll`] spins or spins then yields in real time, [`SimDriver`] moves a
+//! simulated fabric's virtual time on. Nothing in this crate's loops reads the wall clock
+//! by itself, so the same code runs on a real fabric and deterministically in simulation.
 //!
 //! # A tour
 //!
@@ -27,10 +30,10 @@
 //! ```
 //! use std::net::TcpListener;
 //! use std::sync::Arc;
-//! use std::time::{Duration, Instant};
+//! use std::time::Duration;
 //! use usec_qp_pool::{
-//!     majority, wait_for, Cluster, ClusterSpec, NodeConfig, NodeId, PollMode, QuorumWaiter, RoleSpec,
-//!     TcpNetwork, WrId,
+//!     majority, wait_for, BusyPoll, Cluster, ClusterSpec, NodeConfig, NodeId, PollMode, QuorumWaiter,
+//!     RoleSpec, TcpNetwork, WrId,
 //! };
 //! use usec_verbs::{AccessFlags, Context, Payload, Region, SendWr};
 //!
@@ -81,8 +84,9 @@
 //!     leader.post_send(follower, replication, &[SendWr::write(wr_id, remote, Payload::Inline(b"entry #1"))])?;
 //! }
 //! let key = waiter.begin(1, entry, &followers, majority(3) - 1)?;
-//! let deadline = Instant::now() + Duration::from_secs(10);
-//! let outcome = wait_for(&mut poller, &mut waiter, key, PollMode::Spin, deadline, &mut |_: &_| {})?;
+//! let mut driver = BusyPoll::new(PollMode::Spin); // this thread spins on the OS clock
+//! let deadline_ns = driver.deadline_in(10_000_000_000);
+//! let outcome = wait_for(&mut poller, &mut waiter, key, deadline_ns, &mut driver, &mut |_: &_| {})?;
 //! assert!(outcome.is_met() && !outcome.acked.is_empty());
 //!
 //! // The bytes are in a follower's log, its CPU never involved.
@@ -101,12 +105,15 @@
 //! - bootstrap, non-blocking and time-driven: [`Bootstrap`];
 //! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect and control
 //!   messages: [`Cluster::poll_control`]);
-//! - the completion loop: [`Poller`], [`WrId`], [`QuorumWaiter`], [`wait_for`].
+//! - the completion loop: [`Poller`], [`WrId`], [`QuorumWaiter`], [`wait_for`]; who runs
+//!   it and on which clock: [`Driver`], [`clock`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+pub mod clock;
 mod cluster;
+mod driver;
 mod error;
 pub mod handshake;
 mod poller;
@@ -121,6 +128,7 @@ mod wr_id;
 pub use bootstrap::config::{NodeConfig, RegionSpec};
 pub use bootstrap::{Bootstrap, Progress};
 pub use cluster::{Cluster, ControlEvent, PoolEvent};
+pub use driver::{BusyPoll, Driver, PollMode, SimDriver};
 pub use error::{Error, Result};
 pub use poller::{Batch, CompletionSink, Polled, Poller, BATCH};
 pub use quorum::{majority, QuorumKey, QuorumOutcome, QuorumStatus, QuorumWaiter};
@@ -129,5 +137,5 @@ pub use spec::{ClusterSpec, NodeId};
 pub use transport::memory::{MemoryHub, MemoryNetwork};
 pub use transport::tcp::TcpNetwork;
 pub use transport::{Link, Network, Received};
-pub use wait::{wait_for, Idle, PollMode};
+pub use wait::wait_for;
 pub use wr_id::WrId;

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use usec_qp_pool::{
-    majority, wait_for, Cluster, ClusterSpec, ControlEvent, NodeId, PollMode, QuorumWaiter, TcpNetwork, WrId,
+    majority, wait_for, BusyPoll, Cluster, ClusterSpec, ControlEvent, NodeId, PollMode, QuorumWaiter,
+    TcpNetwork, WrId,
 };
 use usec_verbs::{AsyncEventKind, Context, Status};
 
@@ -219,16 +220,10 @@ fn three_processes_bootstrap_write_and_survive_a_kill() {
             );
         }
         let key = waiter.begin(3, entry, &[one, two], majority(3) - 1).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let outcome = wait_for(
-            &mut poller,
-            &mut waiter,
-            key,
-            PollMode::SpinThenYield { spins: 1000 },
-            deadline,
-            &mut |_: &_| {},
-        )
-        .unwrap();
+        let mut driver = BusyPoll::new(PollMode::SpinThenYield { spins: 1000 });
+        let deadline_ns = driver.deadline_in(20_000_000_000);
+        let outcome =
+            wait_for(&mut poller, &mut waiter, key, deadline_ns, &mut driver, &mut |_: &_| {}).unwrap();
         assert!(outcome.acked.contains(&one), "{outcome:?}");
         waiter.finish(key).unwrap();
         assert!(start.elapsed() < Duration::from_secs(20), "the dead node never failed");

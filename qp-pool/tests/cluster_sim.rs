@@ -1,19 +1,20 @@
 //! The cluster logic on the sim provider, deterministic: every node in this thread, the
 //! handshake over the in-memory network (no sockets), bootstrap driven with fake time,
-//! the fabric's seeded scheduler under the verbs. Faults: a crash during quorum waits, a
-//! partition, a pause. Each test prints its seed when it fails; `USEC_SEED=<n>` replays
-//! one seed.
+//! the fabric's seeded scheduler under the verbs, and every wait on a [`SimDriver`] with
+//! virtual deadlines: nothing here reads the wall clock. Faults: a crash during quorum
+//! waits, a partition, a pause. Each test prints its seed when it fails; `USEC_SEED=<n>`
+//! replays one seed.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{node, REGION, REGION_LEN, REPLICATION};
 use usec_qp_pool::{
     majority, wait_for, Bootstrap, Cluster, ClusterSpec, ControlEvent, Error, MemoryHub, NodeConfig, NodeId,
-    PollMode, Poller, Progress, QuorumWaiter, RoleSpec, WrId,
+    Poller, Progress, QuorumWaiter, RoleSpec, SimDriver, WrId,
 };
 use usec_verbs::sim::{self, SimFabric};
 use usec_verbs::{AccessFlags, AsyncEventKind, Payload, RemoteAddr, SendWr, Status};
@@ -125,9 +126,10 @@ impl SimCluster {
             self.write(from, peer, 1, entry);
         }
         let key = waiter.begin(1, entry, &peers, need).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut driver = SimDriver::new(&self.fabric);
+        let deadline_ns = driver.deadline_in(30_000_000_000);
         let result =
-            wait_for(&mut self.pollers[from], waiter, key, PollMode::Spin, deadline, &mut |polled: &_| {
+            wait_for(&mut self.pollers[from], waiter, key, deadline_ns, &mut driver, &mut |polled: &_| {
                 panic!("a completion of another kind: {polled:?}")
             });
         waiter.finish(key).unwrap();
@@ -271,6 +273,44 @@ fn a_paused_peer_still_serves_writes_and_its_own_posts_wait() {
         assert_eq!(sim.read(0, 9), 9);
         assert!(!waiter.is_failed(paused));
     }
+}
+
+#[test]
+fn a_quorum_wait_times_out_at_its_virtual_deadline() {
+    for seed in seeds(3) {
+        let _guard = SeedGuard(seed);
+        let mut sim = SimCluster::new("quorum-timeout", seed, 3);
+        sim.fabric.set_auto_advance(false); // only the driver moves time: the deadline is exact
+        let (one, two) = (node(1), node(2));
+        // One write, to node 1 only: the round over both followers can never be met.
+        sim.write(0, one, 1, 1);
+        let mut waiter = QuorumWaiter::new();
+        let key = waiter.begin(1, 1, &[one, two], 2).unwrap();
+        let mut driver = SimDriver::new(&sim.fabric);
+        // An hour of virtual time: a wall-clock wait would never end inside the test.
+        let deadline_ns = driver.deadline_in(3_600_000_000_000);
+        let error =
+            wait_for(&mut sim.pollers[0], &mut waiter, key, deadline_ns, &mut driver, &mut |polled: &_| {
+                panic!("a completion of another kind: {polled:?}")
+            })
+            .unwrap_err();
+        let Error::QuorumTimedOut { acked, pending, .. } = &error else { panic!("{error}") };
+        assert_eq!((*acked, pending.as_slice()), (1, &[two][..]), "{error}");
+        assert_eq!(sim.fabric.now_ns(), deadline_ns, "it gave up at the virtual deadline, exactly");
+    }
+}
+
+#[test]
+fn a_blocking_reconnect_times_out_at_its_virtual_deadline() {
+    let mut sim = SimCluster::new("reconnect-timeout", 11, 2);
+    sim.fabric.set_auto_advance(false);
+    let mut driver = SimDriver::new(&sim.fabric);
+    let start_ns = driver.deadline_in(0);
+    // Node 1 never polls its control connection in this single-threaded run.
+    let error = sim.clusters[0].reconnect(node(1), &[], start_ns + 250_000_000, &mut driver).unwrap_err();
+    let Error::ReconnectTimedOut { waited, .. } = error else { panic!("{error}") };
+    assert_eq!(waited, Duration::from_millis(250), "virtual time is exact");
+    assert!(!sim.clusters[0].reconnect_pending(node(1)), "the request was abandoned");
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use usec_qp_pool::{majority, wait_for, Cluster, ControlEvent, PollMode, Poller, QuorumWaiter, WrId};
+use usec_qp_pool::{
+    majority, wait_for, BusyPoll, Cluster, ControlEvent, PollMode, Poller, QuorumWaiter, WrId,
+};
 use usec_verbs::{AccessFlags, QpState, SendWr, Status};
 
 fn pollers(clusters: &mut [Cluster]) -> Vec<Poller> {
@@ -60,9 +62,10 @@ fn five_nodes_reach_a_quorum_of_writes() {
         }
         // The leader counts itself: majority(5) = 3 nodes, so 2 followers.
         let key = waiter.begin(2, entry, &followers, majority(5) - 1).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut driver = BusyPoll::new(PollMode::Spin);
+        let deadline_ns = driver.deadline_in(20_000_000_000);
         let mut others = |polled: &usec_qp_pool::Polled| panic!("unexpected completion {polled:?}");
-        let outcome = wait_for(poller, &mut waiter, key, PollMode::Spin, deadline, &mut others).unwrap();
+        let outcome = wait_for(poller, &mut waiter, key, deadline_ns, &mut driver, &mut others).unwrap();
         assert!(outcome.acked.len() >= 2, "{outcome:?}");
         waiter.finish(key).unwrap();
     }
@@ -224,7 +227,8 @@ fn reconnecting_one_peer_leaves_traffic_to_the_others_alone() {
             (node_one, events)
         })
     };
-    clusters[0].reconnect(one, &[], Duration::from_secs(20)).unwrap();
+    let mut driver = BusyPoll::new(PollMode::SpinThenYield { spins: 0 });
+    clusters[0].reconnect(one, &[], driver.deadline_in(20_000_000_000), &mut driver).unwrap();
     let election = clusters[0].role(ELECTION).unwrap();
     assert_eq!(clusters[0].qp(one, election).unwrap().state(), QpState::Rts);
     let status = write_and_wait(&mut clusters[0], &mut pollers[0], two, REPLICATION, 0, b"still ok");
@@ -244,13 +248,14 @@ fn reconnect_to_a_gone_peer_is_an_error_not_a_hang() {
     let mut clusters = start_threads(&soft_device(), listeners, &spec);
     let silent = node(2);
     // A peer that never polls its control connection: the reconnect times out.
-    let error = clusters[0].reconnect(silent, &[], Duration::from_millis(300)).unwrap_err();
+    let mut driver = BusyPoll::new(PollMode::SpinThenYield { spins: 0 });
+    let error = clusters[0].reconnect(silent, &[], driver.deadline_in(300_000_000), &mut driver).unwrap_err();
     assert!(error.to_string().contains("did not answer the reconnect"), "{error}");
     // A peer that is gone: a clear error, and an event saying so.
     drop(clusters.remove(2));
     let start = Instant::now();
     let error = loop {
-        match clusters[0].reconnect(silent, &[], Duration::from_secs(5)) {
+        match clusters[0].reconnect(silent, &[], driver.deadline_in(5_000_000_000), &mut driver) {
             Err(usec_qp_pool::Error::PeerGone { reason, .. }) => break reason,
             Err(usec_qp_pool::Error::ReconnectTimedOut { .. }) => {}
             other => panic!("unexpected {other:?}"),

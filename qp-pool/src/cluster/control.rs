@@ -16,12 +16,13 @@
 //! serves it, and asks again for whatever roles of its own were not covered.
 
 use std::io::ErrorKind;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use usec_regions::RemoteRegion;
 
 use super::{Cluster, PendingReconnect};
 use crate::bootstrap::local::decode_regions;
+use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::role::RoleId;
 use crate::spec::NodeId;
@@ -101,13 +102,23 @@ impl Cluster {
         self.send_request(peer, roles)
     }
 
-    /// Reconnects the QPs of `roles` (every role when empty) with `peer`, waiting up to
-    /// `timeout` for it to answer. The peer must be calling [`Cluster::poll_control`]. A
-    /// dead peer is [`Error::PeerGone`], a silent one [`Error::ReconnectTimedOut`] (its QPs
-    /// stay in RESET; a later reconnect can retry).
-    pub fn reconnect(&mut self, peer: NodeId, roles: &[RoleId], timeout: Duration) -> Result<()> {
+    /// Reconnects the QPs of `roles` (every role when empty) with `peer`, waiting until
+    /// `deadline_ns` on `driver`'s clock for it to answer. The peer must be calling
+    /// [`Cluster::poll_control`]. A dead peer is [`Error::PeerGone`], a silent one
+    /// [`Error::ReconnectTimedOut`] (its QPs stay in RESET; a later reconnect can retry).
+    ///
+    /// This is [`Cluster::start_reconnect`], then [`Cluster::poll_control`]'s work for this
+    /// peer until it answers, then [`Cluster::abandon_reconnect`] at the deadline: a loop
+    /// that serves other work meanwhile makes those calls itself.
+    pub fn reconnect(
+        &mut self,
+        peer: NodeId,
+        roles: &[RoleId],
+        deadline_ns: u64,
+        driver: &mut impl Driver,
+    ) -> Result<()> {
         self.start_reconnect(peer, roles)?;
-        let start = Instant::now();
+        let start_ns = driver.now_ns();
         loop {
             self.pump_peer(peer);
             let state = &self.peers[&peer];
@@ -117,12 +128,19 @@ impl Cluster {
             if state.pending.is_none() {
                 return Ok(());
             }
-            if start.elapsed() >= timeout {
-                self.peers.get_mut(&peer).expect("a peer").pending = None;
-                return Err(Error::ReconnectTimedOut { peer, waited: start.elapsed() });
+            if driver.expired(deadline_ns) {
+                self.abandon_reconnect(peer);
+                let waited = Duration::from_nanos(driver.now_ns().saturating_sub(start_ns));
+                return Err(Error::ReconnectTimedOut { peer, waited });
             }
-            std::thread::yield_now();
+            driver.idle(deadline_ns);
         }
+    }
+
+    /// Gives up waiting for `peer`'s answer to our reconnect request: its QPs of those
+    /// roles stay in RESET, and a late answer is ignored. Returns whether one was pending.
+    pub fn abandon_reconnect(&mut self, peer: NodeId) -> bool {
+        self.peers.get_mut(&peer).is_some_and(|state| state.pending.take().is_some())
     }
 
     /// Whether our reconnect request to `peer` waits for its answer.
