@@ -159,13 +159,14 @@ pub enum Error {
         /// The QP's state.
         state: usec_verbs::QpState,
     },
-    /// The control connection to a peer is gone (the peer exited, crashed or closed it).
+    /// The control connection to a peer is gone (the peer exited, crashed or closed it,
+    /// or broke the protocol).
     #[error("node {peer} is gone: {reason}")]
     PeerGone {
         /// The peer.
         peer: NodeId,
         /// What was seen.
-        reason: String,
+        reason: crate::PeerLoss,
     },
     /// A reconnect is already under way with that peer.
     #[error("a reconnect with node {0} is already under way")]

@@ -127,7 +127,7 @@ mod wr_id;
 
 pub use bootstrap::config::{NodeConfig, RegionSpec};
 pub use bootstrap::{Bootstrap, Progress};
-pub use cluster::{Cluster, ControlEvent, PoolEvent};
+pub use cluster::{Cluster, ControlEvent, PeerLoss, PoolEvent, ProtocolViolation, ReconnectFailure};
 pub use driver::{BusyPoll, Driver, PollMode, SimDriver};
 pub use error::{Error, Result};
 pub use poller::{Batch, CompletionSink, Polled, Poller, BATCH};

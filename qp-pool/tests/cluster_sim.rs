@@ -7,14 +7,18 @@
 
 mod common;
 
+use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{node, REGION, REGION_LEN, REPLICATION};
+use usec_qp_pool::wire::{FrameKind, Hello, Message, Reconnect, Reject, RoleOffer};
 use usec_qp_pool::{
-    majority, wait_for, Bootstrap, Cluster, ClusterSpec, ControlEvent, Error, MemoryHub, NodeConfig, NodeId,
-    Poller, Progress, QuorumWaiter, RoleSpec, SimDriver, WrId,
+    majority, wait_for, Bootstrap, Cluster, ClusterSpec, ControlEvent, Error, Link, MemoryHub, MemoryNetwork,
+    Network, NodeConfig, NodeId, PeerLoss, Poller, Progress, ProtocolViolation, QuorumWaiter, Received,
+    ReconnectFailure, RoleSpec, SimDriver, WrId,
 };
 use usec_verbs::sim::{self, SimFabric};
 use usec_verbs::{AccessFlags, AsyncEventKind, Payload, RemoteAddr, SendWr, Status};
@@ -43,6 +47,93 @@ struct SimCluster {
     sim_nodes: Vec<sim::NodeId>,
     clusters: Vec<Cluster>,
     pollers: Vec<Poller>,
+    /// What each node's links read before what the peer sent.
+    taps: Vec<Tap>,
+}
+
+/// Bytes, or a failure, slipped into every link of one node: what a broken or hostile peer
+/// would make it read.
+#[derive(Clone, Debug, Default)]
+struct Tap(Arc<Mutex<TapState>>);
+
+#[derive(Debug, Default)]
+struct TapState {
+    bytes: VecDeque<u8>,
+    read_error: Option<io::ErrorKind>,
+}
+
+impl Tap {
+    fn inject(&self, message: &Message) {
+        let mut bytes = Vec::new();
+        message.encode(&mut bytes);
+        self.inject_bytes(&bytes);
+    }
+
+    fn inject_bytes(&self, bytes: &[u8]) {
+        self.0.lock().unwrap().bytes.extend(bytes);
+    }
+
+    fn fail_reads(&self, kind: io::ErrorKind) {
+        self.0.lock().unwrap().read_error = Some(kind);
+    }
+}
+
+#[derive(Debug)]
+struct TappedNetwork {
+    inner: MemoryNetwork,
+    tap: Tap,
+}
+
+impl Network for TappedNetwork {
+    fn accept(&mut self) -> io::Result<Option<Box<dyn Link>>> {
+        let link = self.inner.accept()?;
+        Ok(link.map(|inner| Box::new(TappedLink { inner, tap: self.tap.clone() }) as Box<dyn Link>))
+    }
+
+    fn dial(&mut self, addr: SocketAddr) -> io::Result<Box<dyn Link>> {
+        let inner = self.inner.dial(addr)?;
+        Ok(Box::new(TappedLink { inner, tap: self.tap.clone() }))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+#[derive(Debug)]
+struct TappedLink {
+    inner: Box<dyn Link>,
+    tap: Tap,
+}
+
+impl Link for TappedLink {
+    fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.inner.write_some(bytes)
+    }
+
+    fn read_some(&mut self, buffer: &mut [u8]) -> io::Result<Received> {
+        let mut state = self.tap.0.lock().unwrap();
+        if let Some(kind) = state.read_error {
+            return Err(io::Error::new(kind, "injected by the test"));
+        }
+        if !state.bytes.is_empty() {
+            let count = state.bytes.len().min(buffer.len());
+            for (slot, byte) in buffer.iter_mut().zip(state.bytes.drain(..count)) {
+                *slot = byte;
+            }
+            return Ok(Received::Data(count));
+        }
+        drop(state);
+        self.inner.read_some(buffer)
+    }
+
+    fn close(&mut self) {
+        self.inner.close()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 fn addr(id: u16) -> SocketAddr {
@@ -91,15 +182,17 @@ impl SimCluster {
         let spec = sim_spec(n, seed);
         let mut sim_nodes = Vec::new();
         let mut boots = Vec::new();
+        let taps: Vec<Tap> = (0..n).map(|_| Tap::default()).collect();
         for id in 0..n {
             let (sim_node, context) = fabric.open_node().unwrap();
             sim_nodes.push(sim_node);
-            let network = hub.listen(addr(id)).unwrap();
+            let network =
+                TappedNetwork { inner: hub.listen(addr(id)).unwrap(), tap: taps[id as usize].clone() };
             boots.push(Bootstrap::start(&context, sim_config(&spec, node(id)), Box::new(network)).unwrap());
         }
         let mut clusters: Vec<Cluster> = drive(boots).into_iter().map(|result| result.unwrap()).collect();
         let pollers = clusters.iter_mut().map(|cluster| cluster.take_poller(&[]).unwrap()).collect();
-        SimCluster { fabric, sim_nodes, clusters, pollers }
+        SimCluster { fabric, sim_nodes, clusters, pollers, taps }
     }
 
     /// Posts one WRITE of `entry` from `from` to `to` at the entry's slot.
@@ -238,7 +331,13 @@ fn a_partition_fails_one_peer_and_a_reconnect_heals_it() {
             events.extend(sim.clusters[2].poll_control());
             events.extend(sim.clusters[0].poll_control());
         }
-        assert!(events.contains(&ControlEvent::Reconnected { peer: cut, roles: vec![role], by_peer: false }));
+        assert!(
+            events.iter().any(|event| matches!(
+                event,
+                ControlEvent::Reconnected { peer, roles, by_peer: false } if *peer == cut && *roles == [role]
+            )),
+            "{events:?}"
+        );
         waiter.revive(cut);
         let outcome = sim.replicate(0, &mut waiter, 4, 2).unwrap();
         assert_eq!(outcome.acked.len(), 2, "both followers answer again");
@@ -311,6 +410,76 @@ fn a_blocking_reconnect_times_out_at_its_virtual_deadline() {
     let Error::ReconnectTimedOut { waited, .. } = error else { panic!("{error}") };
     assert_eq!(waited, Duration::from_millis(250), "virtual time is exact");
     assert!(!sim.clusters[0].reconnect_pending(node(1)), "the request was abandoned");
+}
+
+/// Node 0's loss of node 1's control connection after `break_it` did something to it.
+fn loss_after(test: &str, break_it: impl FnOnce(&mut SimCluster)) -> PeerLoss {
+    let mut sim = SimCluster::new(test, 5, 2);
+    break_it(&mut sim);
+    let peer = node(1);
+    let event = std::iter::from_fn(|| sim.clusters[0].poll_control()).next().expect("an event");
+    let ControlEvent::PeerLost { peer: lost, reason } = event else { panic!("{event:?}") };
+    assert_eq!(lost, peer);
+    let remembered = sim.clusters[0].peer_lost(peer).expect("remembered").to_string();
+    assert_eq!(remembered, reason.to_string());
+    let error = sim.clusters[0].start_reconnect(peer, &[]).unwrap_err();
+    let Error::PeerGone { reason: refused, .. } = &error else { panic!("{error}") };
+    assert_eq!(refused.to_string(), reason.to_string(), "{error}");
+    reason
+}
+
+#[test]
+fn a_lost_control_connection_says_why_in_a_type_callers_can_branch_on() {
+    let closed = loss_after("loss-closed", |sim| drop(sim.clusters.remove(1)));
+    assert!(matches!(closed, PeerLoss::Closed { cut: None }) && closed.is_closed(), "{closed}");
+    assert_eq!(closed.to_string(), "it closed its control connection");
+
+    let cut = loss_after("loss-cut", |sim| {
+        let mut frame = Vec::new();
+        Message::Reject(Reject { reason: "bye".into() }).encode(&mut frame);
+        sim.taps[0].inject_bytes(&frame[..frame.len() - 2]);
+        drop(sim.clusters.remove(1));
+    });
+    let PeerLoss::Closed { cut: Some(frame) } = &cut else { panic!("{cut}") };
+    assert!(matches!(**frame, Error::TruncatedFrame { .. }), "{cut}");
+
+    let garbage = loss_after("loss-garbage", |sim| sim.taps[0].inject_bytes(&[0xff; 64]));
+    let PeerLoss::BadFrame { source } = &garbage else { panic!("{garbage}") };
+    assert!(matches!(**source, Error::MalformedFrame { .. }), "{garbage}");
+
+    let hello = Message::Hello(Hello { cluster: "sim".into(), run: "x".into(), node: 1, spec_digest: 0 });
+    let late_hello = loss_after("loss-hello", |sim| sim.taps[0].inject(&hello));
+    assert!(
+        matches!(late_hello, PeerLoss::Protocol(ProtocolViolation::UnexpectedFrame(FrameKind::Hello))),
+        "{late_hello}"
+    );
+    assert_eq!(late_hello.to_string(), "it sent a Hello frame after the handshake");
+
+    let refusal = Message::Reject(Reject { reason: "you are not welcome".into() });
+    let refused = loss_after("loss-refused", |sim| sim.taps[0].inject(&refusal));
+    assert!(matches!(&refused, PeerLoss::Refused { reason } if reason == "you are not welcome"), "{refused}");
+
+    let failed = loss_after("loss-read", |sim| sim.taps[0].fail_reads(io::ErrorKind::PermissionDenied));
+    let PeerLoss::ReadFailed { source } = &failed else { panic!("{failed}") };
+    assert_eq!(source.kind(), io::ErrorKind::PermissionDenied);
+    assert!(std::error::Error::source(&failed).is_some(), "the OS error is the source");
+}
+
+#[test]
+fn a_reconnect_a_qp_refuses_names_the_role_and_carries_the_verbs_error() {
+    let mut sim = SimCluster::new("reconnect-refused", 5, 2);
+    let role = sim.clusters[0].role(REPLICATION).unwrap();
+    // Node 1 asks to reconnect with an endpoint that does not decode.
+    let offer = RoleOffer { name: REPLICATION.into(), endpoint: vec![1, 2, 3] };
+    sim.taps[0].inject(&Message::ReconnectRequest(Reconnect { epoch: 1, roles: vec![offer] }));
+    let event = sim.clusters[0].poll_control().expect("an event");
+    let ControlEvent::ReconnectFailed { peer, reason } = &event else { panic!("{event:?}") };
+    assert_eq!(*peer, node(1));
+    let ReconnectFailure::QpRefused { role: refused, source, .. } = reason else { panic!("{reason}") };
+    assert_eq!(*refused, role);
+    assert!(matches!(**source, usec_verbs::Error::BadEndpoint(_)), "{reason}");
+    assert!(reason.to_string().starts_with("the QP of role #0 could not be reconnected"), "{reason}");
+    assert!(sim.clusters[0].peer_lost(node(1)).is_none(), "a local failure does not lose the peer");
 }
 
 #[test]

@@ -16,10 +16,12 @@
 //! serves it, and asks again for whatever roles of its own were not covered.
 
 use std::io::ErrorKind;
+use std::sync::Arc;
 use std::time::Duration;
 
 use usec_regions::RemoteRegion;
 
+use super::reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
 use super::{Cluster, PendingReconnect};
 use crate::bootstrap::local::decode_regions;
 use crate::driver::Driver;
@@ -30,7 +32,7 @@ use crate::transport::Received;
 use crate::wire::{Message, Reconnect, RoleOffer};
 
 /// What happened on the control connections.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ControlEvent {
     /// The QPs of `roles` with `peer` were reconnected (at our request, or at the peer's
@@ -48,7 +50,7 @@ pub enum ControlEvent {
         /// The peer.
         peer: NodeId,
         /// Why.
-        reason: String,
+        reason: ReconnectFailure,
     },
     /// `peer` re-registered its region `name`; the new descriptor is in use from now on.
     RegionUpdated {
@@ -65,7 +67,7 @@ pub enum ControlEvent {
         /// The peer.
         peer: NodeId,
         /// What was seen.
-        reason: String,
+        reason: PeerLoss,
     },
 }
 
@@ -99,7 +101,7 @@ impl Cluster {
         } else {
             roles.to_vec()
         };
-        self.send_request(peer, roles)
+        self.send_request(peer, roles).map_err(|(_, error)| error)
     }
 
     /// Reconnects the QPs of `roles` (every role when empty) with `peer`, waiting until
@@ -149,15 +151,17 @@ impl Cluster {
     }
 
     /// Why the control connection to `peer` is gone, if it is.
-    pub fn peer_lost(&self, peer: NodeId) -> Option<&str> {
-        self.peers.get(&peer).and_then(|state| state.lost.as_deref())
+    pub fn peer_lost(&self, peer: NodeId) -> Option<&PeerLoss> {
+        self.peers.get(&peer).and_then(|state| state.lost.as_ref())
     }
 
-    fn send_request(&mut self, peer: NodeId, roles: Vec<RoleId>) -> Result<()> {
+    /// Resets our QPs of `roles` to `peer` and asks it to reconnect them; an error names
+    /// the role it happened on.
+    fn send_request(&mut self, peer: NodeId, roles: Vec<RoleId>) -> Result<(), (RoleId, Error)> {
         let mut offers = Vec::with_capacity(roles.len());
         for &role in &roles {
-            self.local.check_role(role)?;
-            offers.push(self.local.fresh_endpoint(peer, role)?);
+            let fresh = self.local.check_role(role).and_then(|()| self.local.fresh_endpoint(peer, role));
+            offers.push(fresh.map_err(|error| (role, error))?);
         }
         let state = self.peers.get_mut(&peer).expect("a peer");
         state.epoch += 1;
@@ -186,7 +190,7 @@ impl Cluster {
     }
 
     /// Writes what is queued for `node`; returns a failure to report.
-    pub(super) fn flush_peer(&mut self, node: NodeId) -> Option<String> {
+    pub(super) fn flush_peer(&mut self, node: NodeId) -> Option<PeerLoss> {
         let peer = self.peers.get_mut(&node).expect("a peer");
         if peer.lost.is_some() {
             return None;
@@ -196,16 +200,16 @@ impl Cluster {
                 Ok(0) => break,
                 Ok(written) => peer.channel.written(written),
                 Err(error) if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
-                    return Some(format!("it closed its control connection ({error})"));
+                    return Some(PeerLoss::Closed { cut: None });
                 }
-                Err(error) => return Some(format!("writing to its control connection: {error}")),
+                Err(error) => return Some(PeerLoss::WriteFailed { source: Arc::new(error) }),
             }
         }
         None
     }
 
     /// Flushes, then reads what `node` sent; returns the complete messages and a failure.
-    fn receive(&mut self, node: NodeId) -> (Vec<Message>, Option<String>) {
+    fn receive(&mut self, node: NodeId) -> (Vec<Message>, Option<PeerLoss>) {
         let mut failure = self.flush_peer(node);
         let peer = self.peers.get_mut(&node).expect("a peer");
         let mut buffer = [0u8; READ_CHUNK];
@@ -214,10 +218,13 @@ impl Cluster {
                 Ok(Received::Data(count)) => peer.channel.received(&buffer[..count]),
                 Ok(Received::Nothing) => break,
                 Ok(Received::Closed) => {
-                    let cut = peer.channel.decoder().end_of_stream().map(|error| format!(" ({error})"));
-                    failure = Some(format!("it closed its control connection{}", cut.unwrap_or_default()));
+                    let cut = peer.channel.decoder().end_of_stream().map(Arc::new);
+                    failure = Some(PeerLoss::Closed { cut });
                 }
-                Err(error) => failure = Some(format!("reading its control connection: {error}")),
+                Err(error) if error.kind() == ErrorKind::ConnectionReset => {
+                    failure = Some(PeerLoss::Closed { cut: None });
+                }
+                Err(error) => failure = Some(PeerLoss::ReadFailed { source: Arc::new(error) }),
             }
         }
         let mut messages = Vec::new();
@@ -226,7 +233,7 @@ impl Cluster {
                 Ok(Some(message)) => messages.push(message),
                 Ok(None) => break,
                 Err(error) => {
-                    failure = Some(format!("its control connection carried a bad frame: {error}"));
+                    failure = Some(PeerLoss::BadFrame { source: Arc::new(error) });
                     break;
                 }
             }
@@ -234,7 +241,7 @@ impl Cluster {
         (messages, failure)
     }
 
-    pub(super) fn lose(&mut self, node: NodeId, reason: String) {
+    pub(super) fn lose(&mut self, node: NodeId, reason: PeerLoss) {
         let peer = self.peers.get_mut(&node).expect("a peer");
         if peer.lost.is_some() {
             return;
@@ -263,10 +270,13 @@ impl Cluster {
                         });
                     }
                 }
-                Err(error) => self.lose(node, error.to_string()),
+                Err(error) => {
+                    let violation = ProtocolViolation::BadRegionUpdate { source: Arc::new(error) };
+                    self.lose(node, violation.into());
+                }
             },
-            Message::Reject(reject) => self.lose(node, format!("it refused us: {}", reject.reason)),
-            other => self.lose(node, format!("it sent a {:?} frame after the handshake", other.kind())),
+            Message::Reject(reject) => self.lose(node, PeerLoss::Refused { reason: reject.reason }),
+            other => self.lose(node, ProtocolViolation::UnexpectedFrame(other.kind()).into()),
         }
     }
 
@@ -274,7 +284,8 @@ impl Cluster {
         let roles: Option<Vec<RoleId>> =
             offers.iter().map(|offer| self.local.role_by_name(&offer.name)).collect();
         if roles.is_none() {
-            self.lose(node, format!("it named roles we do not have: {offers:?}"));
+            let names = offers.iter().map(|offer| offer.name.clone()).collect();
+            self.lose(node, ProtocolViolation::UnknownRoles(names).into());
         }
         roles
     }
@@ -295,7 +306,7 @@ impl Cluster {
             match result {
                 Ok(fresh) => reply.push(fresh),
                 Err(error) => {
-                    let reason = error.to_string();
+                    let reason = ReconnectFailure::of_role(role, error);
                     self.control_events.push_back(ControlEvent::ReconnectFailed { peer: node, reason });
                     return;
                 }
@@ -312,8 +323,8 @@ impl Cluster {
             peer.pending = None;
             let rest: Vec<RoleId> = ours.roles.into_iter().filter(|role| !roles.contains(role)).collect();
             if !rest.is_empty() {
-                if let Err(error) = self.send_request(node, rest) {
-                    let reason = error.to_string();
+                if let Err((role, error)) = self.send_request(node, rest) {
+                    let reason = ReconnectFailure::of_role(role, error);
                     self.control_events.push_back(ControlEvent::ReconnectFailed { peer: node, reason });
                 }
             }
@@ -327,13 +338,14 @@ impl Cluster {
         }
         let Some(roles) = self.roles_of(node, &reply.roles) else { return };
         if roles != pending.roles {
-            self.lose(node, format!("it answered for roles {roles:?}, we asked for {:?}", pending.roles));
+            let violation = ProtocolViolation::WrongRoles { answered: roles, asked: pending.roles };
+            self.lose(node, violation.into());
             return;
         }
         self.peers.get_mut(&node).expect("a peer").pending = None;
         for (&role, offer) in roles.iter().zip(&reply.roles) {
             if let Err(error) = self.local.connect_qp(node, role, &offer.endpoint) {
-                let reason = error.to_string();
+                let reason = ReconnectFailure::of_role(role, error);
                 self.control_events.push_back(ControlEvent::ReconnectFailed { peer: node, reason });
                 return;
             }

@@ -2,10 +2,12 @@
 //!
 //! - posting and lookups: this file;
 //! - rights per peer and per region: [`permissions`];
-//! - the control connections kept from bootstrap (reconnect, region updates): [`control`].
+//! - the control connections kept from bootstrap (reconnect, region updates): [`control`];
+//!   why one was lost or a reconnect failed: [`reasons`].
 
 mod control;
 mod permissions;
+mod reasons;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use usec_regions::RemoteRegion;
 use usec_verbs::{AsyncEvent, Context, MemoryRegion, ProtectionDomain, QueuePair, SendWr};
 
 pub use control::ControlEvent;
+pub use reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
 
 use crate::bootstrap::config::NodeConfig;
 use crate::bootstrap::local::LocalNode;
@@ -45,7 +48,7 @@ struct Peer {
     link: Box<dyn Link>,
     channel: Channel,
     /// Why the control connection is gone, once it is.
-    lost: Option<String>,
+    lost: Option<PeerLoss>,
     /// The counter of our reconnect requests.
     epoch: u64,
     /// Our reconnect request waiting for the peer's reply.
