@@ -20,7 +20,7 @@ pub enum Error {
     /// A configuration this crate cannot work with (roles, regions, names, limits).
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A value does not fit its field (work-request ids, node ids, quorum sizes).
+    /// A value does not fit its field (work-request sequences, node ids, quorum sizes).
     #[error("{what} = {value} is out of range (at most {max})")]
     OutOfRange {
         /// The field.
@@ -188,7 +188,7 @@ pub enum Error {
     )]
     QuorumImpossible {
         /// The kind of the operations.
-        kind: u8,
+        kind: crate::WrKind,
         /// Their sequence number.
         sequence: u64,
         /// Successful completions.
@@ -202,7 +202,7 @@ pub enum Error {
     #[error("quorum {kind}/{sequence} not reached in time: {acked} of {need} acknowledged, still waiting on {pending:?}")]
     QuorumTimedOut {
         /// The kind of the operations.
-        kind: u8,
+        kind: crate::WrKind,
         /// Their sequence number.
         sequence: u64,
         /// Successful completions.
@@ -216,7 +216,7 @@ pub enum Error {
     #[error("no quorum {kind}/{sequence} in flight")]
     UnknownQuorum {
         /// The kind.
-        kind: u8,
+        kind: crate::WrKind,
         /// The sequence number.
         sequence: u64,
     },

@@ -16,7 +16,9 @@
 //! region instead. [`Cluster::reconnect`] resets one peer's QPs and re-exchanges endpoints
 //! over the control connection kept from bootstrap, leaving the other peers alone. The
 //! completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
-//! sequence), a sans-IO [`QuorumWaiter`] ("k of these n completed", failed peers
+//! sequence; the kinds come from one [registry](wr_kind) that every layer of the workspace
+//! draws from, so completions of different roles on one CQ are never confused), a sans-IO
+//! [`QuorumWaiter`] ("k of these n completed", failed peers
 //! remembered), and [`wait_for`], whose deadline is a nanosecond value on the clock of its
 //! [`Driver`]: [`BusyPoll`] spins or spins then yields in real time, [`SimDriver`] moves a
 //! simulated fabric's virtual time on. Nothing in this crate's loops reads the wall clock
@@ -33,11 +35,13 @@
 //! use std::time::Duration;
 //! use usec_qp_pool::{
 //!     majority, wait_for, BusyPoll, Cluster, ClusterSpec, NodeConfig, NodeId, PollMode, QuorumWaiter,
-//!     RoleSpec, TcpNetwork, WrId,
+//!     RoleSpec, TcpNetwork, WrId, WrKind,
 //! };
 //! use usec_verbs::{AccessFlags, Context, Payload, Region, SendWr};
 //!
 //! type AnyError = Box<dyn std::error::Error + Send + Sync>;
+//! // The leader's log writes: a kind of the registry's application range.
+//! const LOG_WRITE: WrKind = WrKind::application(0);
 //!
 //! // What a launcher writes: a fresh run, and each node's control address. Here the OS
 //! // picks loopback ports, bound before the description is written.
@@ -79,11 +83,11 @@
 //! let entry = 1; // the sequence number of this log entry
 //! for &follower in &followers {
 //!     let target = leader.remote_region(follower, "log")?;
-//!     let wr_id = WrId::new(1, follower, entry)?.to_raw();
+//!     let wr_id = WrId::new(LOG_WRITE, follower, entry)?.to_raw();
 //!     let remote = usec_verbs::RemoteAddr::within(&target, 0, 8)?;
 //!     leader.post_send(follower, replication, &[SendWr::write(wr_id, remote, Payload::Inline(b"entry #1"))])?;
 //! }
-//! let key = waiter.begin(1, entry, &followers, majority(3) - 1)?;
+//! let key = waiter.begin(LOG_WRITE, entry, &followers, majority(3) - 1)?;
 //! let mut driver = BusyPoll::new(PollMode::Spin); // this thread spins on the OS clock
 //! let deadline_ns = driver.deadline_in(10_000_000_000);
 //! let outcome = wait_for(&mut poller, &mut waiter, key, deadline_ns, &mut driver, &mut |_: &_| {})?;
@@ -105,7 +109,8 @@
 //! - bootstrap, non-blocking and time-driven: [`Bootstrap`];
 //! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect and control
 //!   messages: [`Cluster::poll_control`]);
-//! - the completion loop: [`Poller`], [`WrId`], [`QuorumWaiter`], [`wait_for`]; who runs
+//! - the completion loop: [`Poller`], [`WrId`] and the kinds' registry [`wr_kind`],
+//!   [`QuorumWaiter`], [`wait_for`]; who runs
 //!   it and on which clock: [`Driver`], [`clock`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -124,6 +129,7 @@ pub mod transport;
 mod wait;
 pub mod wire;
 mod wr_id;
+pub mod wr_kind;
 
 pub use bootstrap::config::{NodeConfig, RegionSpec};
 pub use bootstrap::{Bootstrap, Progress};
@@ -139,3 +145,4 @@ pub use transport::tcp::TcpNetwork;
 pub use transport::{Link, Network, Received};
 pub use wait::wait_for;
 pub use wr_id::WrId;
+pub use wr_kind::{RegisteredKind, WrKind};

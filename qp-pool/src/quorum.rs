@@ -20,7 +20,8 @@ use usec_verbs::Status;
 
 use crate::error::{Error, Result};
 use crate::spec::NodeId;
-use crate::wr_id::{check_kind, check_sequence, WrId};
+use crate::wr_id::{check_sequence, WrId};
+use crate::wr_kind::WrKind;
 
 /// The smallest number of `n` nodes that any two such sets share a node: `n / 2 + 1`.
 pub fn majority(n: usize) -> usize {
@@ -31,7 +32,7 @@ pub fn majority(n: usize) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QuorumKey {
     /// The kind.
-    pub kind: u8,
+    pub kind: WrKind,
     /// The sequence number.
     pub sequence: u64,
 }
@@ -95,8 +96,9 @@ struct Round {
 pub struct QuorumWaiter {
     rounds: Vec<Round>,
     failed: BTreeSet<NodeId>,
-    /// Bit `k`: kind `k` belongs to this waiter (it was used in a round).
-    kinds: u16,
+    /// Bit `k % 64` of word `k / 64`: kind `k` belongs to this waiter (it was used in a
+    /// round).
+    kinds: [u64; 4],
 }
 
 impl QuorumWaiter {
@@ -107,8 +109,7 @@ impl QuorumWaiter {
 
     /// Starts a round: one operation of `kind` and `sequence` to each of `peers`, `need` of
     /// which must succeed. From now on every completion of `kind` belongs to this waiter.
-    pub fn begin(&mut self, kind: u8, sequence: u64, peers: &[NodeId], need: usize) -> Result<QuorumKey> {
-        check_kind(kind)?;
+    pub fn begin(&mut self, kind: WrKind, sequence: u64, peers: &[NodeId], need: usize) -> Result<QuorumKey> {
         check_sequence(sequence)?;
         if need > peers.len() {
             return Err(Error::OutOfRange {
@@ -127,7 +128,8 @@ impl QuorumWaiter {
         }
         let members = peers.iter().map(|&peer| (peer, Member::Pending)).collect();
         self.rounds.push(Round { key, need, members });
-        self.kinds |= 1 << kind;
+        let value = usize::from(kind.value());
+        self.kinds[value / 64] |= 1 << (value % 64);
         Ok(key)
     }
 
@@ -135,7 +137,7 @@ impl QuorumWaiter {
     /// even when its round is finished already), false if it is somebody else's. An error
     /// marks the peer failed.
     pub fn observe(&mut self, wr_id: WrId, status: Status) -> bool {
-        if self.kinds & (1 << wr_id.kind()) == 0 {
+        if !self.owns(wr_id.kind()) {
             return false;
         }
         let success = status.is_success();
@@ -218,6 +220,12 @@ impl QuorumWaiter {
     /// Forgets that `peer` failed (after a reconnect); returns whether it was.
     pub fn revive(&mut self, peer: NodeId) -> bool {
         self.failed.remove(&peer)
+    }
+
+    /// Whether completions of `kind` belong to this waiter (a round of that kind was begun).
+    pub fn owns(&self, kind: WrKind) -> bool {
+        let value = usize::from(kind.value());
+        self.kinds[value / 64] & (1 << (value % 64)) != 0
     }
 
     fn round(&self, key: QuorumKey) -> Result<&Round> {

@@ -214,12 +214,12 @@ fn three_processes_bootstrap_write_and_survive_a_kill() {
                 &mut cluster,
                 peer,
                 REPLICATION,
-                WrId::new(3, peer, entry).unwrap(),
+                WrId::new(LOG_WRITE, peer, entry).unwrap(),
                 512 + 8 * entry,
                 &entry.to_le_bytes(),
             );
         }
-        let key = waiter.begin(3, entry, &[one, two], majority(3) - 1).unwrap();
+        let key = waiter.begin(LOG_WRITE, entry, &[one, two], majority(3) - 1).unwrap();
         let mut driver = BusyPoll::new(PollMode::SpinThenYield { spins: 1000 });
         let deadline_ns = driver.deadline_in(20_000_000_000);
         let outcome =

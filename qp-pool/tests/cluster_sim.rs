@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{node, REGION, REGION_LEN, REPLICATION};
+use common::{node, LOG_WRITE, REGION, REGION_LEN, REPLICATION};
 use usec_qp_pool::wire::{FrameKind, Hello, Message, Reconnect, Reject, RoleOffer};
 use usec_qp_pool::{
     majority, wait_for, Bootstrap, Cluster, ClusterSpec, ControlEvent, Error, Link, MemoryHub, MemoryNetwork,
     Network, NodeConfig, NodeId, PeerLoss, Poller, Progress, ProtocolViolation, QuorumWaiter, Received,
-    ReconnectFailure, RoleSpec, SimDriver, WrId,
+    ReconnectFailure, RoleSpec, SimDriver, WrId, WrKind,
 };
 use usec_verbs::sim::{self, SimFabric};
 use usec_verbs::{AccessFlags, AsyncEventKind, Payload, RemoteAddr, SendWr, Status};
@@ -196,7 +196,7 @@ impl SimCluster {
     }
 
     /// Posts one WRITE of `entry` from `from` to `to` at the entry's slot.
-    fn write(&mut self, from: usize, to: NodeId, kind: u8, entry: u64) {
+    fn write(&mut self, from: usize, to: NodeId, kind: WrKind, entry: u64) {
         let cluster = &mut self.clusters[from];
         let role = cluster.role(REPLICATION).unwrap();
         let region = cluster.remote_region(to, REGION).unwrap();
@@ -216,9 +216,9 @@ impl SimCluster {
     ) -> usec_qp_pool::Result<usec_qp_pool::QuorumOutcome> {
         let peers: Vec<NodeId> = self.clusters[from].peers().collect();
         for &peer in &peers {
-            self.write(from, peer, 1, entry);
+            self.write(from, peer, LOG_WRITE, entry);
         }
-        let key = waiter.begin(1, entry, &peers, need).unwrap();
+        let key = waiter.begin(LOG_WRITE, entry, &peers, need).unwrap();
         let mut driver = SimDriver::new(&self.fabric);
         let deadline_ns = driver.deadline_in(30_000_000_000);
         let result =
@@ -357,7 +357,7 @@ fn a_paused_peer_still_serves_writes_and_its_own_posts_wait() {
         let outcome = sim.replicate(0, &mut waiter, 1, 2).unwrap();
         assert_eq!(outcome.acked.len(), 2);
         // What it posts itself waits for it to resume.
-        sim.write(2, node(0), 1, 9);
+        sim.write(2, node(0), LOG_WRITE, 9);
         for _ in 0..1000 {
             assert!(sim.pollers[2].poll().next().is_none(), "a paused node's request completed");
         }
@@ -382,9 +382,9 @@ fn a_quorum_wait_times_out_at_its_virtual_deadline() {
         sim.fabric.set_auto_advance(false); // only the driver moves time: the deadline is exact
         let (one, two) = (node(1), node(2));
         // One write, to node 1 only: the round over both followers can never be met.
-        sim.write(0, one, 1, 1);
+        sim.write(0, one, LOG_WRITE, 1);
         let mut waiter = QuorumWaiter::new();
-        let key = waiter.begin(1, 1, &[one, two], 2).unwrap();
+        let key = waiter.begin(LOG_WRITE, 1, &[one, two], 2).unwrap();
         let mut driver = SimDriver::new(&sim.fabric);
         // An hour of virtual time: a wall-clock wait would never end inside the test.
         let deadline_ns = driver.deadline_in(3_600_000_000_000);

@@ -55,13 +55,13 @@ fn five_nodes_reach_a_quorum_of_writes() {
                 leader,
                 follower,
                 REPLICATION,
-                WrId::new(2, follower, entry).unwrap(),
+                WrId::new(LOG_WRITE, follower, entry).unwrap(),
                 entry * 8,
                 &entry.to_le_bytes(),
             );
         }
         // The leader counts itself: majority(5) = 3 nodes, so 2 followers.
-        let key = waiter.begin(2, entry, &followers, majority(5) - 1).unwrap();
+        let key = waiter.begin(LOG_WRITE, entry, &followers, majority(5) - 1).unwrap();
         let mut driver = BusyPoll::new(PollMode::Spin);
         let deadline_ns = driver.deadline_in(20_000_000_000);
         let mut others = |polled: &usec_qp_pool::Polled| panic!("unexpected completion {polled:?}");

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec};
+use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec, WrId};
 use usec_verbs::{AccessFlags, AsyncEventKind, Region, RemoteAddr, SendWr};
 
 use crate::error::{Error, Result};
@@ -120,7 +120,7 @@ pub struct PoolReads<'a> {
 }
 
 impl HeartbeatReads for PoolReads<'_> {
-    fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()> {
+    fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()> {
         let node = u16::try_from(peer).ok().and_then(|id| NodeId::new(id).ok());
         let node = node.ok_or(Error::UnknownPeer { peer, peers: self.heartbeats.nodes })?;
         let remote = self
@@ -132,7 +132,7 @@ impl HeartbeatReads for PoolReads<'_> {
             self.cluster.region(PoolHeartbeats::REGION).map_err(Error::pool("the heartbeat region"))?;
         let slot = local.sge(SLOT_BYTES * (peer + 1), 8).map_err(Error::verbs("a READ slot"))?;
         self.cluster
-            .post_send(node, self.heartbeats.role, &[SendWr::read(wr_id, word, &slot)])
+            .post_send(node, self.heartbeats.role, &[SendWr::read(wr_id.to_raw(), word, &slot)])
             .map_err(Error::pool("posting a heartbeat READ"))
     }
 
@@ -150,7 +150,7 @@ impl HeartbeatReads for PoolReads<'_> {
                     _ => 0,
                 };
                 heartbeats.pending.push_back(ReadCompletion {
-                    wr_id: completion.wr_id,
+                    wr_id: polled.wr_id,
                     status: completion.status,
                     value,
                 });

@@ -2,14 +2,15 @@
 
 use std::collections::VecDeque;
 
+use usec_qp_pool::{NodeId, RegisteredKind, WrId};
 use usec_verbs::Status;
 
 use crate::detector::ReadOutcome;
 use crate::error::Result;
 
-/// Bits of a `wr_id` that number reads; above them sit the peer (16 bits) and the tag (8).
-const SEQUENCE_BITS: u32 = 40;
-const PEER_BITS: u32 = 16;
+/// The kind of every read's work-request id: the registry's, so that heartbeat completions
+/// share a CQ with any other role's without being mistaken for them.
+pub const READ_KIND: RegisteredKind = RegisteredKind::HeartbeatRead;
 
 /// How often peers are read and how long a read may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,15 +20,12 @@ pub struct ReaderConfig {
     /// A read not completed this long after it was posted is reported as
     /// [`ReadOutcome::Timeout`], and again every `period_ns` while it stays stuck.
     pub timeout_ns: u64,
-    /// The top byte of every `wr_id` the reader makes, so that its completions can share a
-    /// CQ with other traffic.
-    pub wr_id_tag: u8,
 }
 
 impl Default for ReaderConfig {
-    /// Every 30 µs; 20 µs to complete; tag `0x4b` ('K', for uKharon).
+    /// Every 30 µs; 20 µs to complete.
     fn default() -> ReaderConfig {
-        ReaderConfig { period_ns: 30_000, timeout_ns: 20_000, wr_id_tag: 0x4b }
+        ReaderConfig { period_ns: 30_000, timeout_ns: 20_000 }
     }
 }
 
@@ -36,15 +34,15 @@ impl Default for ReaderConfig {
 pub struct ReadRequest {
     /// Whom to read.
     pub peer: usize,
-    /// The `wr_id` to post it with.
-    pub wr_id: u64,
+    /// The `wr_id` to post it with (of kind [`READ_KIND`]).
+    pub wr_id: WrId,
 }
 
 /// A READ that completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadCompletion {
     /// Its `wr_id`.
-    pub wr_id: u64,
+    pub wr_id: WrId,
     /// How it ended.
     pub status: Status,
     /// The value that landed in the slot (meaningful on success only).
@@ -68,7 +66,7 @@ pub struct PeerObservation {
 /// with a script.
 pub trait HeartbeatReads {
     /// Posts a READ of `peer`'s heartbeat word into its local slot, with `wr_id`.
-    fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()>;
+    fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()>;
 
     /// The next completed READ, if any.
     fn poll_completion(&mut self) -> Option<ReadCompletion>;
@@ -76,7 +74,7 @@ pub trait HeartbeatReads {
 
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
-    wr_id: u64,
+    wr_id: WrId,
     /// When the next Timeout is due.
     next_timeout_ns: u64,
 }
@@ -106,10 +104,10 @@ pub struct HeartbeatReader {
 }
 
 impl HeartbeatReader {
-    /// A reader of `peers` peers (numbered `0..peers`, at most 2^16), first reads spread
-    /// over the first period after `now_ns`.
+    /// A reader of `peers` peers (numbered `0..peers`, at most [`NodeId::MAX`]` + 1`),
+    /// first reads spread over the first period after `now_ns`.
     pub fn new(config: ReaderConfig, peers: usize, now_ns: u64) -> HeartbeatReader {
-        assert!(peers <= 1 << PEER_BITS, "at most {} peers", 1 << PEER_BITS);
+        assert!(peers <= usize::from(NodeId::MAX) + 1, "at most {} peers", usize::from(NodeId::MAX) + 1);
         assert!(config.period_ns > 0, "a read period of 0");
         let spread = |peer: usize| config.period_ns * peer as u64 / peers.max(1) as u64;
         let peers = (0..peers)
@@ -150,13 +148,13 @@ impl HeartbeatReader {
     /// The next READ to post, if one is due.
     pub fn poll_read(&mut self, now_ns: u64) -> Option<ReadRequest> {
         self.see(now_ns);
-        let tag = u64::from(self.config.wr_id_tag) << (SEQUENCE_BITS + PEER_BITS);
         let (peer, state) =
             self.peers.iter_mut().enumerate().find(|(_, state)| {
                 state.enabled && state.in_flight.is_none() && now_ns >= state.next_read_ns
             })?;
-        state.sequence = (state.sequence + 1) & ((1 << SEQUENCE_BITS) - 1);
-        let wr_id = tag | (peer as u64) << SEQUENCE_BITS | state.sequence;
+        state.sequence = (state.sequence + 1) & WrId::MAX_SEQUENCE;
+        let node = NodeId::new(peer as u16).expect("peers fit node ids");
+        let wr_id = WrId::wrapping(READ_KIND, node, state.sequence);
         state.in_flight =
             Some(InFlight { wr_id, next_timeout_ns: now_ns.saturating_add(self.config.timeout_ns) });
         state.next_read_ns = now_ns.saturating_add(self.config.period_ns);
@@ -172,7 +170,7 @@ impl HeartbeatReader {
     }
 
     /// A READ completed. Returns false for a completion that is not one of this reader's
-    /// reads in flight (another tag, a forgotten read), which is otherwise ignored.
+    /// reads in flight (another kind, a forgotten read), which is otherwise ignored.
     pub fn on_completion(&mut self, now_ns: u64, completion: ReadCompletion) -> bool {
         self.see(now_ns);
         let Some(peer) = self.peer_of(completion.wr_id) else { return false };
@@ -215,10 +213,9 @@ impl HeartbeatReader {
             .min()
     }
 
-    fn peer_of(&self, wr_id: u64) -> Option<usize> {
-        let tag = (wr_id >> (SEQUENCE_BITS + PEER_BITS)) as u8;
-        let peer = ((wr_id >> SEQUENCE_BITS) & ((1 << PEER_BITS) - 1)) as usize;
-        (tag == self.config.wr_id_tag && peer < self.peers.len()).then_some(peer)
+    fn peer_of(&self, wr_id: WrId) -> Option<usize> {
+        let peer = usize::from(wr_id.peer().get());
+        (wr_id.kind() == READ_KIND.into() && peer < self.peers.len()).then_some(peer)
     }
 
     fn see(&mut self, now_ns: u64) {
@@ -254,7 +251,7 @@ mod tests {
     use super::*;
 
     fn config() -> ReaderConfig {
-        ReaderConfig { period_ns: 100, timeout_ns: 40, wr_id_tag: 7 }
+        ReaderConfig { period_ns: 100, timeout_ns: 40 }
     }
 
     fn success(request: ReadRequest, value: u64) -> ReadCompletion {
@@ -266,7 +263,8 @@ mod tests {
         let mut reader = HeartbeatReader::new(config(), 2, 0);
         let first = reader.poll_read(0).unwrap();
         assert_eq!(first.peer, 0);
-        assert_eq!(first.wr_id >> 56, 7, "tagged");
+        assert_eq!(first.wr_id.kind(), READ_KIND.into(), "of the registry's heartbeat kind");
+        assert_eq!((first.wr_id.peer().get(), first.wr_id.sequence()), (0, 1));
         assert_eq!(reader.poll_read(0), None, "peer 1 starts half a period later");
         assert_eq!(reader.poll_read(50).unwrap().peer, 1);
         assert!(reader.on_completion(60, success(first, 5)));
@@ -302,7 +300,8 @@ mod tests {
     fn foreign_and_stale_completions_are_ignored() {
         let mut reader = HeartbeatReader::new(config(), 1, 0);
         let request = reader.poll_read(0).unwrap();
-        assert!(!reader.on_completion(1, ReadCompletion { wr_id: 12, status: Status::Success, value: 1 }));
+        let other = WrId::from_raw(12);
+        assert!(!reader.on_completion(1, ReadCompletion { wr_id: other, status: Status::Success, value: 1 }));
         assert!(reader.on_completion(2, success(request, 1)));
         assert!(!reader.on_completion(3, success(request, 1)), "already completed");
         reader.set_enabled(0, false);
@@ -311,12 +310,12 @@ mod tests {
     }
 
     struct Script {
-        posted: Vec<(usize, u64)>,
+        posted: Vec<(usize, WrId)>,
         refuse: bool,
     }
 
     impl HeartbeatReads for Script {
-        fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()> {
+        fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()> {
             if self.refuse {
                 return Err(crate::Error::config("refused"));
             }
@@ -341,5 +340,25 @@ mod tests {
         drive(&mut reader, &mut script, 170);
         let observation = reader.poll_observation(170).unwrap();
         assert_eq!(observation.outcome, ReadOutcome::Error(Status::LocalQpOperationError));
+    }
+
+    /// With each layer packing its own `wr_id`s, a qp-pool write of kind 4 to node 2816
+    /// and the reader's first read of peer 0 were both `0x4b00_0000_0000_0001`, and the
+    /// reader took the write's completion for its read. Kinds from one registry cannot meet.
+    #[test]
+    fn no_other_kind_is_ever_taken_for_a_read() {
+        let mut reader = HeartbeatReader::new(config(), 1, 0);
+        let read = reader.poll_read(0).unwrap();
+        for value in (0..=u8::MAX).filter(|value| *value != READ_KIND as u8) {
+            for peer in [0, 0xb00, NodeId::MAX] {
+                let raw = (u64::from(value) << 56) | (u64::from(peer) << 44) | read.wr_id.sequence();
+                let completion =
+                    ReadCompletion { wr_id: WrId::from_raw(raw), status: Status::Success, value: 0 };
+                assert!(!reader.on_completion(1, completion), "{} was taken for a read", completion.wr_id);
+            }
+        }
+        let write = WrId::new(usec_qp_pool::WrKind::application(4), NodeId::new(0xb00).unwrap(), 1).unwrap();
+        assert_ne!(write.to_raw(), read.wr_id.to_raw());
+        assert!(reader.on_completion(1, success(read, 1)), "its own read is still its own");
     }
 }

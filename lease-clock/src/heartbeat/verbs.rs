@@ -14,6 +14,8 @@ use usec_verbs::{
     MemoryRegion, ProtectionDomain, QpOptions, QueuePair, Region, RemoteAddr, SendWr, Sge,
 };
 
+use usec_qp_pool::WrId;
+
 use crate::error::{Error, Result};
 use crate::heartbeat::reader::{HeartbeatReads, ReadCompletion};
 
@@ -174,12 +176,12 @@ impl VerbsHeartbeats {
 }
 
 impl HeartbeatReads for VerbsHeartbeats {
-    fn post_read(&mut self, peer: usize, wr_id: u64) -> Result<()> {
+    fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()> {
         let peers = self.qps.len();
         let remote = self.remotes.get(peer).copied().flatten().ok_or(Error::UnknownPeer { peer, peers })?;
         let sge = self.slot_sge(peer)?;
         self.qps[peer]
-            .post_send(&[SendWr::read(wr_id, remote, &sge)])
+            .post_send(&[SendWr::read(wr_id.to_raw(), remote, &sge)])
             .map_err(Error::verbs("posting a heartbeat READ"))
     }
 
@@ -195,7 +197,7 @@ impl HeartbeatReads for VerbsHeartbeats {
             }
             _ => 0,
         };
-        Some(ReadCompletion { wr_id: completion.wr_id, status: completion.status, value })
+        Some(ReadCompletion { wr_id: WrId::from_raw(completion.wr_id), status: completion.status, value })
     }
 }
 

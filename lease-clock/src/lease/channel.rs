@@ -2,10 +2,14 @@
 //!
 //! The glue between the sans-IO holder and grantor and a fabric: it never decides
 //! anything, it only moves [`LeaseMessage`]s. Each side of a connection owns one channel
-//! (its QP, a CQ of its own, and a small registered region of RECV slots).
+//! (its QP, a CQ of its own, and a small registered region of RECV slots). Its work
+//! requests carry `usec-qp-pool` [`WrId`]s of the registry's lease kinds: SENDs
+//! [`RegisteredKind::LeaseSend`] numbered in post order, RECVs [`RegisteredKind::LeaseRecv`]
+//! numbered by slot, both with the peer's node id.
 
 use std::sync::Arc;
 
+use usec_qp_pool::{NodeId, RegisteredKind, WrId};
 use usec_verbs::qp::{InitAttributes, RtrAttributes};
 use usec_verbs::{
     AccessFlags, Completion, CompletionOpcode, CompletionQueue, ConnectOptions, Endpoint, MemoryRegion,
@@ -20,8 +24,6 @@ use crate::lease::message::LeaseMessage;
 /// and a sender whose SENDs queue up behind one RNR delay then floods the receiver with
 /// stale messages all at once.
 const MIN_RNR_TIMER: u8 = 1;
-/// Send work requests carry this bit in their `wr_id`; RECVs carry their slot number.
-const SEND_WR_ID: u64 = 1 << 63;
 const SLOT_BYTES: usize = LeaseMessage::ENCODED_LEN;
 
 /// One end of a lease conversation over a reliable-connected QP.
@@ -29,11 +31,14 @@ pub struct LeaseChannel {
     // Declared first: the QP goes before its CQ and memory.
     qp: QueuePair,
     cq: CompletionQueue,
+    peer: NodeId,
     mr: MemoryRegion,
     region: Arc<Region>,
     slots: u32,
     /// SENDs posted whose completions have not been polled yet.
     sends_in_flight: u32,
+    /// SENDs posted so far (their `wr_id` sequence).
+    sends_posted: u64,
     max_sends: u32,
     completions: [Completion; 8],
     /// Completions polled but not yet handed out.
@@ -47,9 +52,9 @@ impl std::fmt::Debug for LeaseChannel {
 }
 
 impl LeaseChannel {
-    /// A channel with `slots` RECVs always posted (at least 1). Connect it with
-    /// [`Self::connect`] to the other side's [`Self::endpoint`].
-    pub fn new(pd: &ProtectionDomain, slots: u32) -> Result<LeaseChannel> {
+    /// A channel to node `peer` with `slots` RECVs always posted (at least 1). Connect it
+    /// with [`Self::connect`] to the other side's [`Self::endpoint`].
+    pub fn new(pd: &ProtectionDomain, peer: NodeId, slots: u32) -> Result<LeaseChannel> {
         let slots = slots.max(1);
         let context = pd.context();
         let cq =
@@ -75,10 +80,12 @@ impl LeaseChannel {
         Ok(LeaseChannel {
             qp,
             cq,
+            peer,
             mr,
             region,
             slots,
             sends_in_flight: 0,
+            sends_posted: 0,
             max_sends,
             completions: [Completion::default(); 8],
             pending: Default::default(),
@@ -93,6 +100,11 @@ impl LeaseChannel {
     /// SENDs posted and not completed yet (at most the send queue's depth).
     pub fn sends_in_flight(&self) -> u32 {
         self.sends_in_flight
+    }
+
+    /// The node at the other end.
+    pub fn peer(&self) -> NodeId {
+        self.peer
     }
 
     /// The QP's number (a `PeerLost` event names it).
@@ -123,9 +135,11 @@ impl LeaseChannel {
             return Ok(false);
         }
         let bytes = message.encode();
+        let wr_id = WrId::wrapping(RegisteredKind::LeaseSend, self.peer, self.sends_posted);
         self.qp
-            .post_send(&[SendWr::send(SEND_WR_ID, Payload::Inline(&bytes))])
+            .post_send(&[SendWr::send(wr_id.to_raw(), Payload::Inline(&bytes))])
             .map_err(Error::verbs("posting a lease message"))?;
+        self.sends_posted += 1;
         self.sends_in_flight += 1;
         Ok(true)
     }
@@ -134,12 +148,19 @@ impl LeaseChannel {
     fn reap(&mut self) -> Result<()> {
         let count = self.cq.poll(&mut self.completions);
         for completion in &self.completions[..count] {
-            if completion.wr_id & SEND_WR_ID != 0 {
+            let kind = WrId::from_raw(completion.wr_id).kind();
+            if kind == RegisteredKind::LeaseSend.into() {
                 self.sends_in_flight -= 1;
                 if !completion.is_success() {
                     return Err(Error::Completion { what: "a lease SEND", status: completion.status });
                 }
             } else {
+                // The QP and the CQ are the channel's own: nobody else posts on them.
+                assert_eq!(
+                    kind,
+                    RegisteredKind::LeaseRecv.into(),
+                    "a completion of {kind} on a lease channel"
+                );
                 self.pending.push_back(*completion);
             }
         }
@@ -160,7 +181,8 @@ impl LeaseChannel {
             if completion.opcode != CompletionOpcode::Recv {
                 continue;
             }
-            let slot = u32::try_from(completion.wr_id).expect("RECV wr_ids are slot numbers");
+            let slot =
+                u32::try_from(WrId::from_raw(completion.wr_id).sequence()).expect("RECV sequences are slots");
             let mut bytes = [0u8; SLOT_BYTES];
             self.region
                 .read(slot as usize * SLOT_BYTES, &mut bytes)
@@ -175,8 +197,9 @@ impl LeaseChannel {
             .mr
             .sge(slot as usize * SLOT_BYTES, SLOT_BYTES as u32)
             .map_err(Error::verbs("a lease RECV slot"))?;
+        let wr_id = WrId::wrapping(RegisteredKind::LeaseRecv, self.peer, u64::from(slot));
         self.qp
-            .post_recv(&[RecvWr::new(u64::from(slot), std::slice::from_ref(&sge))])
+            .post_recv(&[RecvWr::new(wr_id.to_raw(), std::slice::from_ref(&sge))])
             .map_err(Error::verbs("posting a lease RECV"))
     }
 }

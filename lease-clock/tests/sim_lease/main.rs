@@ -60,8 +60,10 @@ impl LeaseSim {
         for (index, &drift_ppm) in drifts[..drifts.len() - 1].iter().enumerate() {
             let (node, context) = fabric.open_node().unwrap();
             let pd = context.alloc_pd().unwrap();
-            let mut channel = LeaseChannel::new(&pd, 8).unwrap();
-            let mut grantor_channel = LeaseChannel::new(&grantor_pd, 8).unwrap();
+            // The grantor is node 0, holder `index` node `index + 1`.
+            let holder_node = usec_qp_pool::NodeId::new(index as u16 + 1).unwrap();
+            let mut channel = LeaseChannel::new(&pd, usec_qp_pool::NodeId::new(0).unwrap(), 8).unwrap();
+            let mut grantor_channel = LeaseChannel::new(&grantor_pd, holder_node, 8).unwrap();
             let (holder_end, grantor_end) = (channel.endpoint(), grantor_channel.endpoint());
             channel.connect(&grantor_end, &ConnectOptions::default()).unwrap();
             grantor_channel.connect(&holder_end, &ConnectOptions::default()).unwrap();

@@ -13,6 +13,7 @@ use usec_lease_clock::clock::{Clock, MonotonicClock};
 use usec_lease_clock::detector::HeartbeatCounter;
 use usec_lease_clock::heartbeat::{HeartbeatEndpoint, VerbsHeartbeats};
 use usec_lease_clock::lease::{GrantorConfig, GrantorStart, LeaseChannel, LeaseGrantor, LeaseMessage};
+use usec_qp_pool::NodeId;
 use usec_verbs::{ConnectOptions, Context, Endpoint};
 
 pub const CHILD_ROLE: &str = "USEC_LEASE_CLOCK_CHILD";
@@ -120,7 +121,7 @@ fn serve(role: &str) -> Result<(), Failed> {
             }
         }
         "grantor" => {
-            let mut channel = LeaseChannel::new(&pd, 16)?;
+            let mut channel = LeaseChannel::new(&pd, NodeId::new(0)?, 16)?; // the test is node 0
             println!("endpoint {}", channel.endpoint());
             let remote: Endpoint = connect_line()?.parse()?;
             channel.connect(&remote, &ConnectOptions::default())?;

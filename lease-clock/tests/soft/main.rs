@@ -15,6 +15,7 @@ use usec_lease_clock::detector::{
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, HeartbeatReader, ReaderConfig, VerbsHeartbeats};
 use usec_lease_clock::lease::{HolderConfig, HolderId, LeaseChannel, LeaseHolder, LeaseMessage};
+use usec_qp_pool::NodeId;
 use usec_verbs::{ConnectOptions, Context};
 
 type Outcome = Result<(), Failed>;
@@ -23,7 +24,7 @@ type Body = fn() -> Outcome;
 /// Reads every millisecond: the child beats about every 70 µs (it sleeps between bumps),
 /// and the machine running the tests may be busy enough to hold it off the CPU for a
 /// while. (The `failure-detect` benchmark measures the microsecond settings.)
-const READER: ReaderConfig = ReaderConfig { period_ns: 1_000_000, timeout_ns: 5_000_000, wr_id_tag: 1 };
+const READER: ReaderConfig = ReaderConfig { period_ns: 1_000_000, timeout_ns: 5_000_000 };
 /// Generous: the machine running the tests may be busy.
 const DETECTION_LIMIT: Duration = Duration::from_secs(2);
 
@@ -133,7 +134,7 @@ fn lease_from_a_grantor_process_lapses_when_it_dies() -> Outcome {
     let device = fresh_device();
     let context = Context::open(&device)?;
     let pd = context.alloc_pd()?;
-    let mut channel = LeaseChannel::new(&pd, 16)?;
+    let mut channel = LeaseChannel::new(&pd, NodeId::new(1)?, 16)?; // the grantor child is node 1
     let mut peer = ChildPeer::spawn("grantor", &device)?;
     peer.handshake(|theirs| {
         channel.connect(&theirs.parse()?, &ConnectOptions::default())?;

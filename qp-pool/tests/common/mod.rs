@@ -7,13 +7,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, Poller, RoleSpec, TcpNetwork, WrId};
+use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, Poller, RoleSpec, TcpNetwork, WrId, WrKind};
 use usec_verbs::{AccessFlags, Completion, Context, Payload, RemoteAddr, SendWr, Status};
 
 pub const REPLICATION: &str = "replication";
 pub const ELECTION: &str = "election";
 pub const REGION: &str = "data";
 pub const REGION_LEN: usize = 1 << 16;
+
+/// The tests' work-request kinds, from the application range of the registry.
+pub const SINGLE_WRITE: WrKind = WrKind::application(0);
+pub const LOG_WRITE: WrKind = WrKind::application(1);
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
@@ -108,7 +112,7 @@ pub fn write_and_wait(
     offset: u64,
     bytes: &[u8],
 ) -> Status {
-    let wr_id = WrId::new(1, peer, offset).unwrap();
+    let wr_id = WrId::new(SINGLE_WRITE, peer, offset).unwrap();
     write(cluster, peer, role, wr_id, offset, bytes);
     let completion = next_completion(poller);
     assert_eq!(completion.wr_id, wr_id.to_raw());

@@ -208,8 +208,7 @@ fn main() -> Result<()> {
     if !device.starts_with("soft:") {
         bail!("{device}: this benchmark kills peer processes; it runs on the soft provider");
     }
-    let reader =
-        ReaderConfig { period_ns: options.period_ns, timeout_ns: options.read_timeout_ns, wr_id_tag: 0x4b };
+    let reader = ReaderConfig { period_ns: options.period_ns, timeout_ns: options.read_timeout_ns };
     let setup = trial::TrialSetup {
         device: &device,
         clock: &clock,

@@ -11,10 +11,21 @@ use usec_benches::peer::{channel_to_initiator, Peer};
 use usec_benches::pinning::{pin_current_thread, Pinning};
 use usec_lease_clock::clock::{CalibratedClock, CalibrationOptions, Clock};
 use usec_lease_clock::lease::{GrantorConfig, GrantorStart, LeaseChannel, LeaseGrantor, LeaseMessage};
+use usec_qp_pool::NodeId;
 use usec_verbs::{ConnectOptions, Context, Endpoint};
 
 /// The peer role name.
 pub const PEER_ROLE: &str = "lease-grantor";
+
+/// The grantor's node id in the work-request ids of the lease channels.
+pub fn grantor_node() -> NodeId {
+    NodeId::new(1).expect("1 is a node id")
+}
+
+/// The holder's (the initiator's) node id.
+pub fn holder_node() -> NodeId {
+    NodeId::new(0).expect("0 is a node id")
+}
 
 /// What the grantor needs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,7 +102,7 @@ pub fn serve() -> Result<()> {
     let clock = CalibratedClock::calibrate(&CalibrationOptions::default())?;
     let context = Context::open(&setup.device).with_context(|| format!("opening {}", setup.device))?;
     let pd = context.alloc_pd()?;
-    let mut channel = LeaseChannel::new(&pd, 64)?;
+    let mut channel = LeaseChannel::new(&pd, holder_node(), 64)?;
     channel.connect(&setup.endpoint.parse()?, &ConnectOptions::default())?;
     let drift = usec_lease_clock::lease::DriftBound::from_ppm(setup.rho_ppm)?;
     let config = GrantorConfig { lease_ns: setup.lease_ns, drift, slack_ns: setup.slack_ns };

@@ -131,7 +131,7 @@ fn main() -> Result<()> {
         eprintln!("{name}: renewing for {} ms ...", options.duration_ms);
         let context = Context::open(&device).with_context(|| format!("opening {device}"))?;
         let pd = context.alloc_pd()?;
-        let mut channel = LeaseChannel::new(&pd, 64)?;
+        let mut channel = LeaseChannel::new(&pd, grantor::grantor_node(), 64)?;
         let (peer, pinning, peer_clock) =
             grantor::start(&mut channel, &device, cores.map(|pair| pair.peer), &config)?;
         grantor_pinning = Some(pinning);
