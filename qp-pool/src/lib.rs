@@ -121,6 +121,7 @@ mod cluster;
 mod driver;
 mod error;
 pub mod handshake;
+mod node_set;
 mod poller;
 mod quorum;
 mod role;

@@ -10,15 +10,19 @@
 //! otherwise or the peer is [revived](QuorumWaiter::revive), and a round that can no longer
 //! reach `need` is [`QuorumStatus::Impossible`] at once rather than at a timeout.
 //!
+//! The completion loop calls [`QuorumWaiter::observe`] and [`QuorumWaiter::status`] on
+//! every spin: neither allocates (each round keeps its counts, failed peers are a fixed
+//! bitmap). [`QuorumWaiter::begin`] allocates the round's member list and
+//! [`QuorumWaiter::outcome`] its report; call those once per round.
+//!
 //! Majorities: [`majority`]`(n)` is `n / 2 + 1`, which for even `n` is one more than
 //! Dory's `(n + 1) / 2` (that one lets two halves of a 4-node cluster both have a
 //! "majority"). A leader that counts itself waits for `majority(n) - 1` followers.
 
-use std::collections::BTreeSet;
-
 use usec_verbs::Status;
 
 use crate::error::{Error, Result};
+use crate::node_set::NodeSet;
 use crate::spec::NodeId;
 use crate::wr_id::{check_sequence, WrId};
 use crate::wr_kind::WrKind;
@@ -89,13 +93,33 @@ struct Round {
     key: QuorumKey,
     need: usize,
     members: Vec<(NodeId, Member)>,
+    /// Members [`Member::Acked`].
+    acked: usize,
+    /// Members [`Member::Failed`].
+    failed: usize,
+    /// Members still [`Member::Pending`] whose peer is failed (they count as failed).
+    pending_failed: usize,
+}
+
+impl Round {
+    fn status(&self) -> QuorumStatus {
+        let failed = self.failed + self.pending_failed;
+        let pending = self.members.len() - self.acked - failed;
+        if self.acked >= self.need {
+            QuorumStatus::Met
+        } else if self.acked + pending < self.need {
+            QuorumStatus::Impossible
+        } else {
+            QuorumStatus::Pending { acked: self.acked, failed, need: self.need }
+        }
+    }
 }
 
 /// Rounds in flight and the peers known to have failed.
 #[derive(Clone, Debug, Default)]
 pub struct QuorumWaiter {
     rounds: Vec<Round>,
-    failed: BTreeSet<NodeId>,
+    failed: NodeSet,
     /// Bit `k % 64` of word `k / 64`: kind `k` belongs to this waiter (it was used in a
     /// round).
     kinds: [u64; 4],
@@ -118,8 +142,8 @@ impl QuorumWaiter {
                 max: peers.len() as u64,
             });
         }
-        let distinct: BTreeSet<NodeId> = peers.iter().copied().collect();
-        if distinct.len() != peers.len() {
+        let mut distinct = NodeSet::new();
+        if !peers.iter().all(|&peer| distinct.insert(peer)) {
             return Err(Error::config(format!("quorum {kind}/{sequence}: peers {peers:?} repeat a node")));
         }
         let key = QuorumKey { kind, sequence };
@@ -127,7 +151,8 @@ impl QuorumWaiter {
             return Err(Error::config(format!("quorum {kind}/{sequence} is in flight already")));
         }
         let members = peers.iter().map(|&peer| (peer, Member::Pending)).collect();
-        self.rounds.push(Round { key, need, members });
+        let pending_failed = peers.iter().filter(|&&peer| self.failed.contains(peer)).count();
+        self.rounds.push(Round { key, need, members, acked: 0, failed: 0, pending_failed });
         let value = usize::from(kind.value());
         self.kinds[value / 64] |= 1 << (value % 64);
         Ok(key)
@@ -140,15 +165,25 @@ impl QuorumWaiter {
         if !self.owns(wr_id.kind()) {
             return false;
         }
-        let success = status.is_success();
+        let (peer, success) = (wr_id.peer(), status.is_success());
         if !success {
-            self.failed.insert(wr_id.peer());
+            self.mark_failed(peer);
         }
         let key = QuorumKey { kind: wr_id.kind(), sequence: wr_id.sequence() };
+        let peer_failed = self.failed.contains(peer);
         if let Some(round) = self.rounds.iter_mut().find(|round| round.key == key) {
-            if let Some((_, member)) = round.members.iter_mut().find(|(peer, _)| *peer == wr_id.peer()) {
+            if let Some((_, member)) = round.members.iter_mut().find(|(member, _)| *member == peer) {
                 if *member == Member::Pending {
-                    *member = if success { Member::Acked } else { Member::Failed };
+                    if peer_failed {
+                        round.pending_failed -= 1;
+                    }
+                    if success {
+                        *member = Member::Acked;
+                        round.acked += 1;
+                    } else {
+                        *member = Member::Failed;
+                        round.failed += 1;
+                    }
                 }
             }
         }
@@ -157,15 +192,7 @@ impl QuorumWaiter {
 
     /// Where round `key` stands.
     pub fn status(&self, key: QuorumKey) -> Result<QuorumStatus> {
-        let outcome = self.outcome(key)?;
-        let (acked, failed) = (outcome.acked.len(), outcome.failed.len());
-        Ok(if acked >= outcome.need {
-            QuorumStatus::Met
-        } else if acked + outcome.pending.len() < outcome.need {
-            QuorumStatus::Impossible
-        } else {
-            QuorumStatus::Pending { acked, failed, need: outcome.need }
-        })
+        Ok(self.round(key)?.status())
     }
 
     /// Round `key`'s peers by how their operation ended.
@@ -182,7 +209,7 @@ impl QuorumWaiter {
             match member {
                 Member::Acked => outcome.acked.push(peer),
                 Member::Failed => outcome.failed.push(peer),
-                Member::Pending if self.failed.contains(&peer) => outcome.failed.push(peer),
+                Member::Pending if self.failed.contains(peer) => outcome.failed.push(peer),
                 Member::Pending => outcome.pending.push(peer),
             }
         }
@@ -204,22 +231,37 @@ impl QuorumWaiter {
 
     /// Whether `peer` is failed.
     pub fn is_failed(&self, peer: NodeId) -> bool {
-        self.failed.contains(&peer)
+        self.failed.contains(peer)
     }
 
     /// The failed peers, in id order.
     pub fn failed_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.failed.iter().copied()
+        self.failed.iter()
     }
 
     /// Marks `peer` failed (e.g. on a `PeerLost` event, or a failure detector's verdict).
     pub fn mark_failed(&mut self, peer: NodeId) {
-        self.failed.insert(peer);
+        if self.failed.insert(peer) {
+            self.count_pending_of(peer, |count| *count += 1);
+        }
     }
 
     /// Forgets that `peer` failed (after a reconnect); returns whether it was.
     pub fn revive(&mut self, peer: NodeId) -> bool {
-        self.failed.remove(&peer)
+        let was = self.failed.remove(peer);
+        if was {
+            self.count_pending_of(peer, |count| *count -= 1);
+        }
+        was
+    }
+
+    /// Applies `change` to the failed-pending count of every round where `peer` is pending.
+    fn count_pending_of(&mut self, peer: NodeId, change: impl Fn(&mut usize)) {
+        for round in &mut self.rounds {
+            if round.members.iter().any(|&(member, state)| member == peer && state == Member::Pending) {
+                change(&mut round.pending_failed);
+            }
+        }
     }
 
     /// Whether completions of `kind` belong to this waiter (a round of that kind was begun).
