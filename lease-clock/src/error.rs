@@ -57,13 +57,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A peer index that the glue does not know.
-    #[error("peer {peer} is not one of the {peers} peers")]
+    /// A node that is not one of the glue's peers.
+    #[error("node {peer} is not one of the peers")]
     UnknownPeer {
-        /// The index given.
-        peer: usize,
-        /// How many peers there are.
-        peers: usize,
+        /// The node given.
+        peer: usec_qp_pool::NodeId,
     },
 }
 

@@ -25,12 +25,13 @@
 //! use usec_lease_clock::clock::{Clock, SimClock};
 //! use usec_lease_clock::detector::{HeartbeatCounter, ScoreConfig, ScoreDetector, Verdict};
 //! use usec_lease_clock::heartbeat::{HeartbeatMonitor, HeartbeatReader, ReaderConfig, VerbsHeartbeats};
-//! use usec_verbs::sim::{NodeId, SimFabric};
+//! use usec_qp_pool::NodeId;
+//! use usec_verbs::sim::{self, SimFabric};
 //! use usec_verbs::{ConnectOptions, Context};
 //!
 //! /// One node: its clock, its own counter, the verbs glue, a score detector per peer.
 //! struct Node {
-//!     id: NodeId,
+//!     sim_node: sim::NodeId,
 //!     clock: SimClock,
 //!     counter: HeartbeatCounter,
 //!     monitor: HeartbeatMonitor<ScoreDetector>,
@@ -51,22 +52,24 @@
 //!
 //! let fabric = SimFabric::create("lease-clock-tour", 42)?;
 //! fabric.set_auto_advance(false); // the loop below moves virtual time itself
+//! let ids = [NodeId::new(0)?, NodeId::new(1)?, NodeId::new(2)?];
 //! let mut nodes = Vec::new();
-//! for (index, drift_ppm) in [100, -100, 0].into_iter().enumerate() {
-//!     let (id, context) = fabric.open_node()?;
+//! for (me, drift_ppm) in ids.into_iter().zip([100, -100, 0]) {
+//!     let (sim_node, context) = fabric.open_node()?;
 //!     let clock = SimClock::with_drift(&fabric, drift_ppm, 0); // 100 ppm fast, slow, exact
-//!     let glue = VerbsHeartbeats::new(&context.alloc_pd()?, 3)?;
-//!     let mut reader = HeartbeatReader::new(ReaderConfig::default(), 3, clock.now_ns());
-//!     reader.set_enabled(index, false); // nobody reads itself
-//!     let detectors = (0..3).map(|_| ScoreDetector::new(ScoreConfig::default())).collect();
+//!     let peers: Vec<NodeId> = ids.into_iter().filter(|&id| id != me).collect(); // not itself
+//!     let glue = VerbsHeartbeats::new(&context.alloc_pd()?, &peers)?;
+//!     let reader = HeartbeatReader::new(ReaderConfig::default(), peers.iter().copied(), clock.now_ns());
+//!     let detectors = peers.iter().map(|_| ScoreDetector::new(ScoreConfig::default())).collect();
 //!     let monitor = HeartbeatMonitor::new(reader, detectors);
-//!     nodes.push(Node { id, clock, counter: HeartbeatCounter::new(5_000), monitor, glue, _context: context });
+//!     let counter = HeartbeatCounter::new(5_000);
+//!     nodes.push(Node { sim_node, clock, counter, monitor, glue, _context: context });
 //! }
 //! for a in 0..3 {
 //!     for b in a + 1..3 {
-//!         let (to_a, to_b) = (nodes[a].glue.local(b)?, nodes[b].glue.local(a)?);
-//!         nodes[a].glue.connect(b, &to_b, &ConnectOptions::default())?;
-//!         nodes[b].glue.connect(a, &to_a, &ConnectOptions::default())?;
+//!         let (to_a, to_b) = (nodes[a].glue.local(ids[b])?, nodes[b].glue.local(ids[a])?);
+//!         nodes[a].glue.connect(ids[b], &to_b, &ConnectOptions::default())?;
+//!         nodes[b].glue.connect(ids[a], &to_a, &ConnectOptions::default())?;
 //!     }
 //! }
 //!
@@ -82,20 +85,20 @@
 //!     }
 //! };
 //! run(&mut nodes, 500_000, None);
-//! assert_eq!(nodes[0].monitor.verdict(2), Verdict::Trusted);
+//! assert_eq!(nodes[0].monitor.verdict(ids[2]), Verdict::Trusted);
 //!
-//! fabric.crash(nodes[2].id);
+//! fabric.crash(nodes[2].sim_node);
 //! run(&mut nodes, 700_000, Some(2)); // four missed reads 30 µs apart, and then some
-//! assert!(nodes[0].monitor.verdict(2).is_suspected() && nodes[1].monitor.verdict(2).is_suspected());
-//! assert_eq!(nodes[0].monitor.verdict(1), Verdict::Trusted);
+//! assert!(nodes[0].monitor.verdict(ids[2]).is_suspected() && nodes[1].monitor.verdict(ids[2]).is_suspected());
+//! assert_eq!(nodes[0].monitor.verdict(ids[1]), Verdict::Trusted);
 //!
 //! // Leases: the holder counts Δ from when it asked; the grantor keeps others waiting
 //! // for Δ stretched by the drift bound (plus slack) after its last grant.
 //! use usec_lease_clock::lease::*;
 //! let config = GrantorConfig { lease_ns: 20_000, drift: DriftBound::from_ppm(1_000)?, slack_ns: 500 };
 //! let mut grantor = LeaseGrantor::new(config, GrantorStart::Fresh, 0)?;
-//! let mut alice = LeaseHolder::new(HolderId(1), HolderConfig::default());
-//! let mut bob = LeaseHolder::new(HolderId(2), HolderConfig::default());
+//! let mut alice = LeaseHolder::new(ids[1], HolderConfig::default()); // holders are nodes
+//! let mut bob = LeaseHolder::new(ids[2], HolderConfig::default());
 //!
 //! let ask = alice.poll_request(1_000).expect("Alice wants the lease"); // her clock
 //! let reply = grantor.on_request(5_000, &ask); // the grantor's clock

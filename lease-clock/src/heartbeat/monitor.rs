@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use usec_qp_pool::NodeId;
+
 use crate::detector::{FailureDetector, Observation, Verdict};
 use crate::heartbeat::reader::{drive, HeartbeatReader, HeartbeatReads, PeerObservation};
 
@@ -9,7 +11,7 @@ use crate::heartbeat::reader::{drive, HeartbeatReader, HeartbeatReads, PeerObser
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerChange {
     /// The peer.
-    pub peer: usize,
+    pub peer: NodeId,
     /// What the detector now thinks.
     pub verdict: Verdict,
 }
@@ -17,8 +19,8 @@ pub struct PeerChange {
 /// Everything a node runs to watch its peers: a [`HeartbeatReader`] and a detector per
 /// peer, fed with what the reader observes and with whatever else the driver learns
 /// (a `PeerLost` event: [`Self::observe`]). Sans-IO apart from the [`HeartbeatReads`] it
-/// is ticked with. The detectors of peers the reader does not read (the node itself)
-/// are not ticked, so a timeout-based one never suspects them.
+/// is ticked with. The detectors of peers the reader no longer reads (disabled) are not
+/// ticked, so a timeout-based one does not suspect them.
 #[derive(Debug)]
 pub struct HeartbeatMonitor<D> {
     reader: HeartbeatReader,
@@ -27,9 +29,9 @@ pub struct HeartbeatMonitor<D> {
 }
 
 impl<D: FailureDetector> HeartbeatMonitor<D> {
-    /// One detector per peer of `reader`, in peer order.
+    /// One detector per peer of `reader`, in the order of [`HeartbeatReader::peers`].
     pub fn new(reader: HeartbeatReader, detectors: Vec<D>) -> HeartbeatMonitor<D> {
-        assert_eq!(reader.peers(), detectors.len(), "one detector per peer");
+        assert_eq!(reader.peers().len(), detectors.len(), "one detector per peer");
         HeartbeatMonitor { reader, detectors, changes: VecDeque::new() }
     }
 
@@ -40,8 +42,9 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         while let Some(PeerObservation { peer, at_ns, outcome }) = self.reader.poll_observation(now_ns) {
             self.feed(peer, at_ns, Observation::Read(outcome));
         }
-        for (peer, detector) in self.detectors.iter_mut().enumerate() {
-            if !self.reader.is_enabled(peer) {
+        for (index, detector) in self.detectors.iter_mut().enumerate() {
+            let (peer, enabled) = self.reader.peer_at(index);
+            if !enabled {
                 continue;
             }
             if let Some(verdict) = detector.tick(now_ns) {
@@ -50,8 +53,9 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         }
     }
 
-    /// Tells `peer`'s detector what was learnt outside the reads.
-    pub fn observe(&mut self, now_ns: u64, peer: usize, observation: Observation) {
+    /// Tells `peer`'s detector what was learnt outside the reads. A node that is not one
+    /// of the peers (the node itself, a stranger) is ignored.
+    pub fn observe(&mut self, now_ns: u64, peer: NodeId, observation: Observation) {
         self.feed(peer, now_ns, observation);
     }
 
@@ -60,14 +64,14 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         self.changes.pop_front()
     }
 
-    /// What `peer`'s detector thinks now.
-    pub fn verdict(&self, peer: usize) -> Verdict {
-        self.detectors[peer].verdict()
+    /// What `peer`'s detector thinks now. Panics if `peer` is not watched.
+    pub fn verdict(&self, peer: NodeId) -> Verdict {
+        self.detector(peer).verdict()
     }
 
-    /// `peer`'s detector.
-    pub fn detector(&self, peer: usize) -> &D {
-        &self.detectors[peer]
+    /// `peer`'s detector. Panics if `peer` is not watched.
+    pub fn detector(&self, peer: NodeId) -> &D {
+        &self.detectors[self.index(peer)]
     }
 
     /// The reader (e.g. for its next deadline).
@@ -80,8 +84,13 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         &mut self.reader
     }
 
-    fn feed(&mut self, peer: usize, now_ns: u64, observation: Observation) {
-        if let Some(verdict) = self.detectors[peer].observe(now_ns, observation) {
+    fn index(&self, peer: NodeId) -> usize {
+        self.reader.index_of(peer).unwrap_or_else(|| panic!("node {peer} is not watched"))
+    }
+
+    fn feed(&mut self, peer: NodeId, now_ns: u64, observation: Observation) {
+        let Some(index) = self.reader.index_of(peer) else { return };
+        if let Some(verdict) = self.detectors[index].observe(now_ns, observation) {
             self.changes.push_back(PeerChange { peer, verdict });
         }
     }

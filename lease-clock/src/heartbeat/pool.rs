@@ -1,10 +1,9 @@
 //! [`PoolHeartbeats`]: the heartbeat glue on a `usec-qp-pool` [`Cluster`] — a
 //! `heartbeat` role whose QPs let peers READ, a `heartbeat` region holding this node's
-//! word and a READ slot per peer, and the role's own CQ in a [`Poller`]. Peers are
-//! numbered by their [`NodeId`], so a [`HeartbeatReader`] of the cluster's size reads
-//! them all (with the node's own number disabled).
+//! word and a READ slot per peer, and the role's own CQ in a [`Poller`]. Peers are the
+//! cluster's [`NodeId`]s; [`PoolHeartbeats::reader`] reads every one but this node.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,11 +12,16 @@ use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleS
 use usec_verbs::{AccessFlags, AsyncEventKind, Region, RemoteAddr, SendWr};
 
 use crate::error::{Error, Result};
-use crate::heartbeat::reader::{HeartbeatReader, HeartbeatReads, ReadCompletion, ReaderConfig};
+use crate::heartbeat::reader::{HeartbeatReader, HeartbeatReads, ReadCompletion, ReaderConfig, READ_KIND};
 
 /// The word and each slot sit on a cache line of their own: the word at 0, the slot for
 /// node `n` at `(n + 1) × 64`.
 const SLOT_BYTES: usize = 64;
+
+/// Where the READ slot of node id `node` starts.
+fn slot_offset_of(node: usize) -> usize {
+    SLOT_BYTES * (node + 1)
+}
 
 /// Heartbeats over a qp-pool cluster. Build the node's config with [`Self::configure`],
 /// bootstrap, then [`Self::new`]; each turn of the node's loop, [`Self::publish`] the
@@ -26,15 +30,15 @@ pub struct PoolHeartbeats {
     role: RoleId,
     poller: Poller,
     memory: Arc<Region>,
-    nodes: usize,
-    me: usize,
-    peer_of_qp: HashMap<u32, usize>,
+    me: NodeId,
+    /// The other nodes, in id order.
+    peers: Vec<NodeId>,
     pending: VecDeque<ReadCompletion>,
 }
 
 impl fmt::Debug for PoolHeartbeats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolHeartbeats").field("me", &self.me).field("nodes", &self.nodes).finish()
+        f.debug_struct("PoolHeartbeats").field("me", &self.me).field("peers", &self.peers).finish()
     }
 }
 
@@ -49,9 +53,9 @@ impl PoolHeartbeats {
     pub fn configure(config: NodeConfig) -> Result<NodeConfig> {
         // Slots are indexed by node id, so the region covers the largest id.
         let largest = config.spec.nodes.keys().map(|node| usize::from(node.get())).max().unwrap_or(0);
-        let nodes = largest.max(usize::from(config.me.get())) + 1;
+        let largest = largest.max(usize::from(config.me.get()));
         let memory = Arc::new(
-            Region::new(SLOT_BYTES * (nodes + 1))
+            Region::new(slot_offset_of(largest) + SLOT_BYTES)
                 .map_err(Error::region("allocating the heartbeat region"))?,
         );
         Ok(config.role(RoleSpec::new(Self::ROLE, AccessFlags::REMOTE_READ)).region(
@@ -67,30 +71,28 @@ impl PoolHeartbeats {
         let poller = cluster.take_poller(&[role]).map_err(Error::pool("taking the heartbeat CQ"))?;
         let memory =
             cluster.region(Self::REGION).map_err(Error::pool("the heartbeat region"))?.region().clone();
-        let me = usize::from(cluster.me().get());
-        let mut peer_of_qp = HashMap::new();
-        let mut nodes = me + 1;
-        for peer in cluster.peers().collect::<Vec<_>>() {
-            let qp = cluster.qp(peer, role).map_err(Error::pool("a heartbeat QP"))?;
-            peer_of_qp.insert(qp.qp_num(), usize::from(peer.get()));
-            nodes = nodes.max(usize::from(peer.get()) + 1);
-        }
-        if memory.len() < SLOT_BYTES * (nodes + 1) {
+        let (me, peers): (NodeId, Vec<NodeId>) = (cluster.me(), cluster.peers().collect());
+        let largest = peers.iter().chain([&me]).map(|node| usize::from(node.get())).max().unwrap_or(0);
+        if memory.len() < slot_offset_of(largest) + SLOT_BYTES {
             return Err(Error::config("the heartbeat region is too small for the cluster"));
         }
-        Ok(PoolHeartbeats { role, poller, memory, nodes, me, peer_of_qp, pending: VecDeque::new() })
+        Ok(PoolHeartbeats { role, poller, memory, me, peers, pending: VecDeque::new() })
     }
 
-    /// A reader of every node of the cluster but this one.
+    /// A reader of every node of the cluster but this one, in id order.
     pub fn reader(&self, config: ReaderConfig, now_ns: u64) -> HeartbeatReader {
-        let mut reader = HeartbeatReader::new(config, self.nodes, now_ns);
-        reader.set_enabled(self.me, false);
-        reader
+        HeartbeatReader::new(config, self.peers.iter().copied(), now_ns)
     }
 
-    /// The number of nodes (the reader's and the detectors' peer count).
-    pub fn nodes(&self) -> usize {
-        self.nodes
+    /// The nodes it reads: every node of the cluster but this one, in id order (the
+    /// reader's peers, one detector each).
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
+    /// The heartbeat role (its completions are the ones [`Self::port`] polls).
+    pub fn role(&self) -> RoleId {
+        self.role
     }
 
     /// Publishes this node's counter.
@@ -100,9 +102,9 @@ impl PoolHeartbeats {
 
     /// The peer an event of `cluster.poll_event()` reports lost, if it is one of the
     /// heartbeat role's (each role's QPs report the loss; one is enough).
-    pub fn lost_peer(&self, event: &PoolEvent) -> Option<usize> {
+    pub fn lost_peer(&self, event: &PoolEvent) -> Option<NodeId> {
         let lost = event.event.kind == AsyncEventKind::PeerLost && event.role == Some(self.role);
-        event.peer.filter(|_| lost).map(|peer| usize::from(peer.get()))
+        event.peer.filter(|_| lost)
     }
 
     /// The [`HeartbeatReads`] to tick a reader or monitor with.
@@ -120,19 +122,21 @@ pub struct PoolReads<'a> {
 }
 
 impl HeartbeatReads for PoolReads<'_> {
-    fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()> {
-        let node = u16::try_from(peer).ok().and_then(|id| NodeId::new(id).ok());
-        let node = node.ok_or(Error::UnknownPeer { peer, peers: self.heartbeats.nodes })?;
+    fn post_read(&mut self, peer: NodeId, wr_id: WrId) -> Result<()> {
+        if !self.heartbeats.peers.contains(&peer) {
+            return Err(Error::UnknownPeer { peer });
+        }
         let remote = self
             .cluster
-            .remote_region(node, PoolHeartbeats::REGION)
+            .remote_region(peer, PoolHeartbeats::REGION)
             .map_err(Error::pool("a peer's heartbeat"))?;
         let word = RemoteAddr::within(&remote, 0, 8).map_err(Error::verbs("a peer's heartbeat word"))?;
         let local =
             self.cluster.region(PoolHeartbeats::REGION).map_err(Error::pool("the heartbeat region"))?;
-        let slot = local.sge(SLOT_BYTES * (peer + 1), 8).map_err(Error::verbs("a READ slot"))?;
+        let slot =
+            local.sge(slot_offset_of(usize::from(peer.get())), 8).map_err(Error::verbs("a READ slot"))?;
         self.cluster
-            .post_send(node, self.heartbeats.role, &[SendWr::read(wr_id.to_raw(), word, &slot)])
+            .post_send(peer, self.heartbeats.role, &[SendWr::read(wr_id.to_raw(), word, &slot)])
             .map_err(Error::pool("posting a heartbeat READ"))
     }
 
@@ -141,13 +145,13 @@ impl HeartbeatReads for PoolReads<'_> {
         if heartbeats.pending.is_empty() {
             for polled in heartbeats.poller.poll() {
                 let completion = polled.completion;
-                let value = match heartbeats.peer_of_qp.get(&completion.qp_num) {
-                    Some(&peer) if completion.is_success() => heartbeats
-                        .memory
-                        .atomic_u64(SLOT_BYTES * (peer + 1))
-                        .expect("slots are in bounds")
-                        .load(Ordering::Acquire),
-                    _ => 0,
+                let ours = polled.wr_id.kind() == READ_KIND.into()
+                    && heartbeats.peers.contains(&polled.wr_id.peer());
+                let value = if ours && completion.is_success() {
+                    let slot = slot_offset_of(usize::from(polled.wr_id.peer().get()));
+                    heartbeats.memory.atomic_u64(slot).expect("slots are in bounds").load(Ordering::Acquire)
+                } else {
+                    0
                 };
                 heartbeats.pending.push_back(ReadCompletion {
                     wr_id: polled.wr_id,

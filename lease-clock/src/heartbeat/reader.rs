@@ -33,7 +33,7 @@ impl Default for ReaderConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadRequest {
     /// Whom to read.
-    pub peer: usize,
+    pub peer: NodeId,
     /// The `wr_id` to post it with (of kind [`READ_KIND`]).
     pub wr_id: WrId,
 }
@@ -53,7 +53,7 @@ pub struct ReadCompletion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerObservation {
     /// The peer.
-    pub peer: usize,
+    pub peer: NodeId,
     /// When (the `now_ns` of the call that produced it).
     pub at_ns: u64,
     /// The outcome.
@@ -66,7 +66,7 @@ pub struct PeerObservation {
 /// with a script.
 pub trait HeartbeatReads {
     /// Posts a READ of `peer`'s heartbeat word into its local slot, with `wr_id`.
-    fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()>;
+    fn post_read(&mut self, peer: NodeId, wr_id: WrId) -> Result<()>;
 
     /// The next completed READ, if any.
     fn poll_completion(&mut self) -> Option<ReadCompletion>;
@@ -81,6 +81,7 @@ struct InFlight {
 
 #[derive(Clone, Copy, Debug)]
 struct PeerState {
+    node: NodeId,
     enabled: bool,
     next_read_ns: u64,
     in_flight: Option<InFlight>,
@@ -104,16 +105,26 @@ pub struct HeartbeatReader {
 }
 
 impl HeartbeatReader {
-    /// A reader of `peers` peers (numbered `0..peers`, at most [`NodeId::MAX`]` + 1`),
-    /// first reads spread over the first period after `now_ns`.
-    pub fn new(config: ReaderConfig, peers: usize, now_ns: u64) -> HeartbeatReader {
-        assert!(peers <= usize::from(NodeId::MAX) + 1, "at most {} peers", usize::from(NodeId::MAX) + 1);
+    /// A reader of `peers` (each once; the node itself is simply not among them), first
+    /// reads spread over the first period after `now_ns`.
+    pub fn new(
+        config: ReaderConfig,
+        peers: impl IntoIterator<Item = NodeId>,
+        now_ns: u64,
+    ) -> HeartbeatReader {
         assert!(config.period_ns > 0, "a read period of 0");
-        let spread = |peer: usize| config.period_ns * peer as u64 / peers.max(1) as u64;
-        let peers = (0..peers)
-            .map(|peer| PeerState {
+        let nodes: Vec<NodeId> = peers.into_iter().collect();
+        for (index, node) in nodes.iter().enumerate() {
+            assert!(!nodes[..index].contains(node), "node {node} is listed twice");
+        }
+        let spread = |index: usize| config.period_ns * index as u64 / nodes.len().max(1) as u64;
+        let peers = nodes
+            .iter()
+            .enumerate()
+            .map(|(index, &node)| PeerState {
+                node,
                 enabled: true,
-                next_read_ns: now_ns + spread(peer),
+                next_read_ns: now_ns + spread(index),
                 in_flight: None,
                 sequence: 0,
             })
@@ -126,35 +137,47 @@ impl HeartbeatReader {
         &self.config
     }
 
-    /// How many peers it knows.
-    pub fn peers(&self) -> usize {
-        self.peers.len()
+    /// The peers it reads, in the order given.
+    pub fn peers(&self) -> impl ExactSizeIterator<Item = NodeId> + '_ {
+        self.peers.iter().map(|state| state.node)
     }
 
-    /// Stops (or resumes) reading `peer`, e.g. the node itself. A read in flight is
-    /// forgotten.
-    pub fn set_enabled(&mut self, peer: usize, enabled: bool) {
-        let state = &mut self.peers[peer];
+    /// Where `peer` is in [`Self::peers`], if it is one.
+    pub fn index_of(&self, peer: NodeId) -> Option<usize> {
+        self.peers.iter().position(|state| state.node == peer)
+    }
+
+    /// Stops (or resumes) reading `peer` (e.g. a node that left). A read in flight is
+    /// forgotten. Panics if `peer` is not one of its peers.
+    pub fn set_enabled(&mut self, peer: NodeId, enabled: bool) {
+        let latest_now_ns = self.latest_now_ns;
+        let index = self.index_of(peer).unwrap_or_else(|| panic!("node {peer} is not read"));
+        let state = &mut self.peers[index];
         state.enabled = enabled;
         state.in_flight = None;
-        state.next_read_ns = self.latest_now_ns;
+        state.next_read_ns = latest_now_ns;
     }
 
-    /// Whether `peer` is read.
-    pub fn is_enabled(&self, peer: usize) -> bool {
-        self.peers[peer].enabled
+    /// The peer at `index` of [`Self::peers`], and whether it is read.
+    pub(crate) fn peer_at(&self, index: usize) -> (NodeId, bool) {
+        let state = &self.peers[index];
+        (state.node, state.enabled)
+    }
+
+    /// Whether `peer` is read (false for a node that is not one of its peers).
+    pub fn is_enabled(&self, peer: NodeId) -> bool {
+        self.index_of(peer).is_some_and(|index| self.peers[index].enabled)
     }
 
     /// The next READ to post, if one is due.
     pub fn poll_read(&mut self, now_ns: u64) -> Option<ReadRequest> {
         self.see(now_ns);
-        let (peer, state) =
-            self.peers.iter_mut().enumerate().find(|(_, state)| {
-                state.enabled && state.in_flight.is_none() && now_ns >= state.next_read_ns
-            })?;
+        let state = self
+            .peers
+            .iter_mut()
+            .find(|state| state.enabled && state.in_flight.is_none() && now_ns >= state.next_read_ns)?;
         state.sequence = (state.sequence + 1) & WrId::MAX_SEQUENCE;
-        let node = NodeId::new(peer as u16).expect("peers fit node ids");
-        let wr_id = WrId::wrapping(READ_KIND, node, state.sequence);
+        let (peer, wr_id) = (state.node, WrId::wrapping(READ_KIND, state.node, state.sequence));
         state.in_flight =
             Some(InFlight { wr_id, next_timeout_ns: now_ns.saturating_add(self.config.timeout_ns) });
         state.next_read_ns = now_ns.saturating_add(self.config.period_ns);
@@ -173,8 +196,12 @@ impl HeartbeatReader {
     /// reads in flight (another kind, a forgotten read), which is otherwise ignored.
     pub fn on_completion(&mut self, now_ns: u64, completion: ReadCompletion) -> bool {
         self.see(now_ns);
-        let Some(peer) = self.peer_of(completion.wr_id) else { return false };
-        let state = &mut self.peers[peer];
+        if completion.wr_id.kind() != READ_KIND.into() {
+            return false;
+        }
+        let peer = completion.wr_id.peer();
+        let Some(index) = self.index_of(peer) else { return false };
+        let state = &mut self.peers[index];
         if state.in_flight.map(|read| read.wr_id) != Some(completion.wr_id) {
             return false;
         }
@@ -195,9 +222,10 @@ impl HeartbeatReader {
             return Some(observation);
         }
         let period_ns = self.config.period_ns;
-        for (peer, state) in self.peers.iter_mut().enumerate() {
+        for state in &mut self.peers {
             if let Some(read) = state.in_flight.as_mut().filter(|read| now_ns >= read.next_timeout_ns) {
                 read.next_timeout_ns = now_ns.saturating_add(period_ns);
+                let peer = state.node;
                 return Some(PeerObservation { peer, at_ns: now_ns, outcome: ReadOutcome::Timeout });
             }
         }
@@ -211,11 +239,6 @@ impl HeartbeatReader {
             .filter(|state| state.enabled)
             .map(|state| state.in_flight.map_or(state.next_read_ns, |read| read.next_timeout_ns))
             .min()
-    }
-
-    fn peer_of(&self, wr_id: WrId) -> Option<usize> {
-        let peer = usize::from(wr_id.peer().get());
-        (wr_id.kind() == READ_KIND.into() && peer < self.peers.len()).then_some(peer)
     }
 
     fn see(&mut self, now_ns: u64) {
@@ -254,31 +277,37 @@ mod tests {
         ReaderConfig { period_ns: 100, timeout_ns: 40 }
     }
 
+    fn node(id: u16) -> NodeId {
+        NodeId::new(id).unwrap()
+    }
+
     fn success(request: ReadRequest, value: u64) -> ReadCompletion {
         ReadCompletion { wr_id: request.wr_id, status: Status::Success, value }
     }
 
     #[test]
     fn reads_each_peer_once_per_period_spread_out() {
-        let mut reader = HeartbeatReader::new(config(), 2, 0);
+        // Sparse ids, in an order of their own: a mix-up of index and id would show.
+        let mut reader = HeartbeatReader::new(config(), [node(40), node(3)], 0);
+        assert_eq!(reader.peers().collect::<Vec<_>>(), [node(40), node(3)]);
         let first = reader.poll_read(0).unwrap();
-        assert_eq!(first.peer, 0);
+        assert_eq!(first.peer, node(40));
         assert_eq!(first.wr_id.kind(), READ_KIND.into(), "of the registry's heartbeat kind");
-        assert_eq!((first.wr_id.peer().get(), first.wr_id.sequence()), (0, 1));
-        assert_eq!(reader.poll_read(0), None, "peer 1 starts half a period later");
-        assert_eq!(reader.poll_read(50).unwrap().peer, 1);
+        assert_eq!((first.wr_id.peer(), first.wr_id.sequence()), (node(40), 1));
+        assert_eq!(reader.poll_read(0), None, "the second peer starts half a period later");
+        assert_eq!(reader.poll_read(50).unwrap().peer, node(3));
         assert!(reader.on_completion(60, success(first, 5)));
         assert_eq!(
             reader.poll_observation(60),
-            Some(PeerObservation { peer: 0, at_ns: 60, outcome: ReadOutcome::Value(5) })
+            Some(PeerObservation { peer: node(40), at_ns: 60, outcome: ReadOutcome::Value(5) })
         );
         assert_eq!(reader.poll_read(99), None);
-        assert_eq!(reader.poll_read(100).unwrap().peer, 0);
+        assert_eq!(reader.poll_read(100).unwrap().peer, node(40));
     }
 
     #[test]
     fn a_stuck_read_times_out_once_per_period_and_blocks_new_reads() {
-        let mut reader = HeartbeatReader::new(config(), 1, 0);
+        let mut reader = HeartbeatReader::new(config(), [node(1)], 0);
         let stuck = reader.poll_read(0).unwrap();
         assert_eq!(reader.next_deadline_ns(), Some(40));
         assert_eq!(reader.poll_observation(39), None);
@@ -298,24 +327,30 @@ mod tests {
 
     #[test]
     fn foreign_and_stale_completions_are_ignored() {
-        let mut reader = HeartbeatReader::new(config(), 1, 0);
+        let mut reader = HeartbeatReader::new(config(), [node(7)], 0);
         let request = reader.poll_read(0).unwrap();
         let other = WrId::from_raw(12);
         assert!(!reader.on_completion(1, ReadCompletion { wr_id: other, status: Status::Success, value: 1 }));
+        let stranger = WrId::new(READ_KIND, node(8), request.wr_id.sequence()).unwrap();
+        assert!(
+            !reader.on_completion(1, ReadCompletion { wr_id: stranger, ..success(request, 1) }),
+            "not a peer"
+        );
         assert!(reader.on_completion(2, success(request, 1)));
         assert!(!reader.on_completion(3, success(request, 1)), "already completed");
-        reader.set_enabled(0, false);
+        reader.set_enabled(node(7), false);
+        assert!(!reader.is_enabled(node(7)) && !reader.is_enabled(node(8)));
         assert_eq!(reader.poll_read(1_000), None);
         assert_eq!(reader.next_deadline_ns(), None);
     }
 
     struct Script {
-        posted: Vec<(usize, WrId)>,
+        posted: Vec<(NodeId, WrId)>,
         refuse: bool,
     }
 
     impl HeartbeatReads for Script {
-        fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()> {
+        fn post_read(&mut self, peer: NodeId, wr_id: WrId) -> Result<()> {
             if self.refuse {
                 return Err(crate::Error::config("refused"));
             }
@@ -331,7 +366,7 @@ mod tests {
 
     #[test]
     fn drive_posts_and_collects_and_refusals_are_failures() {
-        let mut reader = HeartbeatReader::new(config(), 3, 0);
+        let mut reader = HeartbeatReader::new(config(), [node(0), node(1), node(2)], 0);
         let mut script = Script { posted: Vec::new(), refuse: false };
         assert!(drive(&mut reader, &mut script, 70).is_empty());
         let values: Vec<_> = std::iter::from_fn(|| reader.poll_observation(70)).map(|o| o.outcome).collect();
@@ -347,7 +382,7 @@ mod tests {
     /// reader took the write's completion for its read. Kinds from one registry cannot meet.
     #[test]
     fn no_other_kind_is_ever_taken_for_a_read() {
-        let mut reader = HeartbeatReader::new(config(), 1, 0);
+        let mut reader = HeartbeatReader::new(config(), [node(0)], 0);
         let read = reader.poll_read(0).unwrap();
         for value in (0..=u8::MAX).filter(|value| *value != READ_KIND as u8) {
             for peer in [0, 0xb00, NodeId::MAX] {

@@ -14,7 +14,7 @@ use usec_verbs::{
     MemoryRegion, ProtectionDomain, QpOptions, QueuePair, Region, RemoteAddr, SendWr, Sge,
 };
 
-use usec_qp_pool::WrId;
+use usec_qp_pool::{NodeId, WrId};
 
 use crate::error::{Error, Result};
 use crate::heartbeat::reader::{HeartbeatReads, ReadCompletion};
@@ -57,7 +57,7 @@ impl FromStr for HeartbeatEndpoint {
 }
 
 /// One node's heartbeat glue: its published counter, and a QP and a READ slot per peer
-/// (peers numbered `0..peers`; the node's own number is simply never connected or read).
+/// (peers by [`NodeId`]; the node itself is not one of them).
 /// Implements [`HeartbeatReads`] for a [`crate::heartbeat::HeartbeatReader`].
 pub struct VerbsHeartbeats {
     // Declared first: QPs go before the CQ and the memory.
@@ -68,23 +68,31 @@ pub struct VerbsHeartbeats {
     published: Arc<Region>,
     slots_mr: MemoryRegion,
     slots: Arc<Region>,
+    /// The peers, in the order of `qps`, `remotes` and the slots.
+    peers: Vec<NodeId>,
     remotes: Vec<Option<RemoteAddr>>,
-    peer_of_qp: HashMap<u32, usize>,
+    /// QP number → index in `peers`.
+    index_of_qp: HashMap<u32, usize>,
     batch: [Completion; 16],
     pending: VecDeque<Completion>,
 }
 
 impl fmt::Debug for VerbsHeartbeats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerbsHeartbeats").field("peers", &self.qps.len()).finish()
+        f.debug_struct("VerbsHeartbeats").field("peers", &self.peers).finish()
     }
 }
 
 impl VerbsHeartbeats {
-    /// The glue for `peers` peers on `pd`, with QPs created (not connected).
-    pub fn new(pd: &ProtectionDomain, peers: usize) -> Result<VerbsHeartbeats> {
+    /// The glue for `peers` (each once) on `pd`, with QPs created (not connected).
+    pub fn new(pd: &ProtectionDomain, peers: &[NodeId]) -> Result<VerbsHeartbeats> {
+        for (index, node) in peers.iter().enumerate() {
+            if peers[..index].contains(node) {
+                return Err(Error::config(format!("node {node} is listed twice")));
+            }
+        }
         let context = pd.context().clone();
-        let depth = u32::try_from(4 * peers.max(1)).map_err(|_| Error::config("too many peers"))?;
+        let depth = u32::try_from(4 * peers.len().max(1)).map_err(|_| Error::config("too many peers"))?;
         let cq = context.create_cq(depth).map_err(Error::verbs("creating the heartbeat CQ"))?;
         let published =
             Arc::new(Region::new(SLOT_BYTES).map_err(Error::region("allocating the heartbeat word"))?);
@@ -92,18 +100,19 @@ impl VerbsHeartbeats {
             .register(&published, AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_READ)
             .map_err(Error::verbs("registering the heartbeat word"))?;
         let slots = Arc::new(
-            Region::new(SLOT_BYTES * peers.max(1)).map_err(Error::region("allocating the READ slots"))?,
+            Region::new(SLOT_BYTES * peers.len().max(1))
+                .map_err(Error::region("allocating the READ slots"))?,
         );
         let slots_mr = pd
             .register(&slots, AccessFlags::LOCAL_WRITE)
             .map_err(Error::verbs("registering the READ slots"))?;
-        let mut qps = Vec::with_capacity(peers);
-        let mut peer_of_qp = HashMap::new();
-        for peer in 0..peers {
+        let mut qps = Vec::with_capacity(peers.len());
+        let mut index_of_qp = HashMap::new();
+        for index in 0..peers.len() {
             let qp = pd
                 .create_qp(&cq, &cq, &QpOptions::default())
                 .map_err(Error::verbs("creating a heartbeat QP"))?;
-            peer_of_qp.insert(qp.qp_num(), peer);
+            index_of_qp.insert(qp.qp_num(), index);
             qps.push(qp);
         }
         Ok(VerbsHeartbeats {
@@ -114,16 +123,22 @@ impl VerbsHeartbeats {
             published,
             slots_mr,
             slots,
-            remotes: vec![None; peers],
-            peer_of_qp,
+            peers: peers.to_vec(),
+            remotes: vec![None; peers.len()],
+            index_of_qp,
             batch: [Completion::default(); 16],
             pending: VecDeque::new(),
         })
     }
 
+    /// Its peers, in the order given.
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
     /// What `peer` needs to connect to this node and read its heartbeat.
-    pub fn local(&self, peer: usize) -> Result<HeartbeatEndpoint> {
-        let qp = self.qps.get(peer).ok_or(Error::UnknownPeer { peer, peers: self.qps.len() })?;
+    pub fn local(&self, peer: NodeId) -> Result<HeartbeatEndpoint> {
+        let qp = &self.qps[self.index_of(peer)?];
         let heartbeat = self.published_mr.remote_addr(0).map_err(Error::verbs("the heartbeat word"))?;
         Ok(HeartbeatEndpoint { endpoint: qp.endpoint(), heartbeat })
     }
@@ -132,14 +147,15 @@ impl VerbsHeartbeats {
     /// where the peer's heartbeat lives.
     pub fn connect(
         &mut self,
-        peer: usize,
+        peer: NodeId,
         remote: &HeartbeatEndpoint,
         options: &ConnectOptions,
     ) -> Result<()> {
-        let peers = self.qps.len();
-        let qp = self.qps.get_mut(peer).ok_or(Error::UnknownPeer { peer, peers })?;
-        qp.connect(&remote.endpoint, options).map_err(Error::verbs("connecting a heartbeat QP"))?;
-        self.remotes[peer] = Some(remote.heartbeat);
+        let index = self.index_of(peer)?;
+        self.qps[index]
+            .connect(&remote.endpoint, options)
+            .map_err(Error::verbs("connecting a heartbeat QP"))?;
+        self.remotes[index] = Some(remote.heartbeat);
         Ok(())
     }
 
@@ -153,14 +169,14 @@ impl VerbsHeartbeats {
     }
 
     /// The peer whose QP has number `qp_num`.
-    pub fn peer_of_qp(&self, qp_num: u32) -> Option<usize> {
-        self.peer_of_qp.get(&qp_num).copied()
+    pub fn peer_of_qp(&self, qp_num: u32) -> Option<NodeId> {
+        self.index_of_qp.get(&qp_num).map(|&index| self.peers[index])
     }
 
     /// Drains the context's asynchronous events and returns the peers reported lost; other
     /// events (and losses on QPs that are not this glue's) are dropped. Meant for a context
     /// the heartbeat glue has to itself.
-    pub fn poll_lost_peers(&self) -> Vec<usize> {
+    pub fn poll_lost_peers(&self) -> Vec<NodeId> {
         let mut lost = Vec::new();
         while let Some(event) = self.context.poll_event() {
             if event.kind == AsyncEventKind::PeerLost {
@@ -170,17 +186,22 @@ impl VerbsHeartbeats {
         lost
     }
 
-    fn slot_sge(&self, peer: usize) -> Result<Sge> {
-        self.slots_mr.sge(peer * SLOT_BYTES, 8).map_err(Error::verbs("a READ slot"))
+    fn index_of(&self, peer: NodeId) -> Result<usize> {
+        self.peers.iter().position(|&node| node == peer).ok_or(Error::UnknownPeer { peer })
+    }
+
+    fn slot_sge(&self, index: usize) -> Result<Sge> {
+        self.slots_mr.sge(index * SLOT_BYTES, 8).map_err(Error::verbs("a READ slot"))
     }
 }
 
 impl HeartbeatReads for VerbsHeartbeats {
-    fn post_read(&mut self, peer: usize, wr_id: WrId) -> Result<()> {
-        let peers = self.qps.len();
-        let remote = self.remotes.get(peer).copied().flatten().ok_or(Error::UnknownPeer { peer, peers })?;
-        let sge = self.slot_sge(peer)?;
-        self.qps[peer]
+    fn post_read(&mut self, peer: NodeId, wr_id: WrId) -> Result<()> {
+        let index = self.index_of(peer)?;
+        let remote =
+            self.remotes[index].ok_or_else(|| Error::config(format!("node {peer} is not connected")))?;
+        let sge = self.slot_sge(index)?;
+        self.qps[index]
             .post_send(&[SendWr::read(wr_id.to_raw(), remote, &sge)])
             .map_err(Error::verbs("posting a heartbeat READ"))
     }
@@ -191,10 +212,12 @@ impl HeartbeatReads for VerbsHeartbeats {
             self.pending.extend(&self.batch[..count]);
         }
         let completion = self.pending.pop_front()?;
-        let value = match self.peer_of_qp(completion.qp_num) {
-            Some(peer) if completion.is_success() => {
-                self.slots.atomic_u64(peer * SLOT_BYTES).expect("slots are in bounds").load(Ordering::Acquire)
-            }
+        let value = match self.index_of_qp.get(&completion.qp_num) {
+            Some(&index) if completion.is_success() => self
+                .slots
+                .atomic_u64(index * SLOT_BYTES)
+                .expect("slots are in bounds")
+                .load(Ordering::Acquire),
             _ => 0,
         };
         Some(ReadCompletion { wr_id: WrId::from_raw(completion.wr_id), status: completion.status, value })

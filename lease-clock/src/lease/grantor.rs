@@ -2,7 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::lease::drift::DriftBound;
-use crate::lease::message::{HolderId, LeaseReply, LeaseRequest};
+use usec_qp_pool::NodeId;
+
+use crate::lease::message::{LeaseReply, LeaseRequest};
 
 /// What a grantor grants and how careful it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub enum GrantorStart {
 #[derive(Clone, Debug)]
 pub struct LeaseGrantor {
     config: GrantorConfig,
-    holder: Option<HolderId>,
+    holder: Option<NodeId>,
     /// Every holder but `holder` is refused before this, on the grantor's clock.
     exclusive_until_ns: u64,
     latest_now_ns: u64,
@@ -102,7 +104,7 @@ impl LeaseGrantor {
     }
 
     /// The holder the grantor is bound to at `now_ns`, if any.
-    pub fn holder(&self, now_ns: u64) -> Option<HolderId> {
+    pub fn holder(&self, now_ns: u64) -> Option<NodeId> {
         self.holder.filter(|_| now_ns < self.exclusive_until_ns)
     }
 
@@ -121,8 +123,8 @@ impl LeaseGrantor {
 mod tests {
     use super::*;
 
-    fn request(holder: u32, request: u64) -> LeaseRequest {
-        LeaseRequest { holder: HolderId(holder), request }
+    fn request(holder: u16, request: u64) -> LeaseRequest {
+        LeaseRequest { holder: NodeId::new(holder).unwrap(), request }
     }
 
     fn config() -> GrantorConfig {
@@ -141,11 +143,11 @@ mod tests {
         ));
         assert_eq!(
             grantor.on_request(5_000, &request(2, 1)),
-            LeaseReply::Denied { holder: HolderId(2), request: 1, retry_after_ns: 8_324 }
+            LeaseReply::Denied { holder: NodeId::new(2).unwrap(), request: 1, retry_after_ns: 8_324 }
         );
-        assert_eq!(grantor.holder(13_323), Some(HolderId(1)));
+        assert_eq!(grantor.holder(13_323), Some(NodeId::new(1).unwrap()));
         assert!(matches!(grantor.on_request(13_324, &request(2, 2)), LeaseReply::Granted { .. }));
-        assert_eq!(grantor.holder(13_324), Some(HolderId(2)));
+        assert_eq!(grantor.holder(13_324), Some(NodeId::new(2).unwrap()));
         assert_eq!(grantor.grants(), 2);
     }
 

@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 
-use crate::lease::message::{HolderId, LeaseReply, LeaseRequest};
+use usec_qp_pool::NodeId;
+
+use crate::lease::message::{LeaseReply, LeaseRequest};
 
 /// Requests remembered at most; a grant for an older one is ignored (which is safe: a
 /// holder may always believe less).
@@ -55,7 +57,7 @@ pub enum ReplyEffect {
 /// clock again and check [`Self::is_valid`].
 #[derive(Clone, Debug)]
 pub struct LeaseHolder {
-    id: HolderId,
+    id: NodeId,
     config: HolderConfig,
     wanted: bool,
     valid_until_ns: Option<u64>,
@@ -69,7 +71,7 @@ pub struct LeaseHolder {
 
 impl LeaseHolder {
     /// A holder that wants the lease from the start.
-    pub fn new(id: HolderId, config: HolderConfig) -> LeaseHolder {
+    pub fn new(id: NodeId, config: HolderConfig) -> LeaseHolder {
         LeaseHolder {
             id,
             config,
@@ -83,7 +85,7 @@ impl LeaseHolder {
     }
 
     /// Its identity.
-    pub fn id(&self) -> HolderId {
+    pub fn id(&self) -> NodeId {
         self.id
     }
 
@@ -195,7 +197,10 @@ mod tests {
     const LEASE_NS: u64 = 20_000;
 
     fn holder() -> LeaseHolder {
-        LeaseHolder::new(HolderId(1), HolderConfig { renew_before_ns: 8_000, retry_after_ns: 3_000 })
+        LeaseHolder::new(
+            NodeId::new(1).unwrap(),
+            HolderConfig { renew_before_ns: 8_000, retry_after_ns: 3_000 },
+        )
     }
 
     fn grant(request: &LeaseRequest) -> LeaseReply {
@@ -242,8 +247,11 @@ mod tests {
             ReplyEffect::Ignored,
             "older than the answered one"
         );
-        let stranger =
-            LeaseReply::Granted { holder: HolderId(2), request: new.request + 1, lease_ns: 1 << 40 };
+        let stranger = LeaseReply::Granted {
+            holder: NodeId::new(2).unwrap(),
+            request: new.request + 1,
+            lease_ns: 1 << 40,
+        };
         assert_eq!(holder.on_reply(12_000, &stranger), ReplyEffect::Ignored);
         assert_eq!(holder.valid_until_ns(), Some(30_000));
         // A grant that arrives after its lease ran out is taken but believes nothing.
@@ -265,7 +273,7 @@ mod tests {
             .collect();
         // 3, 6, 12, 24, 48, 96, 192, 192 µs apart.
         assert_eq!(asks, vec![0, 3_000, 9_000, 21_000, 45_000, 93_000, 189_000, 381_000, 573_000]);
-        let last = LeaseRequest { holder: HolderId(1), request: 9 };
+        let last = LeaseRequest { holder: NodeId::new(1).unwrap(), request: 9 };
         holder.on_reply(574_000, &grant(&last));
         holder.set_wanted(true);
         let renewal = holder.request(600_000);
@@ -278,8 +286,11 @@ mod tests {
     fn denial_quiets_the_holder_until_the_hint() {
         let mut holder = holder();
         let request = holder.poll_request(0).unwrap();
-        let denied =
-            LeaseReply::Denied { holder: HolderId(1), request: request.request, retry_after_ns: 9_000 };
+        let denied = LeaseReply::Denied {
+            holder: NodeId::new(1).unwrap(),
+            request: request.request,
+            retry_after_ns: 9_000,
+        };
         assert_eq!(holder.on_reply(1_000, &denied), ReplyEffect::Denied { retry_at_ns: 10_000 });
         assert_eq!(holder.poll_request(9_999), None);
         assert!(holder.poll_request(10_000).is_some());

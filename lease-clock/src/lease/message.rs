@@ -1,22 +1,14 @@
 //! What holders and grantors say to each other, and its 32-byte wire form.
 
+use usec_qp_pool::NodeId;
+
 use crate::error::{Error, Result};
-
-/// Who asks for the lease.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HolderId(pub u32);
-
-impl std::fmt::Display for HolderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "holder {}", self.0)
-    }
-}
 
 /// A holder asks for the lease (or its renewal).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LeaseRequest {
-    /// The holder.
-    pub holder: HolderId,
+    /// The holder: the node asking.
+    pub holder: NodeId,
     /// The holder's number for this request, echoed in the reply.
     pub request: u64,
 }
@@ -27,7 +19,7 @@ pub enum LeaseReply {
     /// The holder may believe in the lease for `lease_ns` from the moment it asked.
     Granted {
         /// The holder asking.
-        holder: HolderId,
+        holder: NodeId,
         /// The request answered.
         request: u64,
         /// Δ.
@@ -37,7 +29,7 @@ pub enum LeaseReply {
     /// clock: a hint, not a promise).
     Denied {
         /// The holder asking.
-        holder: HolderId,
+        holder: NodeId,
         /// The request answered.
         request: u64,
         /// When asking again may succeed.
@@ -47,7 +39,7 @@ pub enum LeaseReply {
 
 impl LeaseReply {
     /// The holder the reply is for.
-    pub fn holder(&self) -> HolderId {
+    pub fn holder(&self) -> NodeId {
         match *self {
             LeaseReply::Granted { holder, .. } | LeaseReply::Denied { holder, .. } => holder,
         }
@@ -72,8 +64,8 @@ impl LeaseMessage {
     /// Bytes on the wire.
     pub const ENCODED_LEN: usize = 32;
 
-    /// The wire form: magic, kind, a zero byte, holder, request, then Δ or the retry hint,
-    /// little-endian, zero-padded.
+    /// The wire form: magic, kind, a zero byte, the holder's node id (2 bytes, then 2
+    /// zero bytes), request, then Δ or the retry hint, little-endian, zero-padded.
     pub fn encode(&self) -> [u8; LeaseMessage::ENCODED_LEN] {
         let (kind, holder, request, value) = match *self {
             LeaseMessage::Request(LeaseRequest { holder, request }) => (KIND_REQUEST, holder, request, 0),
@@ -87,7 +79,7 @@ impl LeaseMessage {
         let mut bytes = [0u8; LeaseMessage::ENCODED_LEN];
         bytes[..2].copy_from_slice(&MAGIC);
         bytes[2] = kind;
-        bytes[4..8].copy_from_slice(&holder.0.to_le_bytes());
+        bytes[4..6].copy_from_slice(&holder.get().to_le_bytes());
         bytes[8..16].copy_from_slice(&request.to_le_bytes());
         bytes[16..24].copy_from_slice(&value.to_le_bytes());
         bytes
@@ -99,7 +91,11 @@ impl LeaseMessage {
         if bytes.len() != LeaseMessage::ENCODED_LEN {
             return Err(bad(format!("{} bytes, expected {}", bytes.len(), LeaseMessage::ENCODED_LEN)));
         }
-        if bytes[..2] != MAGIC || bytes[3] != 0 || bytes[24..].iter().any(|&byte| byte != 0) {
+        if bytes[..2] != MAGIC
+            || bytes[3] != 0
+            || bytes[6..8] != [0, 0]
+            || bytes[24..].iter().any(|&byte| byte != 0)
+        {
             return Err(bad("not a lease message (magic or padding)".into()));
         }
         let word = |range: std::ops::Range<usize>| {
@@ -107,7 +103,8 @@ impl LeaseMessage {
             eight.copy_from_slice(&bytes[range]);
             u64::from_le_bytes(eight)
         };
-        let holder = HolderId(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
+        let holder = NodeId::new(u16::from_le_bytes([bytes[4], bytes[5]]))
+            .map_err(|error| bad(format!("the holder: {error}")))?;
         let (request, value) = (word(8..16), word(16..24));
         Ok(match bytes[2] {
             KIND_REQUEST if value == 0 => LeaseMessage::Request(LeaseRequest { holder, request }),
@@ -124,7 +121,7 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_refused() {
-        let holder = HolderId(7);
+        let holder = NodeId::new(7).unwrap();
         let messages = [
             LeaseMessage::Request(LeaseRequest { holder, request: 3 }),
             LeaseMessage::Reply(LeaseReply::Granted { holder, request: 3, lease_ns: 20_000 }),
@@ -133,7 +130,7 @@ mod tests {
         for message in messages {
             let bytes = message.encode();
             assert_eq!(LeaseMessage::decode(&bytes).unwrap(), message);
-            for index in [0, 2, 3, 31] {
+            for index in [0, 2, 3, 5, 6, 31] {
                 let mut broken = bytes;
                 broken[index] ^= 0x40;
                 assert!(LeaseMessage::decode(&broken).is_err(), "byte {index} flipped was accepted");

@@ -70,4 +70,4 @@ pub use channel::LeaseChannel;
 pub use drift::DriftBound;
 pub use grantor::{GrantorConfig, GrantorStart, LeaseGrantor};
 pub use holder::{HolderConfig, LeaseHolder, ReplyEffect};
-pub use message::{HolderId, LeaseMessage, LeaseReply, LeaseRequest};
+pub use message::{LeaseMessage, LeaseReply, LeaseRequest};

@@ -6,9 +6,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use usec_lease_clock::lease::{
-    DriftBound, GrantorConfig, GrantorStart, HolderConfig, HolderId, LeaseGrantor, LeaseHolder, LeaseReply,
+    DriftBound, GrantorConfig, GrantorStart, HolderConfig, LeaseGrantor, LeaseHolder, LeaseReply,
     LeaseRequest, ReplyEffect,
 };
+use usec_qp_pool::NodeId;
 
 /// Clock rates are in millionths: 1 000 000 is real time.
 pub const MILLION: u64 = 1_000_000;
@@ -126,23 +127,22 @@ enum Event {
 
 /// `LeaseRequest` and `LeaseReply` made orderable for the event queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct LeaseRequestKey(u32, u64);
+struct LeaseRequestKey(NodeId, u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct ReplyKey(bool, u32, u64, u64);
+struct ReplyKey(bool, NodeId, u64, u64);
 
 impl ReplyKey {
     fn of(reply: &LeaseReply) -> ReplyKey {
         match *reply {
-            LeaseReply::Granted { holder, request, lease_ns } => ReplyKey(true, holder.0, request, lease_ns),
+            LeaseReply::Granted { holder, request, lease_ns } => ReplyKey(true, holder, request, lease_ns),
             LeaseReply::Denied { holder, request, retry_after_ns } => {
-                ReplyKey(false, holder.0, request, retry_after_ns)
+                ReplyKey(false, holder, request, retry_after_ns)
             }
         }
     }
 
     fn reply(self) -> LeaseReply {
         let ReplyKey(granted, holder, request, value) = self;
-        let holder = HolderId(holder);
         if granted {
             LeaseReply::Granted { holder, request, lease_ns: value }
         } else {
@@ -159,8 +159,9 @@ pub fn run(scenario: &Scenario, grantor_drift: DriftBound) -> Result<RunStats, O
     let holder_count = clocks.len() - 1;
     let grantor_clock = &clocks[holder_count];
     let config = HolderConfig { renew_before_ns: 0, retry_after_ns: 0 };
-    let mut holders: Vec<LeaseHolder> =
-        (0..holder_count).map(|index| LeaseHolder::new(HolderId(index as u32), config)).collect();
+    let mut holders: Vec<LeaseHolder> = (0..holder_count)
+        .map(|index| LeaseHolder::new(NodeId::new(index as u16).expect("a node id"), config))
+        .collect();
     let grantor_config =
         GrantorConfig { lease_ns: scenario.lease_ns, drift: grantor_drift, slack_ns: scenario.slack_ns };
     let mut grantor = LeaseGrantor::new(grantor_config, GrantorStart::Fresh, grantor_clock.read(0))
@@ -181,11 +182,11 @@ pub fn run(scenario: &Scenario, grantor_drift: DriftBound) -> Result<RunStats, O
             Event::Ask(index) => {
                 let ask = scenario.asks[index];
                 let request = holders[ask.holder].request(clocks[ask.holder].read(now));
-                let key = LeaseRequestKey(request.holder.0, request.request);
+                let key = LeaseRequestKey(request.holder, request.request);
                 schedule(&mut queue, now + ask.request_delay_ns, Event::Arrive(index, key));
             }
             Event::Arrive(index, LeaseRequestKey(holder, request)) => {
-                let request = LeaseRequest { holder: HolderId(holder), request };
+                let request = LeaseRequest { holder, request };
                 let reply = grantor.on_request(grantor_clock.read(now), &request);
                 if let LeaseReply::Granted { holder, .. } = reply {
                     stats.grants += 1;

@@ -15,6 +15,7 @@ use usec_lease_clock::detector::{
     TimeoutConfig, TimeoutDetector, Verdict,
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, HeartbeatReader, ReaderConfig, VerbsHeartbeats};
+use usec_qp_pool::NodeId as PoolNodeId;
 use usec_verbs::qp::RtsAttributes;
 use usec_verbs::sim::{LatencyModel, NodeId, SimFabric};
 use usec_verbs::{ConnectOptions, Context};
@@ -140,6 +141,11 @@ pub struct Cluster {
     stopped: Vec<bool>,
 }
 
+/// The node id of node `index`.
+fn pool_id(index: usize) -> PoolNodeId {
+    PoolNodeId::new(u16::try_from(index).expect("a small cluster")).expect("a node id")
+}
+
 impl Cluster {
     pub fn new(options: ClusterOptions) -> Cluster {
         let name = format!("lease-clock-{}-{}", options.seed, NEXT_FABRIC.fetch_add(1, Ordering::Relaxed));
@@ -154,11 +160,13 @@ impl Cluster {
                 let clock =
                     SimClock::with_drift(&fabric, rng.gen_range(-rho..=rho), rng.gen_range(0..1 << 40));
                 let pd = context.alloc_pd().expect("a PD");
-                let heartbeats = VerbsHeartbeats::new(&pd, options.nodes).expect("heartbeat glue");
+                // Node `index` of the cluster is node id `index`; it watches every other.
+                let peers: Vec<PoolNodeId> =
+                    (0..options.nodes).filter(|&peer| peer != index).map(pool_id).collect();
+                let heartbeats = VerbsHeartbeats::new(&pd, &peers).expect("heartbeat glue");
                 let now = clock.now_ns();
-                let mut reader = HeartbeatReader::new(options.reader, options.nodes, now);
-                reader.set_enabled(index, false);
-                let detectors = (0..options.nodes).map(|_| options.detector(now)).collect();
+                let reader = HeartbeatReader::new(options.reader, peers.iter().copied(), now);
+                let detectors = peers.iter().map(|_| options.detector(now)).collect();
                 let monitor = HeartbeatMonitor::new(reader, detectors);
                 let counter = HeartbeatCounter::new(options.bump_period_ns);
                 Node { id, clock, counter, monitor, heartbeats, _context: context }
@@ -166,10 +174,12 @@ impl Cluster {
             .collect();
         for a in 0..options.nodes {
             for b in a + 1..options.nodes {
-                let (a_end, b_end) =
-                    (nodes[a].heartbeats.local(b).unwrap(), nodes[b].heartbeats.local(a).unwrap());
-                nodes[a].heartbeats.connect(b, &b_end, &options.connect).expect("connect");
-                nodes[b].heartbeats.connect(a, &a_end, &options.connect).expect("connect");
+                let (a_end, b_end) = (
+                    nodes[a].heartbeats.local(pool_id(b)).unwrap(),
+                    nodes[b].heartbeats.local(pool_id(a)).unwrap(),
+                );
+                nodes[a].heartbeats.connect(pool_id(b), &b_end, &options.connect).expect("connect");
+                nodes[b].heartbeats.connect(pool_id(a), &a_end, &options.connect).expect("connect");
             }
         }
         let stopped = vec![false; options.nodes];
@@ -209,7 +219,7 @@ impl Cluster {
             self.trace.push(TraceEntry {
                 at_ns,
                 observer: index,
-                peer: change.peer,
+                peer: usize::from(change.peer.get()),
                 verdict: change.verdict,
             });
         }
@@ -251,7 +261,7 @@ impl Cluster {
     }
 
     pub fn verdict(&self, observer: usize, peer: usize) -> Verdict {
-        self.nodes[observer].monitor.verdict(peer)
+        self.nodes[observer].monitor.verdict(pool_id(peer))
     }
 
     /// When `observer` first suspected `peer` at or after `from_ns` (virtual time).

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use usec_lease_clock::clock::{Clock, SimClock};
 use usec_lease_clock::lease::{
-    DriftBound, GrantorConfig, GrantorStart, HolderConfig, HolderId, LeaseChannel, LeaseGrantor, LeaseHolder,
+    DriftBound, GrantorConfig, GrantorStart, HolderConfig, LeaseChannel, LeaseGrantor, LeaseHolder,
     LeaseMessage,
 };
 use usec_verbs::sim::{LatencyModel, NodeId, SimFabric};
@@ -68,7 +68,7 @@ impl LeaseSim {
             channel.connect(&grantor_end, &ConnectOptions::default()).unwrap();
             grantor_channel.connect(&holder_end, &ConnectOptions::default()).unwrap();
             grantor_channels.push(grantor_channel);
-            let holder = LeaseHolder::new(HolderId(index as u32), holder_config);
+            let holder = LeaseHolder::new(holder_node, holder_config);
             holders.push(HolderNode {
                 node,
                 clock: clock(drift_ppm, &mut rng),

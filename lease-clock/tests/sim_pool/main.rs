@@ -43,18 +43,22 @@ impl Node {
     }
 }
 
+fn id(index: usize) -> NodeId {
+    NodeId::new(index as u16).unwrap()
+}
+
 fn addr(id: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, id as u8 + 1], 7000))
 }
 
-/// Bootstraps `n` nodes on `fabric`, each polled in turn with fake time.
-fn bootstrap(fabric: &SimFabric, n: u16, seed: u64) -> Vec<(sim::NodeId, Cluster)> {
+/// Bootstraps nodes `ids` on `fabric`, each polled in turn with fake time.
+fn bootstrap(fabric: &SimFabric, ids: &[u16], seed: u64) -> Vec<(sim::NodeId, Cluster)> {
     let hub = MemoryHub::new();
-    let nodes = (0..n).map(|id| (NodeId::new(id).unwrap(), addr(id)));
+    let nodes = ids.iter().map(|&id| (NodeId::new(id).unwrap(), addr(id)));
     let spec = ClusterSpec::new("lease-clock", &format!("seed-{seed}"), nodes).unwrap();
     let mut boots = Vec::new();
     let mut sim_nodes = Vec::new();
-    for id in 0..n {
+    for &id in ids {
         let (sim_node, context) = fabric.open_node().unwrap();
         let config = NodeConfig::new(spec.clone(), NodeId::new(id).unwrap()).deadline(Duration::from_secs(5));
         let config = PoolHeartbeats::configure(config).unwrap();
@@ -78,13 +82,13 @@ fn bootstrap(fabric: &SimFabric, n: u16, seed: u64) -> Vec<(sim::NodeId, Cluster
 fn a_crashed_node_of_a_pool_cluster_is_suspected_by_every_survivor() {
     let seed = common::seed("pool heartbeats");
     let fabric = SimFabric::create(&format!("lease-clock-pool-{seed}"), seed).unwrap();
-    let mut nodes: Vec<Node> = bootstrap(&fabric, 3, seed)
+    let mut nodes: Vec<Node> = bootstrap(&fabric, &[0, 1, 2], seed)
         .into_iter()
         .map(|(sim_node, mut cluster)| {
             let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
             let clock = SimClock::new(&fabric);
             let reader = heartbeats.reader(ReaderConfig::default(), clock.now_ns());
-            let detectors = (0..heartbeats.nodes())
+            let detectors = (heartbeats.peers().iter())
                 .map(|_| -> Box<dyn FailureDetector + Send> {
                     Box::new(AnyOf::new(vec![
                         Box::new(ScoreDetector::new(ScoreConfig::default())),
@@ -110,7 +114,7 @@ fn a_crashed_node_of_a_pool_cluster_is_suspected_by_every_survivor() {
     };
     run(&mut nodes, 500_000, None);
     for (observer, node) in nodes.iter().enumerate() {
-        for peer in (0..3).filter(|&peer| peer != observer) {
+        for peer in (0..3).filter(|&peer| peer != observer).map(id) {
             assert_eq!(node.monitor.verdict(peer), Verdict::Trusted, "seed {seed}: {observer} about {peer}");
         }
         assert!(node.counter.value() > 50, "seed {seed}: node {observer} beat");
@@ -119,21 +123,73 @@ fn a_crashed_node_of_a_pool_cluster_is_suspected_by_every_survivor() {
     // READs through the pool's heartbeat role can reveal it.
     fabric.pause(nodes[2].sim_node);
     run(&mut nodes, 300_000, Some(2));
-    assert!(nodes[0].monitor.verdict(2).is_suspected(), "seed {seed}: the paused node is suspected");
+    assert!(nodes[0].monitor.verdict(id(2)).is_suspected(), "seed {seed}: the paused node is suspected");
     fabric.resume(nodes[2].sim_node);
     run(&mut nodes, 150_000, None);
-    assert_eq!(nodes[0].monitor.verdict(2), Verdict::Trusted, "seed {seed}: trusted again after resuming");
+    assert_eq!(
+        nodes[0].monitor.verdict(id(2)),
+        Verdict::Trusted,
+        "seed {seed}: trusted again after resuming"
+    );
 
     fabric.crash(nodes[1].sim_node);
     let crashed_at = fabric.now_ns();
     run(&mut nodes, 200_000, Some(1));
     for observer in [0, 2] {
-        match nodes[observer].monitor.verdict(1) {
+        match nodes[observer].monitor.verdict(id(1)) {
             Verdict::Suspected { .. } => {}
             Verdict::Trusted => {
                 panic!("seed {seed}: node {observer} still trusts the node crashed at {crashed_at}")
             }
         }
-        assert_eq!(nodes[observer].monitor.verdict(2 - observer), Verdict::Trusted, "seed {seed}");
+        assert_eq!(nodes[observer].monitor.verdict(id(2 - observer)), Verdict::Trusted, "seed {seed}");
+    }
+}
+
+#[test]
+fn only_members_of_a_sparse_cluster_are_watched() {
+    let seed = common::seed("sparse pool heartbeats");
+    let fabric = SimFabric::create(&format!("lease-clock-sparse-{seed}"), seed).unwrap();
+    let ids = [0u16, 5, 9];
+    let mut nodes: Vec<Node> = bootstrap(&fabric, &ids, seed)
+        .into_iter()
+        .map(|(sim_node, mut cluster)| {
+            let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
+            let clock = SimClock::new(&fabric);
+            let reader = heartbeats.reader(ReaderConfig::default(), clock.now_ns());
+            let detectors = (heartbeats.peers().iter())
+                .map(|_| -> Box<dyn FailureDetector + Send> {
+                    Box::new(ScoreDetector::new(ScoreConfig::default()))
+                })
+                .collect();
+            let monitor = HeartbeatMonitor::new(reader, detectors);
+            Node { sim_node, clock, counter: HeartbeatCounter::new(5_000), monitor, heartbeats, cluster }
+        })
+        .collect();
+    fabric.set_auto_advance(false);
+    let mut changes = Vec::new();
+    while fabric.now_ns() < 500_000 {
+        fabric.advance_by(1_000);
+        for node in &mut nodes {
+            node.tick();
+            changes.extend(std::iter::from_fn(|| node.monitor.poll_change()).map(|change| change.peer));
+        }
+    }
+    assert!(
+        changes.iter().all(|peer| ids.contains(&peer.get())),
+        "seed {seed}: verdicts about nodes the cluster does not have: {changes:?}"
+    );
+    for node in &nodes {
+        let me = node.cluster.me();
+        let others: Vec<NodeId> =
+            ids.iter().map(|&id| NodeId::new(id).unwrap()).filter(|&id| id != me).collect();
+        assert_eq!(node.monitor.reader().peers().collect::<Vec<_>>(), others, "seed {seed}: node {me} reads");
+        for &peer in &others {
+            assert_eq!(
+                node.monitor.verdict(peer),
+                Verdict::Trusted,
+                "seed {seed}: node {me} about node {peer}"
+            );
+        }
     }
 }

@@ -106,10 +106,11 @@ fn serve(role: &str) -> Result<(), Failed> {
     let orphaned = Arc::new(AtomicBool::new(false));
     match role {
         "heartbeat" => {
-            let mut heartbeats = VerbsHeartbeats::new(&pd, 1)?;
-            println!("endpoint {}", heartbeats.local(0)?);
+            let parent = NodeId::new(0)?; // the test process
+            let mut heartbeats = VerbsHeartbeats::new(&pd, &[parent])?;
+            println!("endpoint {}", heartbeats.local(parent)?);
             let remote: HeartbeatEndpoint = connect_line()?.parse()?;
-            heartbeats.connect(0, &remote, &ConnectOptions::default())?;
+            heartbeats.connect(parent, &remote, &ConnectOptions::default())?;
             println!("ready");
             watch_stdin(&orphaned);
             let (clock, mut counter) = (MonotonicClock::new(), HeartbeatCounter::new(0));

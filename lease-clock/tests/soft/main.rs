@@ -14,7 +14,7 @@ use usec_lease_clock::detector::{
     TimeoutDetector, Verdict,
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, HeartbeatReader, ReaderConfig, VerbsHeartbeats};
-use usec_lease_clock::lease::{HolderConfig, HolderId, LeaseChannel, LeaseHolder, LeaseMessage};
+use usec_lease_clock::lease::{HolderConfig, LeaseChannel, LeaseHolder, LeaseMessage};
 use usec_qp_pool::NodeId;
 use usec_verbs::{ConnectOptions, Context};
 
@@ -42,20 +42,26 @@ struct Watcher {
     _context: Context,
 }
 
+/// The test process is node 0; its child, node 1.
+fn child() -> NodeId {
+    NodeId::new(1).expect("a node id")
+}
+
 impl Watcher {
     /// Spawns a heartbeat child and connects to it.
     fn start(detector: Box<dyn FailureDetector + Send>) -> Result<(Watcher, ChildPeer), Failed> {
         let device = fresh_device();
         let context = Context::open(&device)?;
         let pd = context.alloc_pd()?;
-        let mut heartbeats = VerbsHeartbeats::new(&pd, 1)?;
+        let mut heartbeats = VerbsHeartbeats::new(&pd, &[child()])?;
         let mut peer = ChildPeer::spawn("heartbeat", &device)?;
         peer.handshake(|theirs| {
-            heartbeats.connect(0, &theirs.parse()?, &ConnectOptions::default())?;
-            Ok(heartbeats.local(0)?.to_string())
+            heartbeats.connect(child(), &theirs.parse()?, &ConnectOptions::default())?;
+            Ok(heartbeats.local(child())?.to_string())
         })?;
         let clock = MonotonicClock::new();
-        let monitor = HeartbeatMonitor::new(HeartbeatReader::new(READER, 1, clock.now_ns()), vec![detector]);
+        let reader = HeartbeatReader::new(READER, [child()], clock.now_ns());
+        let monitor = HeartbeatMonitor::new(reader, vec![detector]);
         Ok((Watcher { monitor, heartbeats, clock, _context: context }, peer))
     }
 
@@ -69,7 +75,7 @@ impl Watcher {
             }
             self.monitor.tick(now, &mut self.heartbeats);
             while self.monitor.poll_change().is_some() {}
-            if self.monitor.verdict(0).is_suspected() == suspected {
+            if self.monitor.verdict(child()).is_suspected() == suspected {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > limit {
@@ -124,7 +130,7 @@ fn stopped_peer_is_suspected_then_trusted_after_sigcont() -> Outcome {
     let took = suspected?;
     let back = watcher.until(false, DETECTION_LIMIT)?;
     eprintln!("[soft] score: SIGSTOPped peer suspected after {took:?}, trusted {back:?} after SIGCONT");
-    match watcher.monitor.verdict(0) {
+    match watcher.monitor.verdict(child()) {
         Verdict::Trusted => Ok(()),
         verdict => Err(format!("after SIGCONT: {verdict:?}").into()),
     }
@@ -142,7 +148,7 @@ fn lease_from_a_grantor_process_lapses_when_it_dies() -> Outcome {
     })?;
     // The grantor's Δ is 20 µs: renew with 15 µs left, as fast as the channel allows.
     let mut holder =
-        LeaseHolder::new(HolderId(1), HolderConfig { renew_before_ns: 15_000, retry_after_ns: 50_000 });
+        LeaseHolder::new(NodeId::new(0)?, HolderConfig { renew_before_ns: 15_000, retry_after_ns: 50_000 });
     let clock = MonotonicClock::new();
     let (start, mut grants) = (Instant::now(), 0u64);
     while start.elapsed() < Duration::from_millis(50) {

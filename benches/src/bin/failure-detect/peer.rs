@@ -10,7 +10,18 @@ use usec_benches::peer::{channel_to_initiator, Channel, ROLE_VARIABLE};
 use usec_benches::pinning::{pin_current_thread, Pinning};
 use usec_lease_clock::detector::HeartbeatCounter;
 use usec_lease_clock::heartbeat::{HeartbeatEndpoint, VerbsHeartbeats};
+use usec_qp_pool::NodeId;
 use usec_verbs::{ConnectOptions, Context};
+
+/// The initiator (the watcher) is node 0 of the two; the peer it watches, node 1.
+fn initiator_node() -> NodeId {
+    NodeId::new(0).expect("a node id")
+}
+
+/// The watched peer's node id.
+pub fn watched() -> NodeId {
+    NodeId::new(1).expect("a node id")
+}
 
 /// The peer role name.
 pub const PEER_ROLE: &str = "heartbeat";
@@ -85,10 +96,10 @@ pub fn serve() -> Result<()> {
     let pinning = pin_current_thread(setup.core);
     let context = Context::open(&setup.device).with_context(|| format!("opening {}", setup.device))?;
     let pd = context.alloc_pd()?;
-    let mut heartbeats = VerbsHeartbeats::new(&pd, 1)?;
+    let mut heartbeats = VerbsHeartbeats::new(&pd, &[initiator_node()])?;
     let initiator: HeartbeatEndpoint = setup.endpoint.parse()?;
-    heartbeats.connect(0, &initiator, &ConnectOptions::default())?;
-    channel.send(&Ready { endpoint: heartbeats.local(0)?.to_string(), pinning })?;
+    heartbeats.connect(initiator_node(), &initiator, &ConnectOptions::default())?;
+    channel.send(&Ready { endpoint: heartbeats.local(initiator_node())?.to_string(), pinning })?;
     let parent = std::os::unix::process::parent_id();
     let mut counter = HeartbeatCounter::new(0);
     loop {

@@ -13,7 +13,7 @@ use usec_lease_clock::detector::{FailureDetector, Observation};
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, HeartbeatReader, ReaderConfig, VerbsHeartbeats};
 use usec_verbs::{ConnectOptions, Context};
 
-use crate::peer::KillablePeer;
+use crate::peer::{watched, KillablePeer};
 
 /// How long a killed peer may go unnoticed before the trial fails.
 const DETECTION_LIMIT: Duration = Duration::from_secs(5);
@@ -49,13 +49,13 @@ pub fn run(
 ) -> Result<Instants> {
     let context = Context::open(setup.device).with_context(|| format!("opening {}", setup.device))?;
     let pd = context.alloc_pd()?;
-    let mut heartbeats = VerbsHeartbeats::new(&pd, 1)?;
+    let mut heartbeats = VerbsHeartbeats::new(&pd, &[watched()])?;
     let mut peer = KillablePeer::spawn()?;
-    let ready = peer.connect(setup.device, setup.peer_core, &heartbeats.local(0)?)?;
-    heartbeats.connect(0, &ready.endpoint.parse()?, &ConnectOptions::default())?;
+    let ready = peer.connect(setup.device, setup.peer_core, &heartbeats.local(watched())?)?;
+    heartbeats.connect(watched(), &ready.endpoint.parse()?, &ConnectOptions::default())?;
     let clock = setup.clock;
     let now = clock.now_ns();
-    let reader = HeartbeatReader::new(setup.reader, 1, now);
+    let reader = HeartbeatReader::new(setup.reader, [watched()], now);
     let mut monitor = HeartbeatMonitor::new(reader, vec![make_detector(now)]);
 
     // A busy machine (or a VM whose vCPUs the host preempts) stalls the peer now and then,
@@ -63,7 +63,7 @@ pub fn run(
     // suspicions, and kill only while the peer is trusted.
     let warm_start = Instant::now();
     let mut false_suspicions = 0;
-    while warm_start.elapsed() < setup.warmup || monitor.verdict(0).is_suspected() {
+    while warm_start.elapsed() < setup.warmup || monitor.verdict(watched()).is_suspected() {
         false_suspicions += u32::from(watch(clock, &mut monitor, &mut heartbeats).is_some());
         if warm_start.elapsed() > setup.warmup + DETECTION_LIMIT {
             bail!("the live peer stayed suspected for {DETECTION_LIMIT:?} after the warm-up");

@@ -21,7 +21,7 @@ use usec_benches::pinning::{choose_cores, pin_current_thread, usable_cores, Core
 use usec_benches::run_info::RunInfo;
 use usec_lease_clock::clock::{CalibratedClock, CalibrationOptions, Clock};
 use usec_lease_clock::lease::{
-    DriftBound, GrantorConfig, HolderConfig, HolderId, LeaseChannel, LeaseHolder, LeaseMessage, ReplyEffect,
+    DriftBound, GrantorConfig, HolderConfig, LeaseChannel, LeaseHolder, LeaseMessage, ReplyEffect,
 };
 use usec_verbs::Context;
 
@@ -176,7 +176,7 @@ fn renew(
     load_threads: usize,
 ) -> Result<Scenario> {
     let config = HolderConfig { renew_before_ns: options.renew_before_ns, retry_after_ns: options.retry_ns };
-    let mut holder = LeaseHolder::new(HolderId(1), config);
+    let mut holder = LeaseHolder::new(grantor::holder_node(), config);
     let (mut intervals, mut margins, mut gaps) = (Recorder::new(), Recorder::new(), Recorder::new());
     let (mut renewals, mut denials, mut expiries, mut unleased_ns) = (0, 0, 0, 0);
     let (mut last_grant_ns, mut held, mut lapsed_at) = (None::<u64>, false, None::<u64>);
