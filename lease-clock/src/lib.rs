@@ -46,7 +46,9 @@
 //!         if let Some(value) = self.counter.tick(now) {
 //!             self.glue.publish(value);
 //!         }
-//!         self.monitor.tick(now, &mut self.glue);
+//!         // Completions of other roles on the reads' CQ would come back here; the glue's
+//!         // CQ is its own.
+//!         self.monitor.tick(now, &mut self.glue, &mut |other| panic!("not ours: {other:?}"));
 //!     }
 //! }
 //!

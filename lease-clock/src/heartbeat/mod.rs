@@ -7,7 +7,11 @@
 //!
 //! - [`HeartbeatReader`]: the sans-IO schedule — which peer to read now, which read is
 //!   overdue — against the tiny [`HeartbeatReads`] interface.
-//! - [`HeartbeatMonitor`]: a reader plus one detector per peer.
+//! - [`HeartbeatMonitor`]: a reader plus one detector per peer. Its `tick` hands back the
+//!   completions of other roles that share the reads' CQ, so that their owners get them.
+//!
+//! Peers are `usec-qp-pool` [`NodeId`](usec_qp_pool::NodeId)s, and reads carry that
+//! crate's work-request ids, of the registry's heartbeat kind ([`READ_KIND`]).
 //! - [`VerbsHeartbeats`]: [`HeartbeatReads`] over one verbs QP per peer, plus the published
 //!   word and the `PeerLost` events of the context; for programs that wire QPs themselves.
 //! - [`PoolHeartbeats`]: the same on a `usec-qp-pool` cluster — a `heartbeat` role and
@@ -22,5 +26,6 @@ pub use monitor::{HeartbeatMonitor, PeerChange};
 pub use pool::{PoolHeartbeats, PoolReads};
 pub use reader::{
     drive, HeartbeatReader, HeartbeatReads, PeerObservation, ReadCompletion, ReadRequest, ReaderConfig,
+    READ_KIND,
 };
 pub use verbs::{HeartbeatEndpoint, VerbsHeartbeats};

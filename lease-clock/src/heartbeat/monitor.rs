@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use usec_qp_pool::NodeId;
+use usec_verbs::Completion;
 
 use crate::detector::{FailureDetector, Observation, Verdict};
 use crate::heartbeat::reader::{drive, HeartbeatReader, HeartbeatReads, PeerObservation};
@@ -37,8 +38,12 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
 
     /// Posts the reads due, collects completions and timeouts, feeds the detectors and lets
     /// them see time pass. Changes of verdict queue up for [`Self::poll_change`].
-    pub fn tick(&mut self, now_ns: u64, port: &mut impl HeartbeatReads) {
-        drive(&mut self.reader, port, now_ns);
+    ///
+    /// The port's CQ may be shared: a completion of another kind than the heartbeat's
+    /// (another role's READ or WRITE on the same CQ) is not the monitor's, and goes to
+    /// `others`, untouched and in the order polled, for the driver to hand to its owner.
+    pub fn tick(&mut self, now_ns: u64, port: &mut impl HeartbeatReads, others: &mut dyn FnMut(Completion)) {
+        drive(&mut self.reader, port, now_ns, others);
         while let Some(PeerObservation { peer, at_ns, outcome }) = self.reader.poll_observation(now_ns) {
             self.feed(peer, at_ns, Observation::Read(outcome));
         }
@@ -93,5 +98,29 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         if let Some(verdict) = self.detectors[index].observe(now_ns, observation) {
             self.changes.push_back(PeerChange { peer, verdict });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{ScoreConfig, ScoreDetector};
+    use crate::heartbeat::reader::tests::{other_roles_write, Script};
+    use crate::heartbeat::ReaderConfig;
+
+    #[test]
+    fn another_roles_completion_on_the_same_cq_comes_back_out() {
+        let peer = NodeId::new(1).unwrap();
+        let reader = HeartbeatReader::new(ReaderConfig::default(), [peer], 0);
+        let mut monitor = HeartbeatMonitor::new(reader, vec![ScoreDetector::new(ScoreConfig::default())]);
+        let mut port = Script::new();
+        port.also = vec![other_roles_write(7)];
+        let mut others = Vec::new();
+        monitor.tick(0, &mut port, &mut |other| others.push(other));
+        assert_eq!(others, [other_roles_write(7)], "handed back, not dropped");
+        assert_eq!(monitor.verdict(peer), Verdict::Trusted, "and the heartbeat read was the monitor's");
+        port.also = vec![other_roles_write(8)];
+        monitor.tick(1, &mut port, &mut |other| others.push(other));
+        assert_eq!(others, [other_roles_write(7), other_roles_write(8)]);
     }
 }

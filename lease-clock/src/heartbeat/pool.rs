@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec, WrId};
-use usec_verbs::{AccessFlags, AsyncEventKind, Region, RemoteAddr, SendWr};
+use usec_verbs::{AccessFlags, AsyncEventKind, Completion, Region, RemoteAddr, SendWr};
 
 use crate::error::{Error, Result};
-use crate::heartbeat::reader::{HeartbeatReader, HeartbeatReads, ReadCompletion, ReaderConfig, READ_KIND};
+use crate::heartbeat::reader::{HeartbeatReader, HeartbeatReads, ReaderConfig};
 
 /// The word and each slot sit on a cache line of their own: the word at 0, the slot for
 /// node `n` at `(n + 1) × 64`.
@@ -33,7 +33,8 @@ pub struct PoolHeartbeats {
     me: NodeId,
     /// The other nodes, in id order.
     peers: Vec<NodeId>,
-    pending: VecDeque<ReadCompletion>,
+    /// Completions polled and not handed out yet.
+    pending: VecDeque<Completion>,
 }
 
 impl fmt::Debug for PoolHeartbeats {
@@ -90,7 +91,9 @@ impl PoolHeartbeats {
         &self.peers
     }
 
-    /// The heartbeat role (its completions are the ones [`Self::port`] polls).
+    /// The heartbeat role: [`Self::port`] polls its CQ, and a completion of another kind on
+    /// it (another role's request posted on the heartbeat QPs) comes out of
+    /// [`crate::heartbeat::HeartbeatMonitor::tick`] as this role's.
     pub fn role(&self) -> RoleId {
         self.role
     }
@@ -114,7 +117,7 @@ impl PoolHeartbeats {
 }
 
 /// [`HeartbeatReads`] over a cluster: READs posted on the `heartbeat` role, completions
-/// from its poller.
+/// from its poller (whatever their kind).
 #[derive(Debug)]
 pub struct PoolReads<'a> {
     heartbeats: &'a mut PoolHeartbeats,
@@ -140,26 +143,23 @@ impl HeartbeatReads for PoolReads<'_> {
             .map_err(Error::pool("posting a heartbeat READ"))
     }
 
-    fn poll_completion(&mut self) -> Option<ReadCompletion> {
+    fn poll_completion(&mut self) -> Option<Completion> {
         let heartbeats = &mut *self.heartbeats;
         if heartbeats.pending.is_empty() {
-            for polled in heartbeats.poller.poll() {
-                let completion = polled.completion;
-                let ours = polled.wr_id.kind() == READ_KIND.into()
-                    && heartbeats.peers.contains(&polled.wr_id.peer());
-                let value = if ours && completion.is_success() {
-                    let slot = slot_offset_of(usize::from(polled.wr_id.peer().get()));
-                    heartbeats.memory.atomic_u64(slot).expect("slots are in bounds").load(Ordering::Acquire)
-                } else {
-                    0
-                };
-                heartbeats.pending.push_back(ReadCompletion {
-                    wr_id: polled.wr_id,
-                    status: completion.status,
-                    value,
-                });
-            }
+            heartbeats.pending.extend(heartbeats.poller.poll().map(|polled| polled.completion));
         }
         heartbeats.pending.pop_front()
+    }
+
+    fn read_value(&self, peer: NodeId) -> Option<u64> {
+        let heartbeats = &*self.heartbeats;
+        if !heartbeats.peers.contains(&peer) {
+            return None;
+        }
+        let slot = heartbeats
+            .memory
+            .atomic_u64(slot_offset_of(usize::from(peer.get())))
+            .expect("slots are in bounds");
+        Some(slot.load(Ordering::Acquire))
     }
 }

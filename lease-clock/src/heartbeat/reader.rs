@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use usec_qp_pool::{NodeId, RegisteredKind, WrId};
-use usec_verbs::Status;
+use usec_verbs::{Completion, Status};
 
 use crate::detector::ReadOutcome;
 use crate::error::Result;
@@ -61,15 +61,23 @@ pub struct PeerObservation {
 }
 
 /// The tiny interface the reader needs from a fabric: post a READ of a peer's heartbeat
-/// word into that peer's local slot, and hand back completions with the value read.
-/// [`crate::heartbeat::VerbsHeartbeats`] implements it over verbs QPs; tests implement it
-/// with a script.
+/// word into that peer's local slot, hand back what the CQ the reads complete on holds,
+/// and the value a READ left. [`crate::heartbeat::VerbsHeartbeats`] and
+/// [`crate::heartbeat::PoolReads`] implement it over verbs QPs; tests implement it with a
+/// script.
+///
+/// The CQ may be shared with other roles: [`drive`] takes the completions of the
+/// heartbeat kind ([`READ_KIND`]) and hands every other one back to its caller untouched.
 pub trait HeartbeatReads {
     /// Posts a READ of `peer`'s heartbeat word into its local slot, with `wr_id`.
     fn post_read(&mut self, peer: NodeId, wr_id: WrId) -> Result<()>;
 
-    /// The next completed READ, if any.
-    fn poll_completion(&mut self) -> Option<ReadCompletion>;
+    /// The next completion of the CQ the reads complete on, whoever it belongs to.
+    fn poll_completion(&mut self) -> Option<Completion>;
+
+    /// What the last READ of `peer` left in its slot (`None` for a node it has no slot
+    /// for). Read right after the READ's successful completion is polled.
+    fn read_value(&self, peer: NodeId) -> Option<u64>;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -247,30 +255,35 @@ impl HeartbeatReader {
     }
 }
 
-/// Posts every read due at `now_ns` through `port`, then feeds every completion it has
-/// back to `reader`. A refused post counts as a failed read. Returns the completions
-/// that were not the reader's.
+/// Posts every read due at `now_ns` through `port`, then feeds every completion of the
+/// heartbeat kind it has back to `reader` (a stale one, for a read the reader forgot, is
+/// dropped: nobody else owns that kind). A refused post counts as a failed read.
+/// Completions of every other kind, another role's on a shared CQ, go to `others`, in the
+/// order polled. Allocates nothing.
 pub fn drive(
     reader: &mut HeartbeatReader,
     port: &mut impl HeartbeatReads,
     now_ns: u64,
-) -> Vec<ReadCompletion> {
+    others: &mut dyn FnMut(Completion),
+) {
     while let Some(request) = reader.poll_read(now_ns) {
         if port.post_read(request.peer, request.wr_id).is_err() {
             reader.on_post_failed(now_ns, request);
         }
     }
-    let mut foreign = Vec::new();
     while let Some(completion) = port.poll_completion() {
-        if !reader.on_completion(now_ns, completion) {
-            foreign.push(completion);
+        let wr_id = WrId::from_raw(completion.wr_id);
+        if wr_id.kind() != READ_KIND.into() {
+            others(completion);
+            continue;
         }
+        let value = if completion.is_success() { port.read_value(wr_id.peer()).unwrap_or(0) } else { 0 };
+        reader.on_completion(now_ns, ReadCompletion { wr_id, status: completion.status, value });
     }
-    foreign
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn config() -> ReaderConfig {
@@ -344,9 +357,18 @@ mod tests {
         assert_eq!(reader.next_deadline_ns(), None);
     }
 
-    struct Script {
-        posted: Vec<(NodeId, WrId)>,
-        refuse: bool,
+    /// A port whose READs complete, in post order, on a CQ that `also` shares.
+    pub(crate) struct Script {
+        pub(crate) posted: Vec<(NodeId, WrId)>,
+        pub(crate) refuse: bool,
+        /// Other roles' completions, polled before the reads'.
+        pub(crate) also: Vec<Completion>,
+    }
+
+    impl Script {
+        pub(crate) fn new() -> Script {
+            Script { posted: Vec::new(), refuse: false, also: Vec::new() }
+        }
     }
 
     impl HeartbeatReads for Script {
@@ -358,23 +380,58 @@ mod tests {
             Ok(())
         }
 
-        fn poll_completion(&mut self) -> Option<ReadCompletion> {
+        fn poll_completion(&mut self) -> Option<Completion> {
+            if !self.also.is_empty() {
+                return Some(self.also.remove(0));
+            }
             let (_, wr_id) = self.posted.pop()?;
-            Some(ReadCompletion { wr_id, status: Status::Success, value: 9 })
+            Some(Completion { wr_id: wr_id.to_raw(), status: Status::Success, ..Completion::default() })
+        }
+
+        fn read_value(&self, _peer: NodeId) -> Option<u64> {
+            Some(9)
+        }
+    }
+
+    /// Another role's WRITE completing on the heartbeat CQ.
+    pub(crate) fn other_roles_write(sequence: u64) -> Completion {
+        let wr_id =
+            WrId::new(usec_qp_pool::WrKind::application(7), NodeId::new(1).unwrap(), sequence).unwrap();
+        Completion {
+            wr_id: wr_id.to_raw(),
+            status: Status::Success,
+            byte_len: 64,
+            qp_num: 99,
+            ..Completion::default()
         }
     }
 
     #[test]
     fn drive_posts_and_collects_and_refusals_are_failures() {
         let mut reader = HeartbeatReader::new(config(), [node(0), node(1), node(2)], 0);
-        let mut script = Script { posted: Vec::new(), refuse: false };
-        assert!(drive(&mut reader, &mut script, 70).is_empty());
+        let mut script = Script::new();
+        drive(&mut reader, &mut script, 70, &mut |other| panic!("no other role here: {other:?}"));
         let values: Vec<_> = std::iter::from_fn(|| reader.poll_observation(70)).map(|o| o.outcome).collect();
         assert_eq!(values, vec![ReadOutcome::Value(9); 3]);
         script.refuse = true;
-        drive(&mut reader, &mut script, 170);
+        drive(&mut reader, &mut script, 170, &mut |other| panic!("no other role here: {other:?}"));
         let observation = reader.poll_observation(170).unwrap();
         assert_eq!(observation.outcome, ReadOutcome::Error(Status::LocalQpOperationError));
+    }
+
+    #[test]
+    fn drive_hands_other_roles_completions_back_untouched() {
+        let mut reader = HeartbeatReader::new(config(), [node(1)], 0);
+        let mut script = Script::new();
+        script.also = vec![other_roles_write(1), other_roles_write(2)];
+        let mut others = Vec::new();
+        drive(&mut reader, &mut script, 0, &mut |other| others.push(other));
+        assert_eq!(others, [other_roles_write(1), other_roles_write(2)], "in order, every field intact");
+        assert_eq!(
+            reader.poll_observation(0).map(|o| o.outcome),
+            Some(ReadOutcome::Value(9)),
+            "and the read"
+        );
     }
 
     /// With each layer packing its own `wr_id`s, a qp-pool write of kind 4 to node 2816

@@ -17,7 +17,7 @@ use usec_verbs::{
 use usec_qp_pool::{NodeId, WrId};
 
 use crate::error::{Error, Result};
-use crate::heartbeat::reader::{HeartbeatReads, ReadCompletion};
+use crate::heartbeat::reader::HeartbeatReads;
 
 /// Each peer's slot, and the published word, sit on a cache line of their own.
 const SLOT_BYTES: usize = 64;
@@ -206,21 +206,17 @@ impl HeartbeatReads for VerbsHeartbeats {
             .map_err(Error::verbs("posting a heartbeat READ"))
     }
 
-    fn poll_completion(&mut self) -> Option<ReadCompletion> {
+    fn poll_completion(&mut self) -> Option<Completion> {
         if self.pending.is_empty() {
             let count = self.cq.poll(&mut self.batch);
             self.pending.extend(&self.batch[..count]);
         }
-        let completion = self.pending.pop_front()?;
-        let value = match self.index_of_qp.get(&completion.qp_num) {
-            Some(&index) if completion.is_success() => self
-                .slots
-                .atomic_u64(index * SLOT_BYTES)
-                .expect("slots are in bounds")
-                .load(Ordering::Acquire),
-            _ => 0,
-        };
-        Some(ReadCompletion { wr_id: WrId::from_raw(completion.wr_id), status: completion.status, value })
+        self.pending.pop_front()
+    }
+
+    fn read_value(&self, peer: NodeId) -> Option<u64> {
+        let index = self.index_of(peer).ok()?;
+        Some(self.slots.atomic_u64(index * SLOT_BYTES).expect("slots are in bounds").load(Ordering::Acquire))
     }
 }
 

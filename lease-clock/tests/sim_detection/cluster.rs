@@ -214,7 +214,7 @@ impl Cluster {
         for peer in node.heartbeats.poll_lost_peers() {
             node.monitor.observe(now, peer, Observation::PeerLost);
         }
-        node.monitor.tick(now, &mut node.heartbeats);
+        node.monitor.tick(now, &mut node.heartbeats, &mut |other| panic!("a foreign completion: {other:?}"));
         while let Some(change) = node.monitor.poll_change() {
             self.trace.push(TraceEntry {
                 at_ns,

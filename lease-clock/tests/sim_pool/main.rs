@@ -16,11 +16,14 @@ use usec_lease_clock::detector::{
     Verdict,
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
-use usec_qp_pool::{Bootstrap, Cluster, ClusterSpec, MemoryHub, NodeConfig, NodeId, Progress};
+use usec_qp_pool::{Bootstrap, Cluster, ClusterSpec, MemoryHub, NodeConfig, NodeId, Progress, WrId, WrKind};
 use usec_verbs::sim::{self, SimFabric};
+use usec_verbs::{Completion, CompletionOpcode, RemoteAddr, SendWr, Status};
 
 struct Node {
     sim_node: sim::NodeId,
+    /// Completions of other kinds that the monitor handed back.
+    others: Vec<Completion>,
     clock: SimClock,
     counter: HeartbeatCounter,
     monitor: HeartbeatMonitor<Box<dyn FailureDetector + Send>>,
@@ -39,7 +42,8 @@ impl Node {
                 self.monitor.observe(now, peer, Observation::PeerLost);
             }
         }
-        self.monitor.tick(now, &mut self.heartbeats.port(&mut self.cluster));
+        let others = &mut self.others;
+        self.monitor.tick(now, &mut self.heartbeats.port(&mut self.cluster), &mut |other| others.push(other));
     }
 }
 
@@ -97,7 +101,15 @@ fn a_crashed_node_of_a_pool_cluster_is_suspected_by_every_survivor() {
                 })
                 .collect();
             let monitor = HeartbeatMonitor::new(reader, detectors);
-            Node { sim_node, clock, counter: HeartbeatCounter::new(5_000), monitor, heartbeats, cluster }
+            Node {
+                sim_node,
+                others: Vec::new(),
+                clock,
+                counter: HeartbeatCounter::new(5_000),
+                monitor,
+                heartbeats,
+                cluster,
+            }
         })
         .collect();
     fabric.set_auto_advance(false);
@@ -163,7 +175,15 @@ fn only_members_of_a_sparse_cluster_are_watched() {
                 })
                 .collect();
             let monitor = HeartbeatMonitor::new(reader, detectors);
-            Node { sim_node, clock, counter: HeartbeatCounter::new(5_000), monitor, heartbeats, cluster }
+            Node {
+                sim_node,
+                others: Vec::new(),
+                clock,
+                counter: HeartbeatCounter::new(5_000),
+                monitor,
+                heartbeats,
+                cluster,
+            }
         })
         .collect();
     fabric.set_auto_advance(false);
@@ -192,4 +212,59 @@ fn only_members_of_a_sparse_cluster_are_watched() {
             );
         }
     }
+}
+
+#[test]
+fn another_roles_read_on_the_heartbeat_qp_comes_back_out_of_the_monitor() {
+    let seed = common::seed("shared heartbeat CQ");
+    let fabric = SimFabric::create(&format!("lease-clock-shared-cq-{seed}"), seed).unwrap();
+    let mut nodes: Vec<Node> = bootstrap(&fabric, &[0, 1], seed)
+        .into_iter()
+        .map(|(sim_node, mut cluster)| {
+            let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
+            let clock = SimClock::new(&fabric);
+            let reader = heartbeats.reader(ReaderConfig::default(), clock.now_ns());
+            let detectors = (heartbeats.peers().iter())
+                .map(|_| -> Box<dyn FailureDetector + Send> {
+                    Box::new(ScoreDetector::new(ScoreConfig::default()))
+                })
+                .collect();
+            let monitor = HeartbeatMonitor::new(reader, detectors);
+            Node {
+                sim_node,
+                others: Vec::new(),
+                clock,
+                counter: HeartbeatCounter::new(5_000),
+                monitor,
+                heartbeats,
+                cluster,
+            }
+        })
+        .collect();
+    fabric.set_auto_advance(false);
+    // Another role of node 0 (say, uKharon's lease renewal) READs node 1's word through
+    // the heartbeat QP, into node 0's own slot, which the heartbeat reader never uses.
+    let (leader, peer) = (&mut nodes[0], id(1));
+    let role = leader.heartbeats.role();
+    let word = leader.cluster.remote_region(peer, PoolHeartbeats::REGION).unwrap();
+    let remote = RemoteAddr { addr: word.addr(), rkey: word.rkey() };
+    let into = leader.cluster.region(PoolHeartbeats::REGION).unwrap().sge(64, 8).unwrap();
+    let renewal = WrId::new(WrKind::application(9), peer, 42).unwrap();
+    leader.cluster.post_send(peer, role, &[SendWr::read(renewal.to_raw(), remote, &into)]).unwrap();
+    while fabric.now_ns() < 200_000 && nodes[0].others.is_empty() {
+        fabric.advance_by(1_000);
+        for node in &mut nodes {
+            node.tick();
+        }
+    }
+    let others: Vec<Completion> = nodes[0].others.clone();
+    assert_eq!(others.len(), 1, "seed {seed}: {others:?}");
+    let completion = others[0];
+    assert_eq!(WrId::from_raw(completion.wr_id), renewal, "seed {seed}: its wr_id, untouched");
+    assert_eq!(
+        (completion.status, completion.opcode, completion.byte_len),
+        (Status::Success, CompletionOpcode::Read, 8)
+    );
+    assert_eq!(nodes[0].monitor.verdict(peer), Verdict::Trusted, "seed {seed}: heartbeats went on meanwhile");
+    assert!(nodes[1].others.is_empty(), "seed {seed}");
 }

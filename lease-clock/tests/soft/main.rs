@@ -73,7 +73,8 @@ impl Watcher {
             for peer in self.heartbeats.poll_lost_peers() {
                 self.monitor.observe(now, peer, Observation::PeerLost);
             }
-            self.monitor.tick(now, &mut self.heartbeats);
+            self.monitor
+                .tick(now, &mut self.heartbeats, &mut |other| panic!("a foreign completion: {other:?}"));
             while self.monitor.poll_change().is_some() {}
             if self.monitor.verdict(child()).is_suspected() == suspected {
                 return Ok(start.elapsed());

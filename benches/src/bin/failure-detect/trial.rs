@@ -113,7 +113,8 @@ fn watch(
     for peer in heartbeats.poll_lost_peers() {
         monitor.observe(now, peer, Observation::PeerLost);
     }
-    monitor.tick(now, heartbeats);
+    // The glue's CQ is its own: nothing else completes there.
+    monitor.tick(now, heartbeats, &mut |other| panic!("a foreign completion on the heartbeat CQ: {other:?}"));
     let mut suspected = None;
     while let Some(change) = monitor.poll_change() {
         if change.verdict.is_suspected() {
