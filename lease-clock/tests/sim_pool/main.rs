@@ -247,7 +247,7 @@ fn another_roles_read_on_the_heartbeat_qp_comes_back_out_of_the_monitor() {
     let (leader, peer) = (&mut nodes[0], id(1));
     let role = leader.heartbeats.role();
     let word = leader.cluster.remote_region(peer, PoolHeartbeats::REGION).unwrap();
-    let remote = RemoteAddr { addr: word.addr(), rkey: word.rkey() };
+    let remote = RemoteAddr::within(&word, 0, 8).unwrap();
     let into = leader.cluster.region(PoolHeartbeats::REGION).unwrap().sge(64, 8).unwrap();
     let renewal = WrId::new(WrKind::application(9), peer, 42).unwrap();
     leader.cluster.post_send(peer, role, &[SendWr::read(renewal.to_raw(), remote, &into)]).unwrap();
