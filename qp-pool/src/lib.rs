@@ -118,6 +118,7 @@
 mod bootstrap;
 pub mod clock;
 mod cluster;
+mod config;
 mod driver;
 mod error;
 pub mod handshake;
@@ -132,9 +133,9 @@ pub mod wire;
 mod wr_id;
 pub mod wr_kind;
 
-pub use bootstrap::config::{NodeConfig, RegionSpec};
 pub use bootstrap::{Bootstrap, Progress};
 pub use cluster::{Cluster, ControlEvent, PeerLoss, PoolEvent, ProtocolViolation, ReconnectFailure};
+pub use config::{NodeConfig, RegionSpec};
 pub use driver::{BusyPoll, Driver, PollMode, SimDriver};
 pub use error::{Error, Result};
 pub use poller::{Batch, CompletionSink, Polled, Poller, BATCH};

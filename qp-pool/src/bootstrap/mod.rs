@@ -14,24 +14,22 @@
 //! a node of another cluster cannot stop it, and each refusal is kept for diagnosis
 //! ([`Cluster::bootstrap_rejections`](crate::Cluster::bootstrap_rejections)).
 
-pub(crate) mod config;
-pub(crate) mod local;
-
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use usec_regions::RemoteRegion;
 use usec_verbs::Context;
 
-use crate::cluster::Cluster;
+use crate::cluster::local::LocalNode;
+use crate::cluster::{Cluster, EstablishedPeer};
+use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::handshake::{Handshake, HandshakeEvent, Side};
 use crate::spec::{ClusterSpec, NodeId};
+use crate::transport::tcp::TcpNetwork;
 use crate::transport::{Link, Network, Received};
-use crate::wire::Channel;
-use config::NodeConfig;
-use local::LocalNode;
 
 const FIRST_BACKOFF_NS: u64 = 5_000_000;
 /// How long a connection may take to finish its handshake before it is dropped (and, if
@@ -55,14 +53,6 @@ pub enum Progress {
     Idle,
 }
 
-/// A peer's connection, once the handshake is over.
-#[derive(Debug)]
-pub(crate) struct EstablishedPeer {
-    pub(crate) link: Box<dyn Link>,
-    pub(crate) channel: Channel,
-    pub(crate) regions: BTreeMap<String, RemoteRegion>,
-}
-
 #[derive(Debug, Default)]
 struct PeerProgress {
     established: Option<EstablishedPeer>,
@@ -84,6 +74,27 @@ struct Connection {
     established: bool,
     /// When it was accepted or dialed.
     opened_ns: u64,
+}
+
+impl Cluster {
+    /// Joins the cluster over TCP, listening on this node's address in the description;
+    /// returns once every peer is connected, or fails at `config.deadline`.
+    pub fn bootstrap(context: &Context, config: NodeConfig) -> Result<Cluster> {
+        config.spec.check_member(config.me)?;
+        let addr: SocketAddr = config.spec.addr_of(config.me).expect("checked membership");
+        let network = TcpNetwork::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
+        Cluster::bootstrap_with(context, config, Box::new(network))
+    }
+
+    /// Joins the cluster over `network` (a [`TcpNetwork`] bound already, or an in-memory
+    /// one), in real time.
+    pub fn bootstrap_with(
+        context: &Context,
+        config: NodeConfig,
+        network: Box<dyn Network>,
+    ) -> Result<Cluster> {
+        Bootstrap::start(context, config, network)?.run()
+    }
 }
 
 /// A node joining the cluster.

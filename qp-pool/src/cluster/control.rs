@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use usec_regions::RemoteRegion;
 
+use super::local::decode_regions;
 use super::reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
 use super::{Cluster, PendingReconnect};
-use crate::bootstrap::local::decode_regions;
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::role::RoleId;

@@ -1,16 +1,21 @@
 //! [`Cluster`]: a node connected to every peer, one QP per role per peer.
 //!
 //! - posting and lookups: this file;
+//! - the node's own verbs objects, which the cluster owns for its whole life: [`local`];
 //! - rights per peer and per region: [`permissions`];
 //! - the control connections kept from bootstrap (reconnect, region updates): [`control`];
 //!   why one was lost or a reconnect failed: [`reasons`].
+//!
+//! A `Cluster` is built only by [`Bootstrap`](crate::Bootstrap) (which also defines
+//! [`Cluster::bootstrap`]): this module knows nothing of bootstrap, so the dependency runs
+//! one way, bootstrap to cluster.
 
 mod control;
+pub(crate) mod local;
 mod permissions;
 mod reasons;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use usec_regions::RemoteRegion;
@@ -19,16 +24,13 @@ use usec_verbs::{AsyncEvent, Context, MemoryRegion, ProtectionDomain, QueuePair,
 pub use control::ControlEvent;
 pub use reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
 
-use crate::bootstrap::config::NodeConfig;
-use crate::bootstrap::local::LocalNode;
-use crate::bootstrap::{Bootstrap, EstablishedPeer};
 use crate::error::{Error, Result};
 use crate::poller::Poller;
 use crate::role::{RoleId, RoleSpec};
 use crate::spec::{ClusterSpec, NodeId};
-use crate::transport::tcp::TcpNetwork;
-use crate::transport::{Link, Network};
+use crate::transport::Link;
 use crate::wire::Channel;
+use local::LocalNode;
 
 /// An asynchronous verbs event, with the peer and role of the QP it concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,26 +83,18 @@ pub struct Cluster {
     rejections: Vec<String>,
 }
 
+/// A peer's control connection once its handshake is over, and the regions it offered:
+/// what bootstrap hands over for each peer.
+#[derive(Debug)]
+pub(crate) struct EstablishedPeer {
+    pub(crate) link: Box<dyn Link>,
+    pub(crate) channel: Channel,
+    pub(crate) regions: BTreeMap<String, RemoteRegion>,
+}
+
 impl Cluster {
-    /// Joins the cluster over TCP, listening on this node's address in the description;
-    /// returns once every peer is connected, or fails at `config.deadline`.
-    pub fn bootstrap(context: &Context, config: NodeConfig) -> Result<Cluster> {
-        config.spec.check_member(config.me)?;
-        let addr: SocketAddr = config.spec.addr_of(config.me).expect("checked membership");
-        let network = TcpNetwork::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
-        Cluster::bootstrap_with(context, config, Box::new(network))
-    }
-
-    /// Joins the cluster over `network` (a [`TcpNetwork`] bound already, or an in-memory
-    /// one), in real time.
-    pub fn bootstrap_with(
-        context: &Context,
-        config: NodeConfig,
-        network: Box<dyn Network>,
-    ) -> Result<Cluster> {
-        Bootstrap::start(context, config, network)?.run()
-    }
-
+    /// The node once bootstrap connected every peer: its verbs objects, and each peer's
+    /// connection. Only [`Bootstrap::finish`](crate::Bootstrap::finish) calls it.
     pub(crate) fn from_bootstrap(
         local: LocalNode,
         spec: Arc<ClusterSpec>,

@@ -9,7 +9,7 @@ use usec_verbs::{
     QpOptions, QpState, QueuePair,
 };
 
-use crate::bootstrap::config::NodeConfig;
+use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::role::{RoleId, RoleSpec};
 use crate::spec::NodeId;
