@@ -12,7 +12,11 @@
 //! Connections that fail their handshake are refused with a reason (a `Reject` frame) and
 //! closed; the bootstrap goes on, so a garbage client, a stale process of an earlier run or
 //! a node of another cluster cannot stop it, and each refusal is kept for diagnosis
-//! ([`Cluster::bootstrap_rejections`](crate::Cluster::bootstrap_rejections)).
+//! ([`Cluster::bootstrap_rejections`](crate::Cluster::bootstrap_rejections)). Nor can a
+//! flood of connections: what bootstrap holds is bounded, and it sheds connections rather
+//! than fail when file descriptors run out ([`admission`]).
+
+mod admission;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,6 +34,7 @@ use crate::handshake::{Handshake, HandshakeEvent, Side};
 use crate::spec::{ClusterSpec, NodeId};
 use crate::transport::tcp::TcpNetwork;
 use crate::transport::{Link, Network, Received};
+use admission::{out_of_descriptors, Admission};
 
 const FIRST_BACKOFF_NS: u64 = 5_000_000;
 /// How long a connection may take to finish its handshake before it is dropped (and, if
@@ -72,6 +77,8 @@ struct Connection {
     regions: BTreeMap<String, RemoteRegion>,
     finished: bool,
     established: bool,
+    /// Whether any bytes came from the other end.
+    heard: bool,
     /// When it was accepted or dialed.
     opened_ns: u64,
 }
@@ -111,6 +118,7 @@ pub struct Bootstrap {
     rejections: Vec<String>,
     /// Refused connections beyond [`REJECTIONS_KEPT`].
     rejections_dropped: usize,
+    admission: Admission,
 }
 
 impl Bootstrap {
@@ -124,6 +132,7 @@ impl Bootstrap {
             .keys()
             .filter(|&&node| node != config.me)
             .map(|&node| (node, PeerProgress::default()));
+        let lower_peers = config.spec.nodes.range(..config.me).count();
         Ok(Bootstrap {
             peers: peers.collect(),
             local,
@@ -135,6 +144,7 @@ impl Bootstrap {
             connections: Vec::new(),
             rejections: Vec::new(),
             rejections_dropped: 0,
+            admission: Admission::new(lower_peers),
         })
     }
 
@@ -149,7 +159,7 @@ impl Bootstrap {
         if now_ns.saturating_sub(started) >= self.deadline.as_nanos() as u64 {
             return Err(self.deadline_error(Duration::from_nanos(now_ns - started)));
         }
-        let mut busy = self.accept(now_ns)?;
+        let mut busy = self.accept(now_ns);
         busy |= self.dial_due(now_ns);
         for index in 0..self.connections.len() {
             busy |= self.pump(index, now_ns);
@@ -224,6 +234,7 @@ impl Bootstrap {
         if self.rejections_dropped > 0 {
             refused.push(format!("{} more refused connections not kept", self.rejections_dropped));
         }
+        refused.extend(self.admission.report());
         refused
     }
 
@@ -248,25 +259,6 @@ impl Bootstrap {
             })
             .collect();
         Error::Deadline { me: self.me, waited, missing, refused: self.refused() }
-    }
-
-    fn accept(&mut self, now_ns: u64) -> Result<bool> {
-        let mut accepted = false;
-        while let Some(link) = self.network.accept().map_err(Error::io("accepting a connection"))? {
-            let label = link.describe();
-            let handshake = Handshake::new(Arc::clone(&self.spec), self.me, Side::Listener, &label);
-            self.connections.push(Connection {
-                link,
-                handshake,
-                peer: None,
-                regions: BTreeMap::new(),
-                finished: false,
-                established: false,
-                opened_ns: now_ns,
-            });
-            accepted = true;
-        }
-        Ok(accepted)
     }
 
     fn dial_due(&mut self, now_ns: u64) -> bool {
@@ -295,10 +287,16 @@ impl Bootstrap {
                         regions: BTreeMap::new(),
                         finished: false,
                         established: false,
+                        heard: false,
                         opened_ns: now_ns,
                     });
                 }
-                Err(error) => self.peer_failed(node, format!("dialing {addr}: {error}"), now_ns),
+                Err(error) => {
+                    if out_of_descriptors(&error) {
+                        self.relieve_descriptors();
+                    }
+                    self.peer_failed(node, format!("dialing {addr}: {error}"), now_ns)
+                }
             }
         }
         dialed
@@ -321,7 +319,10 @@ impl Bootstrap {
         loop {
             let connection = &mut self.connections[index];
             let outcome = match connection.link.read_some(&mut buffer) {
-                Ok(Received::Data(count)) => connection.handshake.handle_bytes(&buffer[..count]),
+                Ok(Received::Data(count)) => {
+                    connection.heard = true;
+                    connection.handshake.handle_bytes(&buffer[..count])
+                }
                 Ok(Received::Nothing) => break,
                 Ok(Received::Closed) => Err(connection.handshake.handle_end_of_stream()),
                 Err(error) => Err(connection.handshake.reject(Error::Io {

@@ -37,6 +37,12 @@ pub trait Link: Send + fmt::Debug {
 pub trait Network: Send + fmt::Debug {
     /// The next incoming connection, if one is waiting. Never blocks.
     fn accept(&mut self) -> io::Result<Option<Box<dyn Link>>>;
+    /// Takes the next waiting connection and closes it at once, even when the process is
+    /// out of file descriptors (where [`Network::accept`] fails and would leave it waiting);
+    /// returns whether there was one. Bootstrap sheds connections this way under a flood.
+    fn shed(&mut self) -> io::Result<bool> {
+        Ok(self.accept()?.is_some())
+    }
     /// Connects to `addr` (may block for a bounded time, as a TCP connect does).
     fn dial(&mut self, addr: SocketAddr) -> io::Result<Box<dyn Link>>;
     /// Where we listen.

@@ -1,4 +1,9 @@
 //! TCP: a non-blocking listener, and non-blocking streams with Nagle off.
+//!
+//! The listener keeps one file descriptor in reserve (a duplicate of itself): when the
+//! process runs out of descriptors, [`Network::shed`] gives the reserve up for a moment to
+//! take a waiting connection and close it, so that a flood cannot park connections in the
+//! accept queue that nobody can take.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,6 +19,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct TcpNetwork {
     listener: TcpListener,
+    /// A descriptor held to be given up when [`Network::shed`] needs one.
+    reserve: Option<TcpListener>,
 }
 
 impl TcpNetwork {
@@ -25,7 +32,8 @@ impl TcpNetwork {
     /// Uses a listener bound already (tests bind port 0 first, then write the description).
     pub fn from_listener(listener: TcpListener) -> io::Result<TcpNetwork> {
         listener.set_nonblocking(true)?;
-        Ok(TcpNetwork { listener })
+        let reserve = Some(listener.try_clone()?);
+        Ok(TcpNetwork { listener, reserve })
     }
 }
 
@@ -36,6 +44,22 @@ impl Network for TcpNetwork {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    fn shed(&mut self) -> io::Result<bool> {
+        if self.reserve.is_none() {
+            // Given up last time and not got back then: try again.
+            self.reserve = self.listener.try_clone().ok();
+        }
+        let Some(reserve) = self.reserve.take() else { return Ok(false) };
+        drop(reserve);
+        let shed = match self.listener.accept() {
+            Ok((_stream, _)) => Ok(true), // closed as it goes out of scope
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(error) => Err(error),
+        };
+        self.reserve = self.listener.try_clone().ok();
+        shed
     }
 
     fn dial(&mut self, addr: SocketAddr) -> io::Result<Box<dyn Link>> {
