@@ -109,6 +109,16 @@ pub enum Error {
         /// What it did.
         reason: String,
     },
+    /// The peer did not prove that it holds the cluster key: an impostor, a node with
+    /// another key or none, or a frame forged, replayed or reordered on the way.
+    #[error("{peer} failed the cluster key check: {reason}")]
+    Unauthenticated {
+        /// The peer ("node 2", or the address of a connection not yet identified and the
+        /// id it claims).
+        peer: String,
+        /// What failed.
+        reason: String,
+    },
     /// The peer refused us and said why.
     #[error("{peer} refused the connection: {reason}")]
     RejectedByPeer {
@@ -119,9 +129,10 @@ pub enum Error {
     },
     /// Bootstrap did not reach every peer before its deadline.
     #[error(
-        "node {me}: bootstrap gave up after {waited:?}; missing {}{}",
+        "node {me}: bootstrap gave up after {waited:?}; missing {}{}{}",
         describe_missing(missing),
-        describe_refused(refused)
+        describe_refused(refused),
+        describe_impostors(impostors)
     )]
     Deadline {
         /// Our id.
@@ -132,6 +143,9 @@ pub enum Error {
         missing: Vec<(NodeId, String)>,
         /// Connections refused before they said who they were, or for what they claimed.
         refused: Vec<String>,
+        /// Connections refused for failing the cluster key check, whatever id they
+        /// claimed: kept apart so that no missing node is blamed for them.
+        impostors: Vec<String>,
     },
     /// No such peer in the cluster.
     #[error("node {0} is not a peer of this node")]
@@ -258,6 +272,13 @@ fn describe_refused(refused: &[String]) -> String {
         return String::new();
     }
     format!("; refused connections: {}", refused.join("; "))
+}
+
+fn describe_impostors(impostors: &[String]) -> String {
+    if impostors.is_empty() {
+        return String::new();
+    }
+    format!("; refused for failing the cluster key check: {}", impostors.join("; "))
 }
 
 impl Error {

@@ -3,9 +3,15 @@
 //!
 //! Both ends send `Hello` at once. Each checks the other's (cluster, run, description
 //! digest, node id: not ours, in the description, the one we dialed, and dialing in the
-//! right direction: lower ids dial higher) and reports [`HandshakeEvent::Identified`]. The
-//! caller then checks the id against its other connections (duplicates) and sends its
-//! `Offer`: the QP endpoints it made for that peer and its region descriptors. On the
+//! right direction: lower ids dial higher; and that both or neither have a cluster key).
+//! Without a cluster key it then reports [`HandshakeEvent::Identified`]. With one, each
+//! end derives the connection's session key from both hellos, authenticates the channel
+//! (every later frame is tagged; see [`wire::auth`](crate::wire::auth)) and sends `Proof`,
+//! a frame whose tag only a holder of the key could make for this connection; the peer is
+//! identified only once its own `Proof` verifies. Nothing about our QPs or regions leaves
+//! before that. The caller then checks the id against its other connections (duplicates)
+//! and sends its `Offer`: the QP endpoints it made for that peer and its region
+//! descriptors. On the
 //! peer's offer ([`HandshakeEvent::Offer`]) the caller connects its QPs to the peer's
 //! endpoints and confirms ([`Handshake::confirm_connected`]), which sends `Ready`. With
 //! `Ready` sent and received the connection is [`HandshakeEvent::Established`]: both
@@ -20,6 +26,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::spec::{ClusterSpec, NodeId};
+use crate::wire::auth::Session;
 use crate::wire::{Channel, Hello, Message, Offer, Reject};
 
 /// Which end of the connection we are.
@@ -37,7 +44,8 @@ pub enum Side {
 /// What the caller must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HandshakeEvent {
-    /// The peer said who it is and passed the checks; send it an offer.
+    /// The peer said who it is and passed the checks (with a cluster key: proved that it
+    /// holds it); send it an offer.
     Identified(NodeId),
     /// The peer's endpoints and descriptors; connect the QPs, then confirm.
     Offer(Offer),
@@ -53,6 +61,11 @@ pub struct Handshake {
     side: Side,
     label: String,
     channel: Channel,
+    /// Our hello, kept for the session key.
+    hello: Hello,
+    /// The id the peer's hello claimed, once the hello passed the checks.
+    claimed: Option<NodeId>,
+    /// The peer, once identified (with a cluster key, once it proved that it holds it).
     peer: Option<NodeId>,
     offer_sent: bool,
     offer_received: bool,
@@ -64,21 +77,29 @@ pub struct Handshake {
 
 impl Handshake {
     /// A handshake for node `me` of `spec`; `label` names the connection in errors until
-    /// the peer is identified (e.g. its address). Our `Hello` is queued at once.
-    pub fn new(spec: Arc<ClusterSpec>, me: NodeId, side: Side, label: &str) -> Handshake {
-        let mut channel = Channel::default();
-        channel.send(&Message::Hello(Hello {
+    /// the peer is identified (e.g. its address). `nonce` must be fresh and unpredictable
+    /// for every connection (the caller draws it from the operating system): with a
+    /// cluster key, it is what makes frames recorded on another connection useless here.
+    /// Our `Hello` is queued at once.
+    pub fn new(spec: Arc<ClusterSpec>, me: NodeId, side: Side, label: &str, nonce: [u8; 32]) -> Handshake {
+        let hello = Hello {
             cluster: spec.cluster.clone(),
             run: spec.run.clone(),
             node: me.get(),
             spec_digest: spec.digest(),
-        }));
+            nonce,
+            keyed: spec.key.is_some(),
+        };
+        let mut channel = Channel::default();
+        channel.send(&Message::Hello(hello.clone()));
         Handshake {
             spec,
             me,
             side,
             label: label.to_string(),
             channel,
+            hello,
+            claimed: None,
             peer: None,
             offer_sent: false,
             offer_received: false,
@@ -99,9 +120,16 @@ impl Handshake {
         self.side
     }
 
-    /// The peer as errors name it: `node 2`, or the connection's label.
+    /// The peer as errors name it: `node 2` once identified, else the connection's label
+    /// and, on a connection we accepted, the id its hello claimed.
     pub fn who(&self) -> String {
-        self.peer.map_or_else(|| self.label.clone(), |peer| format!("node {peer}"))
+        match (self.peer, self.claimed) {
+            (Some(peer), _) => format!("node {peer}"),
+            (None, Some(claimed)) if self.side == Side::Listener => {
+                format!("{} (claiming node {claimed})", self.label)
+            }
+            (None, _) => self.label.clone(),
+        }
     }
 
     /// Whether both sides are connected.
@@ -125,6 +153,10 @@ impl Handshake {
             let message = match self.channel.next_message() {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
+                Err(Error::Unauthenticated { reason, .. }) => {
+                    let error = Error::Unauthenticated { peer: self.who(), reason };
+                    return Err(self.fail(error));
+                }
                 Err(error) => return Err(self.fail(error)),
             };
             if let Err(error) = self.handle_message(message) {
@@ -148,6 +180,7 @@ impl Handshake {
         }
         self.failed = true;
         let stage = match (self.peer, self.offer_received, self.ready_received) {
+            (None, ..) if self.claimed.is_some() => "before proving that it holds the cluster key",
             (None, ..) => "before saying who it is",
             (Some(_), false, _) => "before sending its offer",
             (Some(_), true, false) => "before connecting its QPs",
@@ -215,7 +248,11 @@ impl Handshake {
     fn handle_message(&mut self, message: Message) -> Result<()> {
         match message {
             Message::Hello(hello) => self.handle_hello(hello),
-            Message::Offer(_) if self.peer.is_none() => Err(self.protocol("sent an offer before its hello")),
+            Message::Proof => self.handle_proof(),
+            Message::Offer(_) if self.claimed.is_none() => {
+                Err(self.protocol("sent an offer before its hello"))
+            }
+            Message::Offer(_) if self.peer.is_none() => Err(self.protocol("sent an offer before its proof")),
             Message::Offer(_) if self.offer_received => Err(self.protocol("sent a second offer")),
             Message::Offer(offer) => {
                 self.offer_received = true;
@@ -238,7 +275,7 @@ impl Handshake {
     }
 
     fn handle_hello(&mut self, hello: Hello) -> Result<()> {
-        if self.peer.is_some() {
+        if self.claimed.is_some() {
             return Err(self.protocol("said hello twice"));
         }
         let members = || self.spec.member_list();
@@ -272,11 +309,48 @@ impl Handshake {
             }
             _ => {}
         }
+        self.claimed = Some(peer);
+        let Some(key) = &self.spec.key else {
+            if hello.keyed {
+                return Err(self.unauthenticated("it has a cluster key, this node has none"));
+            }
+            self.identify(peer);
+            return Ok(());
+        };
+        if !hello.keyed {
+            return Err(self.unauthenticated("it has no cluster key, and this cluster requires one"));
+        }
+        let we_dialed = matches!(self.side, Side::Dialer { .. });
+        let (dialer, listener) = if we_dialed { (&self.hello, &hello) } else { (&hello, &self.hello) };
+        self.channel.authenticate(Session::new(key, dialer, listener, we_dialed));
+        self.channel.send(&Message::Proof);
+        Ok(())
+    }
+
+    /// The peer's proof, whose tag the channel verified before it got here.
+    fn handle_proof(&mut self) -> Result<()> {
+        match (self.spec.key.is_some(), self.claimed, self.peer) {
+            (false, ..) => Err(self.protocol("sent a proof, and this cluster has no key")),
+            (true, None, _) => Err(self.protocol("sent a proof before its hello")),
+            (true, Some(_), Some(_)) => Err(self.protocol("sent a second proof")),
+            (true, Some(claimed), None) => {
+                self.identify(claimed);
+                Ok(())
+            }
+        }
+    }
+
+    fn identify(&mut self, peer: NodeId) {
         self.peer = Some(peer);
         self.events.push_back(HandshakeEvent::Identified(peer));
-        Ok(())
+    }
+
+    fn unauthenticated(&self, reason: &str) -> Error {
+        Error::Unauthenticated { peer: self.who(), reason: reason.into() }
     }
 }
 
+#[cfg(test)]
+mod keyed_tests;
 #[cfg(test)]
 mod tests;

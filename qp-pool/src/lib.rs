@@ -8,7 +8,10 @@
 //! [`wire`]) that refuses malformed frames, other clusters, other runs, and duplicate or
 //! unknown node ids, with the reason sent to the refused side. No registry: what a node
 //! learns comes from the peers of its own run, so nothing stale from an earlier run is
-//! ever picked up. It waits for late peers up to a deadline, then names the missing ones.
+//! ever picked up. It waits for late peers up to a deadline, then names the missing ones;
+//! a flood of connections is shed, not fatal. A description that carries a [`ClusterKey`]
+//! authenticates every frame: a peer must prove that it holds the key, on that very
+//! connection, before it is offered any endpoint or rkey.
 //!
 //! After bootstrap the node has one RC QP per [role](RoleSpec) per peer, each role with its
 //! rights and its own CQ. [`Cluster::revoke_write`] / [`Cluster::grant_write`] toggle one
@@ -103,8 +106,9 @@
 //!
 //! # Where to look
 //!
-//! - the description and its text form: [`spec`];
-//! - the wire protocol: [`wire`]; the per-connection handshake, sans IO: [`handshake`];
+//! - the description and its text form: [`spec`]; the cluster key: [`ClusterKey`];
+//! - the wire protocol: [`wire`], authentication: [`wire::auth`]; the per-connection
+//!   handshake, sans IO: [`handshake`];
 //! - byte transports (TCP, and in-memory for simulations): [`transport`];
 //! - bootstrap, non-blocking and time-driven: [`Bootstrap`];
 //! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect and control
@@ -118,6 +122,7 @@
 mod bootstrap;
 pub mod clock;
 mod cluster;
+mod cluster_key;
 mod config;
 mod driver;
 mod error;
@@ -135,6 +140,7 @@ pub mod wr_kind;
 
 pub use bootstrap::{Bootstrap, Progress};
 pub use cluster::{Cluster, ControlEvent, PeerLoss, PoolEvent, ProtocolViolation, ReconnectFailure};
+pub use cluster_key::ClusterKey;
 pub use config::{NodeConfig, RegionSpec};
 pub use driver::{BusyPoll, Driver, PollMode, SimDriver};
 pub use error::{Error, Result};

@@ -6,10 +6,15 @@
 //! ```text
 //! cluster = kv
 //! run = 20261121T164012Z-7f3a9c01d2e4b5a6
+//! key = 6b1f...e0  # optional: 64 hexadecimal digits, the cluster key
 //! node 0 127.0.0.1:7100
 //! node 1 127.0.0.1:7101
 //! node 2 127.0.0.1:7102
 //! ```
+//!
+//! A description with a `key` line turns on authentication: every node must hold the same
+//! [`ClusterKey`], and a peer that cannot prove it holds it is refused before anything is
+//! offered to it. Such a description is as secret as the key.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +22,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cluster_key::ClusterKey;
 use crate::error::{Error, Result};
 
 /// A node's id: 0 to [`NodeId::MAX`], so that it fits the 12 peer bits of a
@@ -77,6 +83,9 @@ pub struct ClusterSpec {
     pub run: String,
     /// Each node's id and control address (where it listens for the handshake).
     pub nodes: BTreeMap<NodeId, SocketAddr>,
+    /// The cluster key, if the cluster authenticates its handshakes (every node of a
+    /// cluster has the same key, or none).
+    pub key: Option<ClusterKey>,
 }
 
 impl ClusterSpec {
@@ -95,14 +104,21 @@ impl ClusterSpec {
                 return Err(spec_error(format!("node {node} is listed twice")));
             }
         }
-        let spec = ClusterSpec { cluster: cluster.to_string(), run: run.to_string(), nodes: map };
+        let spec = ClusterSpec { cluster: cluster.to_string(), run: run.to_string(), nodes: map, key: None };
         spec.check_nodes().map_err(spec_error)?;
         Ok(spec)
     }
 
+    /// The same description with a cluster key: every handshake and control frame is
+    /// authenticated with it.
+    pub fn with_key(mut self, key: ClusterKey) -> ClusterSpec {
+        self.key = Some(key);
+        self
+    }
+
     /// Parses the text form (see the [module documentation](self)).
     pub fn parse(text: &str) -> Result<ClusterSpec> {
-        let (mut cluster, mut run) = (None, None);
+        let (mut cluster, mut run, mut key) = (None, None, None);
         let mut nodes = BTreeMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -111,17 +127,26 @@ impl ClusterSpec {
             if content.is_empty() {
                 continue;
             }
-            if let Some((key, value)) = content.split_once('=') {
-                let (key, value) = (key.trim(), value.trim());
-                let slot = match key {
+            if let Some((setting, value)) = content.split_once('=') {
+                let (setting, value) = (setting.trim(), value.trim());
+                if setting == "key" {
+                    if key.is_some() {
+                        return Err(bad("key is set twice".into()));
+                    }
+                    key = Some(ClusterKey::from_hex(value).map_err(bad)?);
+                    continue;
+                }
+                let slot = match setting {
                     "cluster" => &mut cluster,
                     "run" => &mut run,
-                    other => return Err(bad(format!("unknown setting {other:?} (expected cluster or run)"))),
+                    other => {
+                        return Err(bad(format!("unknown setting {other:?} (expected cluster, run or key)")))
+                    }
                 };
                 if slot.is_some() {
-                    return Err(bad(format!("{key} is set twice")));
+                    return Err(bad(format!("{setting} is set twice")));
                 }
-                check_name(key, value, SPEC_NAME_EXTRA).map_err(bad)?;
+                check_name(setting, value, SPEC_NAME_EXTRA).map_err(bad)?;
                 *slot = Some(value.to_string());
                 continue;
             }
@@ -144,6 +169,7 @@ impl ClusterSpec {
             cluster: cluster.ok_or_else(|| missing("cluster"))?,
             run: run.ok_or_else(|| missing("run"))?,
             nodes,
+            key,
         };
         spec.check_nodes().map_err(|reason| Error::Spec { line: 0, reason })?;
         Ok(spec)
@@ -194,20 +220,33 @@ impl ClusterSpec {
         self.nodes.keys().map(|node| node.to_string()).collect::<Vec<_>>().join(", ")
     }
 
-    /// A checksum of the canonical text form: nodes that disagree on the description
-    /// refuse each other.
+    /// A checksum of the canonical text form without the key: nodes that disagree on the
+    /// description refuse each other. The key stays out: the digest goes on the wire in
+    /// the clear, and a checksum of a secret would help guess it (nodes with different
+    /// keys refuse each other anyway, for failing the key check).
     pub fn digest(&self) -> u32 {
-        crc32fast::hash(self.to_string().as_bytes())
+        let mut public = String::new();
+        self.write_public(&mut public).expect("writing to a String cannot fail");
+        crc32fast::hash(public.as_bytes())
+    }
+
+    /// The text form without the key.
+    fn write_public(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        writeln!(out, "cluster = {}", self.cluster)?;
+        writeln!(out, "run = {}", self.run)?;
+        for (node, addr) in &self.nodes {
+            writeln!(out, "node {node} {addr}")?;
+        }
+        Ok(())
     }
 }
 
 impl fmt::Display for ClusterSpec {
-    /// The canonical text form, which [`ClusterSpec::parse`] reads back.
+    /// The canonical text form, which [`ClusterSpec::parse`] reads back, the key included.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "cluster = {}", self.cluster)?;
-        writeln!(f, "run = {}", self.run)?;
-        for (node, addr) in &self.nodes {
-            writeln!(f, "node {node} {addr}")?;
+        self.write_public(f)?;
+        if let Some(key) = &self.key {
+            writeln!(f, "key = {}", key.to_hex())?;
         }
         Ok(())
     }
@@ -279,7 +318,7 @@ mod tests {
             ("run = r\nnode 0 127.0.0.1:1\n".to_string(), "no `cluster = ...` line"),
             ("cluster = c\nnode 0 127.0.0.1:1\n".to_string(), "no `run = ...` line"),
             (format!("{header}cluster = again\nnode 0 127.0.0.1:1\n"), "line 3: cluster is set twice"),
-            (format!("{header}colour = blue\n"), "unknown setting \"colour\""),
+            (format!("{header}colour = blue\n"), "unknown setting \"colour\" (expected cluster, run or key)"),
             ("cluster = a b\nrun = r\nnode 0 127.0.0.1:1\n".to_string(), "line 1: cluster \"a b\""),
             ("cluster = c\nrun =\nnode 0 127.0.0.1:1\n".to_string(), "line 2: run \"\""),
             (format!("{header}node 0 127.0.0.1:1\nnode 1 127.0.0.1:1\n"), "share the address"),
@@ -288,6 +327,27 @@ mod tests {
             let error = error_of(&text);
             assert!(error.contains(expected), "{text:?}: {error:?} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn a_key_line_turns_authentication_on_and_stays_out_of_the_digest() {
+        let key = ClusterKey::generate();
+        let keyed = format!("{SAMPLE}key = {}\n", key.to_hex());
+        let spec = ClusterSpec::parse(&keyed).unwrap();
+        assert_eq!(spec.key.as_ref(), Some(&key));
+        let keyless = ClusterSpec::parse(SAMPLE).unwrap();
+        assert_eq!(keyless.key, None);
+        assert_eq!(keyless.clone().with_key(key.clone()), spec);
+        assert_eq!(ClusterSpec::parse(&spec.to_string()).unwrap(), spec);
+        assert_eq!(spec.digest(), keyless.digest(), "the digest goes on the wire in the clear");
+        assert!(spec.to_string().contains(&key.to_hex()));
+        assert!(!format!("{spec:?}").contains(&key.to_hex()), "Debug shows no key");
+        let twice = format!("{keyed}key = {}\n", key.to_hex());
+        assert!(error_of(&twice).contains("line 9: key is set twice"), "{}", error_of(&twice));
+        let typo = format!("{SAMPLE}key = {}\n", &key.to_hex()[1..]);
+        let error = error_of(&typo);
+        assert!(error.contains("line 8: a cluster key is 64 hexadecimal digits"), "{error}");
+        assert!(!error.contains(&key.to_hex()[1..20]), "an error never quotes the key: {error}");
     }
 
     #[test]
@@ -312,6 +372,7 @@ mod tests {
             cluster in "[A-Za-z0-9._:+-]{1,64}",
             run in "[A-Za-z0-9._:+-]{1,64}",
             nodes in proptest::collection::btree_map(0u16..=4095, (any::<[u8; 4]>(), 1u16..), 1..20),
+            key in proptest::option::of(any::<[u8; 32]>()),
         ) {
             let mut seen = std::collections::BTreeSet::new();
             let nodes: Vec<(NodeId, SocketAddr)> = nodes
@@ -319,7 +380,8 @@ mod tests {
                 .map(|(id, (ip, port))| (NodeId(id), SocketAddr::from((ip, port))))
                 .filter(|(_, addr)| seen.insert(*addr))
                 .collect();
-            let spec = ClusterSpec::new(&cluster, &run, nodes).unwrap();
+            let mut spec = ClusterSpec::new(&cluster, &run, nodes).unwrap();
+            spec.key = key.map(ClusterKey::from_bytes);
             prop_assert_eq!(ClusterSpec::parse(&spec.to_string()).unwrap(), spec);
         }
 

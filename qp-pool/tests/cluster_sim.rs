@@ -447,7 +447,14 @@ fn a_lost_control_connection_says_why_in_a_type_callers_can_branch_on() {
     let PeerLoss::BadFrame { source } = &garbage else { panic!("{garbage}") };
     assert!(matches!(**source, Error::MalformedFrame { .. }), "{garbage}");
 
-    let hello = Message::Hello(Hello { cluster: "sim".into(), run: "x".into(), node: 1, spec_digest: 0 });
+    let hello = Message::Hello(Hello {
+        cluster: "sim".into(),
+        run: "x".into(),
+        node: 1,
+        spec_digest: 0,
+        nonce: [0; 32],
+        keyed: false,
+    });
     let late_hello = loss_after("loss-hello", |sim| sim.taps[0].inject(&hello));
     assert!(
         matches!(late_hello, PeerLoss::Protocol(ProtocolViolation::UnexpectedFrame(FrameKind::Hello))),

@@ -14,6 +14,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,7 +23,12 @@ use std::os::fd::AsRawFd;
 use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
-use usec_qp_pool::{Bootstrap, ClusterSpec, Link, MemoryHub, MemoryNetwork, Network, Progress, TcpNetwork};
+use usec_qp_pool::handshake::{Handshake, Side};
+use usec_qp_pool::wire::{parse_frame, FrameKind};
+use usec_qp_pool::{
+    Bootstrap, ClusterKey, ClusterSpec, Link, MemoryHub, MemoryNetwork, Network, Progress, Received,
+    TcpNetwork,
+};
 use usec_verbs::sim::SimFabric;
 use usec_verbs::Context;
 
@@ -380,4 +386,77 @@ fn failing_accepts_do_not_end_bootstrap() {
         "{rejections}"
     );
     boots.pop().unwrap().finish().unwrap();
+}
+
+/// In virtual time, with a cluster key: attackers that know the names hold connections
+/// open after a hello (they cannot send the proof), old ones idle and new ones arriving
+/// every millisecond. The real node 0 still gets in, and no attacker is offered anything.
+#[test]
+fn a_slow_keyed_flood_neither_starves_the_real_peer_nor_gets_an_offer() {
+    let fabric = SimFabric::create("qp-pool-slowloris", 12).unwrap();
+    let hub = MemoryHub::new();
+    let addr = |id: u16| SocketAddr::from(([10, 0, 0, id as u8 + 1], 7000));
+    let spec = ClusterSpec::new("slow", "sim", (0..2).map(|id| (node(id), addr(id))))
+        .unwrap()
+        .with_key(ClusterKey::from_bytes([3; 32]));
+    let impostor_spec = Arc::new(spec.clone().with_key(ClusterKey::from_bytes([4; 32])));
+    let mut attacker = hub.listen(addr(9)).unwrap();
+    let mut attacks: Vec<Box<dyn Link>> = Vec::new();
+    let mut attack = |attacks: &mut Vec<Box<dyn Link>>, count: usize| {
+        for _ in 0..count {
+            let side = Side::Dialer { expected: node(1) };
+            let serial = attacks.len() as u64;
+            let mut nonce = [0u8; 32];
+            nonce[..8].copy_from_slice(&serial.to_le_bytes());
+            let hello = Handshake::new(Arc::clone(&impostor_spec), node(0), side, "attack", nonce);
+            let mut link = attacker.dial(addr(1)).unwrap();
+            link.write_some(hello.outgoing()).unwrap();
+            attacks.push(link);
+        }
+    };
+    let boot = |id: u16| {
+        let (_, context) = fabric.open_node().unwrap();
+        let network = Box::new(hub.listen(addr(id)).unwrap());
+        Bootstrap::start(&context, config(&spec, node(id)).deadline(Duration::from_secs(10)), network)
+            .unwrap()
+    };
+    let mut one = boot(1);
+    attack(&mut attacks, 300);
+    let mut now_ns = 0;
+    for _ in 0..100 {
+        one.poll(now_ns).unwrap();
+        now_ns += 1_000_000;
+    }
+    let mut zero = boot(0);
+    let mut done = [false, false];
+    while done != [true, true] {
+        attack(&mut attacks, 10);
+        for (boot, done) in [&mut zero, &mut one].into_iter().zip(&mut done) {
+            if !*done {
+                *done = boot.poll(now_ns).unwrap() == Progress::Done;
+            }
+        }
+        now_ns += 1_000_000;
+    }
+    eprintln!(
+        "node 0 got in after {} ms of flood, {} attacking connections",
+        now_ns / 1_000_000,
+        attacks.len()
+    );
+    let (zero, one) = (zero.finish().unwrap(), one.finish().unwrap());
+    assert_eq!((zero.peers().count(), one.peers().count()), (1, 1));
+    for link in &mut attacks {
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(Received::Data(count)) = link.read_some(&mut chunk) {
+            received.extend_from_slice(&chunk[..count]);
+        }
+        let mut bytes = &received[..];
+        while let Ok(Some(frame)) = parse_frame(bytes) {
+            assert_ne!(frame.kind, FrameKind::Offer, "an attacker was offered the node's endpoints");
+            bytes = &bytes[frame.len..];
+        }
+    }
+    let refused = one.bootstrap_rejections().join("; ");
+    assert!(refused.contains("dropped before they said who they were"), "{refused}");
 }

@@ -49,6 +49,8 @@ fn hello_of(spec: &ClusterSpec, node: u16) -> Message {
         run: spec.run.clone(),
         node,
         spec_digest: spec.digest(),
+        nonce: [node as u8; 32],
+        keyed: spec.key.is_some(),
     })
 }
 
@@ -197,12 +199,12 @@ fn malformed_frames_are_refused_and_the_bootstrap_goes_on() {
     let reason = reject_reason(&raw_exchange(addr, &damaged, false));
     assert!(reason.contains("malformed frame (checksum)"), "{reason}");
     let mut future = hello.clone();
-    future[4] = 2;
+    future[4] = 3;
     let reason = reject_reason(&raw_exchange(addr, &future, false));
-    assert!(reason.contains("the peer speaks version 2, this build speaks version 1"), "{reason}");
+    assert!(reason.contains("the peer speaks version 3, this build speaks version 2"), "{reason}");
     let mut absurd = hello.clone();
-    absurd[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
-    let reason = reject_reason(&raw_exchange(addr, &absurd[..14], false));
+    absurd[7..11].copy_from_slice(&u32::MAX.to_le_bytes());
+    let reason = reject_reason(&raw_exchange(addr, &absurd[..15], false));
     assert!(reason.contains("malformed frame (length)"), "{reason}");
 
     // The real node 0 still gets in.

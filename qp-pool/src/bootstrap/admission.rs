@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
-use super::{Bootstrap, Connection};
+use super::{fresh_nonce, Bootstrap, Connection};
 use crate::handshake::{Handshake, Side};
 use crate::transport::Link;
 
@@ -148,7 +148,8 @@ impl Bootstrap {
 
     fn take_in(&mut self, link: Box<dyn Link>, now_ns: u64) {
         let label = link.describe();
-        let handshake = Handshake::new(Arc::clone(&self.spec), self.me, Side::Listener, &label);
+        let handshake =
+            Handshake::new(Arc::clone(&self.spec), self.me, Side::Listener, &label, fresh_nonce());
         self.connections.push(Connection {
             link,
             handshake,

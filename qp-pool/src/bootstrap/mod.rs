@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::RngCore;
 use usec_regions::RemoteRegion;
 use usec_verbs::Context;
 
@@ -46,6 +47,13 @@ const REJECTIONS_KEPT: usize = 32;
 const MAX_BACKOFF_NS: u64 = 200_000_000;
 /// Bytes read per `read_some`.
 const READ_CHUNK: usize = 4096;
+
+/// A fresh nonce for a handshake, from the operating system: unpredictable, never reused.
+fn fresh_nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    nonce
+}
 
 /// What a [`Bootstrap::poll`] achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +126,10 @@ pub struct Bootstrap {
     rejections: Vec<String>,
     /// Refused connections beyond [`REJECTIONS_KEPT`].
     rejections_dropped: usize,
+    /// Connections refused for failing the cluster key check, kept apart from the others.
+    impostors: Vec<String>,
+    /// Those beyond [`REJECTIONS_KEPT`].
+    impostors_dropped: usize,
     admission: Admission,
 }
 
@@ -144,6 +156,8 @@ impl Bootstrap {
             connections: Vec::new(),
             rejections: Vec::new(),
             rejections_dropped: 0,
+            impostors: Vec::new(),
+            impostors_dropped: 0,
             admission: Admission::new(lower_peers),
         })
     }
@@ -191,9 +205,16 @@ impl Bootstrap {
         self.peers.iter().filter(|(_, peer)| peer.established.is_none()).map(|(&node, _)| node).collect()
     }
 
-    /// Connections refused so far, with their reasons.
+    /// Connections refused so far, with their reasons (those that failed the cluster key
+    /// check apart: [`Bootstrap::impostors`]).
     pub fn rejections(&self) -> &[String] {
         &self.rejections
+    }
+
+    /// Connections refused so far for failing the cluster key check, with the id each
+    /// claimed: impostors, or nodes with another key or none.
+    pub fn impostors(&self) -> &[String] {
+        &self.impostors
     }
 
     /// The connected cluster, once [`Bootstrap::poll`] said [`Progress::Done`].
@@ -205,7 +226,8 @@ impl Bootstrap {
                 self.missing()
             )));
         }
-        let refused = self.refused();
+        let mut refused = self.refused();
+        refused.extend(self.impostors_refused());
         let peers =
             self.peers.into_iter().map(|(node, peer)| (node, peer.established.expect("done"))).collect();
         Ok(Cluster::from_bootstrap(self.local, self.spec, self.me, peers, refused))
@@ -238,6 +260,15 @@ impl Bootstrap {
         refused
     }
 
+    /// The connections refused for failing the key check, and how many more there were.
+    fn impostors_refused(&self) -> Vec<String> {
+        let mut impostors = self.impostors.clone();
+        if self.impostors_dropped > 0 {
+            impostors.push(format!("{} more not kept", self.impostors_dropped));
+        }
+        impostors
+    }
+
     fn is_done(&self) -> bool {
         self.peers.values().all(|peer| peer.established.is_some())
     }
@@ -258,7 +289,13 @@ impl Bootstrap {
                 (node, peer.last_error.clone().unwrap_or(default))
             })
             .collect();
-        Error::Deadline { me: self.me, waited, missing, refused: self.refused() }
+        Error::Deadline {
+            me: self.me,
+            waited,
+            missing,
+            refused: self.refused(),
+            impostors: self.impostors_refused(),
+        }
     }
 
     fn dial_due(&mut self, now_ns: u64) -> bool {
@@ -276,9 +313,11 @@ impl Bootstrap {
             let addr = self.spec.addr_of(node).expect("peers come from the description");
             match self.network.dial(addr) {
                 Ok(link) => {
-                    let label = format!("node {node} at {addr}");
+                    // Not "node 2": until it is identified, whoever answers may be anyone.
+                    let label = format!("{addr} (node {node}'s address)");
                     let side = Side::Dialer { expected: node };
-                    let handshake = Handshake::new(Arc::clone(&self.spec), self.me, side, &label);
+                    let handshake =
+                        Handshake::new(Arc::clone(&self.spec), self.me, side, &label, fresh_nonce());
                     self.peers.get_mut(&node).expect("a peer").bound = true;
                     self.connections.push(Connection {
                         link,
@@ -425,6 +464,22 @@ impl Bootstrap {
         connection.link.close();
         connection.finished = true;
         let who = connection.handshake.who();
+        if matches!(error, Error::Unauthenticated { .. }) {
+            // Whatever id it claimed, an impostor says nothing about that node: listed
+            // apart, and a node we dialed is only told that its address answered wrong.
+            if self.impostors.len() < REJECTIONS_KEPT {
+                self.impostors.push(error.to_string());
+            } else {
+                self.impostors_dropped += 1;
+            }
+            if let Some(node) = connection.peer {
+                let addr = self.spec.addr_of(node).expect("peers come from the description");
+                let reason =
+                    format!("what answered at {addr} failed the cluster key check (see the impostors)");
+                self.peer_failed(node, reason, now_ns);
+            }
+            return;
+        }
         match connection.peer {
             Some(node) => self.peer_failed(node, error.to_string(), now_ns),
             None if self.rejections.len() < REJECTIONS_KEPT => {

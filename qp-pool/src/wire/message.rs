@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::role::MAX_ROLES;
 use crate::spec::check_name;
-use crate::wire::frame::{encode_frame, parse_frame, FrameKind};
+use crate::wire::frame::{announced_len, encode_frame, parse_frame, Frame, FrameKind};
 
 /// The most regions one node may offer.
 pub const MAX_REGIONS: usize = 64;
@@ -27,6 +27,11 @@ pub struct Hello {
     pub node: u16,
     /// The digest of its cluster description.
     pub spec_digest: u32,
+    /// A fresh random value of this connection, bound into its session key (used only
+    /// with a cluster key).
+    pub nonce: [u8; 32],
+    /// Whether the sender has a cluster key and will tag what follows.
+    pub keyed: bool,
 }
 
 /// One role's endpoint.
@@ -99,6 +104,8 @@ pub enum Message {
     ReconnectReply(Reconnect),
     /// New region descriptors.
     RegionUpdate(RegionUpdate),
+    /// With a cluster key: the sender holds it (the proof is the frame's tag).
+    Proof,
 }
 
 impl Message {
@@ -112,20 +119,25 @@ impl Message {
             Message::ReconnectRequest(_) => FrameKind::ReconnectRequest,
             Message::ReconnectReply(_) => FrameKind::ReconnectReply,
             Message::RegionUpdate(_) => FrameKind::RegionUpdate,
+            Message::Proof => FrameKind::Proof,
         }
     }
 
-    /// Appends it, framed, to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let body = match self {
+    /// Its body: the postcard encoding of its fields.
+    pub fn body(&self) -> Vec<u8> {
+        match self {
             Message::Hello(hello) => to_body(hello),
             Message::Offer(offer) => to_body(offer),
-            Message::Ready => Vec::new(),
+            Message::Ready | Message::Proof => Vec::new(),
             Message::Reject(reject) => to_body(reject),
             Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => to_body(reconnect),
             Message::RegionUpdate(update) => to_body(update),
-        };
-        encode_frame(self.kind(), &body, out);
+        }
+    }
+
+    /// Appends it, framed without a tag, to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode_frame(self.kind(), &self.body(), out);
     }
 
     /// Its framed bytes.
@@ -135,22 +147,35 @@ impl Message {
         out
     }
 
-    /// Decodes the message at the start of `bytes`: `Ok(None)` when more bytes are
-    /// needed, else the message and the bytes it took.
+    /// Decodes the untagged frame at the start of `bytes`: `Ok(None)` when more bytes are
+    /// needed, else the message and the bytes it took. A tagged frame is an error: only a
+    /// keyed [`Channel`](crate::wire::Channel) can check its tag.
     pub fn decode(bytes: &[u8]) -> Result<Option<(Message, usize)>> {
-        let Some((kind, body, len)) = parse_frame(bytes)? else { return Ok(None) };
-        let message = match kind {
+        let Some(frame) = parse_frame(bytes)? else { return Ok(None) };
+        if frame.tag.is_some() {
+            return Err(Error::malformed("flags", "a tagged frame, and no cluster key to check it with"));
+        }
+        Ok(Some((Message::from_frame(&frame)?, frame.len)))
+    }
+
+    /// Decodes the body of `frame`, whose tag (if any) it leaves unchecked: a keyed
+    /// [`Channel`](crate::wire::Channel) checks tags before it decodes.
+    pub fn from_frame(frame: &Frame<'_>) -> Result<Message> {
+        let body = frame.body;
+        let message = match frame.kind {
             FrameKind::Hello => Message::Hello(from_body(body)?),
             FrameKind::Offer => Message::Offer(from_body(body)?),
             FrameKind::Ready if body.is_empty() => Message::Ready,
             FrameKind::Ready => return Err(Error::malformed("body", "a Ready frame carries no body")),
+            FrameKind::Proof if body.is_empty() => Message::Proof,
+            FrameKind::Proof => return Err(Error::malformed("body", "a Proof frame carries no body")),
             FrameKind::Reject => Message::Reject(from_body(body)?),
             FrameKind::ReconnectRequest => Message::ReconnectRequest(from_body(body)?),
             FrameKind::ReconnectReply => Message::ReconnectReply(from_body(body)?),
             FrameKind::RegionUpdate => Message::RegionUpdate(from_body(body)?),
         };
         message.check()?;
-        Ok(Some((message, len)))
+        Ok(message)
     }
 
     /// Decodes exactly one frame that must fill `bytes`: a truncated frame or trailing
@@ -161,7 +186,7 @@ impl Message {
             Some((_, len)) => {
                 Err(Error::malformed("length", format!("{} bytes after the frame", bytes.len() - len)))
             }
-            None => Err(Error::TruncatedFrame { have: bytes.len(), need: needed_len(bytes) }),
+            None => Err(Error::TruncatedFrame { have: bytes.len(), need: announced_len(bytes) }),
         }
     }
 
@@ -176,7 +201,7 @@ impl Message {
                 check_roles(&offer.roles)?;
                 check_regions(&offer.regions)
             }
-            Message::Ready => Ok(()),
+            Message::Ready | Message::Proof => Ok(()),
             Message::Reject(reject) if reject.reason.len() > MAX_REASON_LEN => {
                 Err(Error::malformed("body", format!("a reason of {} bytes", reject.reason.len())))
             }
@@ -187,13 +212,6 @@ impl Message {
             Message::RegionUpdate(update) => check_regions(&update.regions),
         }
     }
-}
-
-fn needed_len(bytes: &[u8]) -> usize {
-    if bytes.len() < crate::wire::HEADER_LEN {
-        return crate::wire::HEADER_LEN;
-    }
-    crate::wire::HEADER_LEN + u32::from_le_bytes(bytes[6..10].try_into().expect("4 bytes")) as usize
 }
 
 fn body_check(result: std::result::Result<(), String>) -> Result<()> {
@@ -271,9 +289,17 @@ mod tests {
 
     fn message() -> impl Strategy<Value = Message> {
         prop_oneof![
-            ("[A-Za-z0-9.:+_-]{1,64}", "[A-Za-z0-9.:+_-]{1,64}", any::<u16>(), any::<u32>()).prop_map(
-                |(cluster, run, node, spec_digest)| Message::Hello(Hello { cluster, run, node, spec_digest })
-            ),
+            (
+                "[A-Za-z0-9.:+_-]{1,64}",
+                "[A-Za-z0-9.:+_-]{1,64}",
+                any::<u16>(),
+                any::<u32>(),
+                any::<[u8; 32]>(),
+                any::<bool>()
+            )
+                .prop_map(|(cluster, run, node, spec_digest, nonce, keyed)| {
+                    Message::Hello(Hello { cluster, run, node, spec_digest, nonce, keyed })
+                }),
             (role_offers(), region_offers())
                 .prop_map(|(roles, regions)| Message::Offer(Offer { roles, regions })),
             Just(Message::Ready),
@@ -283,6 +309,7 @@ mod tests {
             (any::<u64>(), role_offers())
                 .prop_map(|(epoch, roles)| Message::ReconnectReply(Reconnect { epoch, roles })),
             region_offers().prop_map(|regions| Message::RegionUpdate(RegionUpdate { regions })),
+            Just(Message::Proof),
         ]
     }
 
@@ -325,7 +352,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=7, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=8, body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut frame = Vec::new();
             encode_frame(FrameKind::from_code(kind).unwrap(), &body, &mut frame);
             let _ = Message::decode_exact(&frame);
@@ -349,5 +376,17 @@ mod tests {
         let mut frame = Message::Ready.to_frame();
         frame.push(0);
         assert!(Message::decode_exact(&frame).unwrap_err().to_string().contains("1 bytes after the frame"));
+        let mut frame = Vec::new();
+        encode_frame(FrameKind::Proof, b"x", &mut frame);
+        assert!(Message::decode_exact(&frame)
+            .unwrap_err()
+            .to_string()
+            .contains("a Proof frame carries no body"));
+        let mut frame = Vec::new();
+        crate::wire::frame::encode_frame_with_tag(FrameKind::Proof, b"", Some(&[0; 32]), &mut frame);
+        let error = Message::decode_exact(&frame).unwrap_err().to_string();
+        assert!(error.contains("malformed frame (flags): a tagged frame"), "{error}");
+        let parsed = parse_frame(&frame).unwrap().unwrap();
+        assert_eq!(Message::from_frame(&parsed).unwrap(), Message::Proof);
     }
 }
