@@ -97,9 +97,11 @@ fn a_node_of_another_cluster_is_refused() {
     let (listeners, spec) = loopback(2, "ours");
     let mut theirs = spec.clone();
     theirs.cluster = "theirs".into();
+    // Node 1 outlives node 0: node 0 reports the last thing that went wrong with node 1,
+    // which must be a refusal, not a dial after node 1 gave up and stopped listening.
     let configs = vec![
         config(&spec, node(0)).deadline(Duration::from_millis(1500)),
-        config(&theirs, node(1)).deadline(Duration::from_millis(1500)),
+        config(&theirs, node(1)).deadline(Duration::from_millis(3000)),
     ];
     let results = start_configs(&soft_device(), listeners, configs);
     let dialer = results[0].as_ref().unwrap_err().to_string();
@@ -117,9 +119,10 @@ fn a_stale_process_of_an_earlier_run_is_never_picked_up() {
     // The stale node 1 of an earlier run still holds node 1's port.
     let mut earlier = spec.clone();
     earlier.run = ClusterSpec::fresh_run() + "-earlier";
+    // Node 1 outlives node 0 (see a_node_of_another_cluster_is_refused).
     let configs = vec![
         config(&spec, node(0)).deadline(Duration::from_millis(1500)),
-        config(&earlier, node(1)).deadline(Duration::from_millis(1500)),
+        config(&earlier, node(1)).deadline(Duration::from_millis(3000)),
     ];
     let results = start_configs(&soft_device(), listeners, configs);
     let ours = results[0].as_ref().unwrap_err().to_string();
