@@ -87,7 +87,9 @@ impl MapCache {
             let region = link.peer.map(MappedObject::ReceiveQueue(link.target_slot), rq_generation)?;
             let capacity = u64::from(owner.rq_capacity.load(Ordering::Acquire));
             let stride = owner.rq_stride.load(Ordering::Acquire) as usize;
-            self.receive_queue = Some((rq_generation, ReceiveQueue::mapped(region, capacity, stride)?));
+            // A ring whose header does not fit its mapping cannot be trusted with a message:
+            // treated as one with no RECV posted, so the request fails by its RNR budget.
+            self.receive_queue = Some((rq_generation, ReceiveQueue::mapped(region, capacity, stride).ok()?));
         }
         self.receive_queue.as_ref().map(|(_, queue)| queue)
     }

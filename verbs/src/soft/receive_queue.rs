@@ -51,6 +51,35 @@ struct SgeCell {
     lkey: AtomicU32,
 }
 
+/// Why a peer's description of its receive queue ring was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadRing {
+    /// Positions are masked into the ring, so its entry count must be a power of two.
+    #[error("receive queue capacity {capacity} is not a power of two")]
+    Capacity {
+        /// The entry count the owner's control block gave.
+        capacity: u64,
+    },
+    /// Entries are whole cache lines holding at least an entry head.
+    #[error(
+        "receive queue entry stride {stride} is not a multiple of 64 bytes of at least {ENTRY_HEAD_BYTES}"
+    )]
+    Stride {
+        /// The entry size the owner's control block gave.
+        stride: usize,
+    },
+    /// The mapping is smaller than the entries the header claims.
+    #[error("receive queue ring of {len} bytes cannot hold {capacity} entries of {stride} bytes")]
+    TooShort {
+        /// Bytes mapped.
+        len: usize,
+        /// Entries claimed.
+        capacity: u64,
+        /// Bytes per entry claimed.
+        stride: usize,
+    },
+}
+
 /// What the poller finds at a position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EntryState {
@@ -90,14 +119,25 @@ impl ReceiveQueue {
         Ok(ReceiveQueue { ring, capacity, stride, max_sge: max_sge as usize })
     }
 
-    /// A peer's view of a ring, mapped from the owner's memfd.
-    pub(crate) fn mapped(ring: Arc<Region>, capacity: u64, stride: usize) -> Option<ReceiveQueue> {
-        let valid = capacity.is_power_of_two()
-            && stride >= ENTRY_HEAD_BYTES
-            && stride % 64 == 0
-            && ring.len() >= RING_HEADER_BYTES + capacity as usize * stride;
+    /// A peer's view of a ring, mapped from the owner's memfd. `capacity` and `stride` come
+    /// from the owner's control block, which a faulty or hostile owner may have scribbled
+    /// on: they are checked before any arithmetic, and a ring they do not fit is refused.
+    pub(crate) fn mapped(ring: Arc<Region>, capacity: u64, stride: usize) -> Result<ReceiveQueue, BadRing> {
+        if !capacity.is_power_of_two() {
+            return Err(BadRing::Capacity { capacity });
+        }
+        if stride < ENTRY_HEAD_BYTES || stride % 64 != 0 {
+            return Err(BadRing::Stride { stride });
+        }
+        let needed = usize::try_from(capacity)
+            .ok()
+            .and_then(|capacity| capacity.checked_mul(stride))
+            .and_then(|entries| entries.checked_add(RING_HEADER_BYTES));
+        if needed.is_none_or(|needed| needed > ring.len()) {
+            return Err(BadRing::TooShort { len: ring.len(), capacity, stride });
+        }
         let max_sge = (stride - ENTRY_HEAD_BYTES) / SGE_CELL_BYTES;
-        valid.then_some(ReceiveQueue { ring, capacity, stride, max_sge })
+        Ok(ReceiveQueue { ring, capacity, stride, max_sge })
     }
 
     pub(crate) fn region(&self) -> &Arc<Region> {
@@ -225,6 +265,9 @@ impl ReceiveQueue {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
     use super::*;
 
     #[test]
@@ -258,5 +301,81 @@ mod tests {
             "stale completion refused"
         );
         assert_eq!(queue.state(9), EntryState::Posted);
+    }
+
+    #[test]
+    fn a_corrupt_stride_from_the_peer_is_refused() {
+        let owner = ReceiveQueue::create(4, 1).unwrap();
+        let ring = Arc::clone(owner.region());
+        let mapped = |capacity, stride| ReceiveQueue::mapped(Arc::clone(&ring), capacity, stride).map(|_| ());
+        // Below the entry head: computing the SGE room used to underflow before the check.
+        assert_eq!(mapped(4, 16), Err(BadRing::Stride { stride: 16 }));
+        assert_eq!(mapped(4, 0), Err(BadRing::Stride { stride: 0 }));
+        assert_eq!(mapped(4, 100), Err(BadRing::Stride { stride: 100 }));
+        assert_eq!(mapped(3, 64), Err(BadRing::Capacity { capacity: 3 }));
+        assert_eq!(mapped(0, 64), Err(BadRing::Capacity { capacity: 0 }));
+        let huge = usize::MAX - 63;
+        assert_eq!(
+            mapped(1 << 31, huge),
+            Err(BadRing::TooShort { len: ring.len(), capacity: 1 << 31, stride: huge })
+        );
+        assert_eq!(mapped(4, owner.stride()), Ok(()));
+    }
+
+    /// u32s that favour the edges of the geometry checks.
+    fn edgy_u32() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..=256, (0u32..=64).prop_map(|below| u32::MAX - below), any::<u32>()]
+    }
+
+    fn seeded(cases: u32) -> ProptestConfig {
+        let mut config = ProptestConfig::with_cases(cases);
+        if config.rng_seed == RngSeed::Random {
+            config.rng_seed = RngSeed::Fixed(0x5EED_0000_0004);
+        }
+        eprintln!("proptest seed {} (set PROPTEST_RNG_SEED to change it)", config.rng_seed);
+        config
+    }
+
+    proptest! {
+        #![proptest_config(seeded(256))]
+
+        /// Whatever a peer wrote into its ring header and its entries, a requester that maps
+        /// the ring never panics, and every access it makes stays inside the mapping.
+        #[test]
+        fn corrupt_headers_and_entries_never_panic(
+            capacity in prop_oneof![3 => (0u32..=6).prop_map(|shift| 1 << shift), 1 => edgy_u32()],
+            stride in prop_oneof![
+                3 => (0u32..=8).prop_map(|lines| lines * 64),
+                1 => (0u32..=80).prop_map(|cells| cells * 16),
+                1 => edgy_u32(),
+            ],
+            garbage in proptest::collection::vec(any::<u8>(), 0..512),
+            positions in proptest::collection::vec(any::<u64>(), 1..8),
+        ) {
+            let owner = ReceiveQueue::create(8, 2).unwrap();
+            let ring = Arc::clone(owner.region());
+            // Corrupt entry heads: the first bytes of the ring, repeated over every entry.
+            if !garbage.is_empty() {
+                for offset in (0..ring.len()).step_by(garbage.len()) {
+                    let room = garbage.len().min(ring.len() - offset);
+                    ring.write(offset, &garbage[..room]).unwrap();
+                }
+            }
+            let Ok(queue) = ReceiveQueue::mapped(Arc::clone(&ring), u64::from(capacity), stride as usize) else {
+                return Ok(());
+            };
+            prop_assert!(RING_HEADER_BYTES + queue.capacity() as usize * queue.stride() <= ring.len());
+            for &position in &positions {
+                prop_assert!(queue.entry_offset(position) + queue.stride() <= ring.len());
+                let _ = queue.state(position);
+                let _ = queue.wr_id(position);
+                let mut sges = [Sge::default(); 4];
+                let count = queue.read_sges(position, &mut sges);
+                prop_assert!(count <= sges.len());
+                if queue.take(position) {
+                    prop_assert!(queue.complete(position, Status::Success, CompletionOpcode::Recv, 1, None));
+                }
+            }
+        }
     }
 }
