@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::copy::{ordered_copy, shared_fill, shared_read};
+use crate::copy::{ordered_write, shared_fill, shared_read};
 use crate::error::{Error, Result};
 use crate::huge_pages::{huge_pages_available, shmem_huge_policy};
 
@@ -243,7 +243,8 @@ impl Region {
         }
     }
 
-    /// Copies `dst.len()` bytes at `offset` out of the region.
+    /// Copies `dst.len()` bytes at `offset` out of the region, with acquire loads of whole
+    /// aligned words (see [`crate::copy::shared_read`]).
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         self.check_range(offset, dst.len())?;
         // SAFETY: the range lies in the mapping (checked); `dst` is a distinct buffer: no overlap.
@@ -252,12 +253,12 @@ impl Region {
     }
 
     /// Copies `src` into the region at `offset`, in increasing address order with the last
-    /// word last (see [`crate::copy::ordered_copy`]).
+    /// word last (see [`crate::copy::ordered_write`]).
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<()> {
         self.check_range(offset, src.len())?;
         // `src` is a Rust slice, so it cannot alias the mapping, which is never handed out as one.
         // SAFETY: the range lies in the mapping (checked) and the two do not overlap.
-        unsafe { ordered_copy(self.as_ptr().add(offset), src.as_ptr(), src.len()) };
+        unsafe { ordered_write(self.as_ptr().add(offset), src) };
         Ok(())
     }
 

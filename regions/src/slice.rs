@@ -110,7 +110,7 @@ impl<'r> Slice<'r> {
     }
 
     /// Copies `src` into the slice at `offset`, in increasing address order with the last
-    /// word last (see [`crate::copy::ordered_copy`]).
+    /// word last (see [`crate::copy::ordered_write`]).
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<()> {
         self.check_range(offset, src.len())?;
         self.region.write(self.offset + offset, src)

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use usec_regions::copy::ordered_copy;
+use usec_regions::copy::{ordered_copy, ordered_write};
 use usec_regions::Region;
 
 use crate::access::RemoteOpKind;
@@ -120,6 +120,26 @@ fn mr_info(block: &ControlBlock, key: u32) -> Option<(MrInfo, usize, u32, u64)> 
 struct Piece {
     ptr: *mut u8,
     len: usize,
+    /// Registered memory, which other agents may write while we read it (so it is read
+    /// atomically), rather than an inline payload borrowed for the post.
+    shared: bool,
+}
+
+impl Piece {
+    /// Copies the piece's first `len` bytes to `dst` as a WRITE lands.
+    ///
+    /// # Safety
+    /// `len <= self.len`, the piece is live, and `dst` is valid for writes of `len` bytes
+    /// apart from the piece.
+    unsafe fn copy_to(&self, dst: *mut u8, len: usize) {
+        if self.shared {
+            // SAFETY: forwarded contract; registered memory may be written, as `ordered_copy` needs.
+            unsafe { ordered_copy(dst, self.ptr, len) };
+        } else {
+            // SAFETY: forwarded contract; an inline payload is a live `&[u8]` of at least `len` bytes.
+            unsafe { ordered_write(dst, std::slice::from_raw_parts(self.ptr, len)) };
+        }
+    }
 }
 
 /// One requester QP executing work requests.
@@ -149,7 +169,7 @@ impl Requester<'_> {
     fn execute_marked(&mut self, wr: &SendWr<'_>) -> Outcome {
         let needs_write =
             matches!(wr.op, SendOp::Read { .. } | SendOp::CompareSwap { .. } | SendOp::FetchAdd { .. });
-        let mut pieces = [Piece { ptr: std::ptr::null_mut(), len: 0 }; MAX_SGE as usize];
+        let mut pieces = [Piece { ptr: std::ptr::null_mut(), len: 0, shared: true }; MAX_SGE as usize];
         let count = match self.local_pieces(&wr.payload, needs_write, &mut pieces) {
             Ok(count) => count,
             Err(status) => return Outcome::fail(status),
@@ -187,7 +207,7 @@ impl Requester<'_> {
     ) -> Result<usize, Status> {
         match payload {
             Payload::Inline(bytes) => {
-                out[0] = Piece { ptr: bytes.as_ptr() as *mut u8, len: bytes.len() };
+                out[0] = Piece { ptr: bytes.as_ptr() as *mut u8, len: bytes.len(), shared: false };
                 Ok(1)
             }
             Payload::Sges(sges) => {
@@ -195,7 +215,7 @@ impl Requester<'_> {
                 for (piece, sge) in out.iter_mut().zip(sges.iter()) {
                     let info = mr_info(block, sge.lkey).map(|(info, ..)| info);
                     checks::check_local(info.as_ref(), self.pd, sge, needs_write)?;
-                    *piece = Piece { ptr: sge.addr as *mut u8, len: sge.len as usize };
+                    *piece = Piece { ptr: sge.addr as *mut u8, len: sge.len as usize, shared: true };
                 }
                 Ok(sges.len())
             }
@@ -382,7 +402,7 @@ impl Requester<'_> {
                 // The source piece is validated local memory or the caller's inline slice.
                 // SAFETY: `take` bytes fit both the source piece and the destination buffer, distinct memory.
                 unsafe {
-                    ordered_copy(dst, piece.ptr, take);
+                    piece.copy_to(dst, take);
                     dst = dst.add(take);
                     piece.ptr = piece.ptr.add(take);
                 }
@@ -459,7 +479,7 @@ fn gather_into(mut dst: *mut u8, local: &[Piece]) {
         // The remote range was bounds-checked for exactly the pieces' total length.
         // SAFETY: `dst` has room for every piece, and the pieces are validated local memory.
         unsafe {
-            ordered_copy(dst, piece.ptr, piece.len);
+            piece.copy_to(dst, piece.len);
             dst = dst.add(piece.len);
         }
     }
@@ -479,5 +499,5 @@ fn deliver_atomic_result(old: u64, local: &[Piece]) {
     let bytes = old.to_ne_bytes();
     // check_request_shape guaranteed exactly one 8-byte local piece.
     // SAFETY: the piece is 8 bytes of validated, locally writable memory.
-    unsafe { ordered_copy(local[0].ptr, bytes.as_ptr(), 8) };
+    unsafe { ordered_write(local[0].ptr, &bytes) };
 }
