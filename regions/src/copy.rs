@@ -55,9 +55,8 @@ const WORD: usize = 8;
 /// result is then a mix of their bytes and ours, at the granularity the module
 /// documentation gives.
 pub unsafe fn ordered_copy(dst: *mut u8, src: *const u8, len: usize) {
-    let copy = Copy { load: Ordering::Relaxed, store: Ordering::Release, grid: Grid::Destination };
     // SAFETY: forwarded contract: both ranges are valid for `len` bytes.
-    unsafe { copy.run(&Raw(dst), &Raw(src.cast_mut()), len) };
+    unsafe { Copy::ORDERED.run(&Raw(dst), &Raw(src.cast_mut()), len) };
 }
 
 /// Copies `src`, private bytes that nobody writes while they are borrowed, to shared
@@ -67,9 +66,8 @@ pub unsafe fn ordered_copy(dst: *mut u8, src: *const u8, len: usize) {
 /// `dst` must be valid for writes of `src.len()` bytes and must not overlap `src`. Other
 /// agents may access the destination concurrently, as for [`ordered_copy`].
 pub unsafe fn ordered_write(dst: *mut u8, src: &[u8]) {
-    let copy = Copy { load: Ordering::Relaxed, store: Ordering::Release, grid: Grid::Destination };
     // SAFETY: the caller vouches for `dst`; `src` is a live slice of that length.
-    unsafe { copy.run(&Raw(dst), &Private(src.as_ptr()), src.len()) };
+    unsafe { Copy::ORDERED.run(&Raw(dst), &Private(src.as_ptr()), src.len()) };
 }
 
 /// Reads `len` bytes from shared memory at `src` into `dst` in increasing address order,
@@ -78,9 +76,8 @@ pub unsafe fn ordered_write(dst: *mut u8, src: &[u8]) {
 /// # Safety
 /// As for [`ordered_copy`].
 pub unsafe fn shared_read(dst: *mut u8, src: *const u8, len: usize) {
-    let copy = Copy { load: Ordering::Acquire, store: Ordering::Relaxed, grid: Grid::Source };
     // SAFETY: forwarded contract.
-    unsafe { copy.run(&Raw(dst), &Raw(src.cast_mut()), len) };
+    unsafe { Copy::SHARED_READ.run(&Raw(dst), &Raw(src.cast_mut()), len) };
 }
 
 /// Sets `len` bytes at `dst` to `byte`, in increasing address order, every store with
@@ -89,9 +86,8 @@ pub unsafe fn shared_read(dst: *mut u8, src: *const u8, len: usize) {
 /// # Safety
 /// `dst` must be valid for writes of `len` bytes.
 pub unsafe fn shared_fill(dst: *mut u8, byte: u8, len: usize) {
-    let copy = Copy { load: Ordering::Relaxed, store: Ordering::Release, grid: Grid::Destination };
     // SAFETY: the caller vouches for `dst`; `Repeat` reads no memory.
-    unsafe { copy.run(&Raw(dst), &Repeat(byte), len) };
+    unsafe { Copy::ORDERED.run(&Raw(dst), &Repeat(byte), len) };
 }
 
 /// Which side's addresses decide the aligned words.
@@ -135,6 +131,11 @@ trait Side {
 }
 
 impl Copy {
+    /// How [`ordered_copy`], [`ordered_write`] and [`shared_fill`] move bytes.
+    const ORDERED: Copy = Copy { load: Ordering::Relaxed, store: Ordering::Release, grid: Grid::Destination };
+    /// How [`shared_read`] moves bytes.
+    const SHARED_READ: Copy = Copy { load: Ordering::Acquire, store: Ordering::Relaxed, grid: Grid::Source };
+
     /// Moves `len` bytes forward: single bytes up to the first aligned word of the grid,
     /// whole words, then the bytes left.
     ///
@@ -412,5 +413,108 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// Loom models of the ordering promise: [`Copy::run`] with the production orderings, over
+/// words that loom tracks (its atomics are objects, not bytes a raw pointer could reach,
+/// so the models copy whole aligned words: the byte paths are covered by the unit tests
+/// and Miri). Run as `tools/test-all` does (see README).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::atomic::AtomicU64;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::*;
+
+    const WORDS: usize = 3;
+    const NEW: u64 = u64::MAX;
+
+    /// Words at an aligned base address.
+    struct Modelled<'a>(&'a [AtomicU64]);
+
+    impl Side for Modelled<'_> {
+        fn address(&self, at: usize) -> Option<usize> {
+            Some(at)
+        }
+
+        unsafe fn load_byte(&self, _at: usize, _order: Ordering) -> u8 {
+            unreachable!("the models move whole words")
+        }
+
+        unsafe fn store_byte(&self, _at: usize, _byte: u8, _order: Ordering) {
+            unreachable!("the models move whole words")
+        }
+
+        unsafe fn load_word(&self, at: usize, order: Ordering) -> u64 {
+            self.0[at / WORD].load(order)
+        }
+
+        unsafe fn store_word(&self, at: usize, word: u64, order: Ordering) {
+            self.0[at / WORD].store(word, order);
+        }
+    }
+
+    fn words(value: u64) -> Vec<AtomicU64> {
+        (0..WORDS).map(|_| AtomicU64::new(value)).collect()
+    }
+
+    fn model(body: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(body);
+    }
+
+    /// Starts `ordered_copy`'s core copying `NEW` words over a zeroed destination.
+    fn start_writer() -> (Arc<Vec<AtomicU64>>, thread::JoinHandle<()>) {
+        let destination = Arc::new(words(0));
+        let writer = {
+            let destination = Arc::clone(&destination);
+            thread::spawn(move || {
+                let source = words(NEW);
+                // SAFETY: both sides hold WORDS words.
+                unsafe { Copy::ORDERED.run(&Modelled(&destination), &Modelled(&source), WORDS * WORD) };
+            })
+        };
+        (destination, writer)
+    }
+
+    /// Every state of the destination a reader can observe is a prefix of the copy: a
+    /// reader that acquires the words from the last to the first never sees a new word
+    /// above an old one.
+    #[test]
+    fn loom_a_reader_sees_a_prefix_of_the_copy() {
+        model(|| {
+            let (destination, writer) = start_writer();
+            let seen: Vec<u64> =
+                (0..WORDS).rev().map(|word| destination[word].load(Ordering::Acquire)).collect();
+            // `seen` runs from the last word down: once a word is new, all below it are.
+            let first_new = seen.iter().position(|&word| word == NEW).unwrap_or(WORDS);
+            assert!(
+                seen[first_new..].iter().all(|&word| word == NEW),
+                "not a prefix: {seen:?} (last word first)"
+            );
+            writer.join().unwrap();
+        });
+    }
+
+    /// The canary pattern: a reader that sees the last word new, then reads the whole range
+    /// with `shared_read`'s core, gets the whole copy.
+    #[test]
+    fn loom_the_last_word_lands_last() {
+        model(|| {
+            let (destination, writer) = start_writer();
+            if destination[WORDS - 1].load(Ordering::Acquire) == NEW {
+                let copy = words(0);
+                // SAFETY: both sides hold WORDS words.
+                unsafe { Copy::SHARED_READ.run(&Modelled(&copy), &Modelled(&destination), WORDS * WORD) };
+                let copy: Vec<u64> = copy.iter().map(|word| word.load(Ordering::Relaxed)).collect();
+                assert_eq!(copy, [NEW; WORDS]);
+            }
+            writer.join().unwrap();
+        });
     }
 }

@@ -77,6 +77,7 @@ mod event;
 #[cfg(feature = "ibverbs")]
 mod ibverbs;
 mod memory_region;
+mod primitive;
 mod protection_domain;
 mod provider;
 pub mod qp;

@@ -6,13 +6,13 @@
 //! attached to it, and a shared doorbell word tells it when there is anything to walk.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::completion::{Completion, CompletionOpcode, Status};
 use crate::error::{Error, Result};
+use crate::primitive::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::provider::CqOps;
 use crate::qp::QpState;
 use crate::soft::layout::MAX_CQ;
@@ -44,7 +44,8 @@ pub(crate) struct RecvSource {
 }
 
 /// How a receive source's poll ended.
-enum SourcePoll {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourcePoll {
     /// Nothing more to report now.
     Idle,
     /// Waiting for a peer to finish an entry of a QP in error: poll again.
@@ -52,6 +53,24 @@ enum SourcePoll {
 }
 
 impl RecvSource {
+    /// The receive side of a QP whose ring starts at position `start`.
+    pub(crate) fn new(
+        qp: Weak<QpShared>,
+        slot: usize,
+        qp_num: u32,
+        queue: ReceiveQueue,
+        start: u64,
+    ) -> RecvSource {
+        RecvSource {
+            qp,
+            slot,
+            qp_num,
+            queue,
+            consumed: AtomicU64::new(start),
+            retired: AtomicBool::new(false),
+        }
+    }
+
     fn poll(&self, node: &Node, out: &mut [Completion], filled: &mut usize) -> SourcePoll {
         let in_error = || {
             let word = crate::soft::layout::SlotWord::load(
@@ -60,6 +79,26 @@ impl RecvSource {
             );
             word.state == QpState::Error
         };
+        let peer_gone = || {
+            self.qp
+                .upgrade()
+                .and_then(|qp| qp.link.lock().expect("link lock").clone())
+                .is_none_or(|link| link.peer.is_gone())
+        };
+        self.poll_entries(in_error, peer_gone, out, filled)
+    }
+
+    /// Reports the ring's finished entries in order into `out[*filled..]`. Once the QP is
+    /// in error (`in_error`), it flushes the entries no peer took, waits for the ones a
+    /// peer is filling, and flushes those too once that peer cannot finish them
+    /// (`peer_gone`).
+    pub(crate) fn poll_entries(
+        &self,
+        in_error: impl Fn() -> bool,
+        peer_gone: impl Fn() -> bool,
+        out: &mut [Completion],
+        filled: &mut usize,
+    ) -> SourcePoll {
         while *filled < out.len() {
             let position = self.consumed.load(Ordering::Relaxed);
             match self.queue.state(position) {
@@ -74,12 +113,7 @@ impl RecvSource {
                     }
                 }
                 EntryState::Taken if in_error() => {
-                    let peer_gone = self
-                        .qp
-                        .upgrade()
-                        .and_then(|qp| qp.link.lock().expect("link lock").clone())
-                        .is_none_or(|link| link.peer.is_gone());
-                    if !peer_gone {
+                    if !peer_gone() {
                         return SourcePoll::Blocked;
                     }
                     // The peer died while filling it: nobody will ever finish it.
@@ -98,6 +132,45 @@ impl RecvSource {
             }
         }
         SourcePoll::Idle
+    }
+}
+
+/// Tells the CQ's poller that a receive queue attached to it has news (a completed RECV,
+/// a QP moved to error). Release: what was published before the ring is visible to a
+/// poller that sees the ring.
+pub(crate) fn ring_doorbell(doorbell: &AtomicU64) {
+    doorbell.fetch_add(1, Ordering::Release);
+}
+
+/// When the poller walks its receive queues: when the doorbell rang since its last walk,
+/// or when the last walk could not finish (it filled the caller's array, or waits on a
+/// peer), so that an empty poll need not scan every ring.
+#[derive(Debug)]
+pub(crate) struct DoorbellWatch {
+    seen: u64,
+    walk_again: bool,
+}
+
+impl DoorbellWatch {
+    pub(crate) fn new() -> DoorbellWatch {
+        DoorbellWatch { seen: 0, walk_again: true }
+    }
+
+    /// Whether to walk now. Acquire pairs with [`ring_doorbell`]'s release: a walk that
+    /// follows a ring sees what the ringer published before it.
+    pub(crate) fn should_walk(&mut self, doorbell: &AtomicU64) -> bool {
+        let rung = doorbell.load(Ordering::Acquire);
+        if rung == self.seen && !self.walk_again {
+            return false;
+        }
+        self.seen = rung;
+        self.walk_again = false;
+        true
+    }
+
+    /// The walk stopped before the end: walk again on the next poll.
+    pub(crate) fn walk_again(&mut self) {
+        self.walk_again = true;
     }
 }
 
@@ -127,7 +200,7 @@ impl CqShared {
     pub(crate) fn attach(&self, source: Arc<RecvSource>) {
         self.attached.lock().expect("attach lock").push(source);
         self.attached_changed.store(true, Ordering::Release);
-        self.node.block().cqs[self.slot].doorbell.fetch_add(1, Ordering::Release);
+        ring_doorbell(&self.node.block().cqs[self.slot].doorbell);
     }
 
     /// Asks the poller to make progress on a QP's deferred requests.
@@ -162,10 +235,7 @@ impl CqShared {
 pub(crate) struct SoftCq {
     shared: Arc<CqShared>,
     sources: Vec<Arc<RecvSource>>,
-    seen_doorbell: u64,
-    /// Scan the receive queues even if the doorbell did not move (the last scan stopped
-    /// early, or waits on a peer).
-    rescan: bool,
+    doorbell: DoorbellWatch,
     depth: u32,
 }
 
@@ -188,7 +258,7 @@ impl SoftCq {
             deferred: Mutex::new(Vec::new()),
             has_deferred: AtomicBool::new(false),
         });
-        Ok(SoftCq { shared, sources: Vec::new(), seen_doorbell: 0, rescan: true, depth })
+        Ok(SoftCq { shared, sources: Vec::new(), doorbell: DoorbellWatch::new(), depth })
     }
 
     pub(crate) fn node(&self) -> &Arc<Node> {
@@ -207,19 +277,16 @@ impl SoftCq {
             let mut attached = self.shared.attached.lock().expect("attach lock");
             self.sources.append(&mut attached);
         }
-        let doorbell = self.shared.node.block().cqs[self.shared.slot].doorbell.load(Ordering::Acquire);
-        if doorbell == self.seen_doorbell && !self.rescan {
+        if !self.doorbell.should_walk(&self.shared.node.block().cqs[self.shared.slot].doorbell) {
             return;
         }
-        self.seen_doorbell = doorbell;
-        self.rescan = false;
         self.sources.retain(|source| !source.retired.load(Ordering::Acquire));
         for source in &self.sources {
             if let SourcePoll::Blocked = source.poll(&self.shared.node, out, filled) {
-                self.rescan = true;
+                self.doorbell.walk_again();
             }
             if *filled == out.len() {
-                self.rescan = true;
+                self.doorbell.walk_again();
                 return;
             }
         }
@@ -253,5 +320,57 @@ impl CqOps for SoftCq {
 impl Drop for SoftCq {
     fn drop(&mut self) {
         self.shared.node.tables.lock().expect("node tables").cqs.release(self.shared.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::work_request::Sge;
+
+    fn poll(source: &RecvSource, in_error: bool, peer_gone: bool, out: &mut Vec<Completion>) -> SourcePoll {
+        let mut batch = [Completion::default(); 8];
+        let mut filled = 0;
+        let outcome = source.poll_entries(|| in_error, || peer_gone, &mut batch, &mut filled);
+        out.extend_from_slice(&batch[..filled]);
+        outcome
+    }
+
+    /// The poller's walk over a mapped ring: done entries in order, then, once the QP is in
+    /// error, a wait for the entry a live peer holds, and flushes once that peer is gone.
+    #[test]
+    fn the_poller_reports_in_order_waits_for_live_peers_and_flushes_once() {
+        let queue = ReceiveQueue::create(4, 1).unwrap();
+        let source = RecvSource::new(Weak::new(), 0, 3, queue.clone(), 0);
+        let recv_taken = AtomicU64::new(0);
+        for position in 0..3 {
+            queue.post(position, 100 + position, &[Sge { addr: 0x1000, len: 8, lkey: 1 }]);
+        }
+        assert_eq!(queue.take_next(&recv_taken), Some(0));
+        assert!(queue.complete(0, Status::Success, CompletionOpcode::Recv, 8, None));
+        assert_eq!(queue.take_next(&recv_taken), Some(1), "a peer holds the second RECV");
+        let mut seen = Vec::new();
+        assert_eq!(poll(&source, false, false, &mut seen), SourcePoll::Idle);
+        let received = Completion {
+            wr_id: 100,
+            status: Status::Success,
+            opcode: CompletionOpcode::Recv,
+            byte_len: 8,
+            imm: None,
+            qp_num: 3,
+        };
+        assert_eq!(seen, [received]);
+        assert_eq!(
+            poll(&source, true, false, &mut seen),
+            SourcePoll::Blocked,
+            "the peer may still finish it"
+        );
+        assert_eq!(seen.len(), 1);
+        assert_eq!(poll(&source, true, true, &mut seen), SourcePoll::Idle);
+        let flushed = |wr_id| Completion { wr_id, status: Status::Flushed, byte_len: 0, ..received };
+        assert_eq!(seen, [received, flushed(101), flushed(102)]);
+        assert_eq!(poll(&source, true, true, &mut seen), SourcePoll::Idle);
+        assert_eq!(seen.len(), 3, "each RECV completes once");
+        assert_eq!(queue.take_next(&recv_taken), None, "flushed RECVs cannot be taken");
     }
 }

@@ -21,6 +21,7 @@ use crate::access::RemoteOpKind;
 use crate::completion::{CompletionOpcode, Status};
 use crate::emulation::checks::{self, MrInfo};
 use crate::qp::QpState;
+use crate::soft::completion_queue::ring_doorbell;
 use crate::soft::layout::{generation_matches, split_key, AsyncFlag, ControlBlock, QpSlot, SlotWord};
 use crate::soft::layout::{KEY_GENERATION_BITS, MAX_MR, QPN_GENERATION_BITS};
 use crate::soft::node::{Node, MAX_SGE};
@@ -420,16 +421,8 @@ impl Requester<'_> {
     fn take_recv(&mut self) -> Option<(ReceiveQueue, u64)> {
         let owner = &self.link.target().owner;
         let rq_generation = owner.rq_generation.load(Ordering::Acquire);
-        let inbound = &self.link.target().inbound;
         let queue = self.cache.receive_queue(self.link, rq_generation)?.clone();
-        let position = inbound.recv_taken.load(Ordering::Acquire);
-        if !queue.take(position) {
-            return None;
-        }
-        // A CAS, not a store: if the owner reset the queue meanwhile, our stale position
-        // must not overwrite its fresh one.
-        let _ =
-            inbound.recv_taken.compare_exchange(position, position + 1, Ordering::AcqRel, Ordering::Acquire);
+        let position = queue.take_next(&self.link.target().inbound.recv_taken)?;
         Some((queue, position))
     }
 
@@ -445,7 +438,7 @@ impl Requester<'_> {
         if queue.complete(position, status, opcode, byte_len, imm) {
             let recv_cq = self.link.target().owner.recv_cq.load(Ordering::Acquire) as usize;
             if let Some(cq) = self.link.peer.block().cqs.get(recv_cq) {
-                cq.doorbell.fetch_add(1, Ordering::Release);
+                ring_doorbell(&cq.doorbell);
             }
         }
     }

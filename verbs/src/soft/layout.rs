@@ -12,9 +12,8 @@
 //!   owner's CQ poller.
 //! - CQ doorbells: peers that complete a RECV.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
 use crate::access::AccessFlags;
+use crate::primitive::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::qp::QpState;
 
 /// "usecSOFT" in ASCII.

@@ -28,6 +28,8 @@ mod execute;
 mod fabric;
 mod layout;
 mod liveness;
+#[cfg(all(loom, test))]
+mod loom_tests;
 mod memory_region;
 mod node;
 mod peer;

@@ -1,7 +1,6 @@
 //! RC queue pairs of the soft provider: the state machine, posting, and the fences that
 //! make permission changes exact.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use crate::completion::{Completion, Status};
 use crate::emulation::checks;
 use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
+use crate::primitive::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{
     Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes,
@@ -456,14 +456,7 @@ fn install_queue(shared: &Arc<QpShared>, queue: ReceiveQueue, start: u64) -> Arc
     owner.rq_stride.store(queue.stride() as u32, Ordering::Relaxed);
     shared.slot().inbound.recv_taken.store(start, Ordering::Release);
     owner.rq_generation.fetch_add(1, Ordering::Release);
-    let source = Arc::new(RecvSource {
-        qp: Arc::downgrade(shared),
-        slot: shared.slot,
-        qp_num: shared.qp_num,
-        queue,
-        consumed: AtomicU64::new(start),
-        retired: AtomicBool::new(false),
-    });
+    let source = Arc::new(RecvSource::new(Arc::downgrade(shared), shared.slot, shared.qp_num, queue, start));
     shared.recv_cq.attach(Arc::clone(&source));
     source
 }

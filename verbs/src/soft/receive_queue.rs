@@ -10,14 +10,22 @@
 //! (across resets too), so a late compare-and-swap by a peer working from stale positions
 //! can never succeed on a reused entry.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use usec_regions::{HugePages, Region, RegionOptions};
 
 use crate::completion::{CompletionOpcode, Status};
 use crate::error::Result;
+use crate::primitive::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::work_request::Sge;
+
+/// Under loom, entries' atomics are loom's tracked objects, which mapped bytes never were:
+/// a loom build runs its models on modelled rings only.
+#[inline(always)]
+fn refuse_under_loom() {
+    #[cfg(all(loom, test))]
+    panic!("a loom build reaches only modelled rings");
+}
 
 /// Bytes before the first entry.
 pub(crate) const RING_HEADER_BYTES: usize = 64;
@@ -32,6 +40,7 @@ fn tag(position: u64, code: u64) -> u64 {
     (position << 3) | code
 }
 
+#[derive(Debug)]
 #[repr(C)]
 struct EntryHead {
     state: AtomicU64,
@@ -44,6 +53,7 @@ struct EntryHead {
     has_imm: AtomicU32,
 }
 
+#[derive(Debug)]
 #[repr(C)]
 struct SgeCell {
     addr: AtomicU64,
@@ -96,10 +106,29 @@ pub(crate) enum EntryState {
 /// One ring: the owner's memfd, or a peer's mapping of it.
 #[derive(Debug, Clone)]
 pub(crate) struct ReceiveQueue {
-    ring: Arc<Region>,
+    ring: Ring,
     capacity: u64,
     stride: usize,
     max_sge: usize,
+}
+
+/// Where a ring's entries live.
+#[derive(Debug, Clone)]
+enum Ring {
+    /// The owner's memfd, or a peer's mapping of it.
+    Mapped(Arc<Region>),
+    /// Entries built on the heap from loom's atomics, for the model tests (loom's atomics
+    /// are tracked objects, not bytes that a mapping could hold).
+    #[cfg(all(loom, test))]
+    Modelled(Arc<ModelledEntries>),
+}
+
+/// The entries of a modelled ring: heads by slot, SGE cells by slot and index.
+#[cfg(all(loom, test))]
+#[derive(Debug)]
+struct ModelledEntries {
+    heads: Vec<EntryHead>,
+    cells: Vec<SgeCell>,
 }
 
 impl ReceiveQueue {
@@ -115,8 +144,31 @@ impl ReceiveQueue {
         let mut options = RegionOptions::new(RING_HEADER_BYTES + capacity as usize * stride);
         options.huge_pages = HugePages::Never;
         options.name = "usec-soft-rq".into();
-        let ring = Arc::new(Region::with_options(&options)?);
+        let ring = Ring::Mapped(Arc::new(Region::with_options(&options)?));
         Ok(ReceiveQueue { ring, capacity, stride, max_sge: max_sge as usize })
+    }
+
+    /// A ring of `capacity` entries of `max_sge` SGEs on the heap, for loom's models.
+    #[cfg(all(loom, test))]
+    pub(crate) fn modelled(capacity: u64, max_sge: usize) -> ReceiveQueue {
+        assert!(capacity.is_power_of_two());
+        let head = || EntryHead {
+            state: AtomicU64::new(0),
+            wr_id: AtomicU64::new(0),
+            sge_count: AtomicU32::new(0),
+            status: AtomicU32::new(0),
+            opcode: AtomicU32::new(0),
+            byte_len: AtomicU32::new(0),
+            imm: AtomicU32::new(0),
+            has_imm: AtomicU32::new(0),
+        };
+        let cell = || SgeCell { addr: AtomicU64::new(0), len: AtomicU32::new(0), lkey: AtomicU32::new(0) };
+        let entries = ModelledEntries {
+            heads: (0..capacity).map(|_| head()).collect(),
+            cells: (0..capacity as usize * max_sge).map(|_| cell()).collect(),
+        };
+        let stride = ReceiveQueue::stride_for(max_sge as u32);
+        ReceiveQueue { ring: Ring::Modelled(Arc::new(entries)), capacity, stride, max_sge }
     }
 
     /// A peer's view of a ring, mapped from the owner's memfd. `capacity` and `stride` come
@@ -137,11 +189,16 @@ impl ReceiveQueue {
             return Err(BadRing::TooShort { len: ring.len(), capacity, stride });
         }
         let max_sge = (stride - ENTRY_HEAD_BYTES) / SGE_CELL_BYTES;
-        Ok(ReceiveQueue { ring, capacity, stride, max_sge })
+        Ok(ReceiveQueue { ring: Ring::Mapped(ring), capacity, stride, max_sge })
     }
 
+    /// The ring's memory, which the owner shares with its peer.
     pub(crate) fn region(&self) -> &Arc<Region> {
-        &self.ring
+        match &self.ring {
+            Ring::Mapped(region) => region,
+            #[cfg(all(loom, test))]
+            Ring::Modelled(_) => panic!("a modelled ring has no memory to share"),
+        }
     }
 
     /// Entries the ring holds (a power of two).
@@ -158,18 +215,34 @@ impl ReceiveQueue {
     }
 
     fn head(&self, position: u64) -> &EntryHead {
-        let offset = self.entry_offset(position);
-        // EntryHead is all atomics; the borrow lives no longer than `self`, which keeps the mapping.
-        // SAFETY: the offset lies inside the ring (checked at creation or mapping), 64-byte aligned.
-        unsafe { &*(self.ring.as_ptr().add(offset) as *const EntryHead) }
+        match &self.ring {
+            Ring::Mapped(region) => {
+                refuse_under_loom();
+                let offset = self.entry_offset(position);
+                // EntryHead is all atomics; the borrow lives no longer than `self`, which keeps the mapping.
+                // SAFETY: the offset lies inside the ring (checked at creation or mapping), 64-byte aligned.
+                unsafe { &*(region.as_ptr().add(offset) as *const EntryHead) }
+            }
+            #[cfg(all(loom, test))]
+            Ring::Modelled(entries) => &entries.heads[(position & (self.capacity - 1)) as usize],
+        }
     }
 
     fn sge_cell(&self, position: u64, index: usize) -> &SgeCell {
         assert!(index < self.max_sge, "SGE index {index} beyond the ring's {}", self.max_sge);
-        let offset = self.entry_offset(position) + ENTRY_HEAD_BYTES + index * SGE_CELL_BYTES;
-        // Cells are 16-byte aligned and all atomics.
-        // SAFETY: `index < max_sge` keeps the cell inside this entry's stride.
-        unsafe { &*(self.ring.as_ptr().add(offset) as *const SgeCell) }
+        match &self.ring {
+            Ring::Mapped(region) => {
+                refuse_under_loom();
+                let offset = self.entry_offset(position) + ENTRY_HEAD_BYTES + index * SGE_CELL_BYTES;
+                // Cells are 16-byte aligned and all atomics.
+                // SAFETY: `index < max_sge` keeps the cell inside this entry's stride.
+                unsafe { &*(region.as_ptr().add(offset) as *const SgeCell) }
+            }
+            #[cfg(all(loom, test))]
+            Ring::Modelled(entries) => {
+                &entries.cells[(position & (self.capacity - 1)) as usize * self.max_sge + index]
+            }
+        }
     }
 
     /// Owner: writes a RECV at `position` (which the owner knows to be free).
@@ -184,6 +257,19 @@ impl ReceiveQueue {
             cell.lkey.store(sge.lkey, Ordering::Relaxed);
         }
         head.state.store(tag(position, POSTED), Ordering::Release);
+    }
+
+    /// Peer: claims the next posted entry, the one the owner's `recv_taken` word points at,
+    /// and moves `recv_taken` past it.
+    pub(crate) fn take_next(&self, recv_taken: &AtomicU64) -> Option<u64> {
+        let position = recv_taken.load(Ordering::Acquire);
+        if !self.take(position) {
+            return None;
+        }
+        // A CAS, not a store: if the owner reset the queue meanwhile, our stale position
+        // must not overwrite its fresh one.
+        let _ = recv_taken.compare_exchange(position, position + 1, Ordering::AcqRel, Ordering::Acquire);
+        Some(position)
     }
 
     /// Peer (or owner, to flush): claims the posted entry at `position`.
