@@ -220,6 +220,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation refuses")]
     fn reads_this_machine_without_failing() {
         let report = huge_pages_available();
         // Printed so a test log records what the machine offered.

@@ -139,6 +139,7 @@ impl Region {
         Ok(region)
     }
 
+    #[cfg(not(miri))]
     fn create_memfd(options: &RegionOptions, huge: bool) -> Result<Region> {
         let page = if huge { HUGE_PAGE_BYTES } else { page_size() };
         let len = options.len.checked_next_multiple_of(page).ok_or(Error::TooLarge { len: options.len })?;
@@ -159,6 +160,29 @@ impl Region {
         // Transparent huge pages only pay off, and only fit, in regions of a huge page or more.
         let advise_huge_pages = !huge && len >= HUGE_PAGE_BYTES;
         Region::map_file(file, len, options.populate, backing, advise_huge_pages)
+    }
+
+    /// Miri interprets neither `memfd_create` nor shared file mappings, so under Miri a
+    /// region is a private anonymous mapping of small pages, and its file the read end of
+    /// a pipe that nothing maps. That is enough for what Miri checks: the crate's
+    /// in-process code (copies, slices, views, arenas, slabs) and the soft provider's ring
+    /// logic over one mapping.
+    #[cfg(miri)]
+    fn create_memfd(options: &RegionOptions, huge: bool) -> Result<Region> {
+        if huge {
+            return Err(Error::os("memfd_create", std::io::ErrorKind::Unsupported.into()));
+        }
+        let len =
+            options.len.checked_next_multiple_of(page_size()).ok_or(Error::TooLarge { len: options.len })?;
+        let map = MmapOptions::new().len(len).map_anon().map_err(|e| Error::os("mmap", e))?;
+        let (reader, _writer) = std::io::pipe().map_err(|e| Error::os("pipe", e))?;
+        Ok(Region {
+            map: map.into(),
+            file: File::from(std::os::fd::OwnedFd::from(reader)),
+            len,
+            backing: Backing::SmallPages { fallback_reason: None },
+            transparent_huge_pages_eligible: false,
+        })
     }
 
     /// Maps an existing file (shared), e.g. a control file in a directory, or another

@@ -1,5 +1,9 @@
 //! Regions as the operating system sees them: a second mapping of the same memfd (how
 //! another process maps a region), huge page policies, and what backs a region.
+//!
+//! Not under Miri: every test here is about the kernel's mappings and `/proc`, which Miri
+//! does not interpret.
+#![cfg(not(miri))]
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;

@@ -17,6 +17,12 @@ fn seeded(cases: u32) -> ProptestConfig {
     if config.rng_seed == RngSeed::Random {
         config.rng_seed = RngSeed::Fixed(DEFAULT_SEED);
     }
+    if cfg!(miri) {
+        // Miri interprets every access, and its isolation refuses the file system that
+        // failure persistence reads.
+        config.cases = config.cases.min(4);
+        config.failure_persistence = None;
+    }
     eprintln!("proptest seed {} (set PROPTEST_RNG_SEED to change it)", config.rng_seed);
     config
 }

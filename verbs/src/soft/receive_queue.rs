@@ -418,6 +418,12 @@ mod tests {
         if config.rng_seed == RngSeed::Random {
             config.rng_seed = RngSeed::Fixed(0x5EED_0000_0004);
         }
+        if cfg!(miri) {
+            // Miri interprets every access, and its isolation refuses the file system that
+            // failure persistence reads.
+            config.cases = config.cases.min(8);
+            config.failure_persistence = None;
+        }
         eprintln!("proptest seed {} (set PROPTEST_RNG_SEED to change it)", config.rng_seed);
         config
     }
