@@ -12,9 +12,12 @@
 #      top of it, and waits for its port to become ACTIVE;
 #   4. prepares /host as a chroot (proc, sys, devtmpfs, tmpfs at /tmp, /run,
 #      /dev/shm, /var/tmp, plus the extra shares listed in /job/config);
-#   5. runs /job/cmd.sh (written by the host: environment, cd, exec COMMAND)
+#   5. with --hosts N (HOSTS in /job/config): runs hosts.sh chrooted, which
+#      sets up N network namespaces with an rxe device each and writes
+#      /run/rxe-vm/hosts.env for cmd.sh;
+#   6. runs /job/cmd.sh (written by the host: environment, cd, exec COMMAND)
 #      chrooted into /host, with stdout on ttyS1 and stderr on ttyS2;
-#   6. writes the exit status to /job/status (and a marker on the console)
+#   7. writes the exit status to /job/status (and a marker on the console)
 #      and powers the VM off.
 #
 # Channels back to the host:
@@ -24,8 +27,8 @@
 #   /job/status      -> exit status (authoritative; written synchronously
 #                       over 9p before poweroff).
 # Console markers (parsed by the host):
-#   RXE_VM_STAGE=<name>        progress (modules, mount, rxe, chroot, run,
-#                              exited), used for timings and timeout messages
+#   RXE_VM_STAGE=<name>        progress (modules, mount, rxe, chroot, hosts,
+#                              run, exited), used for timings and timeout messages
 #   RXE_VM_FAIL=<message>      infrastructure failure (one line)
 #   RXE_VM_EXIT_STATUS=<n>     the command's exit status
 #
@@ -88,8 +91,8 @@ mount -t 9p -o "$P9OPTS,ro,cache=loose" host "$R" \
 mount -t 9p -o "$P9OPTS" job /job \
     || fail "cannot mount the job directory over virtio-9p (tag job)"
 [ -r /job/config ] || fail "job directory has no config file"
-# Defines CWD, OUT_TTY, ERR_TTY, MERGE_ERR, TTY_ROWS, TTY_COLS, NSHARES, SHARE_<i>_PATH,
-# SHARE_<i>_MODE (values single-quoted by the host).
+# Defines CWD, OUT_TTY, ERR_TTY, MERGE_ERR, TTY_ROWS, TTY_COLS, NSHARES, HOSTS,
+# SHARE_<i>_PATH, SHARE_<i>_MODE (values single-quoted by the host).
 # shellcheck disable=SC1091
 . /job/config
 
@@ -151,7 +154,15 @@ done
 mkdir -p "$R/run/rxe-vm"
 cp /job/cmd.sh "$R/run/rxe-vm/cmd.sh" || fail "cannot copy the command script"
 
-# --- 5. run the command -------------------------------------------------------
+# --- 5. the hosts (--hosts N) -------------------------------------------------
+if [ "${HOSTS:-0}" -gt 0 ]; then
+    stage hosts
+    cp /job/hosts/* "$R/run/rxe-vm/" || fail "cannot copy the hosts tools"
+    out=$(chroot "$R" /usr/bin/env -i PATH="$HOST_PATH" /bin/sh /run/rxe-vm/hosts.sh "$HOSTS" \
+        /run/rxe-vm/hosts.env 2>&1) || fail "cannot set up $HOSTS hosts: $out"
+fi
+
+# --- 6. run the command -------------------------------------------------------
 # shellcheck disable=SC3045 # busybox ash has ulimit -l
 ulimit -l unlimited || fail "cannot raise RLIMIT_MEMLOCK"
 
