@@ -9,54 +9,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child::{check_marks, command_lines, write_marks, NodeProcess};
 use common::*;
 use usec_qp_pool::{
-    majority, wait_for, BusyPoll, Cluster, ClusterSpec, ControlEvent, NodeId, PollMode, QuorumWaiter,
-    TcpNetwork, WrId,
+    majority, wait_for, BusyPoll, Cluster, ClusterSpec, ControlEvent, PollMode, QuorumWaiter, TcpNetwork,
+    WrId,
 };
-use usec_verbs::{AsyncEventKind, Context, Status};
+use usec_verbs::{AsyncEventKind, Context};
 
 const CHILD_ENV: &str = "USEC_QP_POOL_CHILD";
 const DEVICE_ENV: &str = "USEC_QP_POOL_CHILD_DEVICE";
-
-/// The byte node `id` writes into its peers' regions, at offset 64 × id.
-fn mark_of(id: NodeId) -> [u8; 8] {
-    [id.get() as u8 + 1; 8]
-}
-
-fn offset_of(id: NodeId) -> u64 {
-    64 * u64::from(id.get())
-}
-
-/// Writes this node's mark into every peer's region.
-fn write_marks(cluster: &mut Cluster, poller: &mut usec_qp_pool::Poller) -> Result<(), String> {
-    let me = cluster.me();
-    let peers: Vec<NodeId> = cluster.peers().collect();
-    for peer in peers {
-        let status = write_and_wait(cluster, poller, peer, REPLICATION, offset_of(me), &mark_of(me));
-        if status != Status::Success {
-            return Err(format!("write to node {peer}: {status}"));
-        }
-    }
-    Ok(())
-}
-
-/// Whether every peer's mark is in this node's region.
-fn check_marks(cluster: &Cluster) -> Result<(), String> {
-    for peer in cluster.peers() {
-        let landed = read_local(cluster, offset_of(peer) as usize, 8);
-        if landed != mark_of(peer) {
-            return Err(format!("node {peer}'s mark at node {}: {landed:?}", cluster.me()));
-        }
-    }
-    Ok(())
-}
 
 /// The child's side. As a normal test it does nothing.
 #[test]
@@ -75,15 +42,7 @@ fn serve_child() -> Result<(), String> {
     let device = std::env::var(DEVICE_ENV).map_err(|_| format!("{DEVICE_ENV} unset"))?;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     println!("@@ addr {}", listener.local_addr().map_err(|e| e.to_string())?);
-    let (lines, commands) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let commands = command_lines();
     let next = || {
         commands.recv_timeout(Duration::from_secs(30)).map_err(|_| "no command from the parent".to_string())
     };
@@ -121,57 +80,19 @@ fn serve_child() -> Result<(), String> {
 }
 
 /// A child node, seen from node 0.
-struct ChildNode {
-    child: Child,
-    input: ChildStdin,
-    output: BufReader<ChildStdout>,
-}
-
-impl ChildNode {
-    fn spawn(device: &str) -> ChildNode {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_node", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, "1")
-            .env(DEVICE_ENV, device)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawning a child node");
-        let input = child.stdin.take().unwrap();
-        let output = BufReader::new(child.stdout.take().unwrap());
-        ChildNode { child, input, output }
-    }
-
-    /// The child's next line of its own, without the `@@ ` prefix.
-    fn read(&mut self) -> String {
-        loop {
-            let mut line = String::new();
-            let read = self.output.read_line(&mut line).unwrap();
-            assert!(read > 0, "the child exited early");
-            // The harness may have printed `test child_node ... ` on the same line.
-            if let Some(own) = line.trim_end().split_once("@@ ").map(|(_, own)| own) {
-                assert!(!own.starts_with("error"), "the child failed: {own}");
-                return own.to_string();
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        writeln!(self.input, "{line}").unwrap();
-    }
-}
-
-impl Drop for ChildNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn spawn_child(index: usize, device: &str) -> NodeProcess {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child_node", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_ENV, "1")
+        .env(DEVICE_ENV, device);
+    NodeProcess::spawn(&format!("child node {}", index + 1), command)
 }
 
 #[test]
 fn three_processes_bootstrap_write_and_survive_a_kill() {
     let device = soft_device();
-    let mut children = [ChildNode::spawn(&device), ChildNode::spawn(&device)];
+    let mut children = [spawn_child(0, &device), spawn_child(1, &device)];
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut nodes = vec![(node(0), listener.local_addr().unwrap())];
     for (index, child) in children.iter_mut().enumerate() {

@@ -1,6 +1,8 @@
 //! What the cluster tests share: unique device names, loopback listeners, nodes started
-//! in threads, and small helpers to write and wait.
+//! in threads or as processes ([`child`]), and small helpers to write and wait.
 #![allow(dead_code)]
+
+pub mod child;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU32, Ordering};
