@@ -20,6 +20,8 @@ pub const REGION_LEN: usize = 1 << 16;
 /// The tests' work-request kinds, from the application range of the registry.
 pub const SINGLE_WRITE: WrKind = WrKind::application(0);
 pub const LOG_WRITE: WrKind = WrKind::application(1);
+/// A WRITE posted only for its completion status (to a peer that should be dead).
+pub const PROBE_WRITE: WrKind = WrKind::application(2);
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
