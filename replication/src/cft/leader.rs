@@ -1,0 +1,432 @@
+//! [`Leader`]: Mu's fast path — one WRITE of each entry into each follower's log, decided
+//! once a majority (the leader included) holds it.
+//!
+//! - **Entries.** Waiting commands are batched into an entry, written into the leader's
+//!   own slot, and WRITTEN from there (zero copy) into the same slot of every follower
+//!   that is being copied to, at most `pipeline` undecided entries at a time. Each
+//!   follower's log receives the leader's entries in order (RC), so "follower F
+//!   acknowledged entry i" means F holds every entry below i too.
+//! - **Commit.** The commit index is the largest `c` such that a majority holds all
+//!   entries below `c`. Each entry carries the commit index of its writing; when nothing
+//!   new comes for `idle_commit_ns` the leader WRITEs a commit record instead, so the
+//!   last entry does not stay undecided at the followers.
+//! - **Followers joining.** A follower that grants (at the candidacy or later) has its
+//!   head READ; if its promise is above ours a newer leader exists and this one steps
+//!   down. Otherwise the promise is written (the barrier: every completion of an earlier
+//!   leadership on that QP precedes it) and copying starts where its log stops being
+//!   known-decided — or, if the leader's ring moved past that point, with a snapshot
+//!   WRITTEN into its snapshot area.
+//! - **Recycling without waiting.** The slot of entry `i − capacity` is reused for entry
+//!   `i` only once a majority (read from followers' status records every
+//!   `status_read_period_ns`) has applied it, and no WRITE of it is still in flight. A
+//!   crashed follower is not in that majority's way; a follower that falls behind the
+//!   ring gets a snapshot.
+
+use std::cmp::Reverse;
+
+use usec_qp_pool::majority;
+
+use crate::cft::candidate::{collect_grants, post_head_read, post_promise, read_heads, split_term_sequence, term_sequence};
+use crate::cft::follower::send;
+use crate::cft::local::{Local, Queued};
+use crate::cft::op::{Op, OpKind};
+use crate::cft::peers::{Barrier, Peer, Peers};
+use crate::cft::port::{Channel, Place, Port, Source};
+use crate::log::batch::BatchBuilder;
+use crate::log::entry::{EntryHeader, EntryKind, ENTRY_HEADER_BYTES};
+use crate::log::layout::{InboxLine, COMMIT_OFFSET, SNAPSHOT_RECORD_OFFSET};
+use crate::log::local::SlotRead;
+use crate::log::record::{Record, RecordKind};
+use crate::state_machine::StateMachine;
+
+/// Why a leader stops leading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StepDown {
+    /// A follower holds a promise above ours: a newer candidate prepared.
+    Superseded,
+    /// Fewer than a majority can still be written.
+    LostMajority,
+}
+
+/// The snapshot a leader keeps in its own area for pushes.
+#[derive(Clone, Debug)]
+struct HeldSnapshot {
+    index: u64,
+    len: usize,
+    record: [u8; crate::log::record::RECORD_BYTES],
+}
+
+/// A replica leading.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    term: u64,
+    proposal: u64,
+    /// The next entry to create.
+    pub(crate) next_index: u64,
+    /// Its own log holds every entry from here to `next_index`.
+    floor: u64,
+    first_number: u64,
+    permission_number: u64,
+    asked_ns: u64,
+    batch: BatchBuilder,
+    last_entry_ns: u64,
+    /// The snapshot in its own snapshot area, and the pushes of it in flight.
+    snapshot: Option<HeldSnapshot>,
+    pushes: usize,
+    group: usize,
+    header: Vec<u8>,
+}
+
+impl Leader {
+    /// Leads from a recovered log: entries below `next_index` are in its own log, those
+    /// below `commit` decided.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new<S: StateMachine>(
+        term: u64,
+        proposal: u64,
+        next_index: u64,
+        now_ns: u64,
+        first_number: u64,
+        permission_number: u64,
+        local: &mut Local<S>,
+        peers: &Peers,
+    ) -> Leader {
+        let floor = own_floor(local, next_index);
+        let limit = local.config.slot_bytes - ENTRY_HEADER_BYTES;
+        Leader {
+            term,
+            proposal,
+            next_index,
+            floor,
+            first_number,
+            permission_number,
+            asked_ns: now_ns,
+            batch: BatchBuilder::new(limit),
+            last_entry_ns: now_ns,
+            snapshot: None,
+            pushes: 0,
+            group: peers.len() + 1,
+            header: vec![0; ENTRY_HEADER_BYTES],
+        }
+    }
+
+    /// One turn: take late grants, start copying to new followers, decide what a majority
+    /// holds, apply it, create entries, post them, and keep idle followers informed.
+    pub(crate) fn step<S: StateMachine>(
+        &mut self,
+        now_ns: u64,
+        local: &mut Local<S>,
+        peers: &mut Peers,
+        port: &mut dyn Port,
+        inbox_due: bool,
+    ) -> Result<(), StepDown> {
+        if inbox_due {
+            collect_grants(local, peers, self.first_number);
+            self.ask_missing(now_ns, local, peers, port);
+        }
+        read_heads(now_ns, local, peers, port);
+        self.admit_followers(now_ns, local, peers, port)?;
+        if 1 + peers.iter().filter(|peer| peer.granted).count() < majority(self.group) {
+            return Err(StepDown::LostMajority);
+        }
+        self.decide(local, peers);
+        self.create_entries(now_ns, local, peers);
+        for peer in peers.iter_mut() {
+            self.copy_to(local, peer, port);
+        }
+        self.idle_commit(now_ns, local, peers, port);
+        self.refresh_statuses(now_ns, local, peers, port);
+        Ok(())
+    }
+
+    fn ask_missing<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
+        let missing: Vec<_> = peers.iter().filter(|peer| !peer.granted).map(|peer| peer.id).collect();
+        if missing.is_empty() || now_ns.saturating_sub(self.asked_ns) < local.config.permission_retry_ns {
+            return;
+        }
+        self.asked_ns = now_ns;
+        self.permission_number += 1;
+        let request =
+            Record::new(RecordKind::PermissionRequest, &[u64::from(local.me.get()), self.permission_number]);
+        for peer in missing {
+            send(local, peers, port, peer, InboxLine::PermissionRequest, &request, self.permission_number);
+        }
+    }
+
+    /// Followers whose head arrived: write the promise, then start copying.
+    fn admit_followers<S: StateMachine>(
+        &mut self,
+        _now_ns: u64,
+        local: &mut Local<S>,
+        peers: &mut Peers,
+        port: &mut dyn Port,
+    ) -> Result<(), StepDown> {
+        let promise = Record::new(RecordKind::Promise, &[self.proposal]).encode();
+        let log_start = self.log_start(local);
+        for peer in peers.iter_mut().filter(|peer| peer.granted && !peer.live) {
+            let Some(head) = peer.head else { continue };
+            if head.promise > self.proposal {
+                return Err(StepDown::Superseded);
+            }
+            match peer.barrier {
+                Barrier::None => post_promise(peer, &promise, self.proposal, self.term, port),
+                Barrier::Posted => {}
+                Barrier::Done if peer.snapshot_pushing => {}
+                Barrier::Done => {
+                    let from = head.copy_from();
+                    if from >= log_start {
+                        peer.next = from;
+                        peer.acked = from;
+                        peer.commit_sent = 0;
+                        peer.live = true;
+                    } else {
+                        self.push_snapshot(local, peer, port);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest entry its own log still holds.
+    fn log_start<S>(&self, local: &Local<S>) -> u64 {
+        self.floor.max(self.next_index.saturating_sub(local.config.capacity))
+    }
+
+    fn push_snapshot<S: StateMachine>(&mut self, local: &mut Local<S>, peer: &mut Peer, port: &mut dyn Port) {
+        let log_start = self.log_start(local);
+        if self.snapshot.as_ref().is_none_or(|held| held.index < log_start) {
+            if self.pushes > 0 {
+                return; // the area is being read by another push
+            }
+            let bytes = local.applier.snapshot();
+            if bytes.len() > local.config.snapshot_bytes {
+                return; // cannot be transferred: the follower stays behind
+            }
+            let record = local.log.store_snapshot(local.applied, &bytes);
+            self.snapshot = Some(HeldSnapshot { index: local.applied, len: bytes.len(), record: record.encode() });
+        }
+        let held = self.snapshot.as_ref().expect("stored above");
+        let area = Place::log(local.log.layout().snapshot_offset());
+        let sequence = term_sequence(self.term, held.index);
+        let bytes_id = Op::new(OpKind::SnapshotBytes, peer.id, sequence).wr_id();
+        let record_id = Op::new(OpKind::SnapshotRecord, peer.id, sequence).wr_id();
+        // The bytes first, then the record that makes them valid: RC keeps the order.
+        let posted = port.write(peer.id, bytes_id, Source::Local(area, held.len), area).and_then(|()| {
+            port.write(peer.id, record_id, Source::Bytes(&held.record), Place::log(SNAPSHOT_RECORD_OFFSET))
+        });
+        match posted {
+            Ok(()) => {
+                peer.snapshot_pushing = true;
+                self.pushes += 1;
+            }
+            Err(_) => {
+                peer.broken[Channel::Log.index()] = true;
+                peer.drop_out();
+            }
+        }
+    }
+
+    /// Moves the commit index to what a majority holds, and applies.
+    fn decide<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &Peers) {
+        let mut held: [u64; 16] = [0; 16];
+        let mut count = 0;
+        held[count] = self.next_index;
+        count += 1;
+        for peer in peers.iter().filter(|peer| peer.live) {
+            if count < held.len() {
+                held[count] = peer.acked;
+                count += 1;
+            }
+        }
+        let need = majority(self.group);
+        if count >= need {
+            held[..count].sort_unstable_by_key(|&value| Reverse(value));
+            local.learn_commit(held[need - 1]);
+        }
+        local.apply_decided();
+    }
+
+    /// Whether entry `index` may be created now (see the module doc on recycling).
+    fn may_create<S>(&self, index: u64, local: &Local<S>, peers: &Peers) -> bool {
+        let config = &local.config;
+        if index - local.commit >= config.pipeline {
+            return false;
+        }
+        let Some(reused) = index.checked_sub(config.capacity) else { return true };
+        let mut applied: [u64; 16] = [0; 16];
+        let mut count = 0;
+        applied[count] = local.applied;
+        count += 1;
+        for peer in peers.iter().filter(|peer| peer.granted) {
+            if count < applied.len() {
+                applied[count] = peer.head.map_or(0, |head| head.status.applied);
+                count += 1;
+            }
+        }
+        applied[..count].sort_unstable_by_key(|&value| Reverse(value));
+        let need = majority(self.group);
+        let majority_applied = if count >= need { applied[need - 1] } else { 0 };
+        reused < majority_applied && peers.iter().all(|peer| !(peer.next > reused && peer.acked <= reused))
+    }
+
+    fn create_entries<S: StateMachine>(&mut self, now_ns: u64, local: &mut Local<S>, peers: &Peers) {
+        while !local.queue.is_empty() && self.may_create(self.next_index, local, peers) {
+            self.batch.clear();
+            while let Some(queued) = local.queue.front() {
+                if self.batch.len() == local.config.batch_commands || !self.batch.push(queued.id, &queued.command) {
+                    break;
+                }
+                let Queued { id, .. } = local.queue.pop_front().expect("just looked");
+                local.awaiting.insert(id);
+            }
+            let header = EntryHeader {
+                index: self.next_index,
+                proposal: self.proposal,
+                commit: local.commit.min(self.next_index),
+                len: self.batch.bytes().len() as u32,
+                kind: EntryKind::Commands,
+            };
+            let mut slot = std::mem::take(&mut local.slot);
+            local.log.write_entry(&header, self.batch.bytes(), &mut slot);
+            local.slot = slot;
+            self.next_index += 1;
+            self.last_entry_ns = now_ns;
+        }
+    }
+
+    /// Posts what `peer` lacks of the log, within the pipeline.
+    fn copy_to<S>(&mut self, local: &Local<S>, peer: &mut Peer, port: &mut dyn Port) {
+        if !peer.live || peer.barrier != Barrier::Done || !peer.usable(Channel::Log) {
+            return;
+        }
+        while peer.next < self.next_index && peer.next - peer.acked < local.config.pipeline {
+            let index = peer.next;
+            let offset = local.log.layout().entry_offset(index);
+            local.log.log_region().read(offset, &mut self.header).expect("slots lie inside the log");
+            let Some(header) = EntryHeader::peek(&self.header, local.config.slot_bytes).filter(|h| h.index == index)
+            else {
+                // Not in its own log after all: start this follower over from a snapshot.
+                peer.live = false;
+                peer.head = None;
+                return;
+            };
+            let wr_id = Op::new(OpKind::Entry, peer.id, term_sequence(self.term, index)).wr_id();
+            let source = Source::Local(Place::log(offset), header.total_len());
+            if port.write(peer.id, wr_id, source, Place::log(offset)).is_err() {
+                peer.broken[Channel::Log.index()] = true;
+                peer.drop_out();
+                return;
+            }
+            peer.next += 1;
+        }
+    }
+
+    fn idle_commit<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
+        if now_ns.saturating_sub(self.last_entry_ns) < local.config.idle_commit_ns {
+            return;
+        }
+        for peer in peers.iter_mut().filter(|peer| peer.live && peer.usable(Channel::Log)) {
+            let commit = local.commit.min(peer.next);
+            if peer.next != self.next_index || commit <= peer.commit_sent {
+                continue;
+            }
+            let record = Record::new(RecordKind::Commit, &[commit, self.proposal]).encode();
+            let wr_id = Op::new(OpKind::Commit, peer.id, term_sequence(self.term, commit)).wr_id();
+            if port.write(peer.id, wr_id, Source::Bytes(&record), Place::log(COMMIT_OFFSET)).is_err() {
+                peer.broken[Channel::Log.index()] = true;
+                peer.drop_out();
+                continue;
+            }
+            peer.commit_sent = commit;
+        }
+    }
+
+    fn refresh_statuses<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
+        let blocked = !local.queue.is_empty() && !self.may_create(self.next_index, local, peers);
+        let period = if blocked { local.config.status_read_period_ns / 8 } else { local.config.status_read_period_ns };
+        for peer in peers.iter_mut().filter(|peer| peer.live) {
+            if now_ns.saturating_sub(peer.head_read_ns) >= period {
+                post_head_read(now_ns, peer, local, port);
+            }
+        }
+    }
+
+    /// A completion of one of the leadership's operations.
+    pub(crate) fn on_success(&mut self, op: Op, peers: &mut Peers) {
+        let Some(peer) = peers.get_mut(op.peer) else { return };
+        let (term, value) = split_term_sequence(op.sequence);
+        let ours = term == self.term & 0xff;
+        match op.kind {
+            OpKind::Entry if ours && peer.live => {
+                // Sequence numbers hold 40 bits of index: restore the rest from `next`.
+                let index = restore_index(value, peer.next);
+                peer.acked = peer.acked.max(index + 1);
+            }
+            OpKind::SnapshotRecord if ours && peer.snapshot_pushing => {
+                peer.snapshot_pushing = false;
+                self.pushes = self.pushes.saturating_sub(1);
+                let index = self.snapshot.as_ref().map_or(0, |held| held.index);
+                peer.next = index;
+                peer.acked = index;
+                peer.commit_sent = 0;
+                peer.live = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// A push failed with its peer.
+    pub(crate) fn on_failure(&mut self, op: Op) {
+        if op.kind == OpKind::SnapshotRecord {
+            self.pushes = self.pushes.saturating_sub(1);
+        }
+    }
+
+    /// The proposal number it leads with.
+    pub(crate) fn proposal(&self) -> u64 {
+        self.proposal
+    }
+
+    /// Its latest permission request number.
+    pub(crate) fn permission_number(&self) -> u64 {
+        self.permission_number
+    }
+}
+
+/// The full index whose low 40 bits are `low`, closest below `next`.
+fn restore_index(low: u64, next: u64) -> u64 {
+    let mask = (1u64 << 40) - 1;
+    let candidate = (next & !mask) | low;
+    if candidate >= next {
+        candidate.saturating_sub(1 << 40)
+    } else {
+        candidate
+    }
+}
+
+/// The first index from which its own log holds every entry up to `next_index`.
+fn own_floor<S: StateMachine>(local: &mut Local<S>, next_index: u64) -> u64 {
+    let mut floor = next_index;
+    let lowest = next_index.saturating_sub(local.config.capacity);
+    while floor > lowest {
+        match local.log.read_slot(floor - 1, &mut local.slot) {
+            SlotRead::Entry(_) => floor -= 1,
+            _ => break,
+        }
+    }
+    floor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_come_back_from_40_bits() {
+        assert_eq!(restore_index(5, 10), 5);
+        let big = (3u64 << 40) + 7;
+        assert_eq!(restore_index(big & ((1 << 40) - 1), big + 3), big);
+        assert_eq!(restore_index((1 << 40) - 1, 1 << 40), (1 << 40) - 1);
+    }
+}

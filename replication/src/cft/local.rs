@@ -1,0 +1,177 @@
+//! [`Local`]: what a replica holds whatever its role — its own log, its state machine,
+//! how far it knows the log is decided and how far it applied it, and the commands it
+//! proposed that wait for an outcome.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use usec_qp_pool::NodeId;
+
+use crate::applier::Applier;
+use crate::cft::config::{MuConfig, Start};
+use crate::cft::event::Event;
+use crate::log::batch::commands;
+use crate::log::entry::{entry_payload, EntryKind};
+use crate::log::local::{LocalLog, SlotRead};
+use crate::log::{CommandId, Status};
+use crate::state_machine::StateMachine;
+
+/// A command waiting for a leader to put it in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Queued {
+    pub(crate) id: CommandId,
+    pub(crate) command: Vec<u8>,
+}
+
+/// A replica's own state.
+#[derive(Debug)]
+pub(crate) struct Local<S> {
+    pub(crate) me: NodeId,
+    pub(crate) config: MuConfig,
+    pub(crate) log: LocalLog,
+    pub(crate) applier: Applier<S>,
+    /// Entries below are decided.
+    pub(crate) commit: u64,
+    /// Entries below are applied.
+    pub(crate) applied: u64,
+    /// Whether it counts in quorums (see [`Start::Rejoin`]).
+    pub(crate) eligible: bool,
+    /// A rejoining replica becomes eligible once it applied up to this commit index, the
+    /// first a leader told it.
+    eligible_at: Option<u64>,
+    /// Its slot at `applied` holds a later lap: it must be brought back by a snapshot.
+    pub(crate) behind: bool,
+    /// Commands waiting to be put in the log.
+    pub(crate) queue: VecDeque<Queued>,
+    /// Commands in the log whose outcome this replica reports when it applies them.
+    pub(crate) awaiting: BTreeSet<CommandId>,
+    pub(crate) events: VecDeque<Event>,
+    published: Option<Status>,
+    /// Scratch: one slot.
+    pub(crate) slot: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl<S: StateMachine> Local<S> {
+    pub(crate) fn new(me: NodeId, config: MuConfig, log: LocalLog, machine: S) -> Local<S> {
+        let eligible = config.start == Start::Initial;
+        let local = Local {
+            me,
+            log,
+            applier: Applier::new(machine),
+            commit: 0,
+            applied: 0,
+            eligible,
+            eligible_at: None,
+            behind: false,
+            queue: VecDeque::new(),
+            awaiting: BTreeSet::new(),
+            events: VecDeque::new(),
+            published: None,
+            slot: vec![0; config.slot_bytes],
+            response: Vec::new(),
+            config,
+        };
+        local.log.publish_status(local.status(local.applied));
+        local
+    }
+
+    /// Takes a commit index learnt from a leader (an entry, a commit record) or decided
+    /// here.
+    pub(crate) fn learn_commit(&mut self, commit: u64) {
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        if !self.eligible && self.eligible_at.is_none() {
+            self.eligible_at = Some(commit);
+        }
+    }
+
+    /// Applies decided entries present in the log, in order, reporting the outcome of
+    /// commands proposed here. Stops at an entry not (yet) readable.
+    pub(crate) fn apply_decided(&mut self) {
+        while self.applied < self.commit {
+            let index = self.applied;
+            match self.log.read_slot(index, &mut self.slot) {
+                SlotRead::Entry(header) => {
+                    if header.kind == EntryKind::Commands {
+                        let payload = entry_payload(&self.slot, &header);
+                        let batch = commands(payload).expect("a leader writes only well-formed batches");
+                        for (id, command) in batch {
+                            self.applier.apply(id, command, &mut self.response);
+                            if self.awaiting.remove(&id) {
+                                self.events.push_back(Event::Committed { id, response: self.response.clone() });
+                            }
+                        }
+                    }
+                    self.applied += 1;
+                    self.behind = false;
+                }
+                // A later lap: the entry was recycled before this replica applied it.
+                SlotRead::OtherIndex(seen) if seen > index => {
+                    self.behind = true;
+                    break;
+                }
+                // Being rewritten (a new leader catching this replica up with the same
+                // decided value), or not landed yet: look again later.
+                SlotRead::OtherIndex(_) | SlotRead::Empty => break,
+            }
+        }
+        if let Some(at) = self.eligible_at {
+            if !self.eligible && self.applied >= at {
+                self.eligible = true;
+            }
+        }
+    }
+
+    /// Replaces the state with a snapshot taken at `index`; false if it does not restore.
+    pub(crate) fn restore(&mut self, index: u64, snapshot: &[u8]) -> bool {
+        if index <= self.applied {
+            return true;
+        }
+        if self.applier.restore(snapshot).is_err() {
+            return false;
+        }
+        self.applied = index;
+        self.learn_commit(index);
+        self.behind = false;
+        self.apply_decided();
+        true
+    }
+
+    /// The first index from `applied` whose slot does not hold a valid entry of its own.
+    pub(crate) fn present(&mut self) -> u64 {
+        let mut index = self.applied;
+        let limit = self.applied + self.config.capacity;
+        while index < limit {
+            match self.log.read_slot(index, &mut self.slot) {
+                SlotRead::Entry(_) => index += 1,
+                _ => break,
+            }
+        }
+        index
+    }
+
+    pub(crate) fn status(&self, present: u64) -> Status {
+        Status { commit: self.commit, applied: self.applied, present: present.max(self.applied), eligible: self.eligible }
+    }
+
+    /// Publishes the status if it changed (`present` exact when given, else kept).
+    pub(crate) fn publish(&mut self, present: Option<u64>) {
+        let present = present.unwrap_or_else(|| self.published.map_or(0, |status| status.present));
+        let status = self.status(present);
+        if self.published != Some(status) {
+            self.log.publish_status(status);
+            self.published = Some(status);
+        }
+    }
+
+    /// Fails every command waiting here: this replica will not report them committed.
+    pub(crate) fn abandon_proposals(&mut self, leader: Option<NodeId>) {
+        for id in std::mem::take(&mut self.awaiting) {
+            self.events.push_back(Event::NotCommitted { id, leader });
+        }
+        for queued in self.queue.drain(..) {
+            self.events.push_back(Event::NotCommitted { id: queued.id, leader });
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! [`Replica`]: one Mu replica, sans IO.
+//!
+//! # Driving it
+//!
+//! A driver owns the replica and, in a loop:
+//!
+//! 1. feeds what happened since the last turn: [`Replica::handle_completion`] for each
+//!    completion of the replica's work requests (those whose id [`Replica::owns`]),
+//!    [`Replica::handle_verdict`] for each failure-detector change about a peer,
+//!    [`Replica::handle_repaired`] when a QP repair it asked for finished;
+//! 2. hands over client commands with [`Replica::propose`];
+//! 3. calls [`Replica::tick`] with the time and a [`Port`] — the only place the replica
+//!    posts work or changes rights;
+//! 4. drains [`Replica::poll_event`] (responses to proposals, role changes).
+//!
+//! Nothing in it reads a clock, sleeps or blocks, so the same code runs in a pinned
+//! busy-poll thread, in a cooperative loop with other roles, and under the simulator.
+//! [`Replica::poll_timeout`] says when a tick is due if nothing else happens.
+
+use usec_qp_pool::NodeId;
+use usec_verbs::Status;
+
+use crate::cft::candidate::{Candidate, Outcome};
+use crate::cft::config::MuConfig;
+use crate::cft::event::{Event, ProposeError, RoleKind};
+use crate::cft::follower::{agrees, Follower};
+use crate::cft::leader::Leader;
+use crate::cft::local::{Local, Queued};
+use crate::cft::op::Op;
+use crate::cft::peers::{Head, Peers};
+use crate::cft::port::{Channel, Port};
+use crate::error::{Error, Result};
+use crate::log::local::LocalLog;
+use crate::log::CommandId;
+use crate::state_machine::StateMachine;
+
+#[derive(Debug)]
+enum Role {
+    Follower,
+    Candidate(Candidate),
+    Leader(Leader),
+}
+
+/// One replica of a Mu group.
+#[derive(Debug)]
+pub struct Replica<S> {
+    local: Local<S>,
+    peers: Peers,
+    election: crate::cft::election::Election,
+    follower: Follower,
+    role: Role,
+    /// Counts candidacies; tags work requests so that an earlier one's completions are
+    /// never taken for a later one's.
+    term: u64,
+    /// Permission and snapshot request numbers: increasing across the replica's life and
+    /// across restarts (they start from the clock).
+    number: u64,
+    next_inbox_ns: u64,
+    rank: u64,
+    /// The leader this replica follows, as far as it knows.
+    leader: Option<NodeId>,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// A replica `me` of a group with `peers`, its log in `log` (regions registered with
+    /// the cluster), applying to `machine`.
+    pub fn new(me: NodeId, peers: &[NodeId], config: MuConfig, log: LocalLog, machine: S) -> Result<Replica<S>> {
+        config.check()?;
+        if peers.contains(&me) || peers.is_empty() || peers.len() >= 16 {
+            return Err(Error::Config(format!("a group of 2 to 16 replicas, {me} not among its peers {peers:?}")));
+        }
+        let mut ids: Vec<NodeId> = peers.to_vec();
+        ids.push(me);
+        ids.sort();
+        let nodes = usize::from(ids.last().expect("not empty").get()) + 1;
+        if log.layout() != &config.layout(nodes) {
+            return Err(Error::Config("the regions' layout is not the configuration's".into()));
+        }
+        let rank = ids.iter().position(|&id| id == me).expect("pushed") as u64;
+        Ok(Replica {
+            local: Local::new(me, config, log, machine),
+            peers: Peers::new(peers),
+            election: crate::cft::election::Election::new(me, peers),
+            follower: Follower::new(nodes),
+            role: Role::Follower,
+            term: 0,
+            number: 0,
+            next_inbox_ns: 0,
+            rank,
+            leader: None,
+        })
+    }
+
+    // ---- inputs ----
+
+    /// Whether a completion's `wr_id` is one of this replica's.
+    pub fn owns(wr_id: u64) -> bool {
+        Op::decode(wr_id).is_some()
+    }
+
+    /// A completion of one of its work requests.
+    pub fn handle_completion(&mut self, wr_id: u64, status: Status) {
+        let Some(op) = Op::decode(wr_id) else { return };
+        if !status.is_success() {
+            self.fail(op);
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(op.peer) else { return };
+        if op.kind == crate::cft::op::OpKind::HeadRead && peer.head_reading {
+            peer.head_reading = false;
+            let mut bytes = [0u8; crate::cft::peers::HEAD_READ_BYTES];
+            let offset = self.local.log.layout().scratch_head_offset(op.peer.get());
+            self.local.log.read_control(offset, &mut bytes);
+            match Head::decode(&bytes) {
+                Some(head) => peer.head = Some(head),
+                None => peer.drop_out(),
+            }
+            return;
+        }
+        if op.kind == crate::cft::op::OpKind::Promise {
+            let (term, _) = crate::cft::candidate::split_term_sequence(op.sequence);
+            if term == self.term & 0xff && peer.barrier == crate::cft::peers::Barrier::Posted {
+                peer.barrier = crate::cft::peers::Barrier::Done;
+            }
+            return;
+        }
+        match &mut self.role {
+            Role::Candidate(candidate) => candidate.on_success(op, &mut self.peers),
+            Role::Leader(leader) => leader.on_success(op, &mut self.peers),
+            Role::Follower => {}
+        }
+    }
+
+    fn fail(&mut self, op: Op) {
+        if let Role::Leader(leader) = &mut self.role {
+            leader.on_failure(op);
+        }
+        let Some(peer) = self.peers.get_mut(op.peer) else { return };
+        peer.broken[op.channel().index()] = true;
+        peer.drop_out();
+    }
+
+    /// A failure detector changed its mind about `peer`.
+    pub fn handle_verdict(&mut self, peer: NodeId, trusted: bool) {
+        self.election.set_trusted(peer, trusted);
+    }
+
+    /// The `channel` QP to `peer` was reconnected (at this replica's request or the
+    /// peer's): it works again, and whatever was in flight on it is gone without
+    /// completions, so the peer starts over in the current candidacy or leadership.
+    pub fn handle_repaired(&mut self, peer: NodeId, channel: Channel) {
+        if let Some(peer) = self.peers.get_mut(peer) {
+            peer.broken[channel.index()] = false;
+            peer.repairing[channel.index()] = false;
+            peer.drop_out();
+        }
+    }
+
+    /// A repair of the `channel` QP to `peer` failed: it is asked again next tick.
+    pub fn handle_repair_failed(&mut self, peer: NodeId, channel: Channel) {
+        if let Some(peer) = self.peers.get_mut(peer) {
+            peer.repairing[channel.index()] = false;
+        }
+    }
+
+    /// Takes a command to replicate. On a leader (or a replica taking over) it waits in
+    /// a queue for the next entry; its outcome comes as an [`Event`].
+    pub fn propose(&mut self, id: CommandId, command: &[u8]) -> std::result::Result<(), ProposeError> {
+        if matches!(self.role, Role::Follower) {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let max = self.local.config.max_command_bytes();
+        if command.len() > max {
+            return Err(ProposeError::TooLarge { len: command.len(), max });
+        }
+        if self.local.queue.len() >= self.local.config.queue_limit {
+            return Err(ProposeError::QueueFull(self.local.queue.len()));
+        }
+        self.local.queue.push_back(Queued { id, command: command.to_vec() });
+        Ok(())
+    }
+
+    // ---- the turn ----
+
+    /// Does everything due at `now_ns`: serves peers' requests, follows or takes over or
+    /// leads, and publishes its status.
+    pub fn tick(&mut self, now_ns: u64, port: &mut dyn Port) {
+        self.repair(port);
+        let inbox_due = now_ns >= self.next_inbox_ns;
+        if inbox_due {
+            self.next_inbox_ns = now_ns + self.local.config.inbox_period_ns;
+            self.serve_inbox(now_ns, port);
+        }
+        let choice = self.election.choice(self.local.eligible);
+        let me = self.local.me;
+        match &mut self.role {
+            Role::Follower => {
+                self.follower.follow(&mut self.local);
+                if choice == Some(me) {
+                    self.start_candidacy(now_ns, port);
+                }
+            }
+            Role::Candidate(_) | Role::Leader(_) if choice != Some(me) => self.step_down(choice),
+            Role::Candidate(candidate) => match candidate.step(now_ns, &mut self.local, &mut self.peers, port) {
+                Outcome::Working => {}
+                Outcome::Restart => self.start_candidacy(now_ns, port),
+                Outcome::Lead { next_index } => self.lead(now_ns, next_index),
+            },
+            Role::Leader(leader) => {
+                if leader.step(now_ns, &mut self.local, &mut self.peers, port, inbox_due).is_err() {
+                    self.step_down(None);
+                }
+            }
+        }
+        self.local.publish(None);
+    }
+
+    fn repair(&mut self, port: &mut dyn Port) {
+        for peer in self.peers.iter_mut() {
+            for channel in Channel::ALL {
+                if peer.broken[channel.index()] && !peer.repairing[channel.index()] {
+                    peer.repairing[channel.index()] = true;
+                    port.repair(peer.id, channel);
+                }
+            }
+        }
+    }
+
+    fn serve_inbox(&mut self, now_ns: u64, port: &mut dyn Port) {
+        while let Some(request) = self.follower.next_permission_request(&self.local, &self.peers) {
+            if !agrees(&self.election, request, self.local.eligible) {
+                continue;
+            }
+            if !matches!(self.role, Role::Follower) {
+                self.step_down(Some(request.from));
+            }
+            self.leader = Some(request.from);
+            self.follower.grant(request, &mut self.local, &mut self.peers, port);
+        }
+        while let Some(request) = self.follower.next_snapshot_request(&self.local, &self.peers) {
+            self.follower.serve_snapshot(request, &mut self.local, &mut self.peers, port);
+        }
+        let _ = now_ns;
+    }
+
+    fn next_number(&mut self, now_ns: u64) -> u64 {
+        self.number = (self.number + 1).max(now_ns);
+        self.number
+    }
+
+    fn start_candidacy(&mut self, now_ns: u64, port: &mut dyn Port) {
+        self.retire_role();
+        self.term += 1;
+        let number = self.next_number(now_ns);
+        let candidate = Candidate::start(
+            self.term,
+            number,
+            now_ns,
+            &mut self.local,
+            &mut self.peers,
+            &mut self.follower,
+            port,
+            self.rank,
+        );
+        self.role = Role::Candidate(candidate);
+        self.leader = Some(self.local.me);
+        self.local.events.push_back(Event::RoleChanged { role: RoleKind::Candidate, leader: self.leader });
+    }
+
+    fn lead(&mut self, now_ns: u64, next_index: u64) {
+        let Role::Candidate(candidate) = &self.role else { unreachable!("only a candidate leads") };
+        let (term, proposal) = (candidate.term, candidate.proposal.expect("chosen"));
+        let (first, number) = (candidate.first_number, candidate.number);
+        self.number = self.number.max(number);
+        let leader = Leader::new(term, proposal, next_index, now_ns, first, number, &mut self.local, &self.peers);
+        self.role = Role::Leader(leader);
+        self.local.events.push_back(Event::RoleChanged { role: RoleKind::Leader, leader: Some(self.local.me) });
+    }
+
+    /// Leaves candidacy or leadership; what it was proposing is reported not committed.
+    fn step_down(&mut self, leader: Option<NodeId>) {
+        self.retire_role();
+        self.leader = leader;
+        self.local.abandon_proposals(leader);
+        self.local.events.push_back(Event::RoleChanged { role: RoleKind::Follower, leader });
+    }
+
+    fn retire_role(&mut self) {
+        match std::mem::replace(&mut self.role, Role::Follower) {
+            Role::Candidate(candidate) => self.number = self.number.max(candidate.number),
+            Role::Leader(leader) => self.number = self.number.max(leader.permission_number()),
+            Role::Follower => {}
+        }
+        self.peers.reset();
+    }
+
+    // ---- outputs ----
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.local.events.pop_front()
+    }
+
+    /// When the next tick is due if nothing arrives before: the next inbox look.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        Some(self.next_inbox_ns)
+    }
+
+    // ---- observation ----
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.local.me
+    }
+
+    /// Its role.
+    pub fn role(&self) -> RoleKind {
+        match self.role {
+            Role::Follower => RoleKind::Follower,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+
+    /// The leader it follows (itself when leading or taking over), if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// Entries below are decided, as far as it knows.
+    pub fn commit_index(&self) -> u64 {
+        self.local.commit
+    }
+
+    /// Entries below are applied.
+    pub fn applied_index(&self) -> u64 {
+        self.local.applied
+    }
+
+    /// Whether it counts in quorums.
+    pub fn is_eligible(&self) -> bool {
+        self.local.eligible
+    }
+
+    /// The state machine.
+    pub fn state_machine(&self) -> &S {
+        self.local.applier.machine()
+    }
+
+    /// The proposal number it leads with, when leading.
+    pub fn proposal(&self) -> Option<u64> {
+        match &self.role {
+            Role::Leader(leader) => Some(leader.proposal()),
+            _ => None,
+        }
+    }
+
+    /// The commands waiting for an entry.
+    pub fn queued(&self) -> usize {
+        self.local.queue.len()
+    }
+}

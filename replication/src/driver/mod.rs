@@ -1,0 +1,14 @@
+//! Drivers: the threads and loops that turn the sans-IO roles. No protocol logic here.
+//!
+//! - [`node`]: one node's plumbing, [`MuDriver::turn`];
+//! - [`client`]: handles for application threads;
+//! - [`threads`]: a pinned busy-poll thread, or a cooperative loop for small machines;
+//! - [`sim`]: a group of nodes on the simulator, under virtual time.
+
+pub mod client;
+pub mod node;
+pub mod sim;
+pub mod threads;
+
+pub use client::{ClientError, ClientHandle, Ticket};
+pub use node::{DetectorConfig, MuDriver};

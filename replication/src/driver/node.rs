@@ -1,0 +1,224 @@
+//! [`MuDriver`]: everything one node runs, wired together — the cluster, the Mu
+//! [`Replica`], its completions, its heartbeats and failure detectors, and the commands
+//! clients hand in — turned one step at a time by [`MuDriver::turn`]. No protocol logic:
+//! it moves completions, verdicts and commands into the replica and events out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use usec_lease_clock::detector::{AnyOf, HeartbeatCounter, Observation, PeerLossDetector, ScoreConfig, ScoreDetector};
+use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
+use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller};
+
+use crate::cft::cluster_port::MuNode;
+use crate::cft::{Event, MuConfig, Replica};
+use crate::driver::client::{ClientError, ClientHandle, Submission};
+use crate::error::{Error, Result};
+use crate::state_machine::StateMachine;
+
+/// How a node watches its peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetectorConfig {
+    /// Heartbeat READs.
+    pub reader: ReaderConfig,
+    /// Mu's score.
+    pub score: ScoreConfig,
+    /// This node bumps its own counter this often (more often than peers read it).
+    pub bump_period_ns: u64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> DetectorConfig {
+        DetectorConfig { reader: ReaderConfig::default(), score: ScoreConfig::default(), bump_period_ns: 5_000 }
+    }
+}
+
+/// Control-plane work (reconnects, provider events) is looked at every this many turns.
+const CONTROL_EVERY: u64 = 256;
+/// Client commands taken per turn at most.
+const INTAKE_PER_TURN: usize = 64;
+
+/// One node: cluster, replica, heartbeats, clients.
+pub struct MuDriver<S> {
+    cluster: Cluster,
+    mu: MuNode,
+    replica: Replica<S>,
+    poller: Poller,
+    heartbeats: PoolHeartbeats,
+    monitor: HeartbeatMonitor<AnyOf>,
+    counter: HeartbeatCounter,
+    intake: Arc<ArrayQueue<Submission>>,
+    waiting: HashMap<crate::log::CommandId, Submission>,
+    turns: u64,
+    events: Vec<Event>,
+    keep_events: bool,
+}
+
+impl<S> std::fmt::Debug for MuDriver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuDriver").field("me", &self.cluster.me()).field("turns", &self.turns).finish()
+    }
+}
+
+impl<S: StateMachine> MuDriver<S> {
+    /// Adds what the driver needs (Mu's roles and regions, then heartbeats) to a node's
+    /// configuration; every node of the group does the same.
+    pub fn configure(node: NodeConfig, config: &MuConfig) -> Result<NodeConfig> {
+        let node = MuNode::configure(node, config)?;
+        PoolHeartbeats::configure(node).map_err(Error::heartbeat("adding heartbeats"))
+    }
+
+    /// Builds the node from a cluster bootstrapped with [`MuDriver::configure`]'s roles.
+    pub fn new(
+        mut cluster: Cluster,
+        config: MuConfig,
+        detectors: DetectorConfig,
+        machine: S,
+        now_ns: u64,
+    ) -> Result<MuDriver<S>> {
+        let mu = MuNode::new(&cluster, &config)?;
+        let roles = [mu.role(crate::cft::Channel::Log), mu.role(crate::cft::Channel::Control)];
+        let poller = cluster.take_poller(&roles).map_err(Error::pool("taking the Mu CQs"))?;
+        let heartbeats = PoolHeartbeats::new(&mut cluster).map_err(Error::heartbeat("heartbeats"))?;
+        let reader = heartbeats.reader(detectors.reader, now_ns);
+        let detector_set = (0..heartbeats.nodes())
+            .map(|_| {
+                AnyOf::new(vec![
+                    Box::new(ScoreDetector::new(detectors.score)) as Box<_>,
+                    Box::new(PeerLossDetector::new()) as Box<_>,
+                ])
+            })
+            .collect();
+        let monitor = HeartbeatMonitor::new(reader, detector_set);
+        let peers: Vec<NodeId> = cluster.peers().collect();
+        let replica = Replica::new(cluster.me(), &peers, config.clone(), mu.local_log(), machine)?;
+        Ok(MuDriver {
+            cluster,
+            mu,
+            replica,
+            poller,
+            heartbeats,
+            monitor,
+            counter: HeartbeatCounter::new(detectors.bump_period_ns),
+            intake: Arc::new(ArrayQueue::new(config.queue_limit)),
+            waiting: HashMap::new(),
+            turns: 0,
+            events: Vec::new(),
+            keep_events: false,
+        })
+    }
+
+    /// A handle for a client numbered `client` (unique in the group's life) to propose
+    /// through this node from any thread.
+    pub fn client(&self, client: u64) -> ClientHandle {
+        ClientHandle::new(self.intake.clone(), self.replica.id(), client)
+    }
+
+    /// Keeps the replica's events for [`MuDriver::take_events`] (tests and benchmarks).
+    pub fn keep_events(&mut self, keep: bool) {
+        self.keep_events = keep;
+    }
+
+    /// The events kept since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// One step: heartbeats, completions, control plane now and then, client commands,
+    /// the replica's tick, outcomes back to clients. True if something happened.
+    pub fn turn(&mut self, now_ns: u64) -> bool {
+        self.turns += 1;
+        if let Some(value) = self.counter.tick(now_ns) {
+            self.heartbeats.publish(value);
+        }
+        self.monitor.tick(now_ns, &mut self.heartbeats.port(&mut self.cluster));
+        while let Some(change) = self.monitor.poll_change() {
+            if let Some(peer) = node_id(change.peer) {
+                self.replica.handle_verdict(peer, !change.verdict.is_suspected());
+            }
+        }
+        let mut busy = false;
+        for polled in self.poller.poll() {
+            busy = true;
+            self.replica.handle_completion(polled.completion.wr_id, polled.completion.status);
+        }
+        if self.turns % CONTROL_EVERY == 0 {
+            self.control_plane(now_ns);
+        }
+        for _ in 0..INTAKE_PER_TURN {
+            let Some(submission) = self.intake.pop() else { break };
+            busy = true;
+            match self.replica.propose(submission.id, &submission.command) {
+                Ok(()) => {
+                    self.waiting.insert(submission.id, submission);
+                }
+                Err(error) => submission.reply.fulfil(Err(ClientError::Refused(error))),
+            }
+        }
+        self.replica.tick(now_ns, &mut self.mu.port(&mut self.cluster));
+        while let Some(event) = self.replica.poll_event() {
+            busy = true;
+            self.deliver(&event);
+            if self.keep_events {
+                self.events.push(event);
+            }
+        }
+        busy
+    }
+
+    fn deliver(&mut self, event: &Event) {
+        match event {
+            Event::Committed { id, response } => {
+                if let Some(submission) = self.waiting.remove(id) {
+                    submission.reply.fulfil(Ok(response.clone()));
+                }
+            }
+            Event::NotCommitted { id, leader } => {
+                if let Some(submission) = self.waiting.remove(id) {
+                    submission.reply.fulfil(Err(ClientError::NotCommitted { leader: *leader }));
+                }
+            }
+            Event::RoleChanged { .. } => {}
+        }
+    }
+
+    fn control_plane(&mut self, now_ns: u64) {
+        while let Some(event) = self.cluster.poll_control() {
+            match event {
+                ControlEvent::Reconnected { peer, roles, .. } => {
+                    for role in roles {
+                        if let Some(channel) = self.mu.channel_of(role) {
+                            self.replica.handle_repaired(peer, channel);
+                        }
+                    }
+                }
+                ControlEvent::ReconnectFailed { peer, .. } => {
+                    for channel in crate::cft::Channel::ALL {
+                        self.replica.handle_repair_failed(peer, channel);
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(event) = self.cluster.poll_event() {
+            if let Some(peer) = self.heartbeats.lost_peer(&event) {
+                self.monitor.observe(now_ns, peer, Observation::PeerLost);
+            }
+        }
+    }
+
+    /// The replica.
+    pub fn replica(&self) -> &Replica<S> {
+        &self.replica
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+fn node_id(index: usize) -> Option<NodeId> {
+    u16::try_from(index).ok().and_then(|id| NodeId::new(id).ok())
+}

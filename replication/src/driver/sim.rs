@@ -1,0 +1,178 @@
+//! [`SimGroup`]: a Mu group on the simulator — every node in this thread, bootstrapped
+//! over the in-memory network, turned in virtual time with per-node clock drift, with
+//! crashes, pauses, partitions. The same seed replays the same run.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use usec_lease_clock::clock::{Clock, SimClock};
+use usec_qp_pool::{Bootstrap, ClusterSpec, MemoryHub, NodeConfig, NodeId, Progress};
+use usec_verbs::sim::{self, LatencyModel, SimFabric};
+
+use crate::cft::MuConfig;
+use crate::driver::node::{DetectorConfig, MuDriver};
+use crate::error::{Error, Result};
+use crate::state_machine::StateMachine;
+
+/// A member of a simulated group.
+#[derive(Debug)]
+pub struct SimMember<S> {
+    /// Its driver; `None` once crashed.
+    pub driver: Option<MuDriver<S>>,
+    /// Its node on the fabric.
+    pub sim_node: sim::NodeId,
+    /// Its clock.
+    pub clock: SimClock,
+    /// Whether it is paused (its thread stopped, as by SIGSTOP).
+    pub paused: bool,
+}
+
+/// A Mu group on a sim fabric.
+#[derive(Debug)]
+pub struct SimGroup<S> {
+    /// The fabric.
+    pub fabric: SimFabric,
+    /// The members, by node id.
+    pub members: Vec<SimMember<S>>,
+    /// Virtual nanoseconds between two turns of each node.
+    pub quantum_ns: u64,
+}
+
+fn addr(id: u16) -> SocketAddr {
+    SocketAddr::from(([10, 9, (id >> 8) as u8, id as u8], 7000))
+}
+
+impl<S: StateMachine> SimGroup<S> {
+    /// `n` nodes on a new fabric `name` seeded with `seed`, each clock drifting by the
+    /// matching entry of `drift_ppm` (0 if missing).
+    pub fn new(
+        name: &str,
+        seed: u64,
+        n: u16,
+        config: &MuConfig,
+        detectors: DetectorConfig,
+        drift_ppm: &[i32],
+        mut machine: impl FnMut() -> S,
+    ) -> Result<SimGroup<S>> {
+        let fabric = SimFabric::create(name, seed).map_err(|error| Error::Config(error.to_string()))?;
+        fabric.set_auto_advance(false);
+        fabric.set_latency(LatencyModel::uniform(600, 1_400));
+        let hub = MemoryHub::new();
+        let nodes = (0..n).map(|id| (NodeId::new(id).expect("small ids"), addr(id)));
+        let spec = ClusterSpec::new("mu-sim", &format!("seed-{seed}"), nodes).map_err(Error::pool("the description"))?;
+        let mut boots = Vec::new();
+        let mut members = Vec::new();
+        for id in 0..n {
+            let (sim_node, context) = fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
+            let network = hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
+            let node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small")).deadline(Duration::from_secs(60));
+            let node = MuDriver::<S>::configure(node, config)?;
+            boots.push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
+            let drift = drift_ppm.get(usize::from(id)).copied().unwrap_or(0);
+            let clock = SimClock::with_drift(&fabric, drift, 1_000_000 * u64::from(id));
+            members.push(SimMember { driver: None, sim_node, clock, paused: false });
+        }
+        let clusters = bootstrap_all(boots)?;
+        for (member, cluster) in members.iter_mut().zip(clusters) {
+            let now = member.clock.now_ns();
+            member.driver = Some(MuDriver::new(cluster, config.clone(), detectors, machine(), now)?);
+        }
+        Ok(SimGroup { fabric, members, quantum_ns: 250 })
+    }
+
+    /// Turns every live, running node once, then moves virtual time on by a quantum
+    /// (running the fabric's events on the way).
+    pub fn step(&mut self) {
+        for member in &mut self.members {
+            if member.paused {
+                continue;
+            }
+            if let Some(driver) = member.driver.as_mut() {
+                driver.turn(member.clock.now_ns());
+            }
+        }
+        self.fabric.advance_by(self.quantum_ns);
+    }
+
+    /// Steps for `ns` of virtual time.
+    pub fn run_for(&mut self, ns: u64) {
+        let until = self.fabric.now_ns() + ns;
+        while self.fabric.now_ns() < until {
+            self.step();
+        }
+    }
+
+    /// Steps until `done` holds or `ns` of virtual time passed; whether it held.
+    pub fn run_until(&mut self, ns: u64, mut done: impl FnMut(&SimGroup<S>) -> bool) -> bool {
+        let until = self.fabric.now_ns() + ns;
+        while self.fabric.now_ns() < until {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    /// Crashes member `index` for good.
+    pub fn crash(&mut self, index: usize) {
+        self.fabric.crash(self.members[index].sim_node);
+        self.members[index].driver = None;
+    }
+
+    /// Stops member `index`'s thread (its NIC goes on serving one-sided operations).
+    pub fn pause(&mut self, index: usize) {
+        self.fabric.pause(self.members[index].sim_node);
+        self.members[index].paused = true;
+    }
+
+    /// Lets member `index` run again.
+    pub fn resume(&mut self, index: usize) {
+        self.fabric.resume(self.members[index].sim_node);
+        self.members[index].paused = false;
+    }
+
+    /// Cuts the link between two members.
+    pub fn partition(&mut self, a: usize, b: usize) {
+        self.fabric.partition(self.members[a].sim_node, self.members[b].sim_node);
+    }
+
+    /// Restores the link between two members.
+    pub fn heal(&mut self, a: usize, b: usize) {
+        self.fabric.heal(self.members[a].sim_node, self.members[b].sim_node);
+    }
+
+    /// Member `index`'s driver, if alive.
+    pub fn driver(&self, index: usize) -> Option<&MuDriver<S>> {
+        self.members[index].driver.as_ref()
+    }
+
+    /// Member `index`'s driver, if alive.
+    pub fn driver_mut(&mut self, index: usize) -> Option<&mut MuDriver<S>> {
+        self.members[index].driver.as_mut()
+    }
+
+    /// The members that believe they lead.
+    pub fn leaders(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&index| {
+                self.driver(index).is_some_and(|driver| driver.replica().role() == crate::cft::RoleKind::Leader)
+            })
+            .collect()
+    }
+}
+
+/// Polls every bootstrap with fake time (1 ms a round) until all are done.
+fn bootstrap_all(mut boots: Vec<Bootstrap>) -> Result<Vec<usec_qp_pool::Cluster>> {
+    let mut now_ns = 0;
+    let mut done = vec![false; boots.len()];
+    while done.iter().any(|done| !done) {
+        for (boot, done) in boots.iter_mut().zip(&mut done) {
+            if !*done {
+                *done = boot.poll(now_ns).map_err(Error::pool("bootstrap"))? == Progress::Done;
+            }
+        }
+        now_ns += 1_000_000;
+    }
+    boots.into_iter().map(|boot| boot.finish().map_err(Error::pool("bootstrap"))).collect()
+}
