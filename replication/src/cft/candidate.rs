@@ -131,7 +131,7 @@ impl Candidate {
         if self.proposal.is_none() {
             return self.await_quorum(now_ns, local, peers, port);
         }
-        if 1 + peers.quorum() < majority(self.group) {
+        if 1 + peers.members() < majority(self.group) {
             return Outcome::Restart;
         }
         match self.phase.clone() {
@@ -158,14 +158,17 @@ impl Candidate {
             return Outcome::Working;
         }
         // A quorum granted and its heads are in: choose the proposal number and promise it.
-        let heads: Vec<Head> = peers.iter().filter(|peer| peer.in_quorum()).filter_map(|peer| peer.head).collect();
+        for peer in peers.iter_mut() {
+            peer.member = peer.in_quorum();
+        }
+        let heads: Vec<Head> = peers.iter().filter(|peer| peer.member).filter_map(|peer| peer.head).collect();
         let promised = heads.iter().map(|head| head.promise).max().unwrap_or(0).max(local.log.promise());
         let proposal = next_proposal(promised, self.rank, self.group);
         local.log.set_promise(proposal);
         self.proposal = Some(proposal);
         self.commit = heads.iter().map(Head::commit).max().unwrap_or(0).max(local.commit);
         let promise = Record::new(RecordKind::Promise, &[proposal]).encode();
-        for peer in peers.iter_mut().filter(|peer| peer.in_quorum()) {
+        for peer in peers.iter_mut().filter(|peer| peer.member) {
             post_promise(peer, &promise, proposal, self.term, port);
         }
         self.phase = self.catch_up_or_recover(local, peers);
@@ -181,7 +184,7 @@ impl Candidate {
         }
         let source = peers
             .iter()
-            .filter(|peer| peer.in_quorum())
+            .filter(|peer| peer.member)
             .max_by_key(|peer| (peer.head.map_or(0, |head| head.commit()), std::cmp::Reverse(peer.id)))
             .map(|peer| peer.id);
         match source {
@@ -193,7 +196,7 @@ impl Candidate {
 
     fn catch_self<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &mut Peers, port: &mut dyn Port) -> Outcome {
         let Phase::CatchSelf { source, next, count, reading, arrived } = self.phase.clone() else { unreachable!() };
-        let Some(peer) = peers.get_mut(source).filter(|peer| peer.in_quorum()) else {
+        let Some(peer) = peers.get_mut(source).filter(|peer| peer.member) else {
             self.phase = self.catch_up_or_recover(local, peers);
             return Outcome::Working;
         };
@@ -235,7 +238,7 @@ impl Candidate {
     fn snapshot_phase(&mut self, peers: &Peers) -> Phase {
         let source = peers
             .iter()
-            .filter(|peer| peer.in_quorum())
+            .filter(|peer| peer.member)
             .max_by_key(|peer| (peer.head.map_or(0, |head| head.status.applied), std::cmp::Reverse(peer.id)))
             .map(|peer| peer.id)
             .expect("catching up needs a quorum member");
@@ -253,7 +256,7 @@ impl Candidate {
         let Phase::PullSnapshot { source, number, asked_ns, ready, reading, arrived } = self.phase.clone() else {
             unreachable!()
         };
-        if !peers.get(source).is_some_and(|peer| peer.in_quorum()) {
+        if !peers.get(source).is_some_and(|peer| peer.member) {
             self.phase = self.snapshot_phase(peers);
             return Outcome::Working;
         }
@@ -288,7 +291,10 @@ impl Candidate {
             return Outcome::Working;
         }
         match local.log.load_snapshot(index, len, digest) {
-            Some(bytes) if local.restore(index, &bytes) => self.phase = self.catch_up_or_recover(local, peers),
+            Some(bytes) if local.restore(index, &bytes) => {
+                local.stats.snapshots_pulled += 1;
+                self.phase = self.catch_up_or_recover(local, peers);
+            }
             // Torn or refused: ask again.
             _ => {
                 self.number += 1;
@@ -307,13 +313,13 @@ impl Candidate {
         }
         if count == 0 {
             let count = run_length(next, self.commit + layout.capacity, layout.capacity, layout.read_chunk);
-            for peer in peers.iter_mut().filter(|peer| peer.in_quorum()) {
+            for peer in peers.iter_mut().filter(|peer| peer.member) {
                 post_slot_read(peer, next, count, local, port);
             }
             self.phase = Phase::Slots { next, count };
             return Outcome::Working;
         }
-        if peers.iter().any(|peer| peer.in_quorum() && !peer.slots_read) {
+        if peers.iter().any(|peer| peer.member && !peer.slots_read) {
             return Outcome::Working;
         }
         let proposal = self.proposal.expect("chosen before recovery");
@@ -326,7 +332,7 @@ impl Candidate {
             if let SlotRead::Entry(header) = local.log.read_slot(index, &mut mine) {
                 best = Some((header.proposal, mine[..header.total_len()].to_vec()));
             }
-            for peer in peers.iter().filter(|peer| peer.in_quorum()) {
+            for peer in peers.iter().filter(|peer| peer.member) {
                 local.log.read_control(layout.scratch_slots_offset(peer.id.get()) + at * layout.slot_bytes, &mut image);
                 if let Some(header) = verify_entry(&image).filter(|header| header.index == index) {
                     if best.as_ref().is_none_or(|(seen, _)| header.proposal > *seen) {
@@ -338,6 +344,7 @@ impl Candidate {
             let header = verify_entry(&chosen).expect("verified above");
             let adopted = EntryHeader { proposal, commit: self.commit, ..header };
             local.log.write_entry(&adopted, entry_payload(&chosen, &header), &mut mine);
+            local.stats.adopted += 1;
         }
         for peer in peers.iter_mut() {
             peer.slots_read = false;

@@ -7,16 +7,45 @@ use std::collections::BTreeMap;
 use usec_qp_pool::NodeId;
 
 /// What this replica believes about each peer's liveness.
+///
+/// Besides the detectors' verdicts, direct evidence of life counts: a peer that just wrote
+/// a permission request into this replica's inbox, or whose entries just decided more of
+/// this replica's log, is alive whatever a stuck heartbeat READ says. Such evidence keeps
+/// the peer trusted for a grace period ([`Election::heard_from`]); without it, a replica
+/// whose heartbeat READs of a live candidate are stuck behind an RC retransmission timer
+/// would grant the candidate and depose it again at every turn.
 #[derive(Clone, Debug)]
 pub struct Election {
     me: NodeId,
     trusted: BTreeMap<NodeId, bool>,
+    /// Per peer: trusted until this time, whatever the detectors say.
+    heard_until: BTreeMap<NodeId, u64>,
+    now_ns: u64,
 }
 
 impl Election {
     /// Every peer trusted at first (detectors start trusting, as they do).
     pub fn new(me: NodeId, peers: &[NodeId]) -> Election {
-        Election { me, trusted: peers.iter().map(|&peer| (peer, true)).collect() }
+        Election {
+            me,
+            trusted: peers.iter().map(|&peer| (peer, true)).collect(),
+            heard_until: BTreeMap::new(),
+            now_ns: 0,
+        }
+    }
+
+    /// The time the next choices are made at.
+    pub fn set_now(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+    }
+
+    /// `peer` showed it is alive: trust it for `grace_ns` from now.
+    pub fn heard_from(&mut self, peer: NodeId, grace_ns: u64) {
+        if self.trusted.contains_key(&peer) {
+            let until = self.now_ns.saturating_add(grace_ns);
+            let entry = self.heard_until.entry(peer).or_insert(0);
+            *entry = (*entry).max(until);
+        }
     }
 
     /// Records a detector's verdict; true when it changed something.
@@ -33,13 +62,13 @@ impl Election {
     /// Whether `peer` is believed alive.
     pub fn is_trusted(&self, peer: NodeId) -> bool {
         self.trusted.get(&peer).copied().unwrap_or(false)
+            || self.heard_until.get(&peer).is_some_and(|&until| until > self.now_ns)
     }
 
     /// The replica that should lead: the lowest trusted id, this replica included when
     /// `eligible`.
     pub fn choice(&self, eligible: bool) -> Option<NodeId> {
-        let peers = self.trusted.iter().filter(|(_, &trusted)| trusted).map(|(&peer, _)| peer);
-        let lowest_peer = peers.min();
+        let lowest_peer = self.trusted.keys().copied().filter(|&peer| self.is_trusted(peer)).min();
         match (eligible, lowest_peer) {
             (true, Some(peer)) => Some(peer.min(self.me)),
             (true, None) => Some(self.me),
@@ -75,5 +104,11 @@ mod tests {
         assert!(!election.may_grant(node(2), true), "node 1 ranks above 2");
         election.set_trusted(node(0), true);
         assert!(election.may_grant(node(0), true));
+        election.set_trusted(node(0), false);
+        election.set_now(100);
+        election.heard_from(node(0), 50);
+        assert_eq!(election.choice(true), Some(node(0)), "heard from just now");
+        election.set_now(150);
+        assert_eq!(election.choice(true), Some(node(1)), "the grace ran out");
     }
 }

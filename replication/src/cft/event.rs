@@ -34,6 +34,12 @@ pub enum Event {
         /// The leader this replica follows now, if it knows one.
         leader: Option<NodeId>,
     },
+    /// A command proposed here reached the log after a later command of the same client
+    /// was applied: it is never applied (clients wait for each command before the next).
+    Superseded {
+        /// The command.
+        id: CommandId,
+    },
     /// The replica's role changed.
     RoleChanged {
         /// Its role now.

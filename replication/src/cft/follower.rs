@@ -90,6 +90,7 @@ impl Follower {
         }
         self.holder = Some(request.from);
         let _ = port.allow_log_writer(request.from, true);
+        local.stats.grants += 1;
         // No old writer can land any more: the status is exact now, and stays so until the
         // candidate writes.
         let present = local.present();

@@ -163,6 +163,16 @@ impl Leader {
     ) -> Result<(), StepDown> {
         let promise = Record::new(RecordKind::Promise, &[self.proposal]).encode();
         let log_start = self.log_start(local);
+        let capacity = local.config.capacity;
+        for peer in peers.iter_mut().filter(|peer| peer.live && !peer.snapshot_pushing) {
+            // Copying overwrote the slot it was to apply next (it was paused, or slow):
+            // only a snapshot brings it back.
+            let applied = peer.head.map_or(0, |head| head.status.applied).max(peer.pushed);
+            if peer.next > applied + capacity {
+                peer.live = false;
+                self.push_snapshot(local, peer, port);
+            }
+        }
         for peer in peers.iter_mut().filter(|peer| peer.granted && !peer.live) {
             let Some(head) = peer.head else { continue };
             if head.promise > self.proposal {
@@ -219,6 +229,7 @@ impl Leader {
             Ok(()) => {
                 peer.snapshot_pushing = true;
                 self.pushes += 1;
+                local.stats.snapshots_pushed += 1;
             }
             Err(_) => {
                 peer.broken[Channel::Log.index()] = true;
@@ -267,7 +278,9 @@ impl Leader {
         applied[..count].sort_unstable_by_key(|&value| Reverse(value));
         let need = majority(self.group);
         let majority_applied = if count >= need { applied[need - 1] } else { 0 };
-        reused < majority_applied && peers.iter().all(|peer| !(peer.next > reused && peer.acked <= reused))
+        // A WRITE of the reused slot may still be reading it for a live follower; one
+        // that failed took the rest of its QP's work with it.
+        reused < majority_applied && peers.iter().all(|peer| !(peer.live && peer.next > reused && peer.acked <= reused))
     }
 
     fn create_entries<S: StateMachine>(&mut self, now_ns: u64, local: &mut Local<S>, peers: &Peers) {
@@ -292,6 +305,7 @@ impl Leader {
             local.slot = slot;
             self.next_index += 1;
             self.last_entry_ns = now_ns;
+            local.stats.entries += 1;
         }
     }
 
@@ -367,6 +381,7 @@ impl Leader {
                 peer.snapshot_pushing = false;
                 self.pushes = self.pushes.saturating_sub(1);
                 let index = self.snapshot.as_ref().map_or(0, |held| held.index);
+                peer.pushed = index;
                 peer.next = index;
                 peer.acked = index;
                 peer.commit_sent = 0;

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use usec_qp_pool::NodeId;
 
-use crate::applier::Applier;
+use crate::applier::{Applied, Applier};
 use crate::cft::config::{MuConfig, Start};
 use crate::cft::event::Event;
 use crate::log::batch::commands;
@@ -14,6 +14,27 @@ use crate::log::entry::{entry_payload, EntryKind};
 use crate::log::local::{LocalLog, SlotRead};
 use crate::log::{CommandId, Status};
 use crate::state_machine::StateMachine;
+
+/// What a replica has done, counted (for tests, benchmarks and operators).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Candidacies started.
+    pub candidacies: u64,
+    /// Leaderships taken.
+    pub leaderships: u64,
+    /// Entries created as leader.
+    pub entries: u64,
+    /// Entries adopted in recovery.
+    pub adopted: u64,
+    /// Snapshots pushed to followers.
+    pub snapshots_pushed: u64,
+    /// Snapshots pulled as a candidate.
+    pub snapshots_pulled: u64,
+    /// Snapshots restored (pushed or pulled).
+    pub snapshots_restored: u64,
+    /// Permissions granted to candidates.
+    pub grants: u64,
+}
 
 /// A command waiting for a leader to put it in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +66,7 @@ pub(crate) struct Local<S> {
     /// Commands in the log whose outcome this replica reports when it applies them.
     pub(crate) awaiting: BTreeSet<CommandId>,
     pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
     published: Option<Status>,
     /// Scratch: one slot.
     pub(crate) slot: Vec<u8>,
@@ -66,6 +88,7 @@ impl<S: StateMachine> Local<S> {
             queue: VecDeque::new(),
             awaiting: BTreeSet::new(),
             events: VecDeque::new(),
+            stats: Stats::default(),
             published: None,
             slot: vec![0; config.slot_bytes],
             response: Vec::new(),
@@ -97,9 +120,14 @@ impl<S: StateMachine> Local<S> {
                         let payload = entry_payload(&self.slot, &header);
                         let batch = commands(payload).expect("a leader writes only well-formed batches");
                         for (id, command) in batch {
-                            self.applier.apply(id, command, &mut self.response);
+                            let applied = self.applier.apply(id, command, &mut self.response);
                             if self.awaiting.remove(&id) {
-                                self.events.push_back(Event::Committed { id, response: self.response.clone() });
+                                self.events.push_back(match applied {
+                                    Applied::Fresh | Applied::Repeat => {
+                                        Event::Committed { id, response: self.response.clone() }
+                                    }
+                                    Applied::Stale => Event::Superseded { id },
+                                });
                             }
                         }
                     }
@@ -132,6 +160,7 @@ impl<S: StateMachine> Local<S> {
             return false;
         }
         self.applied = index;
+        self.stats.snapshots_restored += 1;
         self.learn_commit(index);
         self.behind = false;
         self.apply_decided();

@@ -88,6 +88,11 @@ pub(crate) struct Peer {
     pub(crate) commit_sent: u64,
     /// Leadership: a snapshot is on its way to it.
     pub(crate) snapshot_pushing: bool,
+    /// Leadership: the index of the last snapshot pushed to it.
+    pub(crate) pushed: u64,
+    /// Candidacy: one of the quorum the proposal number was chosen with, whose logs the
+    /// recovery reads (a peer granting later is caught up once this replica leads).
+    pub(crate) member: bool,
     /// Candidacy: a run of its slots is being read.
     pub(crate) slots_reading: bool,
     /// Candidacy: the last run of its slots arrived.
@@ -112,6 +117,8 @@ impl Peer {
             live: false,
             commit_sent: 0,
             snapshot_pushing: false,
+            pushed: 0,
+            member: false,
             slots_reading: false,
             slots_read: false,
         }
@@ -139,6 +146,7 @@ impl Peer {
         self.live = false;
         self.head = None;
         self.head_reading = false;
+        self.member = false;
         self.slots_reading = false;
         self.slots_read = false;
         self.snapshot_pushing = false;
@@ -187,8 +195,13 @@ impl Peers {
         self.peers.iter_mut().for_each(Peer::reset);
     }
 
-    /// Peers in the current candidacy's quorum.
+    /// Peers that granted the current candidacy, count in quorums, and whose head is in.
     pub(crate) fn quorum(&self) -> usize {
         self.peers.iter().filter(|peer| peer.in_quorum()).count()
+    }
+
+    /// Peers of the recovery quorum still with the candidacy.
+    pub(crate) fn members(&self) -> usize {
+        self.peers.iter().filter(|peer| peer.member).count()
     }
 }

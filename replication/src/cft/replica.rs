@@ -185,6 +185,7 @@ impl<S: StateMachine> Replica<S> {
     /// Does everything due at `now_ns`: serves peers' requests, follows or takes over or
     /// leads, and publishes its status.
     pub fn tick(&mut self, now_ns: u64, port: &mut dyn Port) {
+        self.election.set_now(now_ns);
         self.repair(port);
         let inbox_due = now_ns >= self.next_inbox_ns;
         if inbox_due {
@@ -195,7 +196,11 @@ impl<S: StateMachine> Replica<S> {
         let me = self.local.me;
         match &mut self.role {
             Role::Follower => {
+                let commit = self.local.commit;
                 self.follower.follow(&mut self.local);
+                if let Some(holder) = self.follower.holder.filter(|_| self.local.commit > commit) {
+                    self.election.heard_from(holder, self.local.config.permission_retry_ns);
+                }
                 if choice == Some(me) {
                     self.start_candidacy(now_ns, port);
                 }
@@ -228,6 +233,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn serve_inbox(&mut self, now_ns: u64, port: &mut dyn Port) {
         while let Some(request) = self.follower.next_permission_request(&self.local, &self.peers) {
+            self.election.heard_from(request.from, self.local.config.permission_retry_ns);
             if !agrees(&self.election, request, self.local.eligible) {
                 continue;
             }
@@ -263,6 +269,7 @@ impl<S: StateMachine> Replica<S> {
             self.rank,
         );
         self.role = Role::Candidate(candidate);
+        self.local.stats.candidacies += 1;
         self.leader = Some(self.local.me);
         self.local.events.push_back(Event::RoleChanged { role: RoleKind::Candidate, leader: self.leader });
     }
@@ -274,6 +281,7 @@ impl<S: StateMachine> Replica<S> {
         self.number = self.number.max(number);
         let leader = Leader::new(term, proposal, next_index, now_ns, first, number, &mut self.local, &self.peers);
         self.role = Role::Leader(leader);
+        self.local.stats.leaderships += 1;
         self.local.events.push_back(Event::RoleChanged { role: RoleKind::Leader, leader: Some(self.local.me) });
     }
 
@@ -353,6 +361,50 @@ impl<S: StateMachine> Replica<S> {
             Role::Leader(leader) => Some(leader.proposal()),
             _ => None,
         }
+    }
+
+    /// A one-line summary of its state, for logs and failure reports.
+    pub fn describe(&self) -> String {
+        let role = match &self.role {
+            Role::Follower => format!("follower of {:?}", self.follower.holder.map(|node| node.get())),
+            Role::Candidate(candidate) => format!("candidate {:?}", candidate.phase),
+            Role::Leader(leader) => format!("leader next {}", leader.next_index),
+        };
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|peer| {
+                format!(
+                    "{}:{}{}{}{} n{} a{}{}",
+                    peer.id.get(),
+                    if peer.granted { "G" } else { "-" },
+                    if peer.head.is_some() { "H" } else { "-" },
+                    if peer.live { "L" } else { "-" },
+                    match peer.barrier {
+                        crate::cft::peers::Barrier::None => "0",
+                        crate::cft::peers::Barrier::Posted => "p",
+                        crate::cft::peers::Barrier::Done => "B",
+                    },
+                    peer.next,
+                    peer.acked,
+                    if peer.broken.iter().any(|&broken| broken) { " broken" } else { "" }
+                )
+            })
+            .collect();
+        format!(
+            "{} commit {} applied {} queue {} eligible {} [{}]",
+            role,
+            self.local.commit,
+            self.local.applied,
+            self.local.queue.len(),
+            self.local.eligible,
+            peers.join(" ")
+        )
+    }
+
+    /// What it has done, counted.
+    pub fn stats(&self) -> crate::cft::local::Stats {
+        self.local.stats
     }
 
     /// The commands waiting for an entry.

@@ -25,6 +25,9 @@ pub enum ClientError {
         /// The leader the replica follows now, if known.
         leader: Option<NodeId>,
     },
+    /// A later command of the same client was applied first; this one never will be.
+    #[error("superseded by a later command of the same client")]
+    Superseded,
     /// The replica's intake queue is full.
     #[error("the replica's intake queue is full")]
     Busy,

@@ -179,6 +179,11 @@ impl<S: StateMachine> MuDriver<S> {
                     submission.reply.fulfil(Err(ClientError::NotCommitted { leader: *leader }));
                 }
             }
+            Event::Superseded { id } => {
+                if let Some(submission) = self.waiting.remove(id) {
+                    submission.reply.fulfil(Err(ClientError::Superseded));
+                }
+            }
             Event::RoleChanged { .. } => {}
         }
     }
@@ -216,6 +221,11 @@ impl<S: StateMachine> MuDriver<S> {
     /// The cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// The replica's own regions (to inspect its log).
+    pub fn log(&self) -> crate::log::local::LocalLog {
+        self.mu.local_log()
     }
 }
 

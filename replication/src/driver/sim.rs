@@ -65,7 +65,10 @@ impl<S: StateMachine> SimGroup<S> {
         for id in 0..n {
             let (sim_node, context) = fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
             let network = hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
-            let node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small")).deadline(Duration::from_secs(60));
+            let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small")).deadline(Duration::from_secs(60));
+            // An ACK timeout of about 1 ms: traffic stuck in a partition resumes soon
+            // after it heals (the default, 67 ms, is a real NIC's).
+            node.connect.rts.timeout = 8;
             let node = MuDriver::<S>::configure(node, config)?;
             boots.push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
             let drift = drift_ppm.get(usize::from(id)).copied().unwrap_or(0);
