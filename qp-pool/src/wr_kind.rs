@@ -103,6 +103,24 @@ registry! {
     LeaseSend = 0x11, LeaseClock, "lease send";
     /// lease-clock: a RECV posted for a lease message (the sequence is the slot).
     LeaseRecv = 0x12, LeaseClock, "lease receive";
+    /// Mu: a WRITE of a log entry into a follower's slot (the sequence is the index).
+    MuEntry = 0x20, Mu, "Mu entry write";
+    /// Mu: a WRITE of the commit record.
+    MuCommit = 0x21, Mu, "Mu commit write";
+    /// Mu: a WRITE of a candidate's promise (its proposal number).
+    MuPromise = 0x22, Mu, "Mu promise write";
+    /// Mu: a WRITE of a snapshot's bytes into a follower's snapshot area.
+    MuSnapshotBytes = 0x23, Mu, "Mu snapshot write";
+    /// Mu: a WRITE of the record that validates a pushed snapshot.
+    MuSnapshotRecord = 0x24, Mu, "Mu snapshot record write";
+    /// Mu: a READ of a peer's log head (promise, commit, status).
+    MuHeadRead = 0x25, Mu, "Mu head read";
+    /// Mu: a READ of a run of a peer's slots, in recovery.
+    MuSlotRead = 0x26, Mu, "Mu slot read";
+    /// Mu: a READ of a snapshot a peer published.
+    MuSnapshotRead = 0x27, Mu, "Mu snapshot read";
+    /// Mu: a WRITE into a peer's inbox (permission and snapshot requests, acks).
+    MuMessage = 0x28, Mu, "Mu message";
 }
 
 // Every registered kind lies in its owner's range, and none in the application range:

@@ -21,15 +21,18 @@ fn config() -> MuConfig {
 
 fn group(name: &str, n: u16, config: &MuConfig) -> SimGroup<History> {
     let name = format!("paper-{name}-{}", std::process::id());
-    let mut group = SimGroup::new(&name, 7, n, config, DetectorConfig::default(), &[], History::default).unwrap();
+    let group = SimGroup::new(&name, 7, n, config, DetectorConfig::default(), &[], History::default).unwrap();
     group.fabric.set_latency(LatencyModel::fixed(1_000));
     group
 }
 
 /// Runs until exactly one replica leads, and returns it.
 fn leader(group: &mut SimGroup<History>) -> usize {
-    assert!(group.run_until(10 * MS, |group| group.leaders().len() == 1), "no single leader");
-    group.leaders()[0]
+    let running = |group: &SimGroup<History>| -> Vec<usize> {
+        group.leaders().into_iter().filter(|&index| !group.members[index].paused).collect()
+    };
+    assert!(group.run_until(10 * MS, |group| running(group).len() == 1), "no single leader");
+    running(group)[0]
 }
 
 /// Proposes `command` through replica `via` as `id`, and runs until its outcome.
@@ -52,6 +55,11 @@ fn decide(group: &mut SimGroup<History>, id: CommandId, command: &[u8]) -> Vec<u
         }
     }
     panic!("{id:?} never decided");
+}
+
+/// Whether replica `index` leads (a paused old leader may still believe it does).
+fn leads(group: &SimGroup<History>, index: usize) -> bool {
+    group.driver(index).is_some_and(|driver| driver.replica().role() == RoleKind::Leader)
 }
 
 fn id(client: u64, sequence: u64) -> CommandId {
@@ -84,7 +92,7 @@ fn replicating_a_command_is_one_write_per_follower() {
         .fabric
         .trace()
         .into_iter()
-        .filter(|event| event.kind == TraceKind::Executed && event.opcode == Some(CompletionOpcode::RdmaWrite))
+        .filter(|event| event.kind == TraceKind::Executed && event.opcode == Some(CompletionOpcode::Write))
         .filter(|event| event.peer == Some(leader_node) || event.node == leader_node)
         .filter(|event| Op::decode(event.wr_id).is_some_and(|op| op.kind == OpKind::Entry))
         .count();
@@ -116,7 +124,7 @@ fn the_lowest_live_id_leads() {
     let mut group = group("lowest", 3, &config());
     assert_eq!(leader(&mut group), 0);
     group.pause(0);
-    assert!(group.run_until(10 * MS, |group| group.leaders() == [1]), "1 takes over from a stopped 0");
+    assert!(group.run_until(10 * MS, |group| leads(group, 1)), "1 takes over from a stopped 0");
     group.driver_mut(1).unwrap().keep_events(true);
     group.resume(0);
     assert!(group.run_until(10 * MS, |group| group.leaders() == [0]), "0 leads again once it is back");
@@ -137,18 +145,28 @@ fn a_deposed_leaders_writes_fail_at_the_nic() {
     // 0 stops with a command in its queue, and commands it will post when it wakes.
     let ticket = group.driver(0).unwrap().client(2).submit_as(id(2, 1), b"stale").unwrap();
     group.pause(0);
-    assert!(group.run_until(10 * MS, |group| group.leaders() == [1]));
+    assert!(group.run_until(10 * MS, |group| leads(group, 1)));
     let switched = group.fabric.now_ns();
     group.fabric.record_trace(true);
     group.resume(0);
+    // 0 wakes up believing it leads, and posts; it leads until it learns otherwise.
+    assert!(group.run_until(10 * MS, |group| !leads(group, 0)), "0 stepped down");
+    let stepped_down = group.fabric.now_ns();
     group.run_for(5 * MS);
     let zero = group.members[0].sim_node;
     let trace = group.fabric.trace();
+    let refused = trace.iter().filter(|event| {
+        event.kind == TraceKind::Executed
+            && event.peer == Some(zero)
+            && event.status != Status::Success
+            && Op::decode(event.wr_id).is_some_and(|op| op.kind == OpKind::Entry)
+    });
+    assert!(refused.count() > 0, "its late WRITEs were refused at the NIC");
     let landed = trace.iter().filter(|event| {
         event.kind == TraceKind::Executed
             && event.node != zero
             && event.peer == Some(zero)
-            && event.at_ns > switched
+            && (switched..=stepped_down).contains(&event.at_ns)
             && event.status == Status::Success
             && Op::decode(event.wr_id).is_some_and(|op| op.kind == OpKind::Entry)
     });
@@ -168,7 +186,7 @@ fn taking_over_needs_a_majority_not_all() {
     decide(&mut group, id(1, 1), b"one");
     group.crash(4);
     group.pause(0);
-    assert!(group.run_until(10 * MS, |group| group.leaders() == [1]), "1 leads with 2 and 3 alone");
+    assert!(group.run_until(10 * MS, |group| leads(group, 1)), "1 leads with 2 and 3 alone");
     decide(&mut group, id(1, 2), b"two");
 }
 
@@ -196,7 +214,7 @@ fn recovery_keeps_what_was_decided() {
     group.partition(0, 1);
     propose(&mut group, 0, id(1, 1), b"seen-by-2-only").expect("decided by 0 and 2");
     group.crash(0);
-    assert!(group.run_until(10 * MS, |group| group.leaders() == [1]));
+    assert!(group.run_until(10 * MS, |group| leads(group, 1)));
     decide(&mut group, id(1, 2), b"next");
     group.run_for(MS);
     for replica in [1, 2] {

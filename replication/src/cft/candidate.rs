@@ -73,6 +73,8 @@ pub(crate) struct Candidate {
     pub(crate) commit: u64,
     group: usize,
     rank: u64,
+    /// When the current snapshot pull was first asked for.
+    pull_started_ns: u64,
 }
 
 /// The smallest proposal number above `promised` that is `rank` modulo `group`.
@@ -105,6 +107,7 @@ impl Candidate {
             commit: local.commit,
             group: peers.len() + 1,
             rank,
+            pull_started_ns: 0,
         };
         candidate.ask_permission(local, peers, port);
         candidate
@@ -262,13 +265,26 @@ impl Candidate {
         }
         let Some([index, len, digest]) = ready else {
             if asked_ns == 0 || now_ns.saturating_sub(asked_ns) >= local.config.permission_retry_ns {
+                if asked_ns != 0 && now_ns.saturating_sub(self.pull_started_ns) >= 4 * local.config.permission_retry_ns {
+                    // It does not answer (stopped?): stop counting on it.
+                    peers.get_mut(source).expect("checked").drop_out();
+                    return Outcome::Working;
+                }
+                if asked_ns == 0 {
+                    self.pull_started_ns = now_ns;
+                }
                 let request = Record::new(RecordKind::SnapshotRequest, &[u64::from(local.me.get()), number]);
                 send(local, peers, port, source, InboxLine::SnapshotRequest, &request, number);
                 self.phase = Phase::PullSnapshot { source, number, asked_ns: now_ns.max(1), ready, reading, arrived };
             }
             if let Some(record) = local.log.inbox(source.get(), InboxLine::SnapshotReady, RecordKind::SnapshotReady) {
-                let [from, answered, index, len, digest, _] = record.fields;
+                let [from, answered, index, len, digest, ok] = record.fields;
                 if from == u64::from(source.get()) && answered == number {
+                    if ok != 1 {
+                        // It granted someone else since: it is no longer this candidacy's.
+                        peers.get_mut(source).expect("checked").drop_out();
+                        return Outcome::Working;
+                    }
                     let ready = Some([index, len, digest]);
                     self.phase = Phase::PullSnapshot { source, number, asked_ns, ready, reading: false, arrived: false };
                 }
@@ -472,10 +488,14 @@ fn run_length(next: u64, end: u64, capacity: u64, chunk: usize) -> usize {
 }
 
 /// A sequence number tagged with the term, so completions of an earlier leadership can
-/// never be taken for this one's: 8 bits of term above 40 bits of value.
+/// never be taken for this one's (the promise barrier already orders them; this is a
+/// second line): 4 bits of term above 40 bits of value, the 44 bits a `WrId` carries.
 pub(crate) fn term_sequence(term: u64, value: u64) -> u64 {
-    ((term & 0xff) << 40) | (value & ((1 << 40) - 1))
+    ((term & TERM_TAG) << 40) | (value & ((1 << 40) - 1))
 }
+
+/// The bits of the term a sequence carries.
+pub(crate) const TERM_TAG: u64 = 0xf;
 
 /// Splits [`term_sequence`].
 pub(crate) fn split_term_sequence(sequence: u64) -> (u64, u64) {

@@ -18,7 +18,6 @@ use crate::cft::op::{Op, OpKind};
 use crate::cft::peers::Peers;
 use crate::cft::port::{Channel, Place, Port, Source};
 use crate::log::layout::InboxLine;
-use crate::log::local::snapshot_record;
 use crate::log::record::{Record, RecordKind};
 use crate::state_machine::StateMachine;
 
@@ -110,8 +109,10 @@ impl Follower {
         self.holder = None;
     }
 
-    /// Serves a snapshot request from the holder: stores a snapshot of the applied state in
-    /// this replica's snapshot area and says where.
+    /// Serves a snapshot request: from the candidate it granted, stores a snapshot of the
+    /// applied state in this replica's snapshot area and says where; from anyone else (a
+    /// candidate whose grant it since gave away), refuses, so the candidate stops counting
+    /// on it.
     pub(crate) fn serve_snapshot<S: StateMachine>(
         &mut self,
         request: Request,
@@ -119,20 +120,17 @@ impl Follower {
         peers: &mut Peers,
         port: &mut dyn Port,
     ) {
-        if self.holder != Some(request.from) {
-            return; // only the candidate it granted may read the area: nobody else writes it then
-        }
-        let bytes = local.applier.snapshot();
-        if bytes.len() > local.config.snapshot_bytes {
-            return; // too large to transfer: the candidate times out and looks elsewhere
-        }
+        let me = u64::from(local.me.get());
+        let refuse = Record::new(RecordKind::SnapshotReady, &[me, request.number, 0, 0, 0, 0]);
+        // Only the holder may read the area: nobody else writes it then.
+        let bytes = (self.holder == Some(request.from)).then(|| local.applier.snapshot());
+        let Some(bytes) = bytes.filter(|bytes| bytes.len() <= local.config.snapshot_bytes) else {
+            send(local, peers, port, request.from, InboxLine::SnapshotReady, &refuse, request.number);
+            return;
+        };
         let record = local.log.store_snapshot(local.applied, &bytes);
-        debug_assert_eq!(record, snapshot_record(local.applied, &bytes));
         let [index, len, digest, ..] = record.fields;
-        let ready = Record::new(
-            RecordKind::SnapshotReady,
-            &[u64::from(local.me.get()), request.number, index, len, digest],
-        );
+        let ready = Record::new(RecordKind::SnapshotReady, &[me, request.number, index, len, digest, 1]);
         send(local, peers, port, request.from, InboxLine::SnapshotReady, &ready, request.number);
     }
 

@@ -370,7 +370,7 @@ impl Leader {
     pub(crate) fn on_success(&mut self, op: Op, peers: &mut Peers) {
         let Some(peer) = peers.get_mut(op.peer) else { return };
         let (term, value) = split_term_sequence(op.sequence);
-        let ours = term == self.term & 0xff;
+        let ours = term == self.term & crate::cft::candidate::TERM_TAG;
         match op.kind {
             OpKind::Entry if ours && peer.live => {
                 // Sequence numbers hold 40 bits of index: restore the rest from `next`.

@@ -1,7 +1,7 @@
 //! The work requests of a Mu replica and their ids: which operation, to which peer, and
 //! a sequence number (a log index, a read round, a message number).
 
-use usec_qp_pool::{NodeId, WrId};
+use usec_qp_pool::{NodeId, RegisteredKind, WrId, WrKind};
 
 use crate::cft::port::Channel;
 
@@ -29,20 +29,18 @@ pub enum OpKind {
     Message,
 }
 
-const KINDS: [OpKind; 9] = [
-    OpKind::Entry,
-    OpKind::Commit,
-    OpKind::Promise,
-    OpKind::SnapshotBytes,
-    OpKind::SnapshotRecord,
-    OpKind::HeadRead,
-    OpKind::SlotRead,
-    OpKind::SnapshotRead,
-    OpKind::Message,
+/// Each operation and its kind in the workspace's registry.
+const KINDS: [(OpKind, RegisteredKind); 9] = [
+    (OpKind::Entry, RegisteredKind::MuEntry),
+    (OpKind::Commit, RegisteredKind::MuCommit),
+    (OpKind::Promise, RegisteredKind::MuPromise),
+    (OpKind::SnapshotBytes, RegisteredKind::MuSnapshotBytes),
+    (OpKind::SnapshotRecord, RegisteredKind::MuSnapshotRecord),
+    (OpKind::HeadRead, RegisteredKind::MuHeadRead),
+    (OpKind::SlotRead, RegisteredKind::MuSlotRead),
+    (OpKind::SnapshotRead, RegisteredKind::MuSnapshotRead),
+    (OpKind::Message, RegisteredKind::MuMessage),
 ];
-
-/// The first work-request kind Mu uses; its kinds follow in [`KINDS`] order.
-const FIRST_KIND: u8 = 4;
 
 /// A decoded work-request id of a Mu replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,7 +49,7 @@ pub struct Op {
     pub kind: OpKind,
     /// The peer it went to.
     pub peer: NodeId,
-    /// Its sequence number.
+    /// Its sequence number (44 bits).
     pub sequence: u64,
 }
 
@@ -73,15 +71,18 @@ impl Op {
 
     /// The `wr_id` to post it with.
     pub fn wr_id(&self) -> u64 {
-        let kind = FIRST_KIND + KINDS.iter().position(|&kind| kind == self.kind).expect("listed") as u8;
-        WrId::new(kind, self.peer, self.sequence & WrId::MAX_SEQUENCE).expect("kinds and sequences fit").to_raw()
+        let (_, registered) = KINDS.iter().find(|(kind, _)| *kind == self.kind).expect("listed");
+        WrId::new(WrKind::registered(*registered), self.peer, self.sequence & WrId::MAX_SEQUENCE)
+            .expect("sequences are masked to fit")
+            .to_raw()
     }
 
     /// The operation a completion's `wr_id` names, if it is one of Mu's.
     pub fn decode(wr_id: u64) -> Option<Op> {
         let id = WrId::from_raw(wr_id);
-        let kind = *KINDS.get(usize::from(id.kind().checked_sub(FIRST_KIND)?))?;
-        Some(Op { kind, peer: id.peer(), sequence: id.sequence() })
+        let registered = id.kind().as_registered()?;
+        let (kind, _) = KINDS.iter().find(|(_, listed)| *listed == registered)?;
+        Some(Op { kind: *kind, peer: id.peer(), sequence: id.sequence() })
     }
 }
 
@@ -92,7 +93,7 @@ mod tests {
     #[test]
     fn ids_round_trip() {
         let peer = NodeId::new(2).unwrap();
-        for kind in KINDS {
+        for (kind, _) in KINDS {
             let op = Op::new(kind, peer, 12345);
             assert_eq!(Op::decode(op.wr_id()), Some(op));
         }

@@ -119,7 +119,7 @@ impl<S: StateMachine> Replica<S> {
         }
         if op.kind == crate::cft::op::OpKind::Promise {
             let (term, _) = crate::cft::candidate::split_term_sequence(op.sequence);
-            if term == self.term & 0xff && peer.barrier == crate::cft::peers::Barrier::Posted {
+            if term == self.term & crate::cft::candidate::TERM_TAG && peer.barrier == crate::cft::peers::Barrier::Posted {
                 peer.barrier = crate::cft::peers::Barrier::Done;
             }
             return;

@@ -82,7 +82,7 @@ impl<S: StateMachine> MuDriver<S> {
         let poller = cluster.take_poller(&roles).map_err(Error::pool("taking the Mu CQs"))?;
         let heartbeats = PoolHeartbeats::new(&mut cluster).map_err(Error::heartbeat("heartbeats"))?;
         let reader = heartbeats.reader(detectors.reader, now_ns);
-        let detector_set = (0..heartbeats.nodes())
+        let detector_set = (0..reader.peers().len())
             .map(|_| {
                 AnyOf::new(vec![
                     Box::new(ScoreDetector::new(detectors.score)) as Box<_>,
@@ -132,11 +132,10 @@ impl<S: StateMachine> MuDriver<S> {
         if let Some(value) = self.counter.tick(now_ns) {
             self.heartbeats.publish(value);
         }
-        self.monitor.tick(now_ns, &mut self.heartbeats.port(&mut self.cluster));
+        // The heartbeat role has a CQ of its own: nothing else completes there.
+        self.monitor.tick(now_ns, &mut self.heartbeats.port(&mut self.cluster), &mut |_| {});
         while let Some(change) = self.monitor.poll_change() {
-            if let Some(peer) = node_id(change.peer) {
-                self.replica.handle_verdict(peer, !change.verdict.is_suspected());
-            }
+            self.replica.handle_verdict(change.peer, !change.verdict.is_suspected());
         }
         let mut busy = false;
         for polled in self.poller.poll() {
@@ -227,8 +226,4 @@ impl<S: StateMachine> MuDriver<S> {
     pub fn log(&self) -> crate::log::local::LocalLog {
         self.mu.local_log()
     }
-}
-
-fn node_id(index: usize) -> Option<NodeId> {
-    u16::try_from(index).ok().and_then(|id| NodeId::new(id).ok())
 }
