@@ -16,7 +16,7 @@ pub enum Error {
         context: String,
         /// The cluster's error.
         #[source]
-        source: usec_qp_pool::Error,
+        source: Box<usec_qp_pool::Error>,
     },
     /// The heartbeat machinery refused something.
     #[error("{context}: {source}")]
@@ -25,7 +25,7 @@ pub enum Error {
         context: String,
         /// Its error.
         #[source]
-        source: usec_lease_clock::Error,
+        source: Box<usec_lease_clock::Error>,
     },
     /// Registered memory could not be allocated.
     #[error("{context}: {source}")]
@@ -47,7 +47,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub(crate) fn pool(context: impl Into<String>) -> impl FnOnce(usec_qp_pool::Error) -> Error {
         let context = context.into();
-        move |source| Error::Pool { context, source }
+        move |source| Error::Pool { context, source: Box::new(source) }
     }
 
     pub(crate) fn region(context: impl Into<String>) -> impl FnOnce(usec_regions::Error) -> Error {
@@ -57,6 +57,6 @@ impl Error {
 
     pub(crate) fn heartbeat(context: impl Into<String>) -> impl FnOnce(usec_lease_clock::Error) -> Error {
         let context = context.into();
-        move |source| Error::Heartbeat { context, source }
+        move |source| Error::Heartbeat { context, source: Box::new(source) }
     }
 }

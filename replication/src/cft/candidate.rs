@@ -85,6 +85,7 @@ pub(crate) fn next_proposal(promised: u64, rank: u64, group: usize) -> u64 {
 
 impl Candidate {
     /// Starts a candidacy: takes back its log, asks every peer for theirs.
+    #[allow(clippy::too_many_arguments)] // the replica's parts, lent for the start
     pub(crate) fn start<S: StateMachine>(
         term: u64,
         number: u64,

@@ -64,7 +64,10 @@ impl<S> std::fmt::Debug for MuDriver<S> {
 impl<S: StateMachine> MuDriver<S> {
     /// Adds what the driver needs (Mu's roles and regions, then heartbeats) to a node's
     /// configuration; every node of the group does the same.
-    pub fn configure(node: NodeConfig, config: &MuConfig) -> Result<NodeConfig> {
+    pub fn configure(mut node: NodeConfig, config: &MuConfig) -> Result<NodeConfig> {
+        // rxe reads a transport retry count of 7 as "retry forever" (the spec's 7 means
+        // seven): a WRITE to a dead follower would never fail there.
+        node.connect.rts.retry_count = node.connect.rts.retry_count.min(6);
         let node = MuNode::configure(node, config)?;
         PoolHeartbeats::configure(node).map_err(Error::heartbeat("adding heartbeats"))
     }

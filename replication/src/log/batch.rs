@@ -161,7 +161,8 @@ mod tests {
         fn round_trips(cmds in proptest::collection::vec((any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..20)) {
             let mut batch = BatchBuilder::new(1 << 16);
             for (client, sequence, bytes) in &cmds {
-                prop_assert!(batch.push(CommandId { client: *client, sequence: *sequence }, bytes));
+                let id = CommandId { client: *client, sequence: *sequence };
+                prop_assert!(batch.push(id, bytes));
             }
             let seen: Vec<_> = commands(batch.bytes()).unwrap().map(|(id, bytes)| (id.client, id.sequence, bytes.to_vec())).collect();
             prop_assert_eq!(seen, cmds);
