@@ -16,7 +16,14 @@ use usec_verbs::{CompletionOpcode, Status};
 const MS: u64 = 1_000_000;
 
 fn config() -> MuConfig {
-    MuConfig { capacity: 32, slot_bytes: 512, snapshot_bytes: 1 << 16, read_chunk: 4, pipeline: 8, ..MuConfig::default() }
+    MuConfig {
+        capacity: 32,
+        slot_bytes: 512,
+        snapshot_bytes: 1 << 16,
+        read_chunk: 4,
+        pipeline: 8,
+        ..MuConfig::default()
+    }
 }
 
 fn group(name: &str, n: u16, config: &MuConfig) -> SimGroup<History> {
@@ -36,7 +43,12 @@ fn leader(group: &mut SimGroup<History>) -> usize {
 }
 
 /// Proposes `command` through replica `via` as `id`, and runs until its outcome.
-fn propose(group: &mut SimGroup<History>, via: usize, id: CommandId, command: &[u8]) -> Result<Vec<u8>, ClientError> {
+fn propose(
+    group: &mut SimGroup<History>,
+    via: usize,
+    id: CommandId,
+    command: &[u8],
+) -> Result<Vec<u8>, ClientError> {
     let ticket = group.driver(via).expect("alive").client(id.client).submit_as(id, command)?;
     let mut outcome = None;
     group.run_until(20 * MS, |_| {
@@ -108,12 +120,14 @@ fn a_majority_suffices() {
     let follower = (0..3).find(|&index| index != leader).unwrap();
     group.partition(leader, follower);
     for sequence in 1..=10 {
-        propose(&mut group, leader, id(1, sequence), format!("p{sequence}").as_bytes()).expect("decided without it");
+        propose(&mut group, leader, id(1, sequence), format!("p{sequence}").as_bytes())
+            .expect("decided without it");
     }
     group.heal(leader, follower);
     group.crash(follower);
     for sequence in 11..=20 {
-        propose(&mut group, leader, id(1, sequence), format!("c{sequence}").as_bytes()).expect("decided without it");
+        propose(&mut group, leader, id(1, sequence), format!("c{sequence}").as_bytes())
+            .expect("decided without it");
     }
 }
 
@@ -302,7 +316,8 @@ fn batching_and_pipelining_keep_one_order() {
     let mut group = group("batch", 3, &config());
     let leader = leader(&mut group);
     let mut client = group.driver(leader).unwrap().client(9);
-    let tickets: Vec<_> = (0..200).map(|index| client.submit(format!("b{index}").as_bytes()).unwrap()).collect();
+    let tickets: Vec<_> =
+        (0..200).map(|index| client.submit(format!("b{index}").as_bytes()).unwrap()).collect();
     let mut done = vec![false; tickets.len()];
     assert!(group.run_until(50 * MS, |_| {
         for (ticket, done) in tickets.iter().zip(&mut done) {

@@ -41,9 +41,25 @@ use crate::state_machine::StateMachine;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
     Permissions,
-    CatchSelf { source: NodeId, next: u64, count: usize, reading: bool, arrived: bool },
-    PullSnapshot { source: NodeId, number: u64, asked_ns: u64, ready: Option<[u64; 3]>, reading: bool, arrived: bool },
-    Slots { next: u64, count: usize },
+    CatchSelf {
+        source: NodeId,
+        next: u64,
+        count: usize,
+        reading: bool,
+        arrived: bool,
+    },
+    PullSnapshot {
+        source: NodeId,
+        number: u64,
+        asked_ns: u64,
+        ready: Option<[u64; 3]>,
+        reading: bool,
+        arrived: bool,
+    },
+    Slots {
+        next: u64,
+        count: usize,
+    },
 }
 
 /// What a step of the candidacy came to.
@@ -192,20 +208,30 @@ impl Candidate {
             .max_by_key(|peer| (peer.head.map_or(0, |head| head.commit()), std::cmp::Reverse(peer.id)))
             .map(|peer| peer.id);
         match source {
-            Some(source) => Phase::CatchSelf { source, next: local.applied, count: 0, reading: false, arrived: false },
+            Some(source) => {
+                Phase::CatchSelf { source, next: local.applied, count: 0, reading: false, arrived: false }
+            }
             // Only its own log knows C: it has every entry below C (it applies them).
             None => Phase::Slots { next: self.commit, count: 0 },
         }
     }
 
-    fn catch_self<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &mut Peers, port: &mut dyn Port) -> Outcome {
-        let Phase::CatchSelf { source, next, count, reading, arrived } = self.phase.clone() else { unreachable!() };
+    fn catch_self<S: StateMachine>(
+        &mut self,
+        local: &mut Local<S>,
+        peers: &mut Peers,
+        port: &mut dyn Port,
+    ) -> Outcome {
+        let Phase::CatchSelf { source, next, count, reading, arrived } = self.phase.clone() else {
+            unreachable!()
+        };
         let Some(peer) = peers.get_mut(source).filter(|peer| peer.member) else {
             self.phase = self.catch_up_or_recover(local, peers);
             return Outcome::Working;
         };
         if !reading {
-            let count = run_length(next, self.commit, local.log.layout().capacity, local.log.layout().read_chunk);
+            let count =
+                run_length(next, self.commit, local.log.layout().capacity, local.log.layout().read_chunk);
             if post_slot_read(peer, next, count, local, port) {
                 self.phase = Phase::CatchSelf { source, next, count, reading: true, arrived: false };
             }
@@ -218,9 +244,13 @@ impl Candidate {
         let mut image = vec![0u8; layout.slot_bytes];
         for at in 0..count {
             let index = next + at as u64;
-            local.log.read_control(layout.scratch_slots_offset(source.get()) + at * layout.slot_bytes, &mut image);
+            local
+                .log
+                .read_control(layout.scratch_slots_offset(source.get()) + at * layout.slot_bytes, &mut image);
             match verify_entry(&image) {
-                Some(header) if header.index == index => local.log.copy_slot_in(index, &image[..header.total_len()]),
+                Some(header) if header.index == index => {
+                    local.log.copy_slot_in(index, &image[..header.total_len()])
+                }
                 // Its ring moved past this entry: pull a snapshot from whoever applied most.
                 _ => {
                     self.phase = self.snapshot_phase(peers);
@@ -247,7 +277,14 @@ impl Candidate {
             .map(|peer| peer.id)
             .expect("catching up needs a quorum member");
         self.number += 1; // snapshot requests share the candidacy's numbering
-        Phase::PullSnapshot { source, number: self.number, asked_ns: 0, ready: None, reading: false, arrived: false }
+        Phase::PullSnapshot {
+            source,
+            number: self.number,
+            asked_ns: 0,
+            ready: None,
+            reading: false,
+            arrived: false,
+        }
     }
 
     fn pull_snapshot<S: StateMachine>(
@@ -257,7 +294,8 @@ impl Candidate {
         peers: &mut Peers,
         port: &mut dyn Port,
     ) -> Outcome {
-        let Phase::PullSnapshot { source, number, asked_ns, ready, reading, arrived } = self.phase.clone() else {
+        let Phase::PullSnapshot { source, number, asked_ns, ready, reading, arrived } = self.phase.clone()
+        else {
             unreachable!()
         };
         if !peers.get(source).is_some_and(|peer| peer.member) {
@@ -266,7 +304,9 @@ impl Candidate {
         }
         let Some([index, len, digest]) = ready else {
             if asked_ns == 0 || now_ns.saturating_sub(asked_ns) >= local.config.permission_retry_ns {
-                if asked_ns != 0 && now_ns.saturating_sub(self.pull_started_ns) >= 4 * local.config.permission_retry_ns {
+                if asked_ns != 0
+                    && now_ns.saturating_sub(self.pull_started_ns) >= 4 * local.config.permission_retry_ns
+                {
                     // It does not answer (stopped?): stop counting on it.
                     peers.get_mut(source).expect("checked").drop_out();
                     return Outcome::Working;
@@ -276,9 +316,12 @@ impl Candidate {
                 }
                 let request = Record::new(RecordKind::SnapshotRequest, &[u64::from(local.me.get()), number]);
                 send(local, peers, port, source, InboxLine::SnapshotRequest, &request, number);
-                self.phase = Phase::PullSnapshot { source, number, asked_ns: now_ns.max(1), ready, reading, arrived };
+                self.phase =
+                    Phase::PullSnapshot { source, number, asked_ns: now_ns.max(1), ready, reading, arrived };
             }
-            if let Some(record) = local.log.inbox(source.get(), InboxLine::SnapshotReady, RecordKind::SnapshotReady) {
+            if let Some(record) =
+                local.log.inbox(source.get(), InboxLine::SnapshotReady, RecordKind::SnapshotReady)
+            {
                 let [from, answered, index, len, digest, ok] = record.fields;
                 if from == u64::from(source.get()) && answered == number {
                     if ok != 1 {
@@ -287,7 +330,14 @@ impl Candidate {
                         return Outcome::Working;
                     }
                     let ready = Some([index, len, digest]);
-                    self.phase = Phase::PullSnapshot { source, number, asked_ns, ready, reading: false, arrived: false };
+                    self.phase = Phase::PullSnapshot {
+                        source,
+                        number,
+                        asked_ns,
+                        ready,
+                        reading: false,
+                        arrived: false,
+                    };
                 }
             }
             return Outcome::Working;
@@ -301,7 +351,8 @@ impl Candidate {
                 peer.drop_out();
                 return Outcome::Working;
             }
-            self.phase = Phase::PullSnapshot { source, number, asked_ns, ready, reading: true, arrived: false };
+            self.phase =
+                Phase::PullSnapshot { source, number, asked_ns, ready, reading: true, arrived: false };
             return Outcome::Working;
         }
         if !arrived {
@@ -316,13 +367,25 @@ impl Candidate {
             _ => {
                 self.number += 1;
                 let number = self.number;
-                self.phase = Phase::PullSnapshot { source, number, asked_ns: 0, ready: None, reading: false, arrived: false };
+                self.phase = Phase::PullSnapshot {
+                    source,
+                    number,
+                    asked_ns: 0,
+                    ready: None,
+                    reading: false,
+                    arrived: false,
+                };
             }
         }
         Outcome::Working
     }
 
-    fn recover_slots<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &mut Peers, port: &mut dyn Port) -> Outcome {
+    fn recover_slots<S: StateMachine>(
+        &mut self,
+        local: &mut Local<S>,
+        peers: &mut Peers,
+        port: &mut dyn Port,
+    ) -> Outcome {
         let Phase::Slots { next, count } = self.phase.clone() else { unreachable!() };
         let layout = *local.log.layout();
         if next >= self.commit + layout.capacity {
@@ -350,7 +413,10 @@ impl Candidate {
                 best = Some((header.proposal, mine[..header.total_len()].to_vec()));
             }
             for peer in peers.iter().filter(|peer| peer.member) {
-                local.log.read_control(layout.scratch_slots_offset(peer.id.get()) + at * layout.slot_bytes, &mut image);
+                local.log.read_control(
+                    layout.scratch_slots_offset(peer.id.get()) + at * layout.slot_bytes,
+                    &mut image,
+                );
                 if let Some(header) = verify_entry(&image).filter(|header| header.index == index) {
                     if best.as_ref().is_none_or(|(seen, _)| header.proposal > *seen) {
                         best = Some((header.proposal, image[..header.total_len()].to_vec()));
@@ -397,7 +463,8 @@ impl Candidate {
 /// Takes acknowledgements of permission requests numbered `first_number` or later.
 pub(crate) fn collect_grants<S>(local: &Local<S>, peers: &mut Peers, first_number: u64) {
     for peer in peers.iter_mut().filter(|peer| !peer.granted) {
-        let Some(ack) = local.log.inbox(peer.id.get(), InboxLine::PermissionAck, RecordKind::PermissionAck) else {
+        let Some(ack) = local.log.inbox(peer.id.get(), InboxLine::PermissionAck, RecordKind::PermissionAck)
+        else {
             continue;
         };
         let [from, number, eligible, ..] = ack.fields;
@@ -417,7 +484,12 @@ pub(crate) fn read_heads<S>(now_ns: u64, local: &Local<S>, peers: &mut Peers, po
 }
 
 /// READs `peer`'s log head into its scratch, unless one is in flight.
-pub(crate) fn post_head_read<S>(now_ns: u64, peer: &mut crate::cft::peers::Peer, local: &Local<S>, port: &mut dyn Port) {
+pub(crate) fn post_head_read<S>(
+    now_ns: u64,
+    peer: &mut crate::cft::peers::Peer,
+    local: &Local<S>,
+    port: &mut dyn Port,
+) {
     if peer.head_reading || !peer.usable(Channel::Control) {
         return;
     }

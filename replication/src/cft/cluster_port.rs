@@ -74,19 +74,24 @@ impl MuNode {
     pub fn new(cluster: &Cluster, config: &MuConfig) -> CrateResult<MuNode> {
         let log_role = cluster.role(LOG_ROLE).map_err(Error::pool("the Mu log role"))?;
         let control_role = cluster.role(CONTROL_ROLE).map_err(Error::pool("the Mu control role"))?;
-        let nodes = cluster.peers().chain([cluster.me()]).map(|node| usize::from(node.get())).max().unwrap_or(0) + 1;
+        let nodes =
+            cluster.peers().chain([cluster.me()]).map(|node| usize::from(node.get())).max().unwrap_or(0) + 1;
         let layout = config.layout(nodes);
         let mut peer_regions = BTreeMap::new();
         for peer in cluster.peers() {
             let log = cluster.remote_region(peer, LOG_REGION).map_err(Error::pool("a peer's Mu log"))?;
-            let control = cluster.remote_region(peer, CONTROL_REGION).map_err(Error::pool("a peer's Mu control"))?;
+            let control =
+                cluster.remote_region(peer, CONTROL_REGION).map_err(Error::pool("a peer's Mu control"))?;
             if (log.len() as usize) < layout.log_len() || (control.len() as usize) < layout.control_len() {
-                return Err(Error::Config(format!("node {peer}'s Mu regions are smaller than this configuration's")));
+                return Err(Error::Config(format!(
+                    "node {peer}'s Mu regions are smaller than this configuration's"
+                )));
             }
             peer_regions.insert(peer, [log, control]);
         }
         let log_region = cluster.region(LOG_REGION).map_err(Error::pool("the Mu log"))?.region().clone();
-        let control = cluster.region(CONTROL_REGION).map_err(Error::pool("the Mu control region"))?.region().clone();
+        let control =
+            cluster.region(CONTROL_REGION).map_err(Error::pool("the Mu control region"))?.region().clone();
         Ok(MuNode {
             log_role,
             control_role,
@@ -113,7 +118,9 @@ impl MuNode {
 
     /// The channel of a completion that came from `role`'s CQ.
     pub fn channel_of(&self, role: RoleId) -> Option<Channel> {
-        (role == self.log_role).then_some(Channel::Log).or((role == self.control_role).then_some(Channel::Control))
+        (role == self.log_role)
+            .then_some(Channel::Log)
+            .or((role == self.control_role).then_some(Channel::Control))
     }
 
     /// A port for one tick.
@@ -154,14 +161,22 @@ impl ClusterPort<'_> {
 
     fn post(&mut self, peer: NodeId, channel: Channel, wr: &SendWr<'_>) -> Result<(), PortError> {
         let role = self.node.role(channel);
-        self.cluster
-            .post_send(peer, role, std::slice::from_ref(wr))
-            .map_err(|error| PortError { peer, channel, reason: error.to_string() })
+        self.cluster.post_send(peer, role, std::slice::from_ref(wr)).map_err(|error| PortError {
+            peer,
+            channel,
+            reason: error.to_string(),
+        })
     }
 }
 
 impl Port for ClusterPort<'_> {
-    fn write(&mut self, peer: NodeId, wr_id: u64, source: Source<'_>, target: Place) -> Result<(), PortError> {
+    fn write(
+        &mut self,
+        peer: NodeId,
+        wr_id: u64,
+        source: Source<'_>,
+        target: Place,
+    ) -> Result<(), PortError> {
         let channel = Channel::of_write(target);
         let fail = |reason: String| PortError { peer, channel, reason };
         let len = match source {
@@ -191,14 +206,24 @@ impl Port for ClusterPort<'_> {
                 self.post(peer, channel, &SendWr::write(wr_id, remote, &sge))
             }
             Source::Local(place, len) => {
-                let mr = self.cluster.region(Self::local_name(place.area)).map_err(|error| fail(error.to_string()))?;
+                let mr = self
+                    .cluster
+                    .region(Self::local_name(place.area))
+                    .map_err(|error| fail(error.to_string()))?;
                 let sge = mr.sge(place.offset, len as u32).map_err(|error| fail(error.to_string()))?;
                 self.post(peer, channel, &SendWr::write(wr_id, remote, &sge))
             }
         }
     }
 
-    fn read(&mut self, peer: NodeId, wr_id: u64, from: Place, len: usize, into: Place) -> Result<(), PortError> {
+    fn read(
+        &mut self,
+        peer: NodeId,
+        wr_id: u64,
+        from: Place,
+        len: usize,
+        into: Place,
+    ) -> Result<(), PortError> {
         let channel = Channel::Control;
         let fail = |reason: String| PortError { peer, channel, reason };
         let remote = self.remote(peer, from, len).map_err(fail)?;
@@ -209,7 +234,11 @@ impl Port for ClusterPort<'_> {
 
     fn allow_log_writer(&mut self, peer: NodeId, allowed: bool) -> Result<(), PortError> {
         let role = self.node.log_role;
-        let result = if allowed { self.cluster.grant_write(peer, role) } else { self.cluster.revoke_write(peer, role) };
+        let result = if allowed {
+            self.cluster.grant_write(peer, role)
+        } else {
+            self.cluster.revoke_write(peer, role)
+        };
         match result {
             // Remembered: it takes effect when the QP is reconnected.
             Ok(()) | Err(usec_qp_pool::Error::QpNeedsReconnect { .. }) => Ok(()),

@@ -46,12 +46,24 @@ impl Follower {
 
     /// The next permission request not seen before, from any peer.
     pub(crate) fn next_permission_request<S>(&mut self, local: &Local<S>, peers: &Peers) -> Option<Request> {
-        Self::next_request(&mut self.permission_seen, local, peers, InboxLine::PermissionRequest, RecordKind::PermissionRequest)
+        Self::next_request(
+            &mut self.permission_seen,
+            local,
+            peers,
+            InboxLine::PermissionRequest,
+            RecordKind::PermissionRequest,
+        )
     }
 
     /// The next snapshot request not seen before, from any peer.
     pub(crate) fn next_snapshot_request<S>(&mut self, local: &Local<S>, peers: &Peers) -> Option<Request> {
-        Self::next_request(&mut self.snapshot_seen, local, peers, InboxLine::SnapshotRequest, RecordKind::SnapshotRequest)
+        Self::next_request(
+            &mut self.snapshot_seen,
+            local,
+            peers,
+            InboxLine::SnapshotRequest,
+            RecordKind::SnapshotRequest,
+        )
     }
 
     fn next_request<S>(

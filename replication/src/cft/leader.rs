@@ -26,7 +26,9 @@ use std::cmp::Reverse;
 
 use usec_qp_pool::majority;
 
-use crate::cft::candidate::{collect_grants, post_head_read, post_promise, read_heads, split_term_sequence, term_sequence};
+use crate::cft::candidate::{
+    collect_grants, post_head_read, post_promise, read_heads, split_term_sequence, term_sequence,
+};
 use crate::cft::follower::send;
 use crate::cft::local::{Local, Queued};
 use crate::cft::op::{Op, OpKind};
@@ -214,7 +216,8 @@ impl Leader {
                 return; // cannot be transferred: the follower stays behind
             }
             let record = local.log.store_snapshot(local.applied, &bytes);
-            self.snapshot = Some(HeldSnapshot { index: local.applied, len: bytes.len(), record: record.encode() });
+            self.snapshot =
+                Some(HeldSnapshot { index: local.applied, len: bytes.len(), record: record.encode() });
         }
         let held = self.snapshot.as_ref().expect("stored above");
         let area = Place::log(local.log.layout().snapshot_offset());
@@ -280,14 +283,17 @@ impl Leader {
         let majority_applied = if count >= need { applied[need - 1] } else { 0 };
         // A WRITE of the reused slot may still be reading it for a live follower; one
         // that failed took the rest of its QP's work with it.
-        reused < majority_applied && peers.iter().all(|peer| !(peer.live && peer.next > reused && peer.acked <= reused))
+        reused < majority_applied
+            && peers.iter().all(|peer| !(peer.live && peer.next > reused && peer.acked <= reused))
     }
 
     fn create_entries<S: StateMachine>(&mut self, now_ns: u64, local: &mut Local<S>, peers: &Peers) {
         while !local.queue.is_empty() && self.may_create(self.next_index, local, peers) {
             self.batch.clear();
             while let Some(queued) = local.queue.front() {
-                if self.batch.len() == local.config.batch_commands || !self.batch.push(queued.id, &queued.command) {
+                if self.batch.len() == local.config.batch_commands
+                    || !self.batch.push(queued.id, &queued.command)
+                {
                     break;
                 }
                 let Queued { id, .. } = local.queue.pop_front().expect("just looked");
@@ -318,7 +324,8 @@ impl Leader {
             let index = peer.next;
             let offset = local.log.layout().entry_offset(index);
             local.log.log_region().read(offset, &mut self.header).expect("slots lie inside the log");
-            let Some(header) = EntryHeader::peek(&self.header, local.config.slot_bytes).filter(|h| h.index == index)
+            let Some(header) =
+                EntryHeader::peek(&self.header, local.config.slot_bytes).filter(|h| h.index == index)
             else {
                 // Not in its own log after all: start this follower over from a snapshot.
                 peer.live = false;
@@ -358,7 +365,8 @@ impl Leader {
 
     fn refresh_statuses<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
         let blocked = !local.queue.is_empty() && !self.may_create(self.next_index, local, peers);
-        let period = if blocked { local.config.status_read_period_ns / 8 } else { local.config.status_read_period_ns };
+        let period =
+            if blocked { local.config.status_read_period_ns / 8 } else { local.config.status_read_period_ns };
         for peer in peers.iter_mut().filter(|peer| peer.live) {
             if now_ns.saturating_sub(peer.head_read_ns) >= period {
                 post_head_read(now_ns, peer, local, port);

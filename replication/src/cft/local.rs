@@ -181,7 +181,12 @@ impl<S: StateMachine> Local<S> {
     }
 
     pub(crate) fn status(&self, present: u64) -> Status {
-        Status { commit: self.commit, applied: self.applied, present: present.max(self.applied), eligible: self.eligible }
+        Status {
+            commit: self.commit,
+            applied: self.applied,
+            present: present.max(self.applied),
+            eligible: self.eligible,
+        }
     }
 
     /// Publishes the status if it changed (`present` exact when given, else kept).

@@ -62,9 +62,11 @@ impl Op {
     /// The QP it travels on.
     pub fn channel(&self) -> Channel {
         match self.kind {
-            OpKind::Entry | OpKind::Commit | OpKind::Promise | OpKind::SnapshotBytes | OpKind::SnapshotRecord => {
-                Channel::Log
-            }
+            OpKind::Entry
+            | OpKind::Commit
+            | OpKind::Promise
+            | OpKind::SnapshotBytes
+            | OpKind::SnapshotRecord => Channel::Log,
             OpKind::HeadRead | OpKind::SlotRead | OpKind::SnapshotRead | OpKind::Message => Channel::Control,
         }
     }

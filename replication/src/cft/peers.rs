@@ -29,7 +29,8 @@ impl Head {
     pub(crate) fn decode(bytes: &[u8]) -> Option<Head> {
         let line = |offset: usize| &bytes[offset..offset + RECORD_BYTES];
         let status = Status::decode(line(STATUS_OFFSET))?;
-        let promise = Record::decode(line(PROMISE_OFFSET), RecordKind::Promise).map_or(0, |record| record.fields[0]);
+        let promise =
+            Record::decode(line(PROMISE_OFFSET), RecordKind::Promise).map_or(0, |record| record.fields[0]);
         let commit_record =
             Record::decode(line(COMMIT_OFFSET), RecordKind::Commit).map_or(0, |record| record.fields[0]);
         Some(Head { promise, commit_record, status })

@@ -90,11 +90,19 @@ pub struct PortError {
 /// What the roles need from the cluster.
 pub trait Port {
     /// Posts a WRITE of `source` to `target` in `peer`'s memory, signaled, with `wr_id`.
-    fn write(&mut self, peer: NodeId, wr_id: u64, source: Source<'_>, target: Place) -> Result<(), PortError>;
+    fn write(&mut self, peer: NodeId, wr_id: u64, source: Source<'_>, target: Place)
+        -> Result<(), PortError>;
 
     /// Posts a READ of `len` bytes at `from` in `peer`'s memory into `into` in this
     /// replica's memory, signaled, with `wr_id`. Travels on the control QP.
-    fn read(&mut self, peer: NodeId, wr_id: u64, from: Place, len: usize, into: Place) -> Result<(), PortError>;
+    fn read(
+        &mut self,
+        peer: NodeId,
+        wr_id: u64,
+        from: Place,
+        len: usize,
+        into: Place,
+    ) -> Result<(), PortError>;
 
     /// Lets `peer` write this replica's log region, or stops it. When this returns after
     /// a revocation, no WRITE of `peer`'s can land in the log any more.

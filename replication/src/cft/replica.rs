@@ -64,10 +64,18 @@ pub struct Replica<S> {
 impl<S: StateMachine> Replica<S> {
     /// A replica `me` of a group with `peers`, its log in `log` (regions registered with
     /// the cluster), applying to `machine`.
-    pub fn new(me: NodeId, peers: &[NodeId], config: MuConfig, log: LocalLog, machine: S) -> Result<Replica<S>> {
+    pub fn new(
+        me: NodeId,
+        peers: &[NodeId],
+        config: MuConfig,
+        log: LocalLog,
+        machine: S,
+    ) -> Result<Replica<S>> {
         config.check()?;
         if peers.contains(&me) || peers.is_empty() || peers.len() >= 16 {
-            return Err(Error::Config(format!("a group of 2 to 16 replicas, {me} not among its peers {peers:?}")));
+            return Err(Error::Config(format!(
+                "a group of 2 to 16 replicas, {me} not among its peers {peers:?}"
+            )));
         }
         let mut ids: Vec<NodeId> = peers.to_vec();
         ids.push(me);
@@ -119,7 +127,9 @@ impl<S: StateMachine> Replica<S> {
         }
         if op.kind == crate::cft::op::OpKind::Promise {
             let (term, _) = crate::cft::candidate::split_term_sequence(op.sequence);
-            if term == self.term & crate::cft::candidate::TERM_TAG && peer.barrier == crate::cft::peers::Barrier::Posted {
+            if term == self.term & crate::cft::candidate::TERM_TAG
+                && peer.barrier == crate::cft::peers::Barrier::Posted
+            {
                 peer.barrier = crate::cft::peers::Barrier::Done;
             }
             return;
@@ -206,11 +216,13 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Role::Candidate(_) | Role::Leader(_) if choice != Some(me) => self.step_down(choice),
-            Role::Candidate(candidate) => match candidate.step(now_ns, &mut self.local, &mut self.peers, port) {
-                Outcome::Working => {}
-                Outcome::Restart => self.start_candidacy(now_ns, port),
-                Outcome::Lead { next_index } => self.lead(now_ns, next_index),
-            },
+            Role::Candidate(candidate) => {
+                match candidate.step(now_ns, &mut self.local, &mut self.peers, port) {
+                    Outcome::Working => {}
+                    Outcome::Restart => self.start_candidacy(now_ns, port),
+                    Outcome::Lead { next_index } => self.lead(now_ns, next_index),
+                }
+            }
             Role::Leader(leader) => {
                 if leader.step(now_ns, &mut self.local, &mut self.peers, port, inbox_due).is_err() {
                     self.step_down(None);
@@ -279,10 +291,13 @@ impl<S: StateMachine> Replica<S> {
         let (term, proposal) = (candidate.term, candidate.proposal.expect("chosen"));
         let (first, number) = (candidate.first_number, candidate.number);
         self.number = self.number.max(number);
-        let leader = Leader::new(term, proposal, next_index, now_ns, first, number, &mut self.local, &self.peers);
+        let leader =
+            Leader::new(term, proposal, next_index, now_ns, first, number, &mut self.local, &self.peers);
         self.role = Role::Leader(leader);
         self.local.stats.leaderships += 1;
-        self.local.events.push_back(Event::RoleChanged { role: RoleKind::Leader, leader: Some(self.local.me) });
+        self.local
+            .events
+            .push_back(Event::RoleChanged { role: RoleKind::Leader, leader: Some(self.local.me) });
     }
 
     /// Leaves candidacy or leadership; what it was proposing is reported not committed.

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use usec_lease_clock::detector::{AnyOf, HeartbeatCounter, Observation, PeerLossDetector, ScoreConfig, ScoreDetector};
+use usec_lease_clock::detector::{
+    AnyOf, HeartbeatCounter, Observation, PeerLossDetector, ScoreConfig, ScoreDetector,
+};
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
 use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller};
 
@@ -30,7 +32,11 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> DetectorConfig {
-        DetectorConfig { reader: ReaderConfig::default(), score: ScoreConfig::default(), bump_period_ns: 5_000 }
+        DetectorConfig {
+            reader: ReaderConfig::default(),
+            score: ScoreConfig::default(),
+            bump_period_ns: 5_000,
+        }
     }
 }
 

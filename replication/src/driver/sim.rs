@@ -59,18 +59,21 @@ impl<S: StateMachine> SimGroup<S> {
         fabric.set_latency(LatencyModel::uniform(600, 1_400));
         let hub = MemoryHub::new();
         let nodes = (0..n).map(|id| (NodeId::new(id).expect("small ids"), addr(id)));
-        let spec = ClusterSpec::new("mu-sim", &format!("seed-{seed}"), nodes).map_err(Error::pool("the description"))?;
+        let spec = ClusterSpec::new("mu-sim", &format!("seed-{seed}"), nodes)
+            .map_err(Error::pool("the description"))?;
         let mut boots = Vec::new();
         let mut members = Vec::new();
         for id in 0..n {
             let (sim_node, context) = fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
             let network = hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
-            let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small")).deadline(Duration::from_secs(60));
+            let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small"))
+                .deadline(Duration::from_secs(60));
             // An ACK timeout of about 1 ms: traffic stuck in a partition resumes soon
             // after it heals (the default, 67 ms, is a real NIC's).
             node.connect.rts.timeout = 8;
             let node = MuDriver::<S>::configure(node, config)?;
-            boots.push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
+            boots
+                .push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
             let drift = drift_ppm.get(usize::from(id)).copied().unwrap_or(0);
             let clock = SimClock::with_drift(&fabric, drift, 1_000_000 * u64::from(id));
             members.push(SimMember { driver: None, sim_node, clock, paused: false });
@@ -159,7 +162,8 @@ impl<S: StateMachine> SimGroup<S> {
     pub fn leaders(&self) -> Vec<usize> {
         (0..self.members.len())
             .filter(|&index| {
-                self.driver(index).is_some_and(|driver| driver.replica().role() == crate::cft::RoleKind::Leader)
+                self.driver(index)
+                    .is_some_and(|driver| driver.replica().role() == crate::cft::RoleKind::Leader)
             })
             .collect()
     }

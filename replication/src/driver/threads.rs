@@ -36,7 +36,11 @@ pub struct NodeThread<S> {
 
 impl<S: StateMachine + 'static> NodeThread<S> {
     /// Starts turning `driver` with time from `clock`.
-    pub fn spawn<C: Clock + Send + 'static>(mut driver: MuDriver<S>, clock: C, pacing: Pacing) -> NodeThread<S> {
+    pub fn spawn<C: Clock + Send + 'static>(
+        mut driver: MuDriver<S>,
+        clock: C,
+        pacing: Pacing,
+    ) -> NodeThread<S> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use usec_regions::Region;
 
 use crate::log::entry::{encode_entry, verify_entry, EntryHeader, ENTRY_HEADER_BYTES};
-use crate::log::layout::{InboxLine, Layout, COMMIT_OFFSET, PROMISE_OFFSET, SNAPSHOT_RECORD_OFFSET, STATUS_OFFSET};
+use crate::log::layout::{
+    InboxLine, Layout, COMMIT_OFFSET, PROMISE_OFFSET, SNAPSHOT_RECORD_OFFSET, STATUS_OFFSET,
+};
 use crate::log::record::{Record, RecordKind, RECORD_BYTES};
 use crate::log::Status;
 
@@ -78,7 +80,8 @@ impl LocalLog {
 
     /// The commit record a leader left: `(commit, proposal)`.
     pub fn commit_record(&self) -> Option<(u64, u64)> {
-        Self::read_record(&self.log, COMMIT_OFFSET, RecordKind::Commit).map(|record| (record.fields[0], record.fields[1]))
+        Self::read_record(&self.log, COMMIT_OFFSET, RecordKind::Commit)
+            .map(|record| (record.fields[0], record.fields[1]))
     }
 
     /// Publishes this replica's status for peers to READ.
@@ -124,7 +127,9 @@ impl LocalLog {
     pub fn write_entry(&self, header: &EntryHeader, payload: &[u8], buffer: &mut Vec<u8>) -> usize {
         buffer.resize(self.layout.slot_bytes, 0);
         let len = encode_entry(buffer, header, payload);
-        self.log.write(self.layout.entry_offset(header.index), &buffer[..len]).expect("slots lie inside the log");
+        self.log
+            .write(self.layout.entry_offset(header.index), &buffer[..len])
+            .expect("slots lie inside the log");
         len
     }
 

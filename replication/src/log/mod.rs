@@ -38,6 +38,11 @@ impl Status {
     pub fn decode(line: &[u8]) -> Option<Status> {
         let record = Record::decode(line, RecordKind::Status)?;
         let [commit, applied, present, eligible, ..] = record.fields;
-        (applied <= present && applied <= commit && eligible <= 1).then_some(Status { commit, applied, present, eligible: eligible == 1 })
+        (applied <= present && applied <= commit && eligible <= 1).then_some(Status {
+            commit,
+            applied,
+            present,
+            eligible: eligible == 1,
+        })
     }
 }

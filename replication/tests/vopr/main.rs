@@ -33,7 +33,9 @@ fn options() -> Options {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> u64 {
-            args.next().and_then(|value| value.parse().ok()).unwrap_or_else(|| panic!("{what} takes a number"))
+            args.next()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_else(|| panic!("{what} takes a number"))
         };
         match arg.as_str() {
             "--seed" => {

@@ -123,8 +123,9 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
     let config = config(&mut rng);
     let drift: Vec<i32> = (0..n).map(|_| rng.gen_range(-200..=200)).collect();
     let name = format!("vopr-{seed}-{}", std::process::id());
-    let mut group = SimGroup::new(&name, seed, n as u16, &config, DetectorConfig::default(), &drift, History::default)
-        .map_err(|error| format!("building the group: {error}"))?;
+    let mut group =
+        SimGroup::new(&name, seed, n as u16, &config, DetectorConfig::default(), &drift, History::default)
+            .map_err(|error| format!("building the group: {error}"))?;
     let (low, high) = (rng.gen_range(200..1_500), rng.gen_range(1_500..4_000));
     let mut latency = LatencyModel::uniform(low, high);
     if rng.gen_bool(0.3) {
@@ -136,7 +137,10 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
         for index in 0..n {
             group.driver_mut(index).expect("alive").keep_events(true);
         }
-        println!("seed {seed}: n {n}, {config:?}, drift {drift:?}, latency {low}..{high}, quantum {}", group.quantum_ns);
+        println!(
+            "seed {seed}: n {n}, {config:?}, drift {drift:?}, latency {low}..{high}, quantum {}",
+            group.quantum_ns
+        );
     }
     let clients = vec![(0, false); 8];
     let mut world = World {
@@ -164,7 +168,8 @@ impl World {
         self.group.step();
         if self.verbose {
             for index in 0..self.n {
-                let events = self.group.driver_mut(index).map(|driver| driver.take_events()).unwrap_or_default();
+                let events =
+                    self.group.driver_mut(index).map(|driver| driver.take_events()).unwrap_or_default();
                 for event in events {
                     if let usec_replication::cft::Event::RoleChanged { role, leader } = event {
                         self.log(|| format!("replica {index}: {role:?}, leader {leader:?}"));
@@ -265,7 +270,9 @@ impl World {
                 Some(Ok(_)) => {
                     let done = self.pending.swap_remove(index);
                     self.clients[(done.id.client - 1_000) as usize].1 = false;
-                    self.log(|| format!("acknowledged {:?} {:?}", done.id, String::from_utf8_lossy(&done.payload)));
+                    self.log(|| {
+                        format!("acknowledged {:?} {:?}", done.id, String::from_utf8_lossy(&done.payload))
+                    });
                     self.acknowledged.insert(done.payload, done.id);
                     continue;
                 }
@@ -275,9 +282,9 @@ impl World {
                     pending.retry_at_ns = now + 10_000;
                     pending.target = match error {
                         ClientError::NotCommitted { leader: Some(leader) } => usize::from(leader.get()),
-                        ClientError::Refused(usec_replication::cft::ProposeError::NotLeader { leader: Some(leader) }) => {
-                            usize::from(leader.get())
-                        }
+                        ClientError::Refused(usec_replication::cft::ProposeError::NotLeader {
+                            leader: Some(leader),
+                        }) => usize::from(leader.get()),
                         _ => pending.target,
                     };
                 }
@@ -285,7 +292,9 @@ impl World {
             }
             let pending = &self.pending[index];
             let crashed_target = self.group.driver(pending.target).is_none();
-            if (pending.ticket.is_none() && now >= pending.retry_at_ns) || (crashed_target && pending.ticket.is_some()) {
+            if (pending.ticket.is_none() && now >= pending.retry_at_ns)
+                || (crashed_target && pending.ticket.is_some())
+            {
                 if crashed_target {
                     self.pending[index].ticket = None;
                 }
@@ -325,7 +334,8 @@ impl World {
                 self.group.pause(victim);
             }
         } else if roll < 75 {
-            let paused: Vec<usize> = live.iter().copied().filter(|&index| self.group.members[index].paused).collect();
+            let paused: Vec<usize> =
+                live.iter().copied().filter(|&index| self.group.members[index].paused).collect();
             if let Some(&victim) = paused.get(self.rng.gen_range(0..paused.len().max(1))) {
                 self.log(|| format!("resume {victim}"));
                 self.group.resume(victim);
@@ -351,7 +361,13 @@ impl World {
         if self.verbose {
             for index in self.live() {
                 let driver = self.group.driver(index).expect("live");
-                self.log(|| format!("  {index}{}: {}", if self.group.members[index].paused { " (paused)" } else { "" }, driver.replica().describe()));
+                self.log(|| {
+                    format!(
+                        "  {index}{}: {}",
+                        if self.group.members[index].paused { " (paused)" } else { "" },
+                        driver.replica().describe()
+                    )
+                });
             }
         }
     }
@@ -425,7 +441,10 @@ impl World {
             let mut seen = HashSet::new();
             for command in history {
                 if !seen.insert(command) {
-                    return Err(format!("replica {index} applied {:?} twice", String::from_utf8_lossy(command)));
+                    return Err(format!(
+                        "replica {index} applied {:?} twice",
+                        String::from_utf8_lossy(command)
+                    ));
                 }
             }
         }
@@ -433,7 +452,10 @@ impl World {
         let applied: HashSet<&Vec<u8>> = longest.iter().collect();
         for (payload, id) in &self.acknowledged {
             if !applied.contains(payload) {
-                return Err(format!("acknowledged command {id:?} {:?} is lost", String::from_utf8_lossy(payload)));
+                return Err(format!(
+                    "acknowledged command {id:?} {:?} is lost",
+                    String::from_utf8_lossy(payload)
+                ));
             }
         }
         let mut stats = Stats::default();
