@@ -31,6 +31,7 @@ use crate::cft::local::Local;
 use crate::cft::op::{Op, OpKind};
 use crate::cft::peers::{Barrier, Head, Peers, HEAD_READ_BYTES};
 use crate::cft::port::{Channel, Place, Port, Source};
+use crate::cft::tracked::Tracked;
 use crate::log::entry::{entry_payload, verify_entry, EntryHeader};
 use crate::log::layout::{InboxLine, PROMISE_OFFSET};
 use crate::log::local::SlotRead;
@@ -109,7 +110,7 @@ impl Candidate {
         local: &mut Local<S>,
         peers: &mut Peers,
         follower: &mut Follower,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
         rank: u64,
     ) -> Candidate {
         peers.reset();
@@ -130,12 +131,10 @@ impl Candidate {
         candidate
     }
 
-    fn ask_permission<S>(&self, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
-        let request = Record::new(RecordKind::PermissionRequest, &[u64::from(local.me.get()), self.number]);
-        let missing: Vec<NodeId> = peers.iter().filter(|peer| !peer.granted).map(|peer| peer.id).collect();
-        for peer in missing {
-            send(local, peers, port, peer, InboxLine::PermissionRequest, &request, self.number);
-        }
+    /// Asks the peers that did not grant, and were not asked under the current number,
+    /// for their log — once nothing of ours to their log is in flight (see `tracked`).
+    fn ask_permission<S>(&self, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
+        ask_permission(self.number, local, peers, port);
     }
 
     /// Advances the candidacy as far as it can without waiting.
@@ -144,10 +143,10 @@ impl Candidate {
         now_ns: u64,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) -> Outcome {
         collect_grants(local, peers, self.first_number);
-        read_heads(now_ns, local, peers, port);
+        read_heads(now_ns, self.term, local, peers, port);
         if self.proposal.is_none() {
             return self.await_quorum(now_ns, local, peers, port);
         }
@@ -167,14 +166,14 @@ impl Candidate {
         now_ns: u64,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) -> Outcome {
         if 1 + peers.quorum() < majority(self.group) {
             if now_ns.saturating_sub(self.requested_ns) >= local.config.permission_retry_ns {
                 self.number += 1;
                 self.requested_ns = now_ns;
-                self.ask_permission(local, peers, port);
             }
+            self.ask_permission(local, peers, port);
             return Outcome::Working;
         }
         // A quorum granted and its heads are in: choose the proposal number and promise it.
@@ -187,6 +186,13 @@ impl Candidate {
         local.log.set_promise(proposal);
         self.proposal = Some(proposal);
         self.commit = heads.iter().map(Head::commit).max().unwrap_or(0).max(local.commit);
+        let members: Vec<String> = peers
+            .iter()
+            .filter(|peer| peer.member)
+            .map(|peer| format!("{}:{:?}", peer.id.get(), peer.head))
+            .collect();
+        let commit = self.commit;
+        local.note(|| format!("proposal {proposal} (promised {promised}), C {commit}, members {members:?}"));
         let promise = Record::new(RecordKind::Promise, &[proposal]).encode();
         for peer in peers.iter_mut().filter(|peer| peer.member) {
             post_promise(peer, &promise, proposal, self.term, port);
@@ -220,7 +226,7 @@ impl Candidate {
         &mut self,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) -> Outcome {
         let Phase::CatchSelf { source, next, count, reading, arrived } = self.phase.clone() else {
             unreachable!()
@@ -232,7 +238,7 @@ impl Candidate {
         if !reading {
             let count =
                 run_length(next, self.commit, local.log.layout().capacity, local.log.layout().read_chunk);
-            if post_slot_read(peer, next, count, local, port) {
+            if post_slot_read(self.term, peer, next, count, local, port) {
                 self.phase = Phase::CatchSelf { source, next, count, reading: true, arrived: false };
             }
             return Outcome::Working;
@@ -249,7 +255,8 @@ impl Candidate {
                 .read_control(layout.scratch_slots_offset(source.get()) + at * layout.slot_bytes, &mut image);
             match verify_entry(&image) {
                 Some(header) if header.index == index => {
-                    local.log.copy_slot_in(index, &image[..header.total_len()])
+                    local.log.copy_slot_in(index, &image[..header.total_len()]);
+                    local.note(|| format!("catch-self {index} from {} (proposal {})", source.get(), header.proposal));
                 }
                 // Its ring moved past this entry: pull a snapshot from whoever applied most.
                 _ => {
@@ -292,7 +299,7 @@ impl Candidate {
         now_ns: u64,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) -> Outcome {
         let Phase::PullSnapshot { source, number, asked_ns, ready, reading, arrived } = self.phase.clone()
         else {
@@ -345,7 +352,7 @@ impl Candidate {
         if !reading {
             let peer = peers.get_mut(source).expect("checked");
             let snapshot = Place::log(local.log.layout().snapshot_offset());
-            let wr_id = Op::new(OpKind::SnapshotRead, source, index).wr_id();
+            let wr_id = Op::new(OpKind::SnapshotRead, source, term_sequence(self.term, index)).wr_id();
             if port.read(source, wr_id, snapshot, len as usize, snapshot).is_err() {
                 peer.broken[Channel::Control.index()] = true;
                 peer.drop_out();
@@ -384,7 +391,7 @@ impl Candidate {
         &mut self,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) -> Outcome {
         let Phase::Slots { next, count } = self.phase.clone() else { unreachable!() };
         let layout = *local.log.layout();
@@ -394,7 +401,7 @@ impl Candidate {
         if count == 0 {
             let count = run_length(next, self.commit + layout.capacity, layout.capacity, layout.read_chunk);
             for peer in peers.iter_mut().filter(|peer| peer.member) {
-                post_slot_read(peer, next, count, local, port);
+                post_slot_read(self.term, peer, next, count, local, port);
             }
             self.phase = Phase::Slots { next, count };
             return Outcome::Working;
@@ -423,7 +430,8 @@ impl Candidate {
                     }
                 }
             }
-            let Some((_, chosen)) = best else { return Outcome::Lead { next_index: index } };
+            let Some((chosen_proposal, chosen)) = best else { return Outcome::Lead { next_index: index } };
+            local.note(|| format!("adopts {index} (proposal {chosen_proposal})"));
             let header = verify_entry(&chosen).expect("verified above");
             let adopted = EntryHeader { proposal, commit: self.commit, ..header };
             local.log.write_entry(&adopted, entry_payload(&chosen, &header), &mut mine);
@@ -440,23 +448,41 @@ impl Candidate {
     pub(crate) fn on_success(&mut self, op: Op, peers: &mut Peers) {
         let Some(peer) = peers.get_mut(op.peer) else { return };
         match op.kind {
-            OpKind::SlotRead => match &mut self.phase {
-                Phase::CatchSelf { source, arrived, .. } if *source == op.peer => *arrived = true,
-                Phase::Slots { .. } if peer.slots_reading => {
-                    peer.slots_reading = false;
-                    peer.slots_read = true;
+            // Only the read in flight counts: an earlier one's bytes may still be landing.
+            OpKind::SlotRead if peer.slots_reading && op.sequence == peer.slots_tag => {
+                peer.slots_reading = false;
+                match &mut self.phase {
+                    Phase::CatchSelf { source, arrived, .. } if *source == op.peer => *arrived = true,
+                    Phase::Slots { .. } => peer.slots_read = true,
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             OpKind::SnapshotRead => {
-                if let Phase::PullSnapshot { source, arrived, .. } = &mut self.phase {
-                    if *source == op.peer {
+                if let Phase::PullSnapshot { source, arrived, reading: true, ready: Some([index, ..]), .. } =
+                    &mut self.phase
+                {
+                    if *source == op.peer && op.sequence == term_sequence(self.term, *index) {
                         *arrived = true;
                     }
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// Sends permission request `number` to every peer that did not grant and was not asked
+/// under it yet, once nothing of this replica's to that peer's log is in flight.
+pub(crate) fn ask_permission<S>(number: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
+    let request = Record::new(RecordKind::PermissionRequest, &[u64::from(local.me.get()), number]);
+    let missing: Vec<NodeId> = peers
+        .iter()
+        .filter(|peer| !peer.granted && peer.asked < number && port.log_drained(peer.id))
+        .map(|peer| peer.id)
+        .collect();
+    for peer in missing {
+        peers.get_mut(peer).expect("listed").asked = number;
+        send(local, peers, port, peer, InboxLine::PermissionRequest, &request, number);
     }
 }
 
@@ -477,27 +503,33 @@ pub(crate) fn collect_grants<S>(local: &Local<S>, peers: &mut Peers, first_numbe
 }
 
 /// READs the head of every granted peer whose head is unknown.
-pub(crate) fn read_heads<S>(now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
+pub(crate) fn read_heads<S>(now_ns: u64, term: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
     for peer in peers.iter_mut().filter(|peer| peer.granted && peer.head.is_none()) {
-        post_head_read(now_ns, peer, local, port);
+        post_head_read(now_ns, term, peer, local, port);
     }
 }
 
 /// READs `peer`'s log head into its scratch, unless one is in flight.
 pub(crate) fn post_head_read<S>(
     now_ns: u64,
+    term: u64,
     peer: &mut crate::cft::peers::Peer,
     local: &Local<S>,
-    port: &mut dyn Port,
+    port: &mut Tracked<'_>,
 ) {
     if peer.head_reading || !peer.usable(Channel::Control) {
         return;
     }
     peer.head_read_ns = now_ns;
+    peer.head_reads += 1;
+    let tag = term_sequence(term, peer.head_reads);
     let into = Place::control(local.log.layout().scratch_head_offset(peer.id.get()));
-    let wr_id = Op::new(OpKind::HeadRead, peer.id, now_ns).wr_id();
+    let wr_id = Op::new(OpKind::HeadRead, peer.id, tag).wr_id();
     match port.read(peer.id, wr_id, Place::log(0), HEAD_READ_BYTES, into) {
-        Ok(()) => peer.head_reading = true,
+        Ok(()) => {
+            peer.head_reading = true;
+            peer.head_tag = tag;
+        }
         Err(_) => {
             peer.broken[Channel::Control.index()] = true;
             peer.drop_out();
@@ -511,7 +543,7 @@ pub(crate) fn post_promise(
     promise: &[u8],
     proposal: u64,
     term: u64,
-    port: &mut dyn Port,
+    port: &mut Tracked<'_>,
 ) {
     if !peer.usable(Channel::Log) {
         peer.drop_out();
@@ -529,19 +561,22 @@ pub(crate) fn post_promise(
 
 /// READs `count` slots of `peer` from entry `first` into its scratch.
 fn post_slot_read<S>(
+    term: u64,
     peer: &mut crate::cft::peers::Peer,
     first: u64,
     count: usize,
     local: &Local<S>,
-    port: &mut dyn Port,
+    port: &mut Tracked<'_>,
 ) -> bool {
     let layout = local.log.layout();
     let from = Place::log(layout.entry_offset(first));
     let into = Place::control(layout.scratch_slots_offset(peer.id.get()));
-    let wr_id = Op::new(OpKind::SlotRead, peer.id, first).wr_id();
+    let tag = term_sequence(term, first);
+    let wr_id = Op::new(OpKind::SlotRead, peer.id, tag).wr_id();
     match port.read(peer.id, wr_id, from, count * layout.slot_bytes, into) {
         Ok(()) => {
             peer.slots_reading = true;
+            peer.slots_tag = tag;
             peer.slots_read = false;
             true
         }

@@ -17,6 +17,7 @@ use crate::cft::local::Local;
 use crate::cft::op::{Op, OpKind};
 use crate::cft::peers::Peers;
 use crate::cft::port::{Channel, Place, Port, Source};
+use crate::cft::tracked::Tracked;
 use crate::log::layout::InboxLine;
 use crate::log::record::{Record, RecordKind};
 use crate::state_machine::StateMachine;
@@ -93,8 +94,9 @@ impl Follower {
         request: Request,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) {
+        let old = self.holder;
         if let Some(old) = self.holder.filter(|&old| old != request.from) {
             // A failure here leaves the old holder's QP broken, which serves nothing.
             let _ = port.allow_log_writer(old, false);
@@ -106,6 +108,9 @@ impl Follower {
         // candidate writes.
         let present = local.present();
         local.publish(Some(present));
+        let from = request.from.get();
+        let status = local.status(present);
+        local.note(|| format!("grants {from} (revoked {old:?}), status {status:?}"));
         let ack = Record::new(
             RecordKind::PermissionAck,
             &[u64::from(local.me.get()), request.number, u64::from(local.eligible)],
@@ -114,7 +119,7 @@ impl Follower {
     }
 
     /// Takes back every peer's write right on this replica's log (it becomes a candidate).
-    pub(crate) fn revoke_all(&mut self, peers: &Peers, port: &mut dyn Port) {
+    pub(crate) fn revoke_all(&mut self, peers: &Peers, port: &mut Tracked<'_>) {
         for peer in peers.ids() {
             let _ = port.allow_log_writer(peer, false);
         }
@@ -130,7 +135,7 @@ impl Follower {
         request: Request,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) {
         let me = u64::from(local.me.get());
         let refuse = Record::new(RecordKind::SnapshotReady, &[me, request.number, 0, 0, 0, 0]);
@@ -185,7 +190,7 @@ impl Follower {
 pub(crate) fn send<S>(
     local: &Local<S>,
     peers: &mut Peers,
-    port: &mut dyn Port,
+    port: &mut Tracked<'_>,
     to: NodeId,
     line: InboxLine,
     record: &Record,

@@ -27,16 +27,17 @@ use std::cmp::Reverse;
 use usec_qp_pool::majority;
 
 use crate::cft::candidate::{
+    ask_permission,
     collect_grants, post_head_read, post_promise, read_heads, split_term_sequence, term_sequence,
 };
-use crate::cft::follower::send;
 use crate::cft::local::{Local, Queued};
 use crate::cft::op::{Op, OpKind};
 use crate::cft::peers::{Barrier, Peer, Peers};
 use crate::cft::port::{Channel, Place, Port, Source};
+use crate::cft::tracked::Tracked;
 use crate::log::batch::BatchBuilder;
 use crate::log::entry::{EntryHeader, EntryKind, ENTRY_HEADER_BYTES};
-use crate::log::layout::{InboxLine, COMMIT_OFFSET, SNAPSHOT_RECORD_OFFSET};
+use crate::log::layout::{COMMIT_OFFSET, SNAPSHOT_RECORD_OFFSET};
 use crate::log::local::SlotRead;
 use crate::log::record::{Record, RecordKind};
 use crate::state_machine::StateMachine;
@@ -119,14 +120,14 @@ impl Leader {
         now_ns: u64,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
         inbox_due: bool,
     ) -> Result<(), StepDown> {
         if inbox_due {
             collect_grants(local, peers, self.first_number);
             self.ask_missing(now_ns, local, peers, port);
         }
-        read_heads(now_ns, local, peers, port);
+        read_heads(now_ns, self.term, local, peers, port);
         self.admit_followers(now_ns, local, peers, port)?;
         if 1 + peers.iter().filter(|peer| peer.granted).count() < majority(self.group) {
             return Err(StepDown::LostMajority);
@@ -141,18 +142,15 @@ impl Leader {
         Ok(())
     }
 
-    fn ask_missing<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
-        let missing: Vec<_> = peers.iter().filter(|peer| !peer.granted).map(|peer| peer.id).collect();
-        if missing.is_empty() || now_ns.saturating_sub(self.asked_ns) < local.config.permission_retry_ns {
+    fn ask_missing<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
+        if peers.iter().all(|peer| peer.granted) {
             return;
         }
-        self.asked_ns = now_ns;
-        self.permission_number += 1;
-        let request =
-            Record::new(RecordKind::PermissionRequest, &[u64::from(local.me.get()), self.permission_number]);
-        for peer in missing {
-            send(local, peers, port, peer, InboxLine::PermissionRequest, &request, self.permission_number);
+        if now_ns.saturating_sub(self.asked_ns) >= local.config.permission_retry_ns {
+            self.asked_ns = now_ns;
+            self.permission_number += 1;
         }
+        ask_permission(self.permission_number, local, peers, port);
     }
 
     /// Followers whose head arrived: write the promise, then start copying.
@@ -161,7 +159,7 @@ impl Leader {
         _now_ns: u64,
         local: &mut Local<S>,
         peers: &mut Peers,
-        port: &mut dyn Port,
+        port: &mut Tracked<'_>,
     ) -> Result<(), StepDown> {
         let promise = Record::new(RecordKind::Promise, &[self.proposal]).encode();
         let log_start = self.log_start(local);
@@ -186,6 +184,8 @@ impl Leader {
                 Barrier::Done if peer.snapshot_pushing => {}
                 Barrier::Done => {
                     let from = head.copy_from();
+                    let id = peer.id.get();
+                    local.note(|| format!("copies to {id} from {from} (log from {log_start}), head {head:?}"));
                     if from >= log_start {
                         peer.next = from;
                         peer.acked = from;
@@ -205,7 +205,7 @@ impl Leader {
         self.floor.max(self.next_index.saturating_sub(local.config.capacity))
     }
 
-    fn push_snapshot<S: StateMachine>(&mut self, local: &mut Local<S>, peer: &mut Peer, port: &mut dyn Port) {
+    fn push_snapshot<S: StateMachine>(&mut self, local: &mut Local<S>, peer: &mut Peer, port: &mut Tracked<'_>) {
         let log_start = self.log_start(local);
         if self.snapshot.as_ref().is_none_or(|held| held.index < log_start) {
             if self.pushes > 0 {
@@ -309,6 +309,8 @@ impl Leader {
             let mut slot = std::mem::take(&mut local.slot);
             local.log.write_entry(&header, self.batch.bytes(), &mut slot);
             local.slot = slot;
+            let (index, commands) = (self.next_index, self.batch.len());
+            local.note(|| format!("creates {index} ({commands} commands)"));
             self.next_index += 1;
             self.last_entry_ns = now_ns;
             local.stats.entries += 1;
@@ -316,7 +318,7 @@ impl Leader {
     }
 
     /// Posts what `peer` lacks of the log, within the pipeline.
-    fn copy_to<S>(&mut self, local: &Local<S>, peer: &mut Peer, port: &mut dyn Port) {
+    fn copy_to<S>(&mut self, local: &Local<S>, peer: &mut Peer, port: &mut Tracked<'_>) {
         if !peer.live || peer.barrier != Barrier::Done || !peer.usable(Channel::Log) {
             return;
         }
@@ -343,7 +345,7 @@ impl Leader {
         }
     }
 
-    fn idle_commit<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
+    fn idle_commit<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
         if now_ns.saturating_sub(self.last_entry_ns) < local.config.idle_commit_ns {
             return;
         }
@@ -363,13 +365,13 @@ impl Leader {
         }
     }
 
-    fn refresh_statuses<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut dyn Port) {
+    fn refresh_statuses<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
         let blocked = !local.queue.is_empty() && !self.may_create(self.next_index, local, peers);
         let period =
             if blocked { local.config.status_read_period_ns / 8 } else { local.config.status_read_period_ns };
         for peer in peers.iter_mut().filter(|peer| peer.live) {
             if now_ns.saturating_sub(peer.head_read_ns) >= period {
-                post_head_read(now_ns, peer, local, port);
+                post_head_read(now_ns, self.term, peer, local, port);
             }
         }
     }

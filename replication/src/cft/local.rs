@@ -67,6 +67,8 @@ pub(crate) struct Local<S> {
     pub(crate) awaiting: BTreeSet<CommandId>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// Decisions worth reading when a simulation fails, when tracing is on.
+    pub(crate) trace: Option<Vec<String>>,
     published: Option<Status>,
     /// Scratch: one slot.
     pub(crate) slot: Vec<u8>,
@@ -89,6 +91,7 @@ impl<S: StateMachine> Local<S> {
             awaiting: BTreeSet::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            trace: None,
             published: None,
             slot: vec![0; config.slot_bytes],
             response: Vec::new(),
@@ -96,6 +99,13 @@ impl<S: StateMachine> Local<S> {
         };
         local.log.publish_status(local.status(local.applied));
         local
+    }
+
+    /// Records a decision when tracing is on.
+    pub(crate) fn note(&mut self, what: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(what());
+        }
     }
 
     /// Takes a commit index learnt from a leader (an entry, a commit record) or decided
@@ -159,8 +169,10 @@ impl<S: StateMachine> Local<S> {
         if self.applier.restore(snapshot).is_err() {
             return false;
         }
+        let before = self.applied;
         self.applied = index;
         self.stats.snapshots_restored += 1;
+        self.note(|| format!("restored a snapshot at {index} (applied was {before})"));
         self.learn_commit(index);
         self.behind = false;
         self.apply_decided();

@@ -22,6 +22,7 @@ pub mod op;
 pub mod peers;
 pub mod port;
 pub mod replica;
+mod tracked;
 
 pub use config::{MuConfig, Start};
 pub use event::{Event, ProposeError, RoleKind};

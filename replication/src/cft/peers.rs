@@ -70,12 +70,19 @@ pub(crate) struct Peer {
     /// The number of the last permission acknowledgement taken from it (a stale one, of
     /// a grant it since gave someone else, is never taken twice).
     pub(crate) ack_seen: u64,
+    /// The number of the last permission request sent to it.
+    pub(crate) asked: u64,
     /// It said it counts in quorums when it granted.
     pub(crate) eligible: bool,
     /// Its head, as last read.
     pub(crate) head: Option<Head>,
     /// A head read is in flight.
     pub(crate) head_reading: bool,
+    /// The sequence number of the head read in flight: a completion of an earlier one
+    /// (an earlier candidacy's, whose bytes may still be landing) is not it.
+    pub(crate) head_tag: u64,
+    /// Head reads posted, to number them.
+    pub(crate) head_reads: u64,
     /// When the last head read was posted.
     pub(crate) head_read_ns: u64,
     pub(crate) barrier: Barrier,
@@ -94,8 +101,9 @@ pub(crate) struct Peer {
     /// Candidacy: one of the quorum the proposal number was chosen with, whose logs the
     /// recovery reads (a peer granting later is caught up once this replica leads).
     pub(crate) member: bool,
-    /// Candidacy: a run of its slots is being read.
+    /// Candidacy: a run of its slots is being read, with this sequence number.
     pub(crate) slots_reading: bool,
+    pub(crate) slots_tag: u64,
     /// Candidacy: the last run of its slots arrived.
     pub(crate) slots_read: bool,
 }
@@ -108,9 +116,12 @@ impl Peer {
             repairing: [false; 2],
             granted: false,
             ack_seen: 0,
+            asked: 0,
             eligible: false,
             head: None,
             head_reading: false,
+            head_tag: u64::MAX,
+            head_reads: 0,
             head_read_ns: 0,
             barrier: Barrier::None,
             next: 0,
@@ -121,14 +132,15 @@ impl Peer {
             pushed: 0,
             member: false,
             slots_reading: false,
+            slots_tag: u64::MAX,
             slots_read: false,
         }
     }
 
     /// Forgets everything of a previous candidacy or leadership (not the QPs' health).
     pub(crate) fn reset(&mut self) {
-        let (broken, repairing, ack_seen) = (self.broken, self.repairing, self.ack_seen);
-        *self = Peer { broken, repairing, ack_seen, ..Peer::new(self.id) };
+        let (broken, repairing, ack_seen, head_reads) = (self.broken, self.repairing, self.ack_seen, self.head_reads);
+        *self = Peer { broken, repairing, ack_seen, head_reads, ..Peer::new(self.id) };
     }
 
     /// Whether posts on `channel` can go out.

@@ -29,6 +29,7 @@ use crate::cft::local::{Local, Queued};
 use crate::cft::op::Op;
 use crate::cft::peers::{Head, Peers};
 use crate::cft::port::{Channel, Port};
+use crate::cft::tracked::{InFlight, Tracked};
 use crate::error::{Error, Result};
 use crate::log::local::LocalLog;
 use crate::log::CommandId;
@@ -56,6 +57,7 @@ pub struct Replica<S> {
     /// across restarts (they start from the clock).
     number: u64,
     next_inbox_ns: u64,
+    in_flight: InFlight,
     rank: u64,
     /// The leader this replica follows, as far as it knows.
     leader: Option<NodeId>,
@@ -94,6 +96,7 @@ impl<S: StateMachine> Replica<S> {
             term: 0,
             number: 0,
             next_inbox_ns: 0,
+            in_flight: InFlight::default(),
             rank,
             leader: None,
         })
@@ -109,12 +112,17 @@ impl<S: StateMachine> Replica<S> {
     /// A completion of one of its work requests.
     pub fn handle_completion(&mut self, wr_id: u64, status: Status) {
         let Some(op) = Op::decode(wr_id) else { return };
+        self.in_flight.completed(op.peer, op.channel());
         if !status.is_success() {
             self.fail(op);
             return;
         }
         let Some(peer) = self.peers.get_mut(op.peer) else { return };
-        if op.kind == crate::cft::op::OpKind::HeadRead && peer.head_reading {
+        if op.kind == crate::cft::op::OpKind::HeadRead {
+            // Only the read in flight: an earlier one's bytes may still be landing.
+            if !peer.head_reading || op.sequence != peer.head_tag {
+                return;
+            }
             peer.head_reading = false;
             let mut bytes = [0u8; crate::cft::peers::HEAD_READ_BYTES];
             let offset = self.local.log.layout().scratch_head_offset(op.peer.get());
@@ -159,6 +167,7 @@ impl<S: StateMachine> Replica<S> {
     /// peer's): it works again, and whatever was in flight on it is gone without
     /// completions, so the peer starts over in the current candidacy or leadership.
     pub fn handle_repaired(&mut self, peer: NodeId, channel: Channel) {
+        self.in_flight.forget(peer, channel);
         if let Some(peer) = self.peers.get_mut(peer) {
             peer.broken[channel.index()] = false;
             peer.repairing[channel.index()] = false;
@@ -195,6 +204,12 @@ impl<S: StateMachine> Replica<S> {
     /// Does everything due at `now_ns`: serves peers' requests, follows or takes over or
     /// leads, and publishes its status.
     pub fn tick(&mut self, now_ns: u64, port: &mut dyn Port) {
+        let mut in_flight = std::mem::take(&mut self.in_flight);
+        self.turn(now_ns, &mut Tracked { port, in_flight: &mut in_flight });
+        self.in_flight = in_flight;
+    }
+
+    fn turn(&mut self, now_ns: u64, port: &mut Tracked<'_>) {
         self.election.set_now(now_ns);
         self.repair(port);
         let inbox_due = now_ns >= self.next_inbox_ns;
@@ -232,7 +247,7 @@ impl<S: StateMachine> Replica<S> {
         self.local.publish(None);
     }
 
-    fn repair(&mut self, port: &mut dyn Port) {
+    fn repair(&mut self, port: &mut Tracked<'_>) {
         for peer in self.peers.iter_mut() {
             for channel in Channel::ALL {
                 if peer.broken[channel.index()] && !peer.repairing[channel.index()] {
@@ -243,7 +258,7 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    fn serve_inbox(&mut self, now_ns: u64, port: &mut dyn Port) {
+    fn serve_inbox(&mut self, now_ns: u64, port: &mut Tracked<'_>) {
         while let Some(request) = self.follower.next_permission_request(&self.local, &self.peers) {
             self.election.heard_from(request.from, self.local.config.permission_retry_ns);
             if !agrees(&self.election, request, self.local.eligible) {
@@ -266,7 +281,7 @@ impl<S: StateMachine> Replica<S> {
         self.number
     }
 
-    fn start_candidacy(&mut self, now_ns: u64, port: &mut dyn Port) {
+    fn start_candidacy(&mut self, now_ns: u64, port: &mut Tracked<'_>) {
         self.retire_role();
         self.term += 1;
         let number = self.next_number(now_ns);
@@ -282,6 +297,8 @@ impl<S: StateMachine> Replica<S> {
         );
         self.role = Role::Candidate(candidate);
         self.local.stats.candidacies += 1;
+        let (term, commit, applied) = (self.term, self.local.commit, self.local.applied);
+        self.local.note(|| format!("candidacy {term} number {number}, commit {commit} applied {applied}"));
         self.leader = Some(self.local.me);
         self.local.events.push_back(Event::RoleChanged { role: RoleKind::Candidate, leader: self.leader });
     }
@@ -295,6 +312,8 @@ impl<S: StateMachine> Replica<S> {
             Leader::new(term, proposal, next_index, now_ns, first, number, &mut self.local, &self.peers);
         self.role = Role::Leader(leader);
         self.local.stats.leaderships += 1;
+        let commit = self.local.commit;
+        self.local.note(|| format!("leads term {term} proposal {proposal} from {next_index}, commit {commit}"));
         self.local
             .events
             .push_back(Event::RoleChanged { role: RoleKind::Leader, leader: Some(self.local.me) });
@@ -302,6 +321,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Leaves candidacy or leadership; what it was proposing is reported not committed.
     fn step_down(&mut self, leader: Option<NodeId>) {
+        self.local.note(|| format!("steps down (leader {leader:?})"));
         self.retire_role();
         self.leader = leader;
         self.local.abandon_proposals(leader);
@@ -415,6 +435,16 @@ impl<S: StateMachine> Replica<S> {
             self.local.eligible,
             peers.join(" ")
         )
+    }
+
+    /// Turns the decision trace on or off ([`Replica::take_trace`]).
+    pub fn set_trace(&mut self, on: bool) {
+        self.local.trace = on.then(Vec::new);
+    }
+
+    /// The decisions recorded since the last call.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.local.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// What it has done, counted.

@@ -226,6 +226,11 @@ impl<S: StateMachine> MuDriver<S> {
         &self.replica
     }
 
+    /// The replica, to observe or trace it.
+    pub fn replica_mut(&mut self) -> &mut Replica<S> {
+        &mut self.replica
+    }
+
     /// The cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster

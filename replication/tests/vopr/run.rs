@@ -135,7 +135,9 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
     group.quantum_ns = rng.gen_range(200..=1_000);
     if verbose {
         for index in 0..n {
-            group.driver_mut(index).expect("alive").keep_events(true);
+            let driver = group.driver_mut(index).expect("alive");
+            driver.keep_events(true);
+            driver.replica_mut().set_trace(true);
         }
         println!(
             "seed {seed}: n {n}, {config:?}, drift {drift:?}, latency {low}..{high}, quantum {}",
@@ -157,9 +159,22 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
         verbose,
         seed,
     };
-    world.safety_phase()?;
-    world.liveness_phase()?;
-    world.final_checks()
+    if verbose && std::env::var("USEC_VOPR_FABRIC_TRACE").is_ok() {
+        world.group.fabric.record_trace(true);
+    }
+    let result = world.safety_phase().and_then(|()| world.liveness_phase()).and_then(|()| world.final_checks());
+    if verbose && std::env::var("USEC_VOPR_FABRIC_TRACE").is_ok() {
+        for event in world.group.fabric.trace() {
+            let op = usec_replication::cft::op::Op::decode(event.wr_id);
+            if let Some(op) = op.filter(|op| op.kind == usec_replication::cft::op::OpKind::Entry) {
+                println!(
+                    "[{:>9} ns] fabric {:?} {:?} from {:?} to {:?} seq {:#x} {:?}",
+                    event.at_ns, event.kind, op.kind, event.peer, event.node, op.sequence, event.status
+                );
+            }
+        }
+    }
+    result
 }
 
 impl World {
@@ -168,6 +183,11 @@ impl World {
         self.group.step();
         if self.verbose {
             for index in 0..self.n {
+                let trace =
+                    self.group.driver_mut(index).map(|driver| driver.replica_mut().take_trace()).unwrap_or_default();
+                for line in trace {
+                    self.log(|| format!("replica {index}: {line}"));
+                }
                 let events =
                     self.group.driver_mut(index).map(|driver| driver.take_events()).unwrap_or_default();
                 for event in events {
