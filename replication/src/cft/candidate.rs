@@ -256,7 +256,9 @@ impl Candidate {
             match verify_entry(&image) {
                 Some(header) if header.index == index => {
                     local.log.copy_slot_in(index, &image[..header.total_len()]);
-                    local.note(|| format!("catch-self {index} from {} (proposal {})", source.get(), header.proposal));
+                    local.note(|| {
+                        format!("catch-self {index} from {} (proposal {})", source.get(), header.proposal)
+                    });
                 }
                 // Its ring moved past this entry: pull a snapshot from whoever applied most.
                 _ => {
@@ -458,8 +460,9 @@ impl Candidate {
                 }
             }
             OpKind::SnapshotRead => {
-                if let Phase::PullSnapshot { source, arrived, reading: true, ready: Some([index, ..]), .. } =
-                    &mut self.phase
+                if let Phase::PullSnapshot {
+                    source, arrived, reading: true, ready: Some([index, ..]), ..
+                } = &mut self.phase
                 {
                     if *source == op.peer && op.sequence == term_sequence(self.term, *index) {
                         *arrived = true;
@@ -503,7 +506,13 @@ pub(crate) fn collect_grants<S>(local: &Local<S>, peers: &mut Peers, first_numbe
 }
 
 /// READs the head of every granted peer whose head is unknown.
-pub(crate) fn read_heads<S>(now_ns: u64, term: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
+pub(crate) fn read_heads<S>(
+    now_ns: u64,
+    term: u64,
+    local: &Local<S>,
+    peers: &mut Peers,
+    port: &mut Tracked<'_>,
+) {
     for peer in peers.iter_mut().filter(|peer| peer.granted && peer.head.is_none()) {
         post_head_read(now_ns, term, peer, local, port);
     }

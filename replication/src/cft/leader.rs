@@ -27,8 +27,8 @@ use std::cmp::Reverse;
 use usec_qp_pool::majority;
 
 use crate::cft::candidate::{
-    ask_permission,
-    collect_grants, post_head_read, post_promise, read_heads, split_term_sequence, term_sequence,
+    ask_permission, collect_grants, post_head_read, post_promise, read_heads, split_term_sequence,
+    term_sequence,
 };
 use crate::cft::local::{Local, Queued};
 use crate::cft::op::{Op, OpKind};
@@ -185,7 +185,8 @@ impl Leader {
                 Barrier::Done => {
                     let from = head.copy_from();
                     let id = peer.id.get();
-                    local.note(|| format!("copies to {id} from {from} (log from {log_start}), head {head:?}"));
+                    local
+                        .note(|| format!("copies to {id} from {from} (log from {log_start}), head {head:?}"));
                     if from >= log_start {
                         peer.next = from;
                         peer.acked = from;
@@ -205,7 +206,12 @@ impl Leader {
         self.floor.max(self.next_index.saturating_sub(local.config.capacity))
     }
 
-    fn push_snapshot<S: StateMachine>(&mut self, local: &mut Local<S>, peer: &mut Peer, port: &mut Tracked<'_>) {
+    fn push_snapshot<S: StateMachine>(
+        &mut self,
+        local: &mut Local<S>,
+        peer: &mut Peer,
+        port: &mut Tracked<'_>,
+    ) {
         let log_start = self.log_start(local);
         if self.snapshot.as_ref().is_none_or(|held| held.index < log_start) {
             if self.pushes > 0 {
@@ -365,7 +371,13 @@ impl Leader {
         }
     }
 
-    fn refresh_statuses<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
+    fn refresh_statuses<S>(
+        &mut self,
+        now_ns: u64,
+        local: &Local<S>,
+        peers: &mut Peers,
+        port: &mut Tracked<'_>,
+    ) {
         let blocked = !local.queue.is_empty() && !self.may_create(self.next_index, local, peers);
         let period =
             if blocked { local.config.status_read_period_ns / 8 } else { local.config.status_read_period_ns };

@@ -139,7 +139,8 @@ impl Peer {
 
     /// Forgets everything of a previous candidacy or leadership (not the QPs' health).
     pub(crate) fn reset(&mut self) {
-        let (broken, repairing, ack_seen, head_reads) = (self.broken, self.repairing, self.ack_seen, self.head_reads);
+        let (broken, repairing, ack_seen, head_reads) =
+            (self.broken, self.repairing, self.ack_seen, self.head_reads);
         *self = Peer { broken, repairing, ack_seen, head_reads, ..Peer::new(self.id) };
     }
 

@@ -313,7 +313,8 @@ impl<S: StateMachine> Replica<S> {
         self.role = Role::Leader(leader);
         self.local.stats.leaderships += 1;
         let commit = self.local.commit;
-        self.local.note(|| format!("leads term {term} proposal {proposal} from {next_index}, commit {commit}"));
+        self.local
+            .note(|| format!("leads term {term} proposal {proposal} from {next_index}, commit {commit}"));
         self.local
             .events
             .push_back(Event::RoleChanged { role: RoleKind::Leader, leader: Some(self.local.me) });

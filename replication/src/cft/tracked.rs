@@ -64,13 +64,26 @@ impl Tracked<'_> {
 }
 
 impl Port for Tracked<'_> {
-    fn write(&mut self, peer: NodeId, wr_id: u64, source: Source<'_>, target: Place) -> Result<(), PortError> {
+    fn write(
+        &mut self,
+        peer: NodeId,
+        wr_id: u64,
+        source: Source<'_>,
+        target: Place,
+    ) -> Result<(), PortError> {
         self.port.write(peer, wr_id, source, target)?;
         self.in_flight.posted(peer, Channel::of_write(target));
         Ok(())
     }
 
-    fn read(&mut self, peer: NodeId, wr_id: u64, from: Place, len: usize, into: Place) -> Result<(), PortError> {
+    fn read(
+        &mut self,
+        peer: NodeId,
+        wr_id: u64,
+        from: Place,
+        len: usize,
+        into: Place,
+    ) -> Result<(), PortError> {
         self.port.read(peer, wr_id, from, len, into)?;
         self.in_flight.posted(peer, Channel::Control);
         Ok(())

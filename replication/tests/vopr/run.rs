@@ -162,7 +162,8 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
     if verbose && std::env::var("USEC_VOPR_FABRIC_TRACE").is_ok() {
         world.group.fabric.record_trace(true);
     }
-    let result = world.safety_phase().and_then(|()| world.liveness_phase()).and_then(|()| world.final_checks());
+    let result =
+        world.safety_phase().and_then(|()| world.liveness_phase()).and_then(|()| world.final_checks());
     if verbose && std::env::var("USEC_VOPR_FABRIC_TRACE").is_ok() {
         for event in world.group.fabric.trace() {
             let op = usec_replication::cft::op::Op::decode(event.wr_id);
@@ -183,8 +184,11 @@ impl World {
         self.group.step();
         if self.verbose {
             for index in 0..self.n {
-                let trace =
-                    self.group.driver_mut(index).map(|driver| driver.replica_mut().take_trace()).unwrap_or_default();
+                let trace = self
+                    .group
+                    .driver_mut(index)
+                    .map(|driver| driver.replica_mut().take_trace())
+                    .unwrap_or_default();
                 for line in trace {
                     self.log(|| format!("replica {index}: {line}"));
                 }
