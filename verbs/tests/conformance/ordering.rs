@@ -69,15 +69,21 @@ pub fn write_lands_in_increasing_address_order(provider: &Provider) -> Outcome {
     let base = pair.b.mr.region_offset();
     let generation = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Passes the observer completed: the writer waits for one now and then, so that the
+    // two really interleave however fast either side runs.
+    let passes = Arc::new(AtomicU64::new(0));
     let observer = {
-        let (generation, stop) = (Arc::clone(&generation), Arc::clone(&stop));
+        let (generation, stop, passes) = (Arc::clone(&generation), Arc::clone(&stop), Arc::clone(&passes));
         std::thread::spawn(move || -> Result<u64, String> {
             let mut observations = 0u64;
             while !stop.load(Ordering::Acquire) {
                 let round = generation.load(Ordering::Acquire);
                 // Between rounds the buffer holds `round`; during one it goes to round + 1.
                 match observe(&target, base, words, round, round + 1) {
-                    Ok(_) => observations += 1,
+                    Ok(_) => {
+                        observations += 1;
+                        passes.fetch_add(1, Ordering::Release);
+                    }
                     // The writer may have moved on a round while we looked: only a
                     // consistent round counts.
                     Err(_) if generation.load(Ordering::Acquire) != round => {}
@@ -88,6 +94,13 @@ pub fn write_lands_in_increasing_address_order(provider: &Provider) -> Outcome {
         })
     };
     for round in 0..40u64 {
+        if round % 8 == 0 {
+            let seen = passes.load(Ordering::Acquire);
+            let start = std::time::Instant::now();
+            while passes.load(Ordering::Acquire) == seen && start.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::yield_now();
+            }
+        }
         let fill: Vec<u8> = std::iter::repeat_n(round + 1, words).flat_map(u64::to_ne_bytes).collect();
         pair.a.write_bytes(0, &fill);
         let sge = pair.a.sge(0, size as u32);
