@@ -64,7 +64,12 @@ fn main() -> ExitCode {
     let mut totals = run::Totals::default();
     for seed in options.first..options.first + options.seeds {
         match std::panic::catch_unwind(|| run::run(seed, options.verbose)) {
-            Ok(Ok(summary)) => totals.add(&summary),
+            Ok(Ok(summary)) => {
+                if std::env::var("USEC_VOPR_EACH").is_ok() {
+                    println!("seed {seed}: {summary:?}");
+                }
+                totals.add(&summary)
+            }
             Ok(Err(failure)) => {
                 eprintln!("vopr: seed {seed} FAILED: {failure}");
                 eprintln!("vopr: replay with: cargo test -p usec-replication --test vopr -- --seed {seed}");

@@ -1,6 +1,6 @@
 //! One seeded run: build a group, drive clients and faults, check the invariants.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use rand::{Rng, SeedableRng};
@@ -92,7 +92,7 @@ struct World {
     acknowledged: BTreeMap<Vec<u8>, CommandId>,
     /// Histories of crashed members, as of the crash.
     crashed: BTreeMap<usize, Vec<Vec<u8>>>,
-    partitions: HashSet<(usize, usize)>,
+    partitions: BTreeSet<(usize, usize)>,
     faults: usize,
     next_command: u64,
     verbose: bool,
@@ -153,7 +153,7 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
         pending: Vec::new(),
         acknowledged: BTreeMap::new(),
         crashed: BTreeMap::new(),
-        partitions: HashSet::new(),
+        partitions: BTreeSet::new(),
         faults: 0,
         next_command: 0,
         verbose,

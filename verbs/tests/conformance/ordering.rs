@@ -97,7 +97,9 @@ pub fn write_lands_in_increasing_address_order(provider: &Provider) -> Outcome {
         if round % 8 == 0 {
             let seen = passes.load(Ordering::Acquire);
             let start = std::time::Instant::now();
-            while passes.load(Ordering::Acquire) == seen && start.elapsed() < std::time::Duration::from_secs(5) {
+            while passes.load(Ordering::Acquire) == seen
+                && start.elapsed() < std::time::Duration::from_secs(5)
+            {
                 std::thread::yield_now();
             }
         }
