@@ -161,8 +161,10 @@ impl Follower {
         if local.applied < local.commit {
             self.restore_pushed_snapshot(local);
         }
-        // Learn the commit indices entries carry, past what is applied.
-        let mut index = local.applied;
+        // Learn the commit indices entries carry, past what is applied: each entry once
+        // (what it says stays true if a later leader rewrites it; the next entry or the
+        // commit record says more).
+        let mut index = local.applied.max(local.scanned);
         while index < local.applied + local.config.pipeline {
             match local.log.read_slot(index, &mut local.slot) {
                 crate::log::local::SlotRead::Entry(header) => {
@@ -172,6 +174,7 @@ impl Follower {
                 _ => break,
             }
         }
+        local.scanned = index;
         local.apply_decided();
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct Local<S> {
     /// A rejoining replica becomes eligible once it applied up to this commit index, the
     /// first a leader told it.
     eligible_at: Option<u64>,
+    /// Entries below were read once for the commit index they carry.
+    pub(crate) scanned: u64,
     /// Its slot at `applied` holds a later lap: it must be brought back by a snapshot.
     pub(crate) behind: bool,
     /// Commands waiting to be put in the log.
@@ -87,6 +89,7 @@ impl<S: StateMachine> Local<S> {
             eligible,
             eligible_at: None,
             behind: false,
+            scanned: 0,
             queue: VecDeque::new(),
             awaiting: BTreeSet::new(),
             events: VecDeque::new(),

@@ -95,6 +95,8 @@ struct World {
     partitions: BTreeSet<(usize, usize)>,
     faults: usize,
     next_command: u64,
+    /// The largest command an entry carries.
+    max_command: usize,
     verbose: bool,
     seed: u64,
 }
@@ -156,6 +158,7 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
         partitions: BTreeSet::new(),
         faults: 0,
         next_command: 0,
+        max_command: config.max_command_bytes(),
         verbose,
         seed,
     };
@@ -258,7 +261,13 @@ impl World {
         self.clients[client].0 += 1;
         self.clients[client].1 = true;
         let id = CommandId { client: 1_000 + client as u64, sequence: self.clients[client].0 };
-        let payload = format!("s{}-c{}", self.seed, self.next_command).into_bytes();
+        // Unique, and of any size an entry can carry (mostly small).
+        let mut payload = format!("s{}-c{}", self.seed, self.next_command).into_bytes();
+        if self.rng.gen_bool(0.1) {
+            let max = self.max_command;
+            let len = self.rng.gen_range(payload.len()..=max);
+            payload.resize(len, b'.');
+        }
         let target = self.guess_leader().unwrap_or_else(|| self.rng.gen_range(0..self.n));
         self.pending.push(Pending { id, payload, ticket: None, retry_at_ns: 0, target });
         let last = self.pending.len() - 1;
