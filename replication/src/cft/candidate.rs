@@ -1,4 +1,4 @@
-//! [`Candidate`]: taking over as leader — Mu's slow path, tolerant of a minority failing.
+//! `Candidate`: taking over as leader — Mu's slow path, tolerant of a minority failing.
 //!
 //! 1. **Permissions.** Take back every write right on its own log, ask every peer for
 //!    the right to write theirs, and wait for a majority (itself included) of eligible

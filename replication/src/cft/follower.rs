@@ -1,4 +1,4 @@
-//! [`Follower`]: what every replica does for the others, whatever its role — serve
+//! `Follower`: what every replica does for the others, whatever its role — serve
 //! permission requests (the single-writer switch) and snapshot requests from its inbox —
 //! and, while it follows, learn the commit index and snapshots its leader writes into its
 //! log region.

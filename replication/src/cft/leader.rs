@@ -1,4 +1,4 @@
-//! [`Leader`]: Mu's fast path — one WRITE of each entry into each follower's log, decided
+//! `Leader`: Mu's fast path — one WRITE of each entry into each follower's log, decided
 //! once a majority (the leader included) holds it.
 //!
 //! - **Entries.** Waiting commands are batched into an entry, written into the leader's

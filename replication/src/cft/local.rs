@@ -1,4 +1,4 @@
-//! [`Local`]: what a replica holds whatever its role — its own log, its state machine,
+//! `Local`: what a replica holds whatever its role — its own log, its state machine,
 //! how far it knows the log is decided and how far it applied it, and the commands it
 //! proposed that wait for an outcome.
 

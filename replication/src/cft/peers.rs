@@ -1,4 +1,4 @@
-//! [`Peers`]: what a replica knows of, and is doing with, each other replica — whether
+//! `Peers`: what a replica knows of, and is doing with, each other replica — whether
 //! its QPs work, whether it granted this replica's candidacy, what its log head said,
 //! and how far this replica's log has been copied into it.
 

@@ -3,7 +3,7 @@
 //! Roles never touch verbs: they say "WRITE these bytes to this place in that peer's
 //! memory", "READ that into here", "let that peer write my log, or not", and learn the
 //! outcome later as a completion carrying the work-request id they chose. The real port
-//! posts on a qp-pool cluster ([`crate::cft::ClusterPort`]) — on any provider, the
+//! posts on a qp-pool cluster ([`crate::cft::cluster_port::ClusterPort`]) — on any provider, the
 //! simulator included.
 
 use usec_qp_pool::NodeId;
