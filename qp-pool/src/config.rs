@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use usec_verbs::{AccessFlags, ConnectOptions, QpOptions, Region};
 
@@ -40,11 +40,19 @@ pub struct NodeConfig {
     pub qp: QpOptions,
     /// How long bootstrap waits for late peers before it gives up.
     pub deadline: Duration,
+    /// Which process of this node this is. A restarted node must present a higher
+    /// incarnation than the process it replaces: peers take a higher one as a restart that
+    /// supersedes the old process, and refuse a lower one as stale. Defaults to the
+    /// realtime clock in nanoseconds when the config was made ([`NodeConfig::incarnation`]).
+    pub incarnation: u64,
+    /// Whether the node joins a cluster that runs already (a restarted node): it dials
+    /// every peer, and may finish with some of them missing ([`NodeConfig::rejoin`]).
+    pub rejoin: bool,
 }
 
 impl NodeConfig {
-    /// Node `me` of `spec`, with no roles or regions yet, default connection options and a
-    /// 30-second bootstrap deadline.
+    /// Node `me` of `spec`, with no roles or regions yet, default connection options, a
+    /// 30-second bootstrap deadline, and as incarnation the realtime clock now.
     pub fn new(spec: ClusterSpec, me: NodeId) -> NodeConfig {
         NodeConfig {
             spec,
@@ -54,6 +62,8 @@ impl NodeConfig {
             connect: ConnectOptions::default(),
             qp: QpOptions::default(),
             deadline: Duration::from_secs(30),
+            incarnation: realtime_incarnation(),
+            rejoin: false,
         }
     }
 
@@ -72,6 +82,30 @@ impl NodeConfig {
     /// Sets the bootstrap deadline.
     pub fn deadline(mut self, deadline: Duration) -> NodeConfig {
         self.deadline = deadline;
+        self
+    }
+
+    /// Sets the incarnation: which process of this node this is.
+    ///
+    /// A restarted node must present a higher incarnation than the process it replaces.
+    /// The default, the realtime clock in nanoseconds when the config was made, is higher
+    /// for every restart on one host unless its clock is stepped back by more than the
+    /// time between the two starts; a launcher that keeps a counter of its own (or an epoch
+    /// of the protocol above) sets it here instead, and a simulation sets it to stay
+    /// deterministic.
+    pub fn incarnation(mut self, incarnation: u64) -> NodeConfig {
+        self.incarnation = incarnation;
+        self
+    }
+
+    /// Joins a cluster that runs already, as a restarted node does: bootstrap dials every
+    /// peer (lower ids too: they finished dialing long ago), each of which takes the
+    /// connection as a newer incarnation of this node. It finishes as soon as every peer
+    /// accepted it; at the deadline it finishes with those it reached (at least one; the
+    /// others are reported lost, and may connect later when they restart themselves),
+    /// and fails only if it reached none.
+    pub fn rejoin(mut self, rejoin: bool) -> NodeConfig {
+        self.rejoin = rejoin;
         self
     }
 
@@ -116,4 +150,9 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// The realtime clock in nanoseconds: the default incarnation, larger for a later start.
+fn realtime_incarnation() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |since| since.as_nanos() as u64).max(1)
 }

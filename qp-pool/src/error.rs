@@ -93,6 +93,17 @@ pub enum Error {
         /// Why it is a duplicate.
         reason: String,
     },
+    /// A connection speaks for an older process of a node than one already admitted: a
+    /// stale process (stopped, then resumed) after its node was restarted.
+    #[error("node {node}'s incarnation {theirs} is stale: incarnation {current} has joined since")]
+    StaleIncarnation {
+        /// The node.
+        node: NodeId,
+        /// The incarnation the connection claims.
+        theirs: u64,
+        /// The incarnation admitted.
+        current: u64,
+    },
     /// A peer claims a node id the cluster description does not have.
     #[error("unknown node id {node}: the cluster has nodes {members}")]
     UnknownNode {

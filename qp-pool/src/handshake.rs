@@ -3,16 +3,20 @@
 //!
 //! Both ends send `Hello` at once. Each checks the other's (cluster, run, description
 //! digest, node id: not ours, in the description, the one we dialed, and dialing in the
-//! right direction: lower ids dial higher; and that both or neither have a cluster key).
+//! right direction: lower ids dial higher, unless the dialer says it rejoins a running
+//! cluster; and that both or neither have a cluster key). The hello also carries the
+//! sender's incarnation ([`Joining`]), which the caller weighs against what it knows of
+//! that node ([`Handshake::peer_joining`]).
 //! Without a cluster key it then reports [`HandshakeEvent::Identified`]. With one, each
 //! end derives the connection's session key from both hellos, authenticates the channel
 //! (every later frame is tagged; see [`wire::auth`](crate::wire::auth)) and sends `Proof`,
 //! a frame whose tag only a holder of the key could make for this connection; the peer is
-//! identified only once its own `Proof` verifies. Nothing about our QPs or regions leaves
-//! before that. The caller then checks the id against its other connections (duplicates)
-//! and sends its `Offer`: the QP endpoints it made for that peer and its region
-//! descriptors. On the
-//! peer's offer ([`HandshakeEvent::Offer`]) the caller connects its QPs to the peer's
+//! identified only once its own `Proof` verifies (so an incarnation is believed only from
+//! a holder of the key). Nothing about our QPs or regions leaves before that. The caller
+//! then checks the id and incarnation against its other connections (duplicates, stale
+//! incarnations) and sends its `Offer`: the QP endpoints it made for that peer and its
+//! region descriptors. On the peer's offer ([`HandshakeEvent::Offer`]) the caller
+//! connects its QPs to the peer's
 //! endpoints and confirms ([`Handshake::confirm_connected`]), which sends `Ready`. With
 //! `Ready` sent and received the connection is [`HandshakeEvent::Established`]: both
 //! sides' QPs are ready to send, and the connection carries control messages from then on
@@ -41,6 +45,17 @@ pub enum Side {
     Listener,
 }
 
+/// Which process of a node a hello speaks for: its incarnation (a restarted node presents
+/// a higher one than the process it replaces), and whether it joins a cluster that runs
+/// already (then it dials every peer, lower ids included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Joining {
+    /// The incarnation.
+    pub incarnation: u64,
+    /// Whether it rejoins a running cluster.
+    pub rejoin: bool,
+}
+
 /// What the caller must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HandshakeEvent {
@@ -65,6 +80,8 @@ pub struct Handshake {
     hello: Hello,
     /// The id the peer's hello claimed, once the hello passed the checks.
     claimed: Option<NodeId>,
+    /// The incarnation and rejoin flag of the peer's hello (meaningful once `claimed`).
+    theirs: Joining,
     /// The peer, once identified (with a cluster key, once it proved that it holds it).
     peer: Option<NodeId>,
     offer_sent: bool,
@@ -80,8 +97,22 @@ impl Handshake {
     /// the peer is identified (e.g. its address). `nonce` must be fresh and unpredictable
     /// for every connection (the caller draws it from the operating system): with a
     /// cluster key, it is what makes frames recorded on another connection useless here.
-    /// Our `Hello` is queued at once.
+    /// Our `Hello` is queued at once. It presents incarnation 0 of a node that is not
+    /// rejoining: [`Handshake::for_incarnation`] says otherwise.
     pub fn new(spec: Arc<ClusterSpec>, me: NodeId, side: Side, label: &str, nonce: [u8; 32]) -> Handshake {
+        Handshake::for_incarnation(spec, me, Joining::default(), side, label, nonce)
+    }
+
+    /// [`Handshake::new`] for the process of `me` that `joining` describes: its
+    /// incarnation, and whether it rejoins a running cluster (then it may dial lower ids).
+    pub fn for_incarnation(
+        spec: Arc<ClusterSpec>,
+        me: NodeId,
+        joining: Joining,
+        side: Side,
+        label: &str,
+        nonce: [u8; 32],
+    ) -> Handshake {
         let hello = Hello {
             cluster: spec.cluster.clone(),
             run: spec.run.clone(),
@@ -89,6 +120,8 @@ impl Handshake {
             spec_digest: spec.digest(),
             nonce,
             keyed: spec.key.is_some(),
+            incarnation: joining.incarnation,
+            rejoin: joining.rejoin,
         };
         let mut channel = Channel::default();
         channel.send(&Message::Hello(hello.clone()));
@@ -100,6 +133,7 @@ impl Handshake {
             channel,
             hello,
             claimed: None,
+            theirs: Joining::default(),
             peer: None,
             offer_sent: false,
             offer_received: false,
@@ -113,6 +147,11 @@ impl Handshake {
     /// The peer, once identified.
     pub fn peer(&self) -> Option<NodeId> {
         self.peer
+    }
+
+    /// The incarnation of the peer, and whether it rejoins, once identified.
+    pub fn peer_joining(&self) -> Option<Joining> {
+        self.peer.map(|_| self.theirs)
     }
 
     /// Which end we are.
@@ -301,15 +340,16 @@ impl Handshake {
             Side::Dialer { expected } if expected != peer => {
                 return Err(self.protocol(format!("we dialed node {expected}, but node {peer} answered")));
             }
-            Side::Listener if peer > self.me => {
+            Side::Listener if peer > self.me && !hello.rejoin => {
                 return Err(self.protocol(format!(
-                    "node {peer} dialed node {}, but lower ids dial higher ones",
+                    "node {peer} dialed node {}, but lower ids dial higher ones (unless rejoining)",
                     self.me
                 )));
             }
             _ => {}
         }
         self.claimed = Some(peer);
+        self.theirs = Joining { incarnation: hello.incarnation, rejoin: hello.rejoin };
         let Some(key) = &self.spec.key else {
             if hello.keyed {
                 return Err(self.unauthenticated("it has a cluster key, this node has none"));

@@ -2,7 +2,8 @@
 //! permission toggling, reconnect, and the busy-poll completion loop with quorum waiting.
 //!
 //! A node starts from a plain [`ClusterSpec`] (cluster name, a run name fresh for each
-//! launch, each node's control address) and a [`NodeConfig`] (its roles and regions).
+//! launch, each node's control address) and a [`NodeConfig`] (its roles and regions, and
+//! which process of the node it is).
 //! [`Cluster::bootstrap`] exchanges QP endpoints and region descriptors with every peer
 //! over a built-in TCP handshake (versioned, length-prefixed, checksummed frames; see
 //! [`wire`]) that refuses malformed frames, other clusters, other runs, and duplicate or
@@ -17,12 +18,22 @@
 //! rights and its own CQ. [`Cluster::revoke_write`] / [`Cluster::grant_write`] toggle one
 //! peer's remote write on a connected QP; [`Cluster::set_region_access`] re-registers a
 //! region instead. [`Cluster::reconnect`] resets one peer's QPs and re-exchanges endpoints
-//! over the control connection kept from bootstrap, leaving the other peers alone. The
-//! completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
+//! over the control connection kept from bootstrap, leaving the other peers alone.
+//!
+//! A node that crashed comes back in its run: its new process bootstraps with
+//! [`NodeConfig::rejoin`] and a higher [incarnation](NodeConfig::incarnation), dials every
+//! peer, and goes through the full handshake again; each peer, which kept listening on its
+//! control address, takes it in [`Cluster::poll_control`], supersedes the old process (even
+//! one only stopped, which is then fenced out: its control connections refused, our QPs
+//! reset under it), connects fresh QPs, learns the new regions and reports
+//! [`ControlEvent::Rejoined`]. A stale incarnation is refused for good, and with a cluster
+//! key only a holder of the key may claim one.
+//!
+//! The completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
 //! sequence; the kinds come from one [registry](wr_kind) that every layer of the workspace
 //! draws from, so completions of different roles on one CQ are never confused), a sans-IO
-//! [`QuorumWaiter`] ("k of these n completed", failed peers
-//! remembered), and [`wait_for`], whose deadline is a nanosecond value on the clock of its
+//! [`QuorumWaiter`] ("k of these n completed", failed peers remembered), and
+//! [`wait_for`], whose deadline is a nanosecond value on the clock of its
 //! [`Driver`]: [`BusyPoll`] spins or spins then yields in real time, [`SimDriver`] moves a
 //! simulated fabric's virtual time on. Nothing in this crate's loops reads the wall clock
 //! by itself, so the same code runs on a real fabric and deterministically in simulation.
@@ -111,8 +122,8 @@
 //!   handshake, sans IO: [`handshake`];
 //! - byte transports (TCP, and in-memory for simulations): [`transport`];
 //! - bootstrap, non-blocking and time-driven: [`Bootstrap`];
-//! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect and control
-//!   messages: [`Cluster::poll_control`]);
+//! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect, control
+//!   messages and restarted peers rejoining: [`Cluster::poll_control`]);
 //! - the completion loop: [`Poller`], [`WrId`] and the kinds' registry [`wr_kind`],
 //!   [`QuorumWaiter`], [`wait_for`]; who runs
 //!   it and on which clock: [`Driver`], [`clock`].
@@ -124,6 +135,7 @@ pub mod clock;
 mod cluster;
 mod cluster_key;
 mod config;
+mod connections;
 mod driver;
 mod error;
 pub mod handshake;

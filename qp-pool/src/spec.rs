@@ -79,7 +79,9 @@ pub struct ClusterSpec {
     pub cluster: String,
     /// The run: a namespace that a launcher makes fresh for each launch
     /// ([`ClusterSpec::fresh_run`]); a node of another run (a stale process of an earlier
-    /// launch) is refused, so nothing stale is ever picked up.
+    /// launch) is refused, so nothing stale is ever picked up. A node restarted within a
+    /// launch keeps the run and rejoins it ([`NodeConfig::rejoin`](crate::NodeConfig::rejoin)),
+    /// told apart from its predecessor by its incarnation.
     pub run: String,
     /// Each node's id and control address (where it listens for the handshake).
     pub nodes: BTreeMap<NodeId, SocketAddr>,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use usec_qp_pool::handshake::{Handshake, HandshakeEvent, Side};
+use usec_qp_pool::handshake::{Handshake, HandshakeEvent, Joining, Side};
 use usec_qp_pool::wire::{parse_frame, FrameKind, Offer};
 use usec_qp_pool::{Cluster, ClusterKey, ClusterSpec, Error};
 
@@ -222,4 +222,50 @@ fn nodes_with_different_keys_refuse_each_other_as_impostors() {
         impostors.iter().all(|line| line.contains("(claiming node 0) failed the cluster key check")),
         "{error}"
     );
+}
+
+#[test]
+fn an_impostor_cannot_rejoin_in_the_place_of_a_running_node() {
+    let (listeners, spec) = keyed_loopback(3, "rejoin-impostor");
+    let device = soft_device();
+    let mut clusters = start_threads(&device, listeners, &spec);
+    let zero_addr = spec.addr_of(node(0)).unwrap();
+    let mut zero = clusters.remove(0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Node 0 serves its control connections, where restarted nodes rejoin.
+    let server = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let mut events = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                events.extend(zero.poll_control());
+                std::thread::yield_now();
+            }
+            (zero, events)
+        }
+    });
+    // Claiming to be node 2 restarted, with the highest incarnation there is: with
+    // another key, and with none.
+    let joining = Joining { incarnation: u64::MAX, rejoin: true };
+    let side = Side::Dialer { expected: node(0) };
+    let mut keyless = spec.clone();
+    keyless.key = None;
+    for (seed, forged) in [(6, spec.clone().with_key(ClusterKey::generate())), (7, keyless)] {
+        let handshake =
+            Handshake::for_incarnation(Arc::new(forged), node(2), joining, side, "to node 0", nonce(seed));
+        let (received, _) = play(zero_addr, handshake, None);
+        let kinds = kinds(&received);
+        assert!(!kinds.contains(&FrameKind::Offer) && kinds.last() == Some(&FrameKind::Reject), "{kinds:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut zero, events) = server.join().unwrap();
+    assert!(events.is_empty(), "node 2 was neither lost nor replaced: {events:?}");
+    let refused = zero.refused_connections();
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(refused.iter().all(|line| line.contains("(claiming node 2) failed the cluster key check")));
+    assert!(zero.peer_lost(node(2)).is_none());
+    let mut poller = zero.take_poller(&[]).unwrap();
+    let status = write_and_wait(&mut zero, &mut poller, node(2), REPLICATION, 64, b"still 2!");
+    assert_eq!(status, usec_verbs::Status::Success);
+    assert_eq!(read_local(&clusters[1], 64, 8), b"still 2!");
 }

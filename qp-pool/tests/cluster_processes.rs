@@ -14,13 +14,13 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::child::{check_marks, command_lines, write_marks, NodeProcess};
+use common::child::{check_marks, command_lines, mark_of, offset_of, write_marks, NodeProcess};
 use common::*;
 use usec_qp_pool::{
-    majority, wait_for, BusyPoll, Cluster, ClusterSpec, ControlEvent, PollMode, QuorumWaiter, TcpNetwork,
-    WrId,
+    majority, wait_for, BusyPoll, Cluster, ClusterSpec, ControlEvent, NodeId, PeerLoss, PollMode, Poller,
+    QuorumWaiter, TcpNetwork, WrId,
 };
-use usec_verbs::{AsyncEventKind, Context};
+use usec_verbs::{AsyncEventKind, Context, Status};
 
 const CHILD_ENV: &str = "USEC_QP_POOL_CHILD";
 const DEVICE_ENV: &str = "USEC_QP_POOL_CHILD_DEVICE";
@@ -46,7 +46,14 @@ fn serve_child() -> Result<(), String> {
     let next = || {
         commands.recv_timeout(Duration::from_secs(30)).map_err(|_| "no command from the parent".to_string())
     };
-    let me: u16 = next()?.strip_prefix("me ").ok_or("expected `me <id>`")?.parse().map_err(|_| "bad id")?;
+    // `me <id>`, or `me <id> rejoin` for a restarted node.
+    let first = next()?;
+    let mut words = first.split_whitespace();
+    if words.next() != Some("me") {
+        return Err(format!("expected `me <id>`, got {first:?}"));
+    }
+    let me: u16 = words.next().and_then(|id| id.parse().ok()).ok_or("bad id")?;
+    let rejoin = words.next() == Some("rejoin");
     let mut text = String::new();
     loop {
         let line = next()?;
@@ -59,40 +66,140 @@ fn serve_child() -> Result<(), String> {
     let spec = ClusterSpec::parse(&text).map_err(|e| e.to_string())?;
     let context = Context::open(&device).map_err(|e| e.to_string())?;
     let network = TcpNetwork::from_listener(listener).map_err(|e| e.to_string())?;
-    let mut cluster = Cluster::bootstrap_with(&context, config(&spec, node(me)), Box::new(network))
-        .map_err(|e| e.to_string())?;
+    let config = config(&spec, node(me)).rejoin(rejoin);
+    let mut cluster =
+        Cluster::bootstrap_with(&context, config, Box::new(network)).map_err(|e| e.to_string())?;
     let mut poller = cluster.take_poller(&[]).map_err(|e| e.to_string())?;
     write_marks(&mut cluster, &mut poller)?;
     println!("@@ wrote");
+    let mut events = Vec::new();
     loop {
-        cluster.poll_control();
-        match commands.try_recv() {
-            Ok(command) if command == "check" => match check_marks(&cluster) {
-                Ok(()) => println!("@@ ok"),
-                Err(error) => println!("@@ bad {error}"),
-            },
-            Ok(command) if command == "exit" => return Ok(()),
-            Ok(command) => return Err(format!("unknown command {command:?}")),
-            Err(mpsc::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+        events.extend(std::iter::from_fn(|| cluster.poll_control()));
+        let command = match commands.try_recv() {
+            Ok(command) => command,
+            Err(mpsc::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
             Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+        };
+        let mut words = command.split_whitespace();
+        let answer = match (words.next(), words.next().and_then(|id| id.parse::<u16>().ok())) {
+            (Some("check"), None) => check_marks(&cluster).map(|()| "ok".to_string()),
+            (Some("mark"), Some(peer)) => {
+                let me = cluster.me();
+                match write_and_wait(
+                    &mut cluster,
+                    &mut poller,
+                    node(peer),
+                    REPLICATION,
+                    offset_of(me),
+                    &mark_of(me),
+                ) {
+                    Status::Success => Ok("ok".to_string()),
+                    status => Err(format!("write to node {peer}: {status}")),
+                }
+            }
+            (Some("clear"), Some(peer)) => {
+                let region = cluster.region(REGION).map_err(|e| e.to_string())?.region().clone();
+                region.write(offset_of(node(peer)) as usize, &[0; 8]).map_err(|e| e.to_string())?;
+                Ok("ok".to_string())
+            }
+            (Some("events"), None) => Ok(format!("events {}", describe(&events))),
+            (Some("fenced"), None) => fenced(&device, &spec, &mut cluster, &mut poller, &mut events),
+            (Some("exit"), None) => return Ok(()),
+            _ => return Err(format!("unknown command {command:?}")),
+        };
+        match answer {
+            Ok(answer) => println!("@@ {answer}"),
+            Err(error) => println!("@@ bad {error}"),
         }
     }
 }
 
+/// Control events, one line.
+fn describe(events: &[ControlEvent]) -> String {
+    let described: Vec<String> = events
+        .iter()
+        .map(|event| match event {
+            ControlEvent::PeerLost { peer, reason } => format!("lost {peer} ({reason})"),
+            ControlEvent::Rejoined { peer, incarnation } => format!("rejoined {peer} #{incarnation}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    described.join("; ")
+}
+
+/// Where a stale process tries to WRITE into node 0.
+const STALE_OFFSET: u64 = 4096;
+
+/// In a process that was stopped while a new process of its node rejoined: checks that
+/// every peer refused it, that its WRITE into node 0 fails, that it cannot reconnect, and
+/// that a bootstrap of its own incarnation is refused as stale.
+fn fenced(
+    device: &str,
+    spec: &ClusterSpec,
+    cluster: &mut Cluster,
+    poller: &mut Poller,
+    events: &mut Vec<ControlEvent>,
+) -> Result<String, String> {
+    let peers: Vec<NodeId> = cluster.peers().collect();
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while peers.iter().any(|&peer| cluster.peer_lost(peer).is_none()) {
+        if Instant::now() > give_up {
+            return Err(format!("still connected after resuming: {}", describe(events)));
+        }
+        events.extend(std::iter::from_fn(|| cluster.poll_control()));
+    }
+    for peer in &peers {
+        let reason = cluster.peer_lost(*peer).expect("lost").to_string();
+        if !reason.contains("restarted: incarnation") {
+            return Err(format!("node {peer}: {reason}"));
+        }
+    }
+    let status = write_and_wait(cluster, poller, node(0), REPLICATION, STALE_OFFSET, &[0xee; 8]);
+    if status == Status::Success {
+        return Err("the stale WRITE into node 0 succeeded".into());
+    }
+    if cluster.start_reconnect(node(0), &[]).is_ok() {
+        return Err("the stale process could start a reconnect".into());
+    }
+    let context = Context::open(device).map_err(|e| e.to_string())?;
+    let network = TcpNetwork::bind("127.0.0.1:0".parse().unwrap()).map_err(|e| e.to_string())?;
+    let again = config(spec, cluster.me())
+        .rejoin(true)
+        .incarnation(cluster.incarnation())
+        .deadline(Duration::from_secs(2));
+    match Cluster::bootstrap_with(&context, again, Box::new(network)) {
+        Ok(_) => Err("a bootstrap of the stale incarnation got in".into()),
+        Err(error) if error.to_string().contains("is stale") => Ok(format!("fenced ({status})")),
+        Err(error) => Err(format!("the stale bootstrap failed otherwise: {error}")),
+    }
+}
+
 /// A child node, seen from node 0.
-fn spawn_child(index: usize, device: &str) -> NodeProcess {
+fn spawn_child(name: &str, device: &str) -> NodeProcess {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["--exact", "child_node", "--nocapture", "--test-threads", "1"])
         .env(CHILD_ENV, "1")
         .env(DEVICE_ENV, device);
-    NodeProcess::spawn(&format!("child node {}", index + 1), command)
+    NodeProcess::spawn(name, command)
 }
 
-#[test]
-fn three_processes_bootstrap_write_and_survive_a_kill() {
-    let device = soft_device();
-    let mut children = [spawn_child(0, &device), spawn_child(1, &device)];
+/// Tells a child who it is (`me`, e.g. `me 2 rejoin`) and what the cluster is.
+fn introduce(child: &mut NodeProcess, me: &str, spec: &ClusterSpec) {
+    child.send(me);
+    for line in spec.to_string().lines() {
+        child.send(line);
+    }
+    child.send("end");
+}
+
+/// Node 0 here and nodes 1 and 2 in child processes, bootstrapped, each node's mark
+/// written into every other's region and checked.
+fn start_three(device: &str) -> (Vec<NodeProcess>, ClusterSpec, Cluster, Poller) {
+    let mut children = vec![spawn_child("child node 1", device), spawn_child("child node 2", device)];
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut nodes = vec![(node(0), listener.local_addr().unwrap())];
     for (index, child) in children.iter_mut().enumerate() {
@@ -101,13 +208,9 @@ fn three_processes_bootstrap_write_and_survive_a_kill() {
     }
     let spec = ClusterSpec::new("processes", &ClusterSpec::fresh_run(), nodes).unwrap();
     for (index, child) in children.iter_mut().enumerate() {
-        child.send(&format!("me {}", index + 1));
-        for line in spec.to_string().lines() {
-            child.send(line);
-        }
-        child.send("end");
+        introduce(child, &format!("me {}", index + 1), &spec);
     }
-    let context = Context::open(&device).unwrap();
+    let context = Context::open(device).unwrap();
     let network = TcpNetwork::from_listener(listener).unwrap();
     let mut cluster = Cluster::bootstrap_with(&context, config(&spec, node(0)), Box::new(network)).unwrap();
     let mut poller = cluster.take_poller(&[]).unwrap();
@@ -117,9 +220,69 @@ fn three_processes_bootstrap_write_and_survive_a_kill() {
     }
     check_marks(&cluster).unwrap();
     for child in &mut children {
-        child.send("check");
-        assert_eq!(child.read(), "ok");
+        assert_eq!(child.ask("check"), "ok");
     }
+    (children, spec, cluster, poller)
+}
+
+/// Serves node 0's control connections (restarted peers rejoin there), collecting its
+/// events, until `child` says something; returns what it said.
+fn serve_until_said(
+    cluster: &mut Cluster,
+    events: &mut Vec<ControlEvent>,
+    child: &mut NodeProcess,
+) -> String {
+    loop {
+        events.extend(std::iter::from_fn(|| cluster.poll_control()));
+        if let Some(line) = child.try_read() {
+            return line;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Serves node 0's control connections until `done` holds of its events (or 20 s pass).
+fn serve_until(
+    cluster: &mut Cluster,
+    events: &mut Vec<ControlEvent>,
+    done: impl Fn(&[ControlEvent]) -> bool,
+) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !done(events) {
+        assert!(Instant::now() < give_up, "node 0 saw only {events:?}");
+        events.extend(std::iter::from_fn(|| cluster.poll_control()));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn rejoined(peer: NodeId) -> impl Fn(&[ControlEvent]) -> bool {
+    move |events| {
+        events.iter().any(|event| matches!(event, ControlEvent::Rejoined { peer: p, .. } if *p == peer))
+    }
+}
+
+/// Starts a new process of node 2 that rejoins, and serves node 0 until it did.
+fn restart_node_two(
+    device: &str,
+    spec: &ClusterSpec,
+    cluster: &mut Cluster,
+    events: &mut Vec<ControlEvent>,
+) -> (NodeProcess, Duration) {
+    let mut fresh = spawn_child("restarted node 2", device);
+    // It listens where it likes: its peers do not dial a rejoining node.
+    assert!(fresh.read().starts_with("addr "));
+    let started = Instant::now();
+    introduce(&mut fresh, "me 2 rejoin", spec);
+    assert_eq!(serve_until_said(cluster, events, &mut fresh), "wrote");
+    let took = started.elapsed();
+    serve_until(cluster, events, rejoined(node(2)));
+    (fresh, took)
+}
+
+#[test]
+fn three_processes_bootstrap_write_and_survive_a_kill() {
+    let device = soft_device();
+    let (mut children, _, mut cluster, mut poller) = start_three(&device);
 
     // SIGKILL node 2: node 0's rounds go on with node 1.
     children[1].child.kill().unwrap();
@@ -163,4 +326,103 @@ fn three_processes_bootstrap_write_and_survive_a_kill() {
     }
     children[0].send("exit");
     assert!(children[0].child.wait().unwrap().success());
+}
+
+#[test]
+fn a_killed_node_restarted_as_a_new_process_rejoins_and_writes_flow_both_ways() {
+    let device = soft_device();
+    let (mut children, spec, mut cluster, mut poller) = start_three(&device);
+    let two = node(2);
+    let old_incarnation = cluster.peer_incarnation(two).unwrap();
+    children[1].child.kill().unwrap();
+    children[1].child.wait().unwrap();
+    let mut events = Vec::new();
+    serve_until(&mut cluster, &mut events, |events| {
+        events.iter().any(|event| matches!(event, ControlEvent::PeerLost { peer, .. } if *peer == node(2)))
+    });
+    // Forget the old process's marks: only the new one can put them back.
+    let region = cluster.region(REGION).unwrap().region().clone();
+    region.write(offset_of(two) as usize, &[0; 8]).unwrap();
+    assert_eq!(children[0].ask("clear 2"), "ok");
+
+    let (mut fresh, took) = restart_node_two(&device, &spec, &mut cluster, &mut events);
+    eprintln!("node 2's new process rejoined in {took:?}");
+    assert!(took < Duration::from_secs(20), "within its bootstrap deadline");
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ControlEvent::PeerLost { reason: PeerLoss::Closed { .. }, .. },
+                ControlEvent::Rejoined { peer, incarnation },
+            ] if *peer == two && *incarnation > old_incarnation
+        ),
+        "{events:?}"
+    );
+    assert!(children[0].ask("events").contains("rejoined 2 #"));
+    // Its WRITEs landed at both survivors, and theirs land in its new region.
+    check_marks(&cluster).unwrap();
+    assert_eq!(children[0].ask("check"), "ok");
+    let mark = mark_of(node(0));
+    assert_eq!(
+        write_and_wait(&mut cluster, &mut poller, two, REPLICATION, offset_of(node(0)), &mark),
+        Status::Success
+    );
+    assert_eq!(children[0].ask("mark 2"), "ok");
+    assert_eq!(fresh.ask("check"), "ok");
+    for child in [&mut children[0], &mut fresh] {
+        child.send("exit");
+        assert!(child.child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn a_stopped_process_resumed_after_its_replacement_joined_is_fenced() {
+    let device = soft_device();
+    let (mut children, spec, mut cluster, mut poller) = start_three(&device);
+    let two = node(2);
+    signal(&children[1], "STOP");
+    let mut events = Vec::new();
+    let (mut fresh, _) = restart_node_two(&device, &spec, &mut cluster, &mut events);
+    let incarnation = cluster.peer_incarnation(two).unwrap();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ControlEvent::PeerLost { reason: PeerLoss::Superseded { incarnation: superseding }, .. },
+                ControlEvent::Rejoined { .. },
+            ] if *superseding == incarnation
+        ),
+        "{events:?}"
+    );
+    let seen = children[0].ask("events");
+    assert!(seen.contains("lost 2 (a newer process of it") && seen.contains("rejoined 2"), "{seen}");
+
+    // The old process resumes: refused everywhere, its WRITE fails, its own incarnation
+    // cannot bootstrap again.
+    signal(&children[1], "CONT");
+    children[1].send("fenced");
+    let answer = serve_until_said(&mut cluster, &mut events, &mut children[1]);
+    assert!(answer.starts_with("fenced"), "{answer}");
+    assert_eq!(read_local(&cluster, STALE_OFFSET as usize, 8), [0; 8], "the stale WRITE never landed");
+    let refused = cluster.refused_connections().join("\n");
+    assert!(refused.contains("is stale"), "{refused}");
+    assert_eq!(cluster.peer_incarnation(two), Some(incarnation), "still the new process");
+
+    // The new process and node 0 still write both ways.
+    let mark = mark_of(node(0));
+    assert_eq!(
+        write_and_wait(&mut cluster, &mut poller, two, REPLICATION, offset_of(node(0)), &mark),
+        Status::Success
+    );
+    assert_eq!(children[0].ask("mark 2"), "ok");
+    assert_eq!(fresh.ask("check"), "ok");
+    fresh.send("mark 0");
+    assert_eq!(serve_until_said(&mut cluster, &mut events, &mut fresh), "ok");
+}
+
+/// Sends `signal` (STOP, CONT) to a child with kill(1).
+fn signal(child: &NodeProcess, signal: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{signal}")).arg(child.child.id().to_string()).status().unwrap();
+    assert!(status.success(), "kill -{signal}");
 }

@@ -51,6 +51,8 @@ fn hello_of(spec: &ClusterSpec, node: u16) -> Message {
         spec_digest: spec.digest(),
         nonce: [node as u8; 32],
         keyed: spec.key.is_some(),
+        incarnation: 0,
+        rejoin: false,
     })
 }
 
@@ -202,9 +204,9 @@ fn malformed_frames_are_refused_and_the_bootstrap_goes_on() {
     let reason = reject_reason(&raw_exchange(addr, &damaged, false));
     assert!(reason.contains("malformed frame (checksum)"), "{reason}");
     let mut future = hello.clone();
-    future[4] = 3;
+    future[4] = 4;
     let reason = reject_reason(&raw_exchange(addr, &future, false));
-    assert!(reason.contains("the peer speaks version 3, this build speaks version 2"), "{reason}");
+    assert!(reason.contains("the peer speaks version 4, this build speaks version 3"), "{reason}");
     let mut absurd = hello.clone();
     absurd[7..11].copy_from_slice(&u32::MAX.to_le_bytes());
     let reason = reject_reason(&raw_exchange(addr, &absurd[..15], false));

@@ -14,51 +14,52 @@
 //! a node of another cluster cannot stop it, and each refusal is kept for diagnosis
 //! ([`Cluster::bootstrap_rejections`](crate::Cluster::bootstrap_rejections)). Nor can a
 //! flood of connections: what bootstrap holds is bounded, and it sheds connections rather
-//! than fail when file descriptors run out ([`admission`]).
-
-mod admission;
+//! than fail when file descriptors run out (see the connections' admission rules).
+//!
+//! # Rejoining
+//!
+//! A restarted node bootstraps with [`NodeConfig::rejoin`]: its peers finished dialing long
+//! ago and now listen from their [`Cluster`]s, so it dials every peer, lower ids too, with
+//! a higher incarnation than the process it replaces ([`NodeConfig::incarnation`]). Each
+//! peer takes the connection as that node restarted (see [`Cluster::poll_control`]). It is
+//! done as soon as every peer accepted it; at the deadline it finishes with the peers it
+//! reached, as long as it reached one, and the [`Cluster`] reports the others lost
+//! ([`PeerLoss::Unreached`](crate::PeerLoss::Unreached)) until they restart and rejoin
+//! themselves. A dead peer therefore costs a rejoining node its whole deadline: pick one
+//! that fits how fast it must be back.
+//!
+//! A peer still in its own bootstrap takes a rejoining node too: if the two dialed each
+//! other, the connection the lower id dialed wins on both ends; if it had connected to the
+//! old process already, the new one supersedes it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
 use usec_regions::RemoteRegion;
 use usec_verbs::Context;
 
 use crate::cluster::local::LocalNode;
-use crate::cluster::{Cluster, EstablishedPeer};
+use crate::cluster::{Cluster, PeerStart};
 use crate::config::NodeConfig;
+use crate::connections::incarnation::{admit, Admission};
+use crate::connections::{Connections, EstablishedPeer, Host, Joined};
 use crate::error::{Error, Result};
-use crate::handshake::{Handshake, HandshakeEvent, Side};
+use crate::handshake::Joining;
 use crate::spec::{ClusterSpec, NodeId};
 use crate::transport::tcp::TcpNetwork;
-use crate::transport::{Link, Network, Received};
-use admission::{out_of_descriptors, Admission};
+use crate::transport::Network;
+use crate::wire::Offer;
 
 const FIRST_BACKOFF_NS: u64 = 5_000_000;
-/// How long a connection may take to finish its handshake before it is dropped (and, if
-/// we dialed, dialed again): a peer that accepts but never answers (a stopped process)
-/// cannot hold a slot forever.
-const HANDSHAKE_TIMEOUT_NS: u64 = 5_000_000_000;
-/// Refused connections remembered for diagnosis; later ones are only counted.
-const REJECTIONS_KEPT: usize = 32;
 const MAX_BACKOFF_NS: u64 = 200_000_000;
-/// Bytes read per `read_some`.
-const READ_CHUNK: usize = 4096;
-
-/// A fresh nonce for a handshake, from the operating system: unpredictable, never reused.
-fn fresh_nonce() -> [u8; 32] {
-    let mut nonce = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    nonce
-}
 
 /// What a [`Bootstrap::poll`] achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// Every peer is connected: call [`Bootstrap::finish`].
+    /// Every peer is connected (or, rejoining, the deadline came with some connected):
+    /// call [`Bootstrap::finish`].
     Done,
     /// Something happened; poll again soon.
     Working,
@@ -69,40 +70,37 @@ pub enum Progress {
 #[derive(Debug, Default)]
 struct PeerProgress {
     established: Option<EstablishedPeer>,
-    /// A connection in progress speaks for this peer.
-    bound: bool,
+    /// The highest incarnation of the peer admitted so far.
+    incarnation: Option<u64>,
     next_dial_ns: u64,
     backoff_ns: u64,
     last_error: Option<String>,
 }
 
-#[derive(Debug)]
-struct Connection {
-    link: Box<dyn Link>,
-    handshake: Handshake,
-    /// The peer this connection speaks for (set when dialed, or once identified).
-    peer: Option<NodeId>,
-    regions: BTreeMap<String, RemoteRegion>,
-    finished: bool,
-    established: bool,
-    /// Whether any bytes came from the other end.
-    heard: bool,
-    /// When it was accepted or dialed.
-    opened_ns: u64,
-}
-
 impl Cluster {
     /// Joins the cluster over TCP, listening on this node's address in the description;
-    /// returns once every peer is connected, or fails at `config.deadline`.
+    /// returns once every peer is connected, or fails at `config.deadline`. The cluster
+    /// keeps listening there, for restarted peers that rejoin.
+    ///
+    /// A rejoining node ([`NodeConfig::rejoin`]) whose address is still held (the process
+    /// it replaces is stopped, not dead) listens on another port of the same host instead:
+    /// its peers do not dial it (it dials them), only a peer restarting at the same time
+    /// would, and that one finds it by dialing too.
     pub fn bootstrap(context: &Context, config: NodeConfig) -> Result<Cluster> {
         config.spec.check_member(config.me)?;
         let addr: SocketAddr = config.spec.addr_of(config.me).expect("checked membership");
-        let network = TcpNetwork::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
+        let network = match TcpNetwork::bind(addr) {
+            Err(error) if config.rejoin && error.kind() == std::io::ErrorKind::AddrInUse => {
+                TcpNetwork::bind(SocketAddr::new(addr.ip(), 0))
+            }
+            other => other,
+        };
+        let network = network.map_err(Error::io(format!("listening on {addr}")))?;
         Cluster::bootstrap_with(context, config, Box::new(network))
     }
 
     /// Joins the cluster over `network` (a [`TcpNetwork`] bound already, or an in-memory
-    /// one), in real time.
+    /// one), in real time. The cluster keeps `network`, to listen for restarted peers.
     pub fn bootstrap_with(
         context: &Context,
         config: NodeConfig,
@@ -118,19 +116,13 @@ pub struct Bootstrap {
     local: LocalNode,
     spec: Arc<ClusterSpec>,
     me: NodeId,
-    network: Box<dyn Network>,
+    joining: Joining,
     deadline: Duration,
     started_ns: Option<u64>,
-    connections: Vec<Connection>,
+    /// Rejoining, the deadline passed with some peers connected: done with those.
+    settled: bool,
+    connections: Connections,
     peers: BTreeMap<NodeId, PeerProgress>,
-    rejections: Vec<String>,
-    /// Refused connections beyond [`REJECTIONS_KEPT`].
-    rejections_dropped: usize,
-    /// Connections refused for failing the cluster key check, kept apart from the others.
-    impostors: Vec<String>,
-    /// Those beyond [`REJECTIONS_KEPT`].
-    impostors_dropped: usize,
-    admission: Admission,
 }
 
 impl Bootstrap {
@@ -143,53 +135,46 @@ impl Bootstrap {
             .nodes
             .keys()
             .filter(|&&node| node != config.me)
-            .map(|&node| (node, PeerProgress::default()));
-        let lower_peers = config.spec.nodes.range(..config.me).count();
+            .map(|&node| (node, PeerProgress::default()))
+            .collect();
+        let joining = Joining { incarnation: config.incarnation, rejoin: config.rejoin };
+        // Lower ids dial us, and any peer may when it rejoins.
+        let dialers = config.spec.nodes.range(..config.me).count() + 1;
+        let spec = Arc::new(config.spec);
         Ok(Bootstrap {
-            peers: peers.collect(),
+            peers,
             local,
-            spec: Arc::new(config.spec),
+            connections: Connections::new(Arc::clone(&spec), config.me, joining, network, dialers),
+            spec,
             me: config.me,
-            network,
+            joining,
             deadline: config.deadline,
             started_ns: None,
-            connections: Vec::new(),
-            rejections: Vec::new(),
-            rejections_dropped: 0,
-            impostors: Vec::new(),
-            impostors_dropped: 0,
-            admission: Admission::new(lower_peers),
+            settled: false,
         })
     }
 
     /// Makes what progress it can without blocking (a TCP dial may take a moment). `now_ns`
     /// is any monotonic clock; the deadline counts from the first poll. Fails once the
-    /// deadline has passed with peers still missing.
+    /// deadline has passed with peers still missing (rejoining: with every peer missing).
     pub fn poll(&mut self, now_ns: u64) -> Result<Progress> {
         let started = *self.started_ns.get_or_insert(now_ns);
         if self.is_done() {
             return Ok(Progress::Done);
         }
         if now_ns.saturating_sub(started) >= self.deadline.as_nanos() as u64 {
+            if self.joining.rejoin && self.peers.values().any(|peer| peer.established.is_some()) {
+                self.settled = true;
+                return Ok(Progress::Done);
+            }
             return Err(self.deadline_error(Duration::from_nanos(now_ns - started)));
         }
-        let mut busy = self.accept(now_ns);
-        busy |= self.dial_due(now_ns);
-        for index in 0..self.connections.len() {
-            busy |= self.pump(index, now_ns);
-            let connection = &mut self.connections[index];
-            if !connection.finished && now_ns.saturating_sub(connection.opened_ns) >= HANDSHAKE_TIMEOUT_NS {
-                let reason = format!(
-                    "did not finish the handshake within {:?}",
-                    Duration::from_nanos(HANDSHAKE_TIMEOUT_NS)
-                );
-                let error =
-                    connection.handshake.reject(Error::Protocol { peer: connection.handshake.who(), reason });
-                self.close(index, error, now_ns);
-                busy = true;
-            }
+        let mut busy = self.dial_due(now_ns);
+        let mut host = Joiner { local: &mut self.local, peers: &mut self.peers };
+        busy |= self.connections.poll(now_ns, &mut host);
+        for failure in self.connections.take_failures() {
+            self.peer_failed(failure.node, failure.reason, now_ns);
         }
-        self.sweep();
         busy |= self.flush_established();
         Ok(if self.is_done() {
             Progress::Done
@@ -208,16 +193,17 @@ impl Bootstrap {
     /// Connections refused so far, with their reasons (those that failed the cluster key
     /// check apart: [`Bootstrap::impostors`]).
     pub fn rejections(&self) -> &[String] {
-        &self.rejections
+        self.connections.rejections()
     }
 
     /// Connections refused so far for failing the cluster key check, with the id each
     /// claimed: impostors, or nodes with another key or none.
     pub fn impostors(&self) -> &[String] {
-        &self.impostors
+        self.connections.impostors()
     }
 
-    /// The connected cluster, once [`Bootstrap::poll`] said [`Progress::Done`].
+    /// The connected cluster, once [`Bootstrap::poll`] said [`Progress::Done`]. It keeps
+    /// listening for restarted peers on the network bootstrap used.
     pub fn finish(mut self) -> Result<Cluster> {
         self.flush_established();
         if !self.is_done() {
@@ -226,11 +212,24 @@ impl Bootstrap {
                 self.missing()
             )));
         }
-        let mut refused = self.refused();
-        refused.extend(self.impostors_refused());
-        let peers =
-            self.peers.into_iter().map(|(node, peer)| (node, peer.established.expect("done"))).collect();
-        Ok(Cluster::from_bootstrap(self.local, self.spec, self.me, peers, refused))
+        let mut refused = self.connections.refused();
+        refused.extend(self.connections.impostors_refused());
+        let reasons: BTreeMap<NodeId, String> = self.missing_reasons().into_iter().collect();
+        let peers = self
+            .peers
+            .into_iter()
+            .map(|(node, peer)| {
+                let start = match (peer.established, peer.incarnation) {
+                    (Some(established), Some(incarnation)) => PeerStart::Joined { incarnation, established },
+                    _ => PeerStart::Unreached { reason: reasons[&node].clone() },
+                };
+                (node, start)
+            })
+            .collect();
+        let mut connections = self.connections;
+        connections.listen_only(self.spec.nodes.len() - 1);
+        let incarnation = self.joining.incarnation;
+        Ok(Cluster::from_bootstrap(self.local, self.spec, self.me, incarnation, peers, connections, refused))
     }
 
     /// Polls in real time until done or past the deadline, pausing (50 µs growing to 2 ms)
@@ -250,92 +249,55 @@ impl Bootstrap {
         }
     }
 
-    /// The refusals kept, and how many more there were.
-    fn refused(&self) -> Vec<String> {
-        let mut refused = self.rejections.clone();
-        if self.rejections_dropped > 0 {
-            refused.push(format!("{} more refused connections not kept", self.rejections_dropped));
-        }
-        refused.extend(self.admission.report());
-        refused
-    }
-
-    /// The connections refused for failing the key check, and how many more there were.
-    fn impostors_refused(&self) -> Vec<String> {
-        let mut impostors = self.impostors.clone();
-        if self.impostors_dropped > 0 {
-            impostors.push(format!("{} more not kept", self.impostors_dropped));
-        }
-        impostors
-    }
-
     fn is_done(&self) -> bool {
-        self.peers.values().all(|peer| peer.established.is_some())
+        self.settled || self.peers.values().all(|peer| peer.established.is_some())
     }
 
-    fn deadline_error(&self, waited: Duration) -> Error {
-        let missing = self
-            .peers
+    /// Why each missing peer is missing.
+    fn missing_reasons(&self) -> Vec<(NodeId, String)> {
+        self.peers
             .iter()
             .filter(|(_, peer)| peer.established.is_none())
             .map(|(&node, peer)| {
-                let default = if peer.bound {
+                let default = if self.connections.speaks_for(node) {
                     "connected, but the handshake did not finish".to_string()
-                } else if node < self.me {
+                } else if node < self.me && !self.joining.rejoin {
                     "it never dialed us (lower ids dial higher ones)".to_string()
                 } else {
                     "never reached".to_string()
                 };
                 (node, peer.last_error.clone().unwrap_or(default))
             })
-            .collect();
+            .collect()
+    }
+
+    fn deadline_error(&self, waited: Duration) -> Error {
         Error::Deadline {
             me: self.me,
             waited,
-            missing,
-            refused: self.refused(),
-            impostors: self.impostors_refused(),
+            missing: self.missing_reasons(),
+            refused: self.connections.refused(),
+            impostors: self.connections.impostors_refused(),
         }
     }
 
+    /// Dials the peers that are due: higher ids, or every peer when rejoining.
     fn dial_due(&mut self, now_ns: u64) -> bool {
-        let mut dialed = false;
         let due: Vec<NodeId> = self
             .peers
             .iter()
             .filter(|(&node, peer)| {
-                node > self.me && peer.established.is_none() && !peer.bound && now_ns >= peer.next_dial_ns
+                (node > self.me || self.joining.rejoin)
+                    && peer.established.is_none()
+                    && now_ns >= peer.next_dial_ns
+                    && !self.connections.speaks_for(node)
             })
             .map(|(&node, _)| node)
             .collect();
+        let dialed = !due.is_empty();
         for node in due {
-            dialed = true;
-            let addr = self.spec.addr_of(node).expect("peers come from the description");
-            match self.network.dial(addr) {
-                Ok(link) => {
-                    // Not "node 2": until it is identified, whoever answers may be anyone.
-                    let label = format!("{addr} (node {node}'s address)");
-                    let side = Side::Dialer { expected: node };
-                    let handshake =
-                        Handshake::new(Arc::clone(&self.spec), self.me, side, &label, fresh_nonce());
-                    self.peers.get_mut(&node).expect("a peer").bound = true;
-                    self.connections.push(Connection {
-                        link,
-                        handshake,
-                        peer: Some(node),
-                        regions: BTreeMap::new(),
-                        finished: false,
-                        established: false,
-                        heard: false,
-                        opened_ns: now_ns,
-                    });
-                }
-                Err(error) => {
-                    if out_of_descriptors(&error) {
-                        self.relieve_descriptors();
-                    }
-                    self.peer_failed(node, format!("dialing {addr}: {error}"), now_ns)
-                }
+            if let Err(reason) = self.connections.dial(node, now_ns) {
+                self.peer_failed(node, reason, now_ns);
             }
         }
         dialed
@@ -344,149 +306,9 @@ impl Bootstrap {
     /// Records a failure with `node` and schedules the next dial (if we dial it).
     fn peer_failed(&mut self, node: NodeId, reason: String, now_ns: u64) {
         let peer = self.peers.get_mut(&node).expect("a peer");
-        peer.bound = false;
         peer.backoff_ns = (peer.backoff_ns * 2).clamp(FIRST_BACKOFF_NS, MAX_BACKOFF_NS);
         peer.next_dial_ns = now_ns + peer.backoff_ns;
         peer.last_error = Some(reason);
-    }
-
-    /// Moves the bytes of one connection and acts on its handshake's events; returns
-    /// whether anything happened.
-    fn pump(&mut self, index: usize, now_ns: u64) -> bool {
-        let mut busy = self.flush(index);
-        let mut buffer = [0u8; READ_CHUNK];
-        loop {
-            let connection = &mut self.connections[index];
-            let outcome = match connection.link.read_some(&mut buffer) {
-                Ok(Received::Data(count)) => {
-                    connection.heard = true;
-                    connection.handshake.handle_bytes(&buffer[..count])
-                }
-                Ok(Received::Nothing) => break,
-                Ok(Received::Closed) => Err(connection.handshake.handle_end_of_stream()),
-                Err(error) => Err(connection.handshake.reject(Error::Io {
-                    context: format!("reading from {}", connection.handshake.who()),
-                    source: error,
-                })),
-            };
-            busy = true;
-            let outcome = outcome.and_then(|()| self.handle_events(index));
-            if let Err(error) = outcome {
-                self.close(index, error, now_ns);
-                return true;
-            }
-            if self.connections[index].finished {
-                self.flush(index);
-                return true;
-            }
-        }
-        busy | self.flush(index)
-    }
-
-    fn handle_events(&mut self, index: usize) -> Result<()> {
-        while let Some(event) = self.connections[index].handshake.poll_event() {
-            match event {
-                HandshakeEvent::Identified(node) => self.identified(index, node)?,
-                HandshakeEvent::Offer(offer) => {
-                    let connection = &mut self.connections[index];
-                    let node = connection.peer.expect("an offer comes after the hello");
-                    match self.local.accept_offer(node, &offer) {
-                        Ok(regions) => connection.regions = regions,
-                        Err(error) => return Err(connection.handshake.reject(error)),
-                    }
-                    connection.handshake.confirm_connected();
-                }
-                HandshakeEvent::Established => self.established(index),
-            }
-        }
-        Ok(())
-    }
-
-    fn identified(&mut self, index: usize, node: NodeId) -> Result<()> {
-        let connection = &mut self.connections[index];
-        if connection.handshake.side() == Side::Listener {
-            let peer = self.peers.get_mut(&node).expect("the handshake checked membership");
-            if peer.established.is_some() || peer.bound {
-                let reason = if peer.established.is_some() {
-                    "already connected"
-                } else {
-                    "another connection claims it"
-                };
-                return Err(connection
-                    .handshake
-                    .reject(Error::DuplicateNode { node, reason: reason.into() }));
-            }
-            peer.bound = true;
-            connection.peer = Some(node);
-        }
-        match self.local.offer_for(node) {
-            Ok(offer) => connection.handshake.send_offer(offer),
-            Err(error) => return Err(connection.handshake.reject(error)),
-        }
-        Ok(())
-    }
-
-    fn established(&mut self, index: usize) {
-        let connection = &mut self.connections[index];
-        connection.finished = true;
-        connection.established = true;
-    }
-
-    /// Moves the established connections to their peers and drops the finished ones.
-    fn sweep(&mut self) {
-        for connection in std::mem::take(&mut self.connections) {
-            if connection.established {
-                let node = connection.peer.expect("established with an identified peer");
-                let peer = self.peers.get_mut(&node).expect("a peer");
-                peer.established = Some(EstablishedPeer {
-                    link: connection.link,
-                    channel: connection.handshake.into_channel(),
-                    regions: connection.regions,
-                });
-                peer.last_error = None;
-            } else if !connection.finished {
-                self.connections.push(connection);
-            }
-        }
-    }
-
-    /// Ends a failed connection: sends what is queued (the reject), closes, and records why.
-    fn close(&mut self, index: usize, error: Error, now_ns: u64) {
-        self.flush(index);
-        let connection = &mut self.connections[index];
-        // Read what is left, so that the close is a FIN after our reject, not a reset.
-        let mut buffer = [0u8; READ_CHUNK];
-        for _ in 0..16 {
-            if !matches!(connection.link.read_some(&mut buffer), Ok(Received::Data(_))) {
-                break;
-            }
-        }
-        connection.link.close();
-        connection.finished = true;
-        let who = connection.handshake.who();
-        if matches!(error, Error::Unauthenticated { .. }) {
-            // Whatever id it claimed, an impostor says nothing about that node: listed
-            // apart, and a node we dialed is only told that its address answered wrong.
-            if self.impostors.len() < REJECTIONS_KEPT {
-                self.impostors.push(error.to_string());
-            } else {
-                self.impostors_dropped += 1;
-            }
-            if let Some(node) = connection.peer {
-                let addr = self.spec.addr_of(node).expect("peers come from the description");
-                let reason =
-                    format!("what answered at {addr} failed the cluster key check (see the impostors)");
-                self.peer_failed(node, reason, now_ns);
-            }
-            return;
-        }
-        match connection.peer {
-            Some(node) => self.peer_failed(node, error.to_string(), now_ns),
-            None if self.rejections.len() < REJECTIONS_KEPT => {
-                self.rejections.push(format!("{who}: {error}"))
-            }
-            None => self.rejections_dropped += 1,
-        }
     }
 
     /// Writes what established peers still have queued (a `Ready` the link could not take
@@ -507,20 +329,35 @@ impl Bootstrap {
         }
         wrote
     }
+}
 
-    /// Writes what the connection has queued; returns whether anything went out.
-    fn flush(&mut self, index: usize) -> bool {
-        let connection = &mut self.connections[index];
-        let mut wrote = false;
-        while !connection.handshake.outgoing().is_empty() {
-            match connection.link.write_some(connection.handshake.outgoing()) {
-                Ok(0) | Err(_) => break,
-                Ok(written) => {
-                    connection.handshake.written(written);
-                    wrote = true;
-                }
-            }
+/// What bootstrap decides for its connections.
+struct Joiner<'a> {
+    local: &'a mut LocalNode,
+    peers: &'a mut BTreeMap<NodeId, PeerProgress>,
+}
+
+impl Host for Joiner<'_> {
+    fn admit(&mut self, node: NodeId, incarnation: u64) -> Result<Offer> {
+        let peer = self.peers.get_mut(&node).expect("the handshake checked membership");
+        match admit(node, peer.incarnation, peer.established.is_some(), incarnation)? {
+            Admission::First | Admission::Again => {}
+            // The process we connected to was replaced before bootstrap finished: its
+            // connection goes, and our QPs are reset for the new one by the offer.
+            Admission::Newer { .. } => peer.established = None,
         }
-        wrote
+        peer.incarnation = Some(incarnation);
+        self.local.flush(node)?;
+        self.local.offer_for(node)
+    }
+
+    fn accept_offer(&mut self, node: NodeId, offer: &Offer) -> Result<BTreeMap<String, RemoteRegion>> {
+        self.local.accept_offer(node, offer)
+    }
+
+    fn joined(&mut self, joined: Joined) {
+        let peer = self.peers.get_mut(&joined.node).expect("a peer");
+        peer.established = Some(joined.peer);
+        peer.last_error = None;
     }
 }

@@ -61,13 +61,32 @@ pub enum ControlEvent {
         /// The new descriptor.
         region: RemoteRegion,
     },
-    /// The control connection to `peer` is gone (it exited, crashed, or broke the
-    /// protocol); its QPs stay as they are, but it can no longer be reconnected.
+    /// The control connection to `peer` is gone (it exited, crashed, broke the protocol,
+    /// or was replaced by a restarted process); its QPs stay as they are, but it can no
+    /// longer be reconnected. A restarted process of it may rejoin
+    /// ([`ControlEvent::Rejoined`]).
     PeerLost {
         /// The peer.
         peer: NodeId,
         /// What was seen.
         reason: PeerLoss,
+    },
+    /// A new process of `peer` (a restart: a higher incarnation) joined through the full
+    /// handshake. Our QPs to it were flushed (requests outstanding to the old process
+    /// completed with [`Flushed`](usec_verbs::Status::Flushed)), reset and connected to its
+    /// new QPs, with the rights it has here (see [`Cluster::peer_access`]: what we
+    /// remembered for that node, never beyond its roles' defaults); its region descriptors
+    /// are the new ones it offered; a reconnect of the old connection that was under way is
+    /// forgotten. Any state kept
+    /// about the old process is now stale: revive the peer in a
+    /// [`QuorumWaiter`](crate::QuorumWaiter), grant again the rights the protocol still
+    /// means to give it, restart heartbeat reads (their reads in flight went with the
+    /// old QPs).
+    Rejoined {
+        /// The peer.
+        peer: NodeId,
+        /// Its new incarnation.
+        incarnation: u64,
     },
 }
 
@@ -76,9 +95,23 @@ const READ_CHUNK: usize = 4096;
 
 impl Cluster {
     /// Serves the control connections without blocking (peers' reconnect requests and
-    /// replies, region updates) and returns the next event, if any. Call it from the
-    /// node's loop; a peer that waits for our answer waits for this call.
+    /// replies, region updates, restarted peers rejoining) and returns the next event, if
+    /// any. Call it from the node's loop; a peer that waits for our answer waits for this
+    /// call.
+    ///
+    /// It takes no time, so the handshakes of rejoining peers are timed on the latest
+    /// `now_ns` given to [`Cluster::poll_control_at`] (none if it is never called: a
+    /// handshake that stalls then stays until the rejoining process gives up or a newer
+    /// one replaces it). A loop that has a clock calls that instead.
     pub fn poll_control(&mut self) -> Option<ControlEvent> {
+        self.poll_control_at(self.control_now_ns)
+    }
+
+    /// [`Cluster::poll_control`], at `now_ns` on any monotonic clock: a rejoining peer's
+    /// handshake that takes longer than 5 s is dropped.
+    pub fn poll_control_at(&mut self, now_ns: u64) -> Option<ControlEvent> {
+        self.control_now_ns = self.control_now_ns.max(now_ns);
+        self.serve_rejoins(self.control_now_ns);
         let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
         for node in nodes {
             self.pump_peer(node);
@@ -165,7 +198,8 @@ impl Cluster {
         }
         let state = self.peers.get_mut(&peer).expect("a peer");
         state.epoch += 1;
-        state.channel.send(&Message::ReconnectRequest(Reconnect { epoch: state.epoch, roles: offers }));
+        let request = Message::ReconnectRequest(Reconnect { epoch: state.epoch, roles: offers });
+        state.control.as_mut().expect("a live peer has its connection").channel.send(&request);
         state.pending = Some(PendingReconnect { epoch: state.epoch, roles });
         if let Some(reason) = self.flush_peer(peer) {
             self.lose(peer, reason);
@@ -195,10 +229,11 @@ impl Cluster {
         if peer.lost.is_some() {
             return None;
         }
-        while !peer.channel.outgoing().is_empty() {
-            match peer.link.write_some(peer.channel.outgoing()) {
+        let control = peer.control.as_mut().expect("a live peer has its connection");
+        while !control.channel.outgoing().is_empty() {
+            match control.link.write_some(control.channel.outgoing()) {
                 Ok(0) => break,
-                Ok(written) => peer.channel.written(written),
+                Ok(written) => control.channel.written(written),
                 Err(error) if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
                     return Some(PeerLoss::Closed { cut: None });
                 }
@@ -212,6 +247,7 @@ impl Cluster {
     fn receive(&mut self, node: NodeId) -> (Vec<Message>, Option<PeerLoss>) {
         let mut failure = self.flush_peer(node);
         let peer = self.peers.get_mut(&node).expect("a peer");
+        let peer = peer.control.as_mut().expect("a live peer has its connection");
         let mut buffer = [0u8; READ_CHUNK];
         while failure.is_none() {
             match peer.link.read_some(&mut buffer) {
@@ -246,7 +282,9 @@ impl Cluster {
         if peer.lost.is_some() {
             return;
         }
-        peer.link.close();
+        if let Some(control) = &mut peer.control {
+            control.link.close();
+        }
         peer.pending = None;
         peer.lost = Some(reason.clone());
         self.control_events.push_back(ControlEvent::PeerLost { peer: node, reason });
@@ -313,7 +351,8 @@ impl Cluster {
             }
         }
         let peer = self.peers.get_mut(&node).expect("a peer");
-        peer.channel.send(&Message::ReconnectReply(Reconnect { epoch: request.epoch, roles: reply }));
+        let answer = Message::ReconnectReply(Reconnect { epoch: request.epoch, roles: reply });
+        peer.control.as_mut().expect("a live peer has its connection").channel.send(&answer);
         self.control_events.push_back(ControlEvent::Reconnected {
             peer: node,
             roles: roles.clone(),

@@ -128,6 +128,21 @@ impl LocalNode {
             .map_err(Error::verbs(format!("connecting the {name:?} QP to node {peer}")))
     }
 
+    /// Moves every QP to `peer` that is connected or connecting to ERROR, so that the
+    /// requests still outstanding on them complete (flushed) before a reset would drop
+    /// them without a trace.
+    pub(crate) fn flush(&mut self, peer: NodeId) -> Result<()> {
+        let names: Vec<String> = self.roles.iter().map(|role| role.name.clone()).collect();
+        let qps = self.qps.get_mut(&peer).ok_or(Error::UnknownPeer(peer))?;
+        for (qp, name) in qps.iter_mut().zip(names) {
+            if !matches!(qp.state(), QpState::Reset | QpState::Error) {
+                qp.modify_to_error()
+                    .map_err(Error::verbs(format!("flushing the {name:?} QP to node {peer}")))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Our offer to `peer`: fresh endpoints of its QPs, and our region descriptors.
     pub(crate) fn offer_for(&mut self, peer: NodeId) -> Result<Offer> {
         let mut roles = Vec::with_capacity(self.roles.len());

@@ -4,7 +4,8 @@
 //! - the node's own verbs objects, which the cluster owns for its whole life: [`local`];
 //! - rights per peer and per region: [`permissions`];
 //! - the control connections kept from bootstrap (reconnect, region updates): [`control`];
-//!   why one was lost or a reconnect failed: [`reasons`].
+//!   why one was lost or a reconnect failed: [`reasons`];
+//! - restarted peers rejoining, over the listener kept from bootstrap: [`rejoin`].
 //!
 //! A `Cluster` is built only by [`Bootstrap`](crate::Bootstrap) (which also defines
 //! [`Cluster::bootstrap`]): this module knows nothing of bootstrap, so the dependency runs
@@ -14,6 +15,7 @@ mod control;
 pub(crate) mod local;
 mod permissions;
 mod reasons;
+mod rejoin;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use usec_verbs::{AsyncEvent, Context, MemoryRegion, ProtectionDomain, QueuePair,
 pub use control::ControlEvent;
 pub use reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
 
+use crate::connections::{Connections, EstablishedPeer};
 use crate::error::{Error, Result};
 use crate::poller::Poller;
 use crate::role::{RoleId, RoleSpec};
@@ -47,14 +50,41 @@ pub struct PoolEvent {
 #[derive(Debug)]
 struct Peer {
     regions: BTreeMap<String, RemoteRegion>,
-    link: Box<dyn Link>,
-    channel: Channel,
+    /// The control connection: there while the peer is not lost, and kept (closed) after;
+    /// none for a peer never reached.
+    control: Option<ControlLink>,
     /// Why the control connection is gone, once it is.
     lost: Option<PeerLoss>,
     /// The counter of our reconnect requests.
     epoch: u64,
     /// Our reconnect request waiting for the peer's reply.
     pending: Option<PendingReconnect>,
+    /// The incarnation of the peer's process admitted last; none for a peer never reached.
+    incarnation: Option<u64>,
+}
+
+/// A control connection.
+#[derive(Debug)]
+struct ControlLink {
+    link: Box<dyn Link>,
+    channel: Channel,
+}
+
+/// How bootstrap left a peer: connected, or (rejoining) never reached.
+#[derive(Debug)]
+pub(crate) enum PeerStart {
+    /// Connected to the process of that incarnation.
+    Joined {
+        /// Its incarnation.
+        incarnation: u64,
+        /// Its control connection and regions.
+        established: EstablishedPeer,
+    },
+    /// Not reached before the deadline of a rejoining node, for this reason.
+    Unreached {
+        /// The last thing that went wrong with it.
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,37 +99,42 @@ struct PendingReconnect {
 /// registered regions, the peers' region descriptors, and the control connection to each
 /// peer. The role CQs go to [`Poller`]s ([`Cluster::take_poller`]). Call
 /// [`Cluster::poll_control`] from the node's loop: peers' reconnect requests and region
-/// updates are served there. It costs one non-blocking read per peer, so a hot loop calls
-/// it every so often (say every thousand polls), not on every iteration.
+/// updates are served there, and restarted peers rejoin there ([`ControlEvent::Rejoined`]).
+/// It costs one non-blocking read per peer and one accept, so a hot loop calls it every so
+/// often (say every thousand polls), not on every iteration.
 #[derive(Debug)]
 pub struct Cluster {
     // Declared first: QPs and MRs go before the control connections close.
     local: LocalNode,
     spec: Arc<ClusterSpec>,
     me: NodeId,
+    incarnation: u64,
     peers: BTreeMap<NodeId, Peer>,
     qp_owners: HashMap<u32, (NodeId, RoleId)>,
     control_events: VecDeque<ControlEvent>,
     rejections: Vec<String>,
-}
-
-/// A peer's control connection once its handshake is over, and the regions it offered:
-/// what bootstrap hands over for each peer.
-#[derive(Debug)]
-pub(crate) struct EstablishedPeer {
-    pub(crate) link: Box<dyn Link>,
-    pub(crate) channel: Channel,
-    pub(crate) regions: BTreeMap<String, RemoteRegion>,
+    /// Verbs events taken off the device when a peer rejoined, to hand out before newer ones.
+    early_events: VecDeque<AsyncEvent>,
+    /// The listener kept from bootstrap and the connections of rejoining peers; taken out
+    /// only while they are polled.
+    connections: Option<Connections>,
+    /// Failures of rejoining peers' connections after they said who they were.
+    rejoin_failures: Vec<String>,
+    /// The latest time given to [`Cluster::poll_control_at`].
+    control_now_ns: u64,
 }
 
 impl Cluster {
-    /// The node once bootstrap connected every peer: its verbs objects, and each peer's
-    /// connection. Only [`Bootstrap::finish`](crate::Bootstrap::finish) calls it.
+    /// The node once bootstrap connected its peers: its verbs objects, each peer's
+    /// connection (or why it was not reached), and the listener it keeps. Only
+    /// [`Bootstrap::finish`](crate::Bootstrap::finish) calls it.
     pub(crate) fn from_bootstrap(
         local: LocalNode,
         spec: Arc<ClusterSpec>,
         me: NodeId,
-        established: BTreeMap<NodeId, EstablishedPeer>,
+        incarnation: u64,
+        starts: BTreeMap<NodeId, PeerStart>,
+        connections: Connections,
         rejections: Vec<String>,
     ) -> Cluster {
         let mut qp_owners = HashMap::new();
@@ -108,14 +143,50 @@ impl Cluster {
                 qp_owners.insert(qp.qp_num(), (peer, RoleId(index as u8)));
             }
         }
-        let peers = established
-            .into_iter()
-            .map(|(node, peer)| {
-                let EstablishedPeer { link, channel, regions } = peer;
-                (node, Peer { regions, link, channel, lost: None, epoch: 0, pending: None })
-            })
-            .collect();
-        Cluster { local, spec, me, peers, qp_owners, control_events: VecDeque::new(), rejections }
+        let mut control_events = VecDeque::new();
+        let mut peers = BTreeMap::new();
+        for (node, start) in starts {
+            let peer = match start {
+                PeerStart::Joined { incarnation, established } => {
+                    let EstablishedPeer { link, channel, regions } = established;
+                    Peer {
+                        regions,
+                        control: Some(ControlLink { link, channel }),
+                        lost: None,
+                        epoch: 0,
+                        pending: None,
+                        incarnation: Some(incarnation),
+                    }
+                }
+                PeerStart::Unreached { reason } => {
+                    let lost = PeerLoss::Unreached { reason };
+                    control_events.push_back(ControlEvent::PeerLost { peer: node, reason: lost.clone() });
+                    Peer {
+                        regions: BTreeMap::new(),
+                        control: None,
+                        lost: Some(lost),
+                        epoch: 0,
+                        pending: None,
+                        incarnation: None,
+                    }
+                }
+            };
+            peers.insert(node, peer);
+        }
+        Cluster {
+            local,
+            spec,
+            me,
+            incarnation,
+            peers,
+            qp_owners,
+            control_events,
+            rejections,
+            early_events: VecDeque::new(),
+            connections: Some(connections),
+            rejoin_failures: Vec::new(),
+            control_now_ns: 0,
+        }
     }
 
     /// This node.
@@ -223,8 +294,13 @@ impl Cluster {
 
     /// The next asynchronous verbs event (a peer lost, a QP failed by a refused request),
     /// with the peer and role it concerns. Never blocks.
+    ///
+    /// Events about a peer's QPs still queued when a newer incarnation of that peer is
+    /// admitted are dropped then: they describe the connection to the process that was
+    /// replaced (its `PeerLost` above all), which [`ControlEvent::PeerLost`] reported, and
+    /// would otherwise be taken for news of the new one.
     pub fn poll_event(&mut self) -> Option<PoolEvent> {
-        let event = self.local.context.poll_event()?;
+        let event = self.early_events.pop_front().or_else(|| self.local.context.poll_event())?;
         let owner = event.qp_num.and_then(|qp_num| self.qp_owners.get(&qp_num).copied());
         Some(PoolEvent { event, peer: owner.map(|(peer, _)| peer), role: owner.map(|(_, role)| role) })
     }

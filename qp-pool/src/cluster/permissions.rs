@@ -9,6 +9,14 @@
 //! *both* QPs to ERROR; granting again then needs a reconnect, which
 //! [`Cluster::grant_write`] says with [`Error::QpNeedsReconnect`]. The rights asked for are
 //! remembered and applied whenever the QP is (re)connected.
+//!
+//! When a peer restarts and rejoins, its new process gets what was remembered for that
+//! node, but never more than its roles' defaults ([`Cluster::rights_for_new_incarnation`]):
+//! a revocation is this node's own decision about that node id (Mu's followers fence off
+//! everyone but their leader), which a restart does not undo, while a grant went to the
+//! old process and what it knew, and the new one starts knowing nothing. A protocol that
+//! still means a grant for the new process makes it again on
+//! [`ControlEvent::Rejoined`](crate::ControlEvent::Rejoined).
 
 use usec_regions::RemoteRegion;
 use usec_verbs::{AccessFlags, QpState};
@@ -41,6 +49,16 @@ impl Cluster {
         self.local.check_role(role)?;
         let rights = self.local.access.get(&peer).ok_or(Error::UnknownPeer(peer))?;
         Ok(rights[role.index()])
+    }
+
+    /// Before `peer`'s QPs connect to a new process of it: the rights remembered for it,
+    /// less whatever its roles' defaults do not give.
+    pub(super) fn rights_for_new_incarnation(&mut self, peer: NodeId) {
+        let defaults = self.local.roles.iter().map(|role| role.access);
+        let rights = self.local.access.get_mut(&peer).expect("a peer");
+        for (right, default) in rights.iter_mut().zip(defaults) {
+            *right &= default;
+        }
     }
 
     fn change_write(&mut self, peer: NodeId, role: RoleId, allow: bool) -> Result<()> {
@@ -82,7 +100,8 @@ impl Cluster {
             let live: Vec<NodeId> =
                 self.peers.iter().filter(|(_, peer)| peer.lost.is_none()).map(|(&node, _)| node).collect();
             for node in live {
-                self.peers.get_mut(&node).expect("a peer").channel.send(&update);
+                let peer = self.peers.get_mut(&node).expect("a peer");
+                peer.control.as_mut().expect("a live peer has its connection").channel.send(&update);
                 if let Some(reason) = self.flush_peer(node) {
                     self.lose(node, reason);
                 }

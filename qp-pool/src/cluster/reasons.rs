@@ -53,6 +53,20 @@ pub enum PeerLoss {
         /// Its reason.
         reason: String,
     },
+    /// A newer process of the peer (a restart) connected: the connection to the process it
+    /// replaces is closed, whether that one is dead or only stopped.
+    #[error("a newer process of it (incarnation {incarnation}) rejoined in its place")]
+    Superseded {
+        /// The incarnation of the new process.
+        incarnation: u64,
+    },
+    /// The peer was not reached when this node rejoined the cluster (it is down, or was
+    /// slow to answer); it may connect later, when it restarts itself.
+    #[error("it was not reached when this node rejoined: {reason}")]
+    Unreached {
+        /// The last thing that went wrong with it.
+        reason: String,
+    },
 }
 
 fn describe_cut(cut: Option<&Error>) -> String {
@@ -64,6 +78,11 @@ impl PeerLoss {
     /// misbehaving or a local failure.
     pub fn is_closed(&self) -> bool {
         matches!(self, PeerLoss::Closed { .. })
+    }
+
+    /// Whether a restarted process of the peer took its place.
+    pub fn is_superseded(&self) -> bool {
+        matches!(self, PeerLoss::Superseded { .. })
     }
 }
 

@@ -1,14 +1,15 @@
-//! Which connections bootstrap takes in, and which it lets go when there are more than it
-//! can hold: a flood of idle connections, or a process out of file descriptors.
+//! Which connections a node takes in, and which it lets go when there are more than it can
+//! hold: a flood of idle connections, or a process out of file descriptors. The same rules
+//! hold during bootstrap and afterwards, while a cluster listens for restarted peers.
 //!
 //! An accepted connection holds a file descriptor until it says who it is, fails, or
 //! times out. A flood of idle connections must not exhaust descriptors, and running out of
-//! them must not end bootstrap, so it:
+//! them must not end bootstrap (or the node), so it:
 //!
 //! - accepts at most [`ACCEPTS_PER_POLL`] connections per poll and reads from them in the
 //!   same poll, so an honest peer's hello is seen before a burst behind it crowds it out;
 //! - holds at most `waiting_max` connections that have not said who they are
-//!   ([`WAITING_MIN`] plus two per lower-id peer, which may all dial at once): taking one
+//!   ([`WAITING_MIN`] plus two per peer that may dial, which may all dial at once): taking one
 //!   more first drops a waiting one, those that sent nothing before those that did, the
 //!   oldest first;
 //! - when accepting or dialing fails for want of descriptors, lowers `waiting_max` so that
@@ -19,20 +20,21 @@
 //! - takes any other accept error as the loss of that one connection, never as the end of
 //!   bootstrap.
 //!
+//! A connection is let go only before it says who it is: one that proved it speaks for a
+//! peer stays until it finishes, fails, or times out.
+//!
 //! What was dropped or shed is counted among the refusals.
 
-use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
 
-use super::{fresh_nonce, Bootstrap, Connection};
-use crate::handshake::{Handshake, Side};
+use super::{Connection, Connections};
+use crate::handshake::Side;
 use crate::transport::Link;
 
 /// Connections accepted per poll at most.
-pub(super) const ACCEPTS_PER_POLL: usize = 64;
+const ACCEPTS_PER_POLL: usize = 64;
 /// Connections not yet identified held at least (when descriptors allow).
-pub(super) const WAITING_MIN: usize = 64;
+const WAITING_MIN: usize = 64;
 /// Descriptors left free once the process has run out of them.
 const DESCRIPTOR_HEADROOM: usize = 16;
 
@@ -51,10 +53,10 @@ pub(super) struct Admission {
 }
 
 impl Admission {
-    /// The limits for a node with `lower_peers` peers that dial it.
-    pub(super) fn new(lower_peers: usize) -> Admission {
+    /// The limits for a node with `dialers` peers that may dial it.
+    pub(super) fn new(dialers: usize) -> Admission {
         Admission {
-            waiting_max: WAITING_MIN + 2 * lower_peers,
+            waiting_max: WAITING_MIN + 2 * dialers,
             dropped: 0,
             shed: 0,
             accept_failures: 0,
@@ -82,11 +84,11 @@ impl Admission {
 }
 
 /// Whether `error` says the process or the system ran out of descriptors or socket memory.
-pub(super) fn out_of_descriptors(error: &io::Error) -> bool {
+pub(crate) fn out_of_descriptors(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
-impl Bootstrap {
+impl Connections {
     /// Takes in waiting connections; returns whether anything happened. Never fails.
     pub(super) fn accept(&mut self, now_ns: u64) -> bool {
         let mut busy = false;
@@ -118,9 +120,9 @@ impl Bootstrap {
         let waiting = self.waiting();
         let admission = &mut self.admission;
         admission.waiting_max = waiting.saturating_sub(DESCRIPTOR_HEADROOM).clamp(1, admission.waiting_max);
-        let before = self.connections.len();
+        let before = self.list.len();
         self.drop_waiting_down_to(self.admission.waiting_max - 1);
-        before - self.connections.len()
+        before - self.list.len()
     }
 
     /// Closes the next connection in the accept queue unread; returns whether there was one.
@@ -148,23 +150,12 @@ impl Bootstrap {
 
     fn take_in(&mut self, link: Box<dyn Link>, now_ns: u64) {
         let label = link.describe();
-        let handshake =
-            Handshake::new(Arc::clone(&self.spec), self.me, Side::Listener, &label, fresh_nonce());
-        self.connections.push(Connection {
-            link,
-            handshake,
-            peer: None,
-            regions: BTreeMap::new(),
-            finished: false,
-            established: false,
-            heard: false,
-            opened_ns: now_ns,
-        });
+        self.push(link, Side::Listener, &label, None, now_ns);
     }
 
     /// Connections accepted that have not said who they are.
     fn waiting(&self) -> usize {
-        self.connections.iter().filter(|connection| is_waiting(connection)).count()
+        self.list.iter().filter(|connection| is_waiting(connection)).count()
     }
 
     /// Drops waiting connections, the least promising first, until at most `limit` remain.
@@ -172,7 +163,7 @@ impl Bootstrap {
         let mut waiting = self.waiting();
         while waiting > limit {
             let victim = self
-                .connections
+                .list
                 .iter()
                 .enumerate()
                 .filter(|(_, connection)| is_waiting(connection))
@@ -180,7 +171,7 @@ impl Bootstrap {
                 .map(|(index, _)| index)
                 .expect("a waiting connection");
             // Dropping the link closes its descriptor now, not at the end of the poll.
-            self.connections.remove(victim);
+            self.list.remove(victim);
             self.admission.dropped += 1;
             waiting -= 1;
         }

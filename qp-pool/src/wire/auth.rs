@@ -136,6 +136,8 @@ mod tests {
             spec_digest: 7,
             nonce: [nonce; 32],
             keyed: true,
+            incarnation: 0,
+            rejoin: false,
         }
     }
 

@@ -165,6 +165,8 @@ mod tests {
             spec_digest: 1,
             nonce: [node as u8; 32],
             keyed: true,
+            incarnation: 0,
+            rejoin: false,
         };
         let key = ClusterKey::from_bytes([9; 32]);
         let (mut dialer, mut listener) = (Channel::default(), Channel::default());

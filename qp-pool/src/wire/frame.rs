@@ -5,8 +5,9 @@ use crate::error::{Error, Result};
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"uQPP";
 /// The protocol version this build speaks. Version 2 added the flags byte, the tag of
-/// authenticated frames, the nonce and key flag of `Hello`, and `Proof`.
-pub const VERSION: u8 = 2;
+/// authenticated frames, the nonce and key flag of `Hello`, and `Proof`; version 3 the
+/// incarnation and rejoin flag of `Hello`.
+pub const VERSION: u8 = 3;
 /// Bytes before the body: magic, version, kind, flags, length, checksum.
 pub const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 4 + 4;
 /// The largest body accepted: far above any real offer (16 roles and 64 regions take
@@ -21,7 +22,8 @@ pub const FLAG_TAGGED: u8 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FrameKind {
-    /// Who we are: cluster, run, node id, description digest, nonce, whether keyed.
+    /// Who we are: cluster, run, node id, description digest, nonce, whether keyed,
+    /// incarnation, whether rejoining.
     Hello = 1,
     /// The QP endpoints made for the receiver, and our region descriptors.
     Offer = 2,
@@ -190,13 +192,13 @@ mod tests {
         assert!(error.contains("malformed frame (magic)"), "{error}");
         assert!(parse_frame(b"uQ").unwrap().is_none());
         assert!(parse_frame(b"uX").is_err());
-        let error = parse_frame(b"uQPP\x03").unwrap_err().to_string();
-        assert!(error.contains("the peer speaks version 3, this build speaks version 2"), "{error}");
-        let error = parse_frame(b"uQPP\x01").unwrap_err().to_string();
-        assert!(error.contains("the peer speaks version 1, this build speaks version 2"), "{error}");
-        assert!(parse_frame(b"uQPP\x02\x63").unwrap_err().to_string().contains("unknown kind 99"));
-        assert!(parse_frame(b"uQPP\x02\x02\x02").unwrap_err().to_string().contains("unknown flags 0x02"));
-        let mut huge = b"uQPP\x02\x02\x00".to_vec();
+        let error = parse_frame(b"uQPP\x04").unwrap_err().to_string();
+        assert!(error.contains("the peer speaks version 4, this build speaks version 3"), "{error}");
+        let error = parse_frame(b"uQPP\x02").unwrap_err().to_string();
+        assert!(error.contains("the peer speaks version 2, this build speaks version 3"), "{error}");
+        assert!(parse_frame(b"uQPP\x03\x63").unwrap_err().to_string().contains("unknown kind 99"));
+        assert!(parse_frame(b"uQPP\x03\x02\x02").unwrap_err().to_string().contains("unknown flags 0x02"));
+        let mut huge = b"uQPP\x03\x02\x00".to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&[0; 4]);
         let error = parse_frame(&huge).unwrap_err().to_string();

@@ -32,6 +32,13 @@ pub struct Hello {
     pub nonce: [u8; 32],
     /// Whether the sender has a cluster key and will tag what follows.
     pub keyed: bool,
+    /// Which process of the node this is: a restarted node presents a higher number than
+    /// the process it replaces, and the higher one wins (see
+    /// [`Cluster`](crate::Cluster)'s rejoin rules).
+    pub incarnation: u64,
+    /// Whether the sender is joining a cluster that already runs: it dials every peer,
+    /// lower ids included.
+    pub rejoin: bool,
 }
 
 /// One role's endpoint.
@@ -295,11 +302,24 @@ mod tests {
                 any::<u16>(),
                 any::<u32>(),
                 any::<[u8; 32]>(),
+                any::<bool>(),
+                any::<u64>(),
                 any::<bool>()
             )
-                .prop_map(|(cluster, run, node, spec_digest, nonce, keyed)| {
-                    Message::Hello(Hello { cluster, run, node, spec_digest, nonce, keyed })
-                }),
+                .prop_map(
+                    |(cluster, run, node, spec_digest, nonce, keyed, incarnation, rejoin)| {
+                        Message::Hello(Hello {
+                            cluster,
+                            run,
+                            node,
+                            spec_digest,
+                            nonce,
+                            keyed,
+                            incarnation,
+                            rejoin,
+                        })
+                    }
+                ),
             (role_offers(), region_offers())
                 .prop_map(|(roles, regions)| Message::Offer(Offer { roles, regions })),
             Just(Message::Ready),

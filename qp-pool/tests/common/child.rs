@@ -70,6 +70,25 @@ impl NodeProcess {
         }
     }
 
+    /// The node's next line of its own if one is there, without waiting (for a test that
+    /// must serve its own cluster meanwhile).
+    pub fn try_read(&mut self) -> Option<String> {
+        loop {
+            let line = match self.lines.try_recv() {
+                Ok(line) => line,
+                Err(mpsc::TryRecvError::Empty) => return None,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let status = self.child.wait().map(|status| status.to_string()).unwrap_or_default();
+                    panic!("{} exited early ({status})", self.name)
+                }
+            };
+            if let Some((_, own)) = line.trim_end().split_once("@@ ") {
+                assert!(!own.starts_with("error"), "{} failed: {own}", self.name);
+                return Some(own.to_string());
+            }
+        }
+    }
+
     /// Sends one line.
     pub fn send(&mut self, line: &str) {
         writeln!(self.input, "{line}").unwrap_or_else(|error| panic!("writing to {}: {error}", self.name));
