@@ -64,6 +64,22 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         self.feed(peer, now_ns, observation);
     }
 
+    /// `peer` restarted: a new process of it rejoined, on new QPs and a new heartbeat
+    /// region (qp-pool's `ControlEvent::Rejoined`). Its reads start afresh
+    /// ([`HeartbeatReader::restart`]) and `detector` judges it from now on: what the old
+    /// one concluded (a permanent `PeerLost` suspicion above all) was about the process
+    /// that died. A change of verdict is queued as usual. Panics if `peer` is not watched.
+    pub fn rejoined(&mut self, now_ns: u64, peer: NodeId, detector: D) {
+        let index = self.index(peer);
+        self.reader.restart(peer, now_ns);
+        let before = self.detectors[index].verdict();
+        self.detectors[index] = detector;
+        let after = self.detectors[index].verdict();
+        if after != before {
+            self.changes.push_back(PeerChange { peer, verdict: after });
+        }
+    }
+
     /// The next change of verdict, oldest first.
     pub fn poll_change(&mut self) -> Option<PeerChange> {
         self.changes.pop_front()

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec, WrId};
+use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec, WrId};
 use usec_verbs::{AccessFlags, AsyncEventKind, Completion, Region, RemoteAddr, SendWr};
 
 use crate::error::{Error, Result};
@@ -108,6 +108,19 @@ impl PoolHeartbeats {
     pub fn lost_peer(&self, event: &PoolEvent) -> Option<NodeId> {
         let lost = event.event.kind == AsyncEventKind::PeerLost && event.role == Some(self.role);
         event.peer.filter(|_| lost)
+    }
+
+    /// The peer a control event of `cluster.poll_control()` reports rejoined: a new process
+    /// of it, with new QPs and a new heartbeat region. Hand it to
+    /// [`crate::heartbeat::HeartbeatMonitor::rejoined`] (or
+    /// [`HeartbeatReader::restart`]): nothing else here needs refreshing, since every READ
+    /// looks the peer's region up in the cluster, which the rejoin updated, and goes out on
+    /// the cluster's QP, which it reconnected.
+    pub fn rejoined_peer(&self, event: &ControlEvent) -> Option<NodeId> {
+        match event {
+            ControlEvent::Rejoined { peer, .. } if self.peers.contains(peer) => Some(*peer),
+            _ => None,
+        }
     }
 
     /// The [`HeartbeatReads`] to tick a reader or monitor with.

@@ -166,6 +166,22 @@ impl HeartbeatReader {
         state.next_read_ns = latest_now_ns;
     }
 
+    /// `peer` restarted (a new process rejoined in its place, on new QPs): forgets its read
+    /// in flight, which went with the old QP (resetting a QP drops its requests without
+    /// completions, so it would never complete nor let a new read start), drops what was
+    /// observed of the old process and not yet handed out, and reads it at once. A late
+    /// completion of the forgotten read is ignored. Panics if `peer` is not one of its
+    /// peers.
+    pub fn restart(&mut self, peer: NodeId, now_ns: u64) {
+        self.see(now_ns);
+        let index = self.index_of(peer).unwrap_or_else(|| panic!("node {peer} is not read"));
+        let state = &mut self.peers[index];
+        state.enabled = true;
+        state.in_flight = None;
+        state.next_read_ns = now_ns;
+        self.observations.retain(|observation| observation.peer != peer);
+    }
+
     /// The peer at `index` of [`Self::peers`], and whether it is read.
     pub(crate) fn peer_at(&self, index: usize) -> (NodeId, bool) {
         let state = &self.peers[index];
@@ -355,6 +371,28 @@ pub(crate) mod tests {
         assert!(!reader.is_enabled(node(7)) && !reader.is_enabled(node(8)));
         assert_eq!(reader.poll_read(1_000), None);
         assert_eq!(reader.next_deadline_ns(), None);
+    }
+
+    #[test]
+    fn a_restarted_peer_is_read_again_at_once_and_its_old_read_is_forgotten() {
+        let mut reader = HeartbeatReader::new(config(), [node(1), node(2)], 0);
+        let lost = reader.poll_read(0).unwrap();
+        assert_eq!(lost.peer, node(1));
+        let other = reader.poll_read(50).unwrap();
+        // Node 1's QP was reset under its read: no completion will ever come, and the
+        // read in flight would block every new one.
+        assert_eq!(reader.poll_observation(50).map(|o| o.outcome), Some(ReadOutcome::Timeout));
+        assert_eq!(reader.poll_read(300), None, "stuck behind the lost read");
+        assert!(reader.on_completion(300, success(other, 4)));
+        let failed = ReadCompletion { wr_id: lost.wr_id, status: Status::Flushed, value: 0 };
+        reader.restart(node(1), 300);
+        assert_eq!(reader.poll_observation(300).map(|o| o.peer), Some(node(2)), "others' news stays");
+        let fresh = reader.poll_read(300).expect("read at once");
+        assert_eq!(fresh.peer, node(1));
+        assert_ne!(fresh.wr_id, lost.wr_id);
+        assert!(!reader.on_completion(301, failed), "the old read is forgotten");
+        assert!(reader.on_completion(302, success(fresh, 1)));
+        assert_eq!(reader.poll_observation(302).map(|o| o.outcome), Some(ReadOutcome::Value(1)));
     }
 
     /// A port whose READs complete, in post order, on a CQ that `also` shares.

@@ -56,15 +56,16 @@ fn addr(id: u16) -> SocketAddr {
 }
 
 /// Bootstraps nodes `ids` on `fabric`, each polled in turn with fake time.
-fn bootstrap(fabric: &SimFabric, ids: &[u16], seed: u64) -> Vec<(sim::NodeId, Cluster)> {
-    let hub = MemoryHub::new();
+fn bootstrap(fabric: &SimFabric, hub: &MemoryHub, ids: &[u16], seed: u64) -> Vec<(sim::NodeId, Cluster)> {
     let nodes = ids.iter().map(|&id| (NodeId::new(id).unwrap(), addr(id)));
     let spec = ClusterSpec::new("lease-clock", &format!("seed-{seed}"), nodes).unwrap();
     let mut boots = Vec::new();
     let mut sim_nodes = Vec::new();
     for &id in ids {
         let (sim_node, context) = fabric.open_node().unwrap();
-        let config = NodeConfig::new(spec.clone(), NodeId::new(id).unwrap()).deadline(Duration::from_secs(5));
+        let config = NodeConfig::new(spec.clone(), NodeId::new(id).unwrap())
+            .deadline(Duration::from_secs(5))
+            .incarnation(1);
         let config = PoolHeartbeats::configure(config).unwrap();
         boots.push(Bootstrap::start(&context, config, Box::new(hub.listen(addr(id)).unwrap())).unwrap());
         sim_nodes.push(sim_node);
@@ -86,7 +87,7 @@ fn bootstrap(fabric: &SimFabric, ids: &[u16], seed: u64) -> Vec<(sim::NodeId, Cl
 fn a_crashed_node_of_a_pool_cluster_is_suspected_by_every_survivor() {
     let seed = common::seed("pool heartbeats");
     let fabric = SimFabric::create(&format!("lease-clock-pool-{seed}"), seed).unwrap();
-    let mut nodes: Vec<Node> = bootstrap(&fabric, &[0, 1, 2], seed)
+    let mut nodes: Vec<Node> = bootstrap(&fabric, &MemoryHub::new(), &[0, 1, 2], seed)
         .into_iter()
         .map(|(sim_node, mut cluster)| {
             let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
@@ -163,7 +164,7 @@ fn only_members_of_a_sparse_cluster_are_watched() {
     let seed = common::seed("sparse pool heartbeats");
     let fabric = SimFabric::create(&format!("lease-clock-sparse-{seed}"), seed).unwrap();
     let ids = [0u16, 5, 9];
-    let mut nodes: Vec<Node> = bootstrap(&fabric, &ids, seed)
+    let mut nodes: Vec<Node> = bootstrap(&fabric, &MemoryHub::new(), &ids, seed)
         .into_iter()
         .map(|(sim_node, mut cluster)| {
             let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
@@ -218,7 +219,7 @@ fn only_members_of_a_sparse_cluster_are_watched() {
 fn another_roles_read_on_the_heartbeat_qp_comes_back_out_of_the_monitor() {
     let seed = common::seed("shared heartbeat CQ");
     let fabric = SimFabric::create(&format!("lease-clock-shared-cq-{seed}"), seed).unwrap();
-    let mut nodes: Vec<Node> = bootstrap(&fabric, &[0, 1], seed)
+    let mut nodes: Vec<Node> = bootstrap(&fabric, &MemoryHub::new(), &[0, 1], seed)
         .into_iter()
         .map(|(sim_node, mut cluster)| {
             let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
@@ -267,4 +268,95 @@ fn another_roles_read_on_the_heartbeat_qp_comes_back_out_of_the_monitor() {
     );
     assert_eq!(nodes[0].monitor.verdict(peer), Verdict::Trusted, "seed {seed}: heartbeats went on meanwhile");
     assert!(nodes[1].others.is_empty(), "seed {seed}");
+}
+
+/// The detectors every test node runs for each peer: Mu's score, and the provider's word.
+fn detector() -> Box<dyn FailureDetector + Send> {
+    Box::new(AnyOf::new(vec![
+        Box::new(ScoreDetector::new(ScoreConfig::default())),
+        Box::new(PeerLossDetector::new()),
+    ]))
+}
+
+impl Node {
+    fn start(fabric: &SimFabric, sim_node: sim::NodeId, mut cluster: Cluster) -> Node {
+        let heartbeats = PoolHeartbeats::new(&mut cluster).unwrap();
+        let clock = SimClock::new(fabric);
+        let reader = heartbeats.reader(ReaderConfig::default(), clock.now_ns());
+        let detectors = heartbeats.peers().iter().map(|_| detector()).collect();
+        let monitor = HeartbeatMonitor::new(reader, detectors);
+        Node {
+            sim_node,
+            others: Vec::new(),
+            clock,
+            counter: HeartbeatCounter::new(5_000),
+            monitor,
+            heartbeats,
+            cluster,
+        }
+    }
+
+    /// [`Node::tick`], serving the control connections too (restarted peers rejoin there).
+    fn tick_and_serve(&mut self) {
+        let now = self.clock.now_ns();
+        while let Some(event) = self.cluster.poll_control_at(now) {
+            if let Some(peer) = self.heartbeats.rejoined_peer(&event) {
+                self.monitor.rejoined(now, peer, detector());
+            }
+        }
+        self.tick();
+    }
+}
+
+#[test]
+fn a_crashed_node_restarted_in_its_place_is_trusted_again() {
+    let seed = common::seed("pool heartbeats across a rejoin");
+    let fabric = SimFabric::create(&format!("lease-clock-rejoin-{seed}"), seed).unwrap();
+    let hub = MemoryHub::new();
+    let mut nodes: Vec<Option<Node>> = bootstrap(&fabric, &hub, &[0, 1, 2], seed)
+        .into_iter()
+        .map(|(sim_node, cluster)| Some(Node::start(&fabric, sim_node, cluster)))
+        .collect();
+    fabric.set_auto_advance(false);
+    let spec = nodes[0].as_ref().unwrap().cluster.spec().clone();
+    let run = |nodes: &mut [Option<Node>], span_ns: u64| {
+        let end = fabric.now_ns() + span_ns;
+        while fabric.now_ns() < end {
+            fabric.advance_by(1_000);
+            for node in nodes.iter_mut().flatten() {
+                node.tick_and_serve();
+            }
+        }
+    };
+    run(&mut nodes, 300_000);
+    // Node 1 crashes: both survivors suspect it.
+    fabric.crash(nodes[1].as_ref().unwrap().sim_node);
+    nodes[1] = None;
+    run(&mut nodes, 300_000);
+    for observer in [0, 2] {
+        assert!(nodes[observer].as_ref().unwrap().monitor.verdict(id(1)).is_suspected(), "seed {seed}");
+    }
+    // A fresh process of node 1 rejoins, with a new sim node, QPs and heartbeat region.
+    let (sim_node, context) = fabric.open_node().unwrap();
+    let config = NodeConfig::new(spec, id(1)).rejoin(true).incarnation(2);
+    let config = PoolHeartbeats::configure(config).unwrap();
+    let mut boot = Bootstrap::start(&context, config, Box::new(hub.listen(addr(1)).unwrap())).unwrap();
+    let started = fabric.now_ns();
+    let cluster = loop {
+        fabric.advance_by(1_000);
+        for node in nodes.iter_mut().flatten() {
+            node.tick_and_serve();
+        }
+        if boot.poll(fabric.now_ns() - started).unwrap() == Progress::Done {
+            break boot.finish().unwrap();
+        }
+    };
+    nodes[1] = Some(Node::start(&fabric, sim_node, cluster));
+    run(&mut nodes, 300_000);
+    for (observer, node) in nodes.iter().enumerate() {
+        let node = node.as_ref().unwrap();
+        for peer in (0..3).filter(|&peer| peer != observer).map(id) {
+            assert_eq!(node.monitor.verdict(peer), Verdict::Trusted, "seed {seed}: {observer} about {peer}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Peers in other processes: this test binary run again with [`CHILD_ROLE`] set. A child
 //! opens the soft device named by [`CHILD_DEVICE`], prints `endpoint <text>`, reads
 //! `connect <text>`, connects, prints `ready`, and serves its role until it is killed or
-//! its stdin closes.
+//! its stdin closes. The `pool` role is a qp-pool cluster node instead (see `pool.rs`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -64,6 +64,12 @@ impl ChildPeer {
         Ok(())
     }
 
+    /// Sends one line.
+    pub fn send(&mut self, line: &str) -> Result<(), Failed> {
+        writeln!(self.input, "{line}")?;
+        Ok(())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -95,6 +101,9 @@ pub fn run_child(role: &str) {
 
 fn serve(role: &str) -> Result<(), Failed> {
     let device = std::env::var(CHILD_DEVICE)?;
+    if role == "pool" {
+        return crate::pool::serve_pool_child(&device);
+    }
     let context = Context::open(&device)?;
     let pd = context.alloc_pd()?;
     let connect_line = || -> Result<String, Failed> {

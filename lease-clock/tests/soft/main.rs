@@ -1,7 +1,9 @@
 //! Heartbeats, detectors and leases on the soft provider, with peers in real processes
-//! that get SIGKILLed, SIGSTOPped and SIGCONTinued.
+//! that get SIGKILLed, SIGSTOPped and SIGCONTinued, and restarted into a running qp-pool
+//! cluster.
 
 mod child;
+mod pool;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -187,7 +189,7 @@ fn main() {
         run_child(&role);
         return;
     }
-    let tests: [(&str, Body); 5] = [
+    let tests: [(&str, Body); 6] = [
         ("soft::score_detector_sees_a_killed_peer", score_detector_sees_a_killed_peer),
         ("soft::timeout_detector_sees_a_killed_peer", timeout_detector_sees_a_killed_peer),
         ("soft::peer_loss_detector_sees_a_killed_peer", peer_loss_detector_sees_a_killed_peer),
@@ -198,6 +200,10 @@ fn main() {
         (
             "soft::lease_from_a_grantor_process_lapses_when_it_dies",
             lease_from_a_grantor_process_lapses_when_it_dies,
+        ),
+        (
+            "soft::a_restarted_process_of_a_pool_peer_is_trusted_again",
+            pool::a_restarted_process_of_a_pool_peer_is_trusted_again,
         ),
     ];
     let mut args = Arguments::from_args();
