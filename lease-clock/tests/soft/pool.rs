@@ -138,10 +138,15 @@ pub fn a_restarted_process_of_a_pool_peer_is_trusted_again() -> Outcome {
     if watcher.rejoins != 1 {
         return Err(format!("{} rejoins reported", watcher.rejoins).into());
     }
-    let stays = watcher.until(true, Duration::from_millis(100));
-    if let Ok(after) = stays {
-        return Err(format!("the new process was suspected again after {after:?}").into());
+    // It stays trusted: a loaded 2-core machine may deschedule it long enough for the
+    // score to dip, but nothing of the old process (its PeerLost, its stuck read) may keep
+    // it suspected, so after any dip it is trusted again.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(100) {
+        watcher.tick()?;
+        std::thread::sleep(Duration::from_micros(100));
     }
+    watcher.until(false, Duration::from_secs(5)).map_err(|_| "the new process stayed suspected")?;
     expect_line(&mut fresh, "ready")
 }
 
