@@ -4,12 +4,15 @@
 //! The permission fence: before it looks at anything that rights or registrations govern,
 //! the requester raises its in-flight marker (an odd value, stored with SeqCst in its own QP
 //! slot), and lowers it (even) when the operation's bytes have landed. A responder that
-//! changes rights stores the new word with SeqCst and then waits until the marker of its
-//! peer is not the odd value it saw. Either the requester's marker store comes first —
+//! changes rights, or retires its QP (destroy, reset, ERROR: a QP that serves its peer no
+//! more), stores the new word with SeqCst and then waits until the marker of its peer is
+//! not the odd value it saw. Either the requester's marker store comes first —
 //! then the responder waits for the operation — or the responder's word store does — then
 //! the requester reads the new rights. This is Dekker's handshake, so no operation checked
 //! against old rights can land after the change returns. Local memory is fenced the same
-//! way: deregistering an MR waits for every local requester's marker.
+//! way: deregistering an MR waits for every local requester's marker. Deregistration
+//! fences the peers of live QPs only; it need not reach those of destroyed or reset QPs
+//! because their retirement fenced them already.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

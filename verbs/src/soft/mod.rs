@@ -9,7 +9,8 @@
 //! mapped memory, with every check a responder NIC makes (rkey, bounds, MR and QP rights,
 //! atomic alignment, QP state and connection): zero copy, and the responder's CPU is not
 //! involved. WRITE bytes land in increasing address order, the last 8-byte word last.
-//! Permission changes are fenced (see `execute.rs`), peer processes are watched through
+//! Permission changes and the retirement of a QP (destroy, reset, ERROR) are fenced (see
+//! `execute.rs`), peer processes are watched through
 //! pidfds so operations to a dead one fail within microseconds, and a SEND that finds no
 //! RECV is retried after the responder's RNR timer.
 //!

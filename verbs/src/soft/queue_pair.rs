@@ -119,9 +119,11 @@ impl QpShared {
     }
 
     /// Moves to ERROR: deferred requests flush in order, posted RECVs flush through the
-    /// receive CQ's poller.
+    /// receive CQ's poller. A QP in ERROR serves its peer no more, so this fences the peer
+    /// like an access change: nothing the peer checked against the old state lands after.
     fn enter_error(&self, deferred: &mut DeferredQueue) {
         self.store_word(|word| word.state = QpState::Error);
+        self.fence_peer();
         self.has_deferred.store(false, Ordering::Release);
         while let Some(wr) = deferred.wrs.pop_front() {
             let completion = Completion {
@@ -341,6 +343,9 @@ impl SoftQp {
             word.state = QpState::Reset;
             word.access = Default::default();
         });
+        // Before the link goes: the peer may be in the middle of an operation it checked
+        // against the old state, and once the link is gone no MR fence would wait for it.
+        self.shared.fence_peer();
         self.shared.has_deferred.store(false, Ordering::Release);
         *self.shared.deferred.lock().expect("deferred lock") = DeferredQueue::default();
         if let Some(link) = self.shared.link.lock().expect("link lock").take() {
@@ -527,6 +532,9 @@ impl Drop for SoftQp {
             word.valid = false;
             word.state = QpState::Reset;
         });
+        // As in `reset`: after the destruction no operation through this QP may land, and
+        // deregistrations later on cannot reach the peer of a QP that no longer exists.
+        shared.fence_peer();
         shared.has_deferred.store(false, Ordering::Release);
         shared.deferred.lock().expect("deferred lock").wrs.clear();
         self.recv.retired.store(true, Ordering::Release);

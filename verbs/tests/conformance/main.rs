@@ -12,6 +12,7 @@ mod ops;
 mod ordering;
 mod permissions;
 mod processes;
+mod retirement;
 mod setup;
 
 use libtest_mimic::{Arguments, Trial};
@@ -57,6 +58,18 @@ const TESTS: &[(&str, Body)] = &[
     ("permissions::regrant_after_revocation", permissions::regrant_after_revocation),
     ("permissions::deregistered_memory_is_unreachable", permissions::deregistered_memory_is_unreachable),
     ("permissions::reconnect_after_error", permissions::reconnect_after_error),
+    (
+        "retirement::destroyed_qp_then_deregistered_mr_under_a_writer",
+        retirement::destroyed_qp_then_deregistered_mr_under_a_writer,
+    ),
+    (
+        "retirement::reset_qp_then_deregistered_mr_under_a_writer",
+        retirement::reset_qp_then_deregistered_mr_under_a_writer,
+    ),
+    (
+        "retirement::errored_qp_then_deregistered_mr_under_a_writer",
+        retirement::errored_qp_then_deregistered_mr_under_a_writer,
+    ),
     ("processes::killed_peer_fails_requests", processes::killed_peer_fails_requests),
     ("processes::closed_peer_fails_requests", processes::closed_peer_fails_requests),
     ("processes::fetch_add_from_two_processes", processes::fetch_add_from_two_processes),
