@@ -3,13 +3,15 @@
 use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::copy::{ordered_write, shared_fill, shared_read};
 use crate::error::{Error, Result};
+use crate::fault_guard::GuardedRange;
 use crate::huge_pages::{huge_pages_available, shmem_huge_policy};
 
 /// Size of the huge pages this crate asks for.
@@ -87,12 +89,23 @@ impl RegionOptions {
 /// To carve it up, take a [`Slice`](crate::Slice) of it ([`Region::slice`],
 /// [`Region::whole`]) and hand that to an [`Arena`](crate::Arena) or a
 /// [`Slab`](crate::Slab).
+///
+/// [`Region::relocate`] moves the pages to a fresh file at the same address, so that a
+/// process still mapping the old file can no longer reach them.
 pub struct Region {
-    map: MmapRaw,
-    file: File,
-    len: usize,
-    backing: Backing,
-    transparent_huge_pages_eligible: bool,
+    pub(crate) map: MmapRaw,
+    /// The descriptors the region has handed out, the current file's last. A move makes
+    /// every one name the fresh file (dup2) and keeps them open as long as the region, so
+    /// a descriptor handed out by [`Region::fd`] never closes (or gets reused) under its
+    /// borrower.
+    pub(crate) files: Mutex<Vec<File>>,
+    /// The current file's descriptor (that of the last of `files`).
+    pub(crate) fd: AtomicI32,
+    /// Set on the first move: the range whose faults wait for moves.
+    pub(crate) guard: OnceLock<GuardedRange>,
+    pub(crate) len: usize,
+    pub(crate) backing: Backing,
+    pub(crate) transparent_huge_pages_eligible: bool,
 }
 
 impl fmt::Debug for Region {
@@ -143,19 +156,7 @@ impl Region {
     fn create_memfd(options: &RegionOptions, huge: bool) -> Result<Region> {
         let page = if huge { HUGE_PAGE_BYTES } else { page_size() };
         let len = options.len.checked_next_multiple_of(page).ok_or(Error::TooLarge { len: options.len })?;
-        let name = CString::new(options.name.replace('\0', "_")).expect("NULs were replaced");
-        let mut flags = libc::MFD_CLOEXEC;
-        if huge {
-            flags |= libc::MFD_HUGETLB | libc::MFD_HUGE_2MB;
-        }
-        // SAFETY: `name` is a valid NUL-terminated string; the flags are valid memfd flags.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(Error::os("memfd_create", std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-        let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(len as u64).map_err(|e| Error::os("ftruncate memfd", e))?;
+        let file = memfd(&options.name, huge, len)?;
         let backing = if huge { Backing::HugePages } else { Backing::SmallPages { fallback_reason: None } };
         // Transparent huge pages only pay off, and only fit, in regions of a huge page or more.
         let advise_huge_pages = !huge && len >= HUGE_PAGE_BYTES;
@@ -176,9 +177,12 @@ impl Region {
             options.len.checked_next_multiple_of(page_size()).ok_or(Error::TooLarge { len: options.len })?;
         let map = MmapOptions::new().len(len).map_anon().map_err(|e| Error::os("mmap", e))?;
         let (reader, _writer) = std::io::pipe().map_err(|e| Error::os("pipe", e))?;
+        let file = File::from(std::os::fd::OwnedFd::from(reader));
         Ok(Region {
             map: map.into(),
-            file: File::from(std::os::fd::OwnedFd::from(reader)),
+            fd: AtomicI32::new(file.as_raw_fd()),
+            files: Mutex::new(vec![file]),
+            guard: OnceLock::new(),
             len,
             backing: Backing::SmallPages { fallback_reason: None },
             transparent_huge_pages_eligible: false,
@@ -213,7 +217,16 @@ impl Region {
         if populate {
             prefault(&map, len)?;
         }
-        Ok(Region { map, file, len, backing, transparent_huge_pages_eligible })
+        let fd = AtomicI32::new(file.as_raw_fd());
+        Ok(Region {
+            map,
+            files: Mutex::new(vec![file]),
+            fd,
+            guard: OnceLock::new(),
+            len,
+            backing,
+            transparent_huge_pages_eligible,
+        })
     }
 
     /// Length in bytes (a whole number of pages).
@@ -250,9 +263,13 @@ impl Region {
         self.transparent_huge_pages_eligible
     }
 
-    /// The file behind the mapping, so another process can map the same pages.
+    /// The file behind the mapping, so another process can map the same pages. After a
+    /// [`Region::relocate`] this is the fresh file, and so is what earlier descriptors
+    /// name; they all stay open as long as the region.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        // SAFETY: every descriptor ever stored in `fd` belongs to a file in `files`, which
+        // are closed only when the region drops, so it stays open while `self` is borrowed.
+        unsafe { BorrowedFd::borrow_raw(self.fd.load(Ordering::Acquire)) }
     }
 
     /// Checks that `offset..offset + len` lies inside the region (overflow included).
@@ -351,6 +368,24 @@ impl Region {
         // SAFETY: the caller promises bounds and exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.as_ptr().add(offset), len) }
     }
+}
+
+/// A new memfd of `len` bytes, on 2 MiB hugetlb pages if `huge`.
+pub(crate) fn memfd(name: &str, huge: bool, len: usize) -> Result<File> {
+    let name = CString::new(name.replace('\0', "_")).expect("NULs were replaced");
+    let mut flags = libc::MFD_CLOEXEC;
+    if huge {
+        flags |= libc::MFD_HUGETLB | libc::MFD_HUGE_2MB;
+    }
+    // SAFETY: `name` is a valid NUL-terminated string; the flags are valid memfd flags.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Error::os("memfd_create", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(len as u64).map_err(|e| Error::os("ftruncate memfd", e))?;
+    Ok(file)
 }
 
 /// Asks for transparent huge pages and says whether the kernel's policy lets them come.
