@@ -53,8 +53,11 @@
 //! last; one-sided operations checked against the rkey, bounds, and both the MR's and the
 //! responder QP's rights (an error moves both QPs to ERROR, later requests flush); after
 //! [`QueuePair::set_access`] or [`MemoryRegion::rereg_access`] returns, no operation with
-//! the old rights can land; requests to a dead peer fail instead of hanging; `wr_id`s come
-//! back untouched.
+//! the old rights can land, nor after a responder QP is destroyed, reset or moved to ERROR,
+//! nor after an MR is deregistered — not even one of a peer process stopped (SIGSTOP) in
+//! the middle of it, whose operation then fails (the soft provider revokes it within a
+//! bounded time; see the README's known limits); requests to a dead peer fail instead of
+//! hanging; `wr_id`s come back untouched.
 //!
 //! ## Errors to branch on
 //!

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::provider::MrOps;
 use crate::work_request::{RemoteAddr, Sge};
 
-/// A registration of (part of) a [`Region`] (`ibv_mr`). Dropping it deregisters.
+/// A registration of (part of) a [`Region`] (`ibv_mr`). Dropping it deregisters: once the
+/// drop returns, no operation through its keys lands in the memory.
 ///
 /// The MR keeps its region alive, so the memory a provider may touch outlives every use.
 pub struct MemoryRegion {

@@ -24,7 +24,8 @@ use crate::work_request::{RecvWr, SendWr};
 ///
 /// Methods that post or change state take `&mut self`: one owner drives a QP, so no lock
 /// sits on the post path. Dropping it destroys the QP; outstanding requests are flushed
-/// and the peer sees it as gone.
+/// and the peer sees it as gone: once the drop returns, nothing of the peer's lands
+/// through it.
 pub struct QueuePair {
     pub(crate) inner: Box<dyn QpOps>,
     pub(crate) pd: ProtectionDomain,
@@ -86,7 +87,8 @@ impl QueuePair {
 
     /// Changes what the peer may do through this QP, while connected (INIT or RTS). When
     /// this returns, no operation with the old rights can still land: revoking remote
-    /// write is a fence against a writer.
+    /// write is a fence against a writer, even a stopped one (the soft provider waits for
+    /// it a bounded time, then revokes its operation, which fails).
     pub fn set_access(&mut self, access: AccessFlags) -> Result<()> {
         let state = self.state();
         if !matches!(state, QpState::Init | QpState::Rts) {
@@ -95,12 +97,14 @@ impl QueuePair {
         self.inner.modify(Transition::Access(access))
     }
 
-    /// Any state → ERROR: outstanding and later requests flush.
+    /// Any state → ERROR: outstanding and later requests flush. As a responder the QP
+    /// serves its peer no more: once this returns, nothing of the peer's lands through it.
     pub fn modify_to_error(&mut self) -> Result<()> {
         self.transition(Transition::Error)
     }
 
     /// Any state → RESET: queues emptied (without completions), ready to connect anew.
+    /// Once this returns, nothing of the old peer's lands through it.
     pub fn reset(&mut self) -> Result<()> {
         self.transition(Transition::Reset)
     }

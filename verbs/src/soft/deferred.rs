@@ -106,6 +106,12 @@ impl DeferredQueue {
                 head.not_before = Some(now + Duration::from_nanos(rnr_timer));
                 Verdict::Wait
             }
+            Outcome::Moving => {
+                // A live responder moves a region in about the time of a copy; a dead one
+                // is seen through its liveness and fails the request.
+                head.not_before = Some(now + NOT_READY_RETRY);
+                Verdict::Wait
+            }
             Outcome::TargetNotReady => {
                 let since = *head.not_ready_since.get_or_insert(now);
                 let limit = ack_timeout_ns(rts.timeout).map(|timeout| {
@@ -165,5 +171,16 @@ mod tests {
         let wr = SendWr::write(3, RemoteAddr::default(), Payload::Inline(b"abc"));
         let owned = OwnedWr::new(&wr, 9);
         assert_eq!(owned.as_wr().payload, Payload::Inline(b"abc"));
+    }
+
+    #[test]
+    fn moving_memory_is_waited_for_without_a_timeout() {
+        let mut queue = queue_with_send(RtsAttributes { timeout: 1, retry_count: 1, ..Default::default() });
+        let start = Instant::now();
+        for step in 0..1000u64 {
+            let now = start + Duration::from_micros(step * 100);
+            assert_eq!(queue.judge(Outcome::Moving, now), Verdict::Wait, "a live responder's move");
+            assert!(!queue.head_due(now), "retried after a pause");
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! Who writes what:
 //! - header, MR slots, CQ slots, and the `owner` line of a QP slot: the owning node;
 //! - the `outbound` line of a QP slot: the owning node, as initiator (its in-flight marker,
-//!   which responders read to fence permission changes);
+//!   which responders read to fence permission changes, and revoke with a compare-and-swap
+//!   when they cannot wait for it);
 //! - the `inbound` line of a QP slot: the connected peer (receive-queue progress), and the
 //!   owner's CQ poller.
 //! - CQ doorbells: peers that complete a RECV.
@@ -19,7 +20,7 @@ use crate::qp::QpState;
 /// "usecSOFT" in ASCII.
 pub(crate) const MAGIC: u64 = 0x7573_6563_534f_4654;
 /// Bumped on any layout change: nodes of different versions refuse each other.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 pub(crate) const MAX_MR: usize = 4096;
 pub(crate) const MAX_QP: usize = 4096;
@@ -63,6 +64,9 @@ pub(crate) struct MrSlot {
     pub file_offset: AtomicU64,
     /// Length of the memfd (what a peer maps).
     pub file_len: AtomicU64,
+    /// Where the memory is: even while `fd` names the file that holds it, odd while the
+    /// owner moves it to a fresh file (see `fence.rs`). Bumped by two per move.
+    pub epoch: AtomicU64,
 }
 
 /// The owner-written half of a QP slot: what a requester checks on every operation.
@@ -88,7 +92,8 @@ pub(crate) struct QpOwnerLine {
 }
 
 /// Written by the owner as requester: its in-flight marker (odd while an operation of this
-/// QP is touching the peer's memory).
+/// QP is touching the peer's memory; it also says what the operation may touch), which the
+/// peer may revoke (see `fence.rs`).
 #[repr(C, align(64))]
 pub(crate) struct QpOutboundLine {
     pub in_flight: AtomicU64,
@@ -149,6 +154,9 @@ pub(crate) struct SlotWord {
     pub access: AccessFlags,
     pub valid: bool,
 }
+
+/// The access-flag bits of a packed [`SlotWord`].
+pub(crate) const ACCESS_BITS: u64 = 0xff << 8;
 
 impl SlotWord {
     pub(crate) fn pack(self) -> u64 {

@@ -12,6 +12,7 @@ use crate::provider::MrOps;
 use crate::qp::QpState;
 use crate::soft::layout::{key_of, SlotWord, MAX_MR};
 use crate::soft::node::Node;
+use crate::soft::relocation;
 
 /// A registration: an MR slot of the node's control block, published while it lives.
 #[derive(Debug)]
@@ -40,16 +41,18 @@ impl SoftMr {
             .mrs
             .allocate()
             .ok_or(Error::ResourceExhausted { what: "memory registrations", limit: MAX_MR as u64 })?;
-        let mr = &node.block().mrs[slot];
-        mr.pd.store(pd, Ordering::Relaxed);
-        mr.fd.store(region.fd().as_raw_fd() as u32, Ordering::Relaxed);
-        mr.addr.store(region.addr() + offset as u64, Ordering::Relaxed);
-        mr.len.store(len as u64, Ordering::Relaxed);
-        mr.file_offset.store(offset as u64, Ordering::Relaxed);
-        mr.file_len.store(region.len() as u64, Ordering::Relaxed);
-        let word = SlotWord { generation, state: QpState::Reset, access, valid: true };
-        // Release: a peer that sees the slot valid sees the fields above.
-        mr.word.store(word.pack(), Ordering::Release);
+        relocation::register(region, node, slot, pd, || {
+            let mr = &node.block().mrs[slot];
+            mr.pd.store(pd, Ordering::Relaxed);
+            mr.fd.store(region.fd().as_raw_fd() as u32, Ordering::Relaxed);
+            mr.addr.store(region.addr() + offset as u64, Ordering::Relaxed);
+            mr.len.store(len as u64, Ordering::Relaxed);
+            mr.file_offset.store(offset as u64, Ordering::Relaxed);
+            mr.file_len.store(region.len() as u64, Ordering::Relaxed);
+            let word = SlotWord { generation, state: QpState::Reset, access, valid: true };
+            // Release: a peer that sees the slot valid sees the fields above.
+            mr.word.store(word.pack(), Ordering::Release);
+        });
         Ok(SoftMr {
             node: Arc::clone(node),
             slot,
@@ -62,10 +65,10 @@ impl SoftMr {
     fn publish(&self, access: AccessFlags, valid: bool) {
         let word = SlotWord { generation: self.generation, state: QpState::Reset, access, valid };
         // SeqCst, then fence every peer: one side of the handshake with the requester's
-        // in-flight marker (see queue_pair.rs), so nothing checked against the old word
-        // lands after we return.
+        // in-flight marker (see fence.rs), so nothing checked against the old word lands
+        // after we return.
         self.node.block().mrs[self.slot].word.store(word.pack(), Ordering::SeqCst);
-        self.node.fence_memory();
+        self.node.fence_memory(self.slot);
     }
 }
 
@@ -87,6 +90,7 @@ impl MrOps for SoftMr {
 impl Drop for SoftMr {
     fn drop(&mut self) {
         self.publish(AccessFlags::empty(), false);
+        relocation::unregister(&self.node, self.slot);
         self.node.tables.lock().expect("node tables").mrs.release(self.slot);
     }
 }

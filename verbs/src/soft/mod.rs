@@ -9,15 +9,28 @@
 //! mapped memory, with every check a responder NIC makes (rkey, bounds, MR and QP rights,
 //! atomic alignment, QP state and connection): zero copy, and the responder's CPU is not
 //! involved. WRITE bytes land in increasing address order, the last 8-byte word last.
-//! Permission changes and the retirement of a QP (destroy, reset, ERROR) are fenced (see
-//! `execute.rs`), peer processes are watched through
-//! pidfds so operations to a dead one fail within microseconds, and a SEND that finds no
-//! RECV is retried after the responder's RNR timer.
+//! Permission changes, the retirement of a QP (destroy, reset, ERROR) and deregistration
+//! are fenced (see `fence.rs`): once they return, nothing checked against the old rights
+//! lands. A peer that cannot be waited for — stopped (SIGSTOP) or descheduled in the
+//! middle of an operation — is waited for at most `fence::WAIT_BOUND` (200 µs), then
+//! revoked: the memory it may write moves to a fresh memfd at the same address, contents
+//! copied (`relocation.rs`), so its late bytes land in an orphaned file, and its operation
+//! completes with an error. Peer processes are watched through pidfds so operations to a
+//! dead one fail within microseconds, and a SEND that finds no RECV is retried after the
+//! responder's RNR timer.
 //!
 //! Known differences from a NIC, by design:
-//! - A peer stopped (SIGSTOP) in the middle of an operation delays a permission change of
-//!   its responder until it resumes or dies: the change cannot return while an operation
-//!   checked against the old rights might still land.
+//! - Revoking a stuck peer costs a copy of the regions it may write (one MR's region for a
+//!   WRITE or atomic; for a SEND through a retired QP, every region of the QP's PD), and
+//!   this process's own accesses to a region wait while it moves (see
+//!   [`Region::relocate`](usec_regions::Region::relocate), which installs a SIGSEGV handler
+//!   on first use; system calls on the region meanwhile fail with `EFAULT`). Operations of
+//!   other peers in flight on a moving region are revoked too: WRITEs, READs and the data
+//!   of SENDs are redone, atomics fail with `RemoteOperationError` (their effect may or may
+//!   not have been copied). A WRITE that was revoked may have landed in part or whole and
+//!   still complete with an error.
+//! - A QP in ERROR reports a RECV that a stopped peer had claimed only once the peer
+//!   resumes or dies.
 //! - Receive completions live in their QP's receive queue, so they never overrun a CQ;
 //!   send completions do, and then fail the QP and raise `CqOverrun`.
 //! - Deferred requests (RNR, responder not ready) progress when the QP is posted to or its
@@ -27,6 +40,7 @@ mod completion_queue;
 mod deferred;
 mod execute;
 mod fabric;
+mod fence;
 mod layout;
 mod liveness;
 #[cfg(all(loom, test))]
@@ -37,6 +51,8 @@ mod peer;
 mod process;
 mod queue_pair;
 mod receive_queue;
+mod relocation;
+mod two_sided;
 
 use std::sync::Arc;
 

@@ -18,12 +18,13 @@ use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, ProviderKind, QpOps};
 use crate::qp::QpOptions;
 use crate::soft::completion_queue::{CqShared, SoftCq};
 use crate::soft::fabric::{self, fabric_hash, NewNodeFile};
+use crate::soft::fence::{self, Change};
 use crate::soft::layout::{
     AsyncFlag, ControlBlock, CONTROL_BLOCK_BYTES, LAYOUT_VERSION, MAGIC, MAX_CQ, MAX_MR, MAX_QP,
 };
 use crate::soft::liveness::EventSink;
 use crate::soft::memory_region::SoftMr;
-use crate::soft::peer::NodeIdentity;
+use crate::soft::peer::{NodeIdentity, Peer};
 use crate::soft::process::own_start_time;
 use crate::soft::queue_pair::{QpShared, SoftQp};
 
@@ -141,12 +142,25 @@ impl Node {
         tables.live_qps.iter().flatten().filter_map(Weak::upgrade).collect()
     }
 
-    /// Waits until no operation checked against an MR's old word can still touch its
-    /// memory: neither a peer's (through any of our QPs) nor one of our own QPs' (which
-    /// may be reading or writing the memory locally).
-    pub(crate) fn fence_memory(&self) {
+    /// The peers of our connected QPs: (peer, peer QP slot, our QP's PD), the markers a
+    /// responder fence watches.
+    pub(crate) fn links(&self) -> Vec<(Arc<Peer>, usize, u32)> {
+        self.live_qps()
+            .into_iter()
+            .filter_map(|qp| {
+                let link = qp.link.lock().expect("link lock").clone()?;
+                Some((link.peer, link.target_slot, qp.pd))
+            })
+            .collect()
+    }
+
+    /// After the word of MR `slot` changed: no operation checked against its old word can
+    /// still touch its memory, neither a peer's (through any of our QPs; fenced, or revoked
+    /// if it cannot be waited for) nor one of our own QPs' (which may be reading or writing
+    /// the memory locally, and always finishes).
+    pub(crate) fn fence_memory(&self, slot: usize) {
+        fence::fence(self, Change::Mr { slot }, self.links());
         for qp in self.live_qps() {
-            qp.fence_peer();
             qp.fence_local();
         }
     }

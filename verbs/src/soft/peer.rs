@@ -36,13 +36,16 @@ pub(crate) enum MappedObject {
     ReceiveQueue(usize),
 }
 
+/// A mapping of a peer's object: the slot generation and epoch it was made for, and it.
+type Mapping = (u32, u64, Arc<Region>);
+
 /// Another node, as seen from this process.
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub identity: NodeIdentity,
     control: Region,
     pub liveness: Arc<Liveness>,
-    mappings: Mutex<HashMap<MappedObject, (u32, Arc<Region>)>>,
+    mappings: Mutex<HashMap<MappedObject, Mapping>>,
 }
 
 impl Peer {
@@ -76,27 +79,31 @@ impl Peer {
         }
     }
 
-    /// The mapping of an object of the peer, if its slot is valid with `generation`.
-    pub(crate) fn map(&self, object: MappedObject, generation: u32) -> Option<Arc<Region>> {
+    /// The mapping of an object of the peer, if its slot is valid with `generation` and
+    /// (an MR) its memory is in the file of `epoch`.
+    pub(crate) fn map(&self, object: MappedObject, generation: u32, epoch: u64) -> Option<Arc<Region>> {
         let mut mappings = self.mappings.lock().expect("mapping lock");
-        if let Some((cached_generation, region)) = mappings.get(&object) {
-            if *cached_generation == generation {
+        if let Some((cached_generation, cached_epoch, region)) = mappings.get(&object) {
+            if *cached_generation == generation && *cached_epoch == epoch {
                 return Some(Arc::clone(region));
             }
         }
-        let region = Arc::new(self.open_object(object, generation)?);
-        mappings.insert(object, (generation, Arc::clone(&region)));
+        let region = Arc::new(self.open_object(object, generation, epoch)?);
+        mappings.insert(object, (generation, epoch, Arc::clone(&region)));
         Some(region)
     }
 
-    fn open_object(&self, object: MappedObject, generation: u32) -> Option<Region> {
+    fn open_object(&self, object: MappedObject, generation: u32, epoch: u64) -> Option<Region> {
         let block = self.block();
-        // Whether the object is still the one of `generation`: checked before and after
-        // the open, because an owner invalidates a slot before closing its descriptor.
+        // Whether the object is still the one of `generation` (and `epoch`): checked
+        // before and after the open, because an owner invalidates a slot (or starts a new
+        // epoch) before its descriptor may name another file.
         let current = || match object {
             MappedObject::Mr(slot) => {
                 let word = SlotWord::load(&block.mrs[slot].word, Ordering::Acquire);
-                word.valid && word.generation == generation
+                word.valid
+                    && word.generation == generation
+                    && block.mrs[slot].epoch.load(Ordering::Acquire) == epoch
             }
             MappedObject::ReceiveQueue(slot) => {
                 let owner = &block.qps[slot].owner;

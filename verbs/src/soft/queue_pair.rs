@@ -2,13 +2,13 @@
 //! make permission changes exact.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::completion::{Completion, Status};
 use crate::emulation::checks;
 use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
-use crate::primitive::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::primitive::sync::atomic::{AtomicBool, Ordering};
 use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{
     Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes,
@@ -16,6 +16,7 @@ use crate::qp::{
 use crate::soft::completion_queue::{CqShared, RecvSource, SendCompletion};
 use crate::soft::deferred::{DeferredQueue, OwnedWr, Verdict};
 use crate::soft::execute::{Link, MapCache, Outcome, Requester};
+use crate::soft::fence::{self, Change};
 use crate::soft::layout::{qpn_of, split_key, QpSlot, SlotWord, MAX_QP};
 use crate::soft::node::Node;
 use crate::soft::peer::{self, NodeIdentity};
@@ -60,20 +61,24 @@ impl QpShared {
         }
     }
 
-    /// Waits until the connected peer is not in the middle of an operation it checked
-    /// before our last SeqCst store (see execute.rs). A peer that exits ends the wait.
-    pub(crate) fn fence_peer(&self) {
+    /// Steps N2 to N4 of the fence (see fence.rs), after a change of this QP's word: waits
+    /// until the connected peer is not in the middle of an operation `change` governs that
+    /// it checked before our last SeqCst store, or revokes it if it cannot be waited for.
+    pub(crate) fn fence_peer(&self, change: Change) {
         let link = self.link.lock().expect("link lock").clone();
         if let Some(link) = link {
-            let marker = &link.peer.block().qps[split_key(link.target_qpn).0].outbound.in_flight;
-            wait_marker(marker, || link.peer.liveness.is_dead());
+            fence::fence(&self.node, change, [(link.peer, link.target_slot, self.pd)]);
         }
     }
 
     /// Waits until this QP, as requester, is not in the middle of an operation (used when
-    /// local memory is deregistered).
+    /// local memory is deregistered). Our own operations always finish.
     pub(crate) fn fence_local(&self) {
-        wait_marker(&self.slot().outbound.in_flight, || false);
+        let marker = &self.slot().outbound.in_flight;
+        // Revoked by its responder, an operation may still be copying into our memory.
+        if let Some(raised) = fence::operation_of(marker.load(Ordering::SeqCst)) {
+            fence::wait_for(marker, raised, || false);
+        }
     }
 
     /// Delivers a send-queue completion; a full CQ fails the QP, as an overrun does.
@@ -123,7 +128,7 @@ impl QpShared {
     /// like an access change: nothing the peer checked against the old state lands after.
     fn enter_error(&self, deferred: &mut DeferredQueue) {
         self.store_word(|word| word.state = QpState::Error);
-        self.fence_peer();
+        self.fence_peer(Change::QpRetired);
         self.has_deferred.store(false, Ordering::Release);
         while let Some(wr) = deferred.wrs.pop_front() {
             let completion = Completion {
@@ -175,27 +180,6 @@ impl QpShared {
         }
         if deferred.wrs.is_empty() {
             self.has_deferred.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// Spins, then yields, then sleeps, until `marker` is not the odd value it holds now.
-fn wait_marker(marker: &AtomicU64, gone: impl Fn() -> bool) {
-    let seen = marker.load(Ordering::SeqCst);
-    if seen & 1 == 0 {
-        return;
-    }
-    let start = Instant::now();
-    let mut spins = 0u32;
-    while marker.load(Ordering::SeqCst) == seen && !gone() {
-        spins += 1;
-        if spins < 256 {
-            std::hint::spin_loop();
-        } else if start.elapsed() < Duration::from_millis(1) {
-            std::thread::yield_now();
-        } else {
-            // A stopped (SIGSTOP) peer holds its marker until it resumes; don't burn a core.
-            std::thread::sleep(Duration::from_micros(50));
         }
     }
 }
@@ -335,7 +319,7 @@ impl SoftQp {
 
     fn set_access(&mut self, access: crate::access::AccessFlags) {
         self.shared.store_word(|word| word.access = access);
-        self.shared.fence_peer();
+        self.shared.fence_peer(Change::QpAccess);
     }
 
     fn reset(&mut self) -> Result<()> {
@@ -345,7 +329,7 @@ impl SoftQp {
         });
         // Before the link goes: the peer may be in the middle of an operation it checked
         // against the old state, and once the link is gone no MR fence would wait for it.
-        self.shared.fence_peer();
+        self.shared.fence_peer(Change::QpRetired);
         self.shared.has_deferred.store(false, Ordering::Release);
         *self.shared.deferred.lock().expect("deferred lock") = DeferredQueue::default();
         if let Some(link) = self.shared.link.lock().expect("link lock").take() {
@@ -421,7 +405,7 @@ impl SoftQp {
                 let mut deferred = shared.deferred.lock().expect("deferred lock");
                 shared.finish(wr, sequence, status, byte_len, &mut deferred);
             }
-            Outcome::ReceiverNotReady | Outcome::TargetNotReady => {
+            Outcome::ReceiverNotReady | Outcome::TargetNotReady | Outcome::Moving => {
                 let mut deferred = shared.deferred.lock().expect("deferred lock");
                 deferred.wrs.push_back(OwnedWr::new(wr, sequence));
                 let _ = deferred.judge(outcome, Instant::now());
@@ -534,7 +518,7 @@ impl Drop for SoftQp {
         });
         // As in `reset`: after the destruction no operation through this QP may land, and
         // deregistrations later on cannot reach the peer of a QP that no longer exists.
-        shared.fence_peer();
+        shared.fence_peer(Change::QpRetired);
         shared.has_deferred.store(false, Ordering::Release);
         shared.deferred.lock().expect("deferred lock").wrs.clear();
         self.recv.retired.store(true, Ordering::Release);
