@@ -5,18 +5,19 @@
 //! # The protocol
 //!
 //! A requester (R) runs operation `o` through its QP `q`, connected to QP `p` of node N:
-//! 1. **Raise.** R stores its in-flight marker `m_q := v`, SeqCst. `v` is odd, unique (a
-//!    sequence number), and names `o`'s [`Intent`]: read, write (with the target MR slot
-//!    of its rkey) or send.
-//! 2. **Check.** R reads `p`'s state word `w` and receive-queue generation `g` (SeqCst): it
-//!    must serve R, else the operation waits (`TargetNotReady`).
-//! 3. **Derive.** For each MR it touches, R reads the MR's epoch `e` (SeqCst; odd: moving,
-//!    wait), then its word (rights), then takes its mapping of the file of epoch `e`, and
+//! 1. **Raise.** R stores its in-flight marker `m_q := v`, then runs a SeqCst fence `F_R`.
+//!    `v` is odd, unique (a sequence number), and names `o`'s [`Intent`]: read, write (with
+//!    the target MR slot of its rkey) or send.
+//! 2. **Check.** R reads `p`'s state word `w` and receive-queue generation `g`: it must
+//!    serve R, else the operation waits (`TargetNotReady`).
+//! 3. **Derive.** For each MR it touches, R reads the MR's epoch `e` (odd: moving, wait),
+//!    then its word (rights), then takes its mapping of the file of epoch `e`, and
 //!    computes its pointers. A SEND first claims the RECV, then derives its buffers.
 //! 4. **Validate.** R reads `w` and `g` again: unchanged (a SEND ignores access bits), or
 //!    it starts over from 2.
 //! 5. **Copy** through the pointers.
-//! 6. **Lower.** R compare-and-swaps `m_q` from `v` to `v - 1`, SeqCst. If that fails, N has
+//! 6. **Lower.** R compare-and-swaps `m_q` from `v` to `v - 1` (release: its copy happens
+//!    before anyone who reads the lowered value acquires it). If that fails, N has
 //!    revoked `o` (`m_q == v + 1`): R acknowledges (stores `v - 1`) and does not report
 //!    `o`'s bytes as placed: a WRITE or READ starts over from 1 (idempotent), a SEND or
 //!    WRITE_WITH_IMM places its data again, still holding its RECV, and an atomic fails
@@ -25,8 +26,9 @@
 //!
 //! The responder (N) changes a right (QP access, MR access), retires `p` (destroy, reset,
 //! ERROR) or deregisters an MR:
-//! 1. It stores the new QP or MR word, SeqCst.
-//! 2. It reads the markers of the peers concerned (SeqCst): `p`'s peer for a QP change,
+//! 1. It stores the new QP or MR word.
+//! 2. After a SeqCst fence `F_N` ([`observe`]), it reads the markers of the peers concerned
+//!    (acquire): `p`'s peer for a QP change,
 //!    the peers of every live QP for an MR change; it keeps those in flight (`v`), or
 //!    revoked by another fence and not yet acknowledged (`v + 1`: still maybe copying), with
 //!    an intent the change governs ([`Change`]).
@@ -35,33 +37,38 @@
 //! 4. If they all changed, it returns. Otherwise the operations left (the stuck set `S`)
 //!    are revoked (`relocation.rs`): for the regions they may write — the target MR's for a
 //!    write, for a SEND every region of the QP's PD (retirement) or the changed MR's —
-//!    N bumps the epoch of every MR registered on them to odd, compare-and-swaps every odd
-//!    marker whose intent targets one of those MRs (and every SEND, and every marker in
-//!    `S`) from `v` to `v + 1`, moves each region to a fresh file at the same address with
+//!    N bumps the epoch of every MR registered on them to odd, then (after a SeqCst fence,
+//!    as in 2) compare-and-swaps every marker in flight whose intent targets one of those
+//!    MRs (and every SEND, and every marker in `S`) from `v` to `v + 1`, moves each region to a fresh file at the same address with
 //!    its contents copied ([`Region::relocate`](usec_regions::Region::relocate)),
 //!    publishes the fresh files and bumps the epochs to even.
 //!
 //! # Why it holds
 //!
-//! All SeqCst operations lie in one total order `S`.
+//! SeqCst fences lie in one total order `S`; if fence `A` precedes fence `B` there, a load
+//! after `B` sees every store made before `A` (or a later one). That is Dekker's handshake
+//! between `F_R` and `F_N`.
 //! 1. *Without stuck peers, nothing checked against the old rights lands after the change
-//!    returns (Dekker).* Let `o` have read the old word (at R3 for an MR, R4 for `p`).
-//!    Then R's read precedes N1 in `S`, and R1 precedes that read, so N2 reads `m_q` at `v`
-//!    or later. At `v`, N waits until R lowers, after R5; later, R lowered already. Either
-//!    way `o`'s bytes landed before N returns.
+//!    returns.* Let `o` have read the old word (at R3 for an MR, R4 for `p`). Then `F_R`
+//!    precedes `F_N` in `S` (the other way round, R's loads after `F_R` would see N1's
+//!    store), so N2 reads `m_q` at `v` or later. At `v`, N waits until R lowers, after R5;
+//!    later, R lowered already. Either way `o`'s bytes landed before N returns.
 //! 2. *After a revocation returns, no late byte of a revoked operation becomes visible.*
 //!    Every pointer of `o` leads into the file of the epoch R read at R3. If R read it
 //!    before N's odd bump, that is the old file, which the region no longer maps once
 //!    `relocate` returns: a byte stored there after the copy read its place is never
 //!    visible; one stored before was stored before N returned. If R read it after the
-//!    bump, it read odd (and waits) or the fresh even epoch; then R3 and R4 follow N1 in
-//!    `S`, so `o` is checked against the new word — that is what step 4 is for: a stop
-//!    between R2 and R3 would otherwise let `o` derive fresh pointers under old rights.
+//!    bump, it read odd (and waits) or an even epoch published after N1 (moves run one at a
+//!    time, so any later one follows N1 too); reading it, R acquires N1's store, so R4 (and
+//!    R3's MR word) see the new word: `o` is checked against the new rights. That is what
+//!    step 4 is for: a stop between R2 and R3 would otherwise let `o` derive fresh pointers
+//!    under old rights.
 //!    `g` changes at every reset, so a QP reset and reconnected while R was stopped cannot
 //!    pass for the same one.
 //! 3. *No acknowledged byte is lost.* Say `o` lowered successfully, and a move `M` of a
 //!    region `o` wrote ran while `o`'s pointers led into the old file (R3 read the epoch
-//!    before `M`'s odd bump). `M` reads `m_q` after its bump, so at `v` or later. At `v`,
+//!    before `M`'s odd bump). Then `F_R` precedes `M`'s fence, which follows the bump (else
+//!    R would have read the bump), so `M` reads `m_q` at `v` or later. At `v`,
 //!    `o`'s intent targets a moving MR (every MR on the region moves, and SENDs are always
 //!    revoked), so `M` compare-and-swaps `v`; since R's own compare-and-swap from `v`
 //!    succeeded, `M`'s failed, having read R's lowered value: R5 happens before `M`'s copy.
@@ -73,8 +80,11 @@
 //!    back to waiting until the revoked peers acknowledge.)
 //! 6. *A revoked operation fails once it resumes* unless the new rights allow it: its lower
 //!    fails, and its redo is checked against the new rights.
+//!
+//! `loom_fence.rs` model-checks 1 to 3 on the real marker code (loom needs the fences: it
+//! does not model SeqCst loads and stores beyond acquire and release).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::primitive::sync::atomic::{fence as atomic_fence, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,7 +205,10 @@ impl<'a> Marker<'a> {
         // Only this QP's executor raises it; a responder only ever turns an odd value even.
         let sequence = (self.word.load(Ordering::Relaxed) >> SEQUENCE_SHIFT) + 1;
         let raised = (sequence << SEQUENCE_SHIFT) | intent.bits() | 1;
-        self.word.store(raised, Ordering::SeqCst);
+        self.word.store(raised, Ordering::Relaxed);
+        // Dekker with the responder's fence in `observe`: either it sees this marker, or
+        // every load after this fence sees what it stored before its own.
+        atomic_fence(Ordering::SeqCst);
         raised
     }
 
@@ -242,6 +255,15 @@ fn busy_with(value: u64, raised: u64) -> bool {
     value == raised || value == revoked(raised)
 }
 
+/// Steps N2 (after N1's store) and Mb (after the odd epoch): the operation a peer's marker
+/// says may be touching memory, read after a SeqCst fence that pairs with the one in
+/// [`Marker::raise`] — either the peer's operation is seen here, or it reads whatever the
+/// responder stored before this fence.
+pub(crate) fn observe(marker: &AtomicU64) -> Option<u64> {
+    atomic_fence(Ordering::SeqCst);
+    operation_of(marker.load(Ordering::SeqCst))
+}
+
 /// Revokes the operation whose marker reads `raised`, unless it ended meanwhile. Returns
 /// whether it was revoked.
 pub(crate) fn revoke(marker: &AtomicU64, raised: u64) -> bool {
@@ -279,7 +301,7 @@ pub(crate) fn fence(node: &Node, change: Change, links: impl IntoIterator<Item =
         .filter_map(|(peer, peer_slot, pd)| {
             // A marker another fence of ours revoked counts: that operation may still be
             // copying, and this change may need more memory moved than that fence did.
-            let seen = operation_of(peer.block().qps[peer_slot].outbound.in_flight.load(Ordering::SeqCst))?;
+            let seen = observe(&peer.block().qps[peer_slot].outbound.in_flight)?;
             let watched = Watched { peer, peer_slot, pd, seen };
             watched.intent().fenced_by(change).then_some(watched)
         })

@@ -44,6 +44,8 @@ mod fence;
 mod layout;
 mod liveness;
 #[cfg(all(loom, test))]
+mod loom_fence;
+#[cfg(all(loom, test))]
 mod loom_tests;
 mod memory_region;
 mod node;

@@ -76,7 +76,7 @@ impl QpShared {
     pub(crate) fn fence_local(&self) {
         let marker = &self.slot().outbound.in_flight;
         // Revoked by its responder, an operation may still be copying into our memory.
-        if let Some(raised) = fence::operation_of(marker.load(Ordering::SeqCst)) {
+        if let Some(raised) = fence::observe(marker) {
             fence::wait_for(marker, raised, || false);
         }
     }

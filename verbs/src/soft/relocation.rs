@@ -144,10 +144,7 @@ fn revoke_in_flight(moves: &[Move], revoked: &mut Vec<(Watched, u64)>) {
         };
         for (peer, peer_slot, pd) in owner.links() {
             let marker = &peer.block().qps[peer_slot].outbound.in_flight;
-            let seen = marker.load(Ordering::SeqCst);
-            if seen & 1 == 0 {
-                continue;
-            }
+            let Some(seen) = fence::observe(marker) else { continue };
             let intent = Intent::from_marker(seen);
             let touches = intent == Intent::Send || intent.target().is_some_and(moving_slot);
             if touches && fence::revoke(marker, seen) {
