@@ -11,4 +11,5 @@ pub mod sim;
 pub mod threads;
 
 pub use client::{ClientError, ClientHandle, Ticket};
-pub use node::{DetectorConfig, MuDriver};
+pub use node::{DetectorConfig, DriverCounts, MuDriver};
+pub use threads::{NodeThread, Pacing};

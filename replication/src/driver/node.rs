@@ -12,9 +12,11 @@ use usec_lease_clock::detector::{
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
 use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller};
+use usec_verbs::Status;
 
 use crate::cft::cluster_port::MuNode;
-use crate::cft::{Event, MuConfig, Replica};
+use crate::cft::op::Op;
+use crate::cft::{Channel, Event, MuConfig, Replica};
 use crate::driver::client::{ClientError, ClientHandle, Submission};
 use crate::error::{Error, Result};
 use crate::state_machine::StateMachine;
@@ -59,6 +61,20 @@ pub struct MuDriver<S> {
     turns: u64,
     events: Vec<Event>,
     keep_events: bool,
+    counts: DriverCounts,
+}
+
+/// What a driver saw, counted (for operators and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverCounts {
+    /// The replica's work requests that completed with an error.
+    pub failed_completions: u64,
+    /// Of those, WRITEs into a peer's log that the peer refused: the peer had revoked
+    /// this replica's right to write — what a deposed leader's late writes meet. A
+    /// responder QP without the right answers [`Status::RemoteInvalidRequest`] (the NAK
+    /// of the InfiniBand spec, what rxe and the soft provider return);
+    /// [`Status::RemoteAccessError`] is counted too (a memory region without it).
+    pub refused_log_writes: u64,
 }
 
 impl<S> std::fmt::Debug for MuDriver<S> {
@@ -87,7 +103,7 @@ impl<S: StateMachine> MuDriver<S> {
         now_ns: u64,
     ) -> Result<MuDriver<S>> {
         let mu = MuNode::new(&cluster, &config)?;
-        let roles = [mu.role(crate::cft::Channel::Log), mu.role(crate::cft::Channel::Control)];
+        let roles = [mu.role(Channel::Log), mu.role(Channel::Control)];
         let poller = cluster.take_poller(&roles).map_err(Error::pool("taking the Mu CQs"))?;
         let heartbeats = PoolHeartbeats::new(&mut cluster).map_err(Error::heartbeat("heartbeats"))?;
         let reader = heartbeats.reader(detectors.reader, now_ns);
@@ -115,6 +131,7 @@ impl<S: StateMachine> MuDriver<S> {
             turns: 0,
             events: Vec::new(),
             keep_events: false,
+            counts: DriverCounts::default(),
         })
     }
 
@@ -149,7 +166,16 @@ impl<S: StateMachine> MuDriver<S> {
         let mut busy = false;
         for polled in self.poller.poll() {
             busy = true;
-            self.replica.handle_completion(polled.completion.wr_id, polled.completion.status);
+            let (wr_id, status) = (polled.completion.wr_id, polled.completion.status);
+            if !status.is_success() {
+                self.counts.failed_completions += 1;
+                let log_write = Op::decode(wr_id).is_some_and(|op| op.channel() == Channel::Log);
+                let refused = matches!(status, Status::RemoteInvalidRequest | Status::RemoteAccessError);
+                if log_write && refused {
+                    self.counts.refused_log_writes += 1;
+                }
+            }
+            self.replica.handle_completion(wr_id, status);
         }
         if self.turns % CONTROL_EVERY == 0 {
             self.control_plane(now_ns);
@@ -207,7 +233,7 @@ impl<S: StateMachine> MuDriver<S> {
                     }
                 }
                 ControlEvent::ReconnectFailed { peer, .. } => {
-                    for channel in crate::cft::Channel::ALL {
+                    for channel in Channel::ALL {
                         self.replica.handle_repair_failed(peer, channel);
                     }
                 }
@@ -219,6 +245,11 @@ impl<S: StateMachine> MuDriver<S> {
                 self.monitor.observe(now_ns, peer, Observation::PeerLost);
             }
         }
+    }
+
+    /// What it saw, counted.
+    pub fn counts(&self) -> DriverCounts {
+        self.counts
     }
 
     /// The replica.
