@@ -1,0 +1,131 @@
+//! What the process tests share: a node process ([`node`]), a group of them ([`group`]),
+//! and the crash scenario they all run ([`crash_scenario`]).
+#![allow(dead_code)]
+
+pub mod group;
+pub mod node;
+
+use std::time::Instant;
+
+use group::{Group, Launcher};
+
+/// Commands a leader must get acknowledged to count as making progress.
+const PROGRESS: usize = 50;
+
+/// Which faults the scenario injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Faults {
+    /// SIGSTOP and SIGCONT of a leader, then SIGKILL of a leader.
+    StopAndKill,
+    /// The same, then the killed node restarted fresh (rejoin); then a follower
+    /// SIGKILLed and restarted fresh too.
+    StopKillAndRejoin,
+}
+
+/// Three replicas, every one with a client proposing unique commands:
+///
+/// 1. node 0 (the lowest id) leads, and commands are acknowledged;
+/// 2. SIGSTOP node 0: node 1 takes over and commands are acknowledged again;
+/// 3. SIGCONT node 0: its leadership ends (its late WRITEs are refused by the followers,
+///    which revoked its right), and it takes over again as the lowest live id;
+/// 4. SIGKILL node 0: node 1 takes over;
+/// 5. (rejoin) node 0 comes back as a fresh process, catches up and leads again; then
+///    SIGKILL the follower node 2, which comes back fresh and catches up;
+/// 6. the clients stop; every running replica's history is checked: one sequence, no
+///    command twice, every acknowledged command in it (the dead processes' too).
+///
+/// Failover times are printed for the record.
+pub fn crash_scenario(launcher: Launcher, faults: Faults) {
+    let mut group = Group::start(launcher, 3);
+    let took = group.wait_leader(0);
+    group.note(&format!("node 0 leads ({took:?} after ready)"));
+    let since = group.node(0).ack_count();
+    let took = group.wait_progress(0, since, PROGRESS);
+    group.note(&format!("{PROGRESS} commands acknowledged through node 0 in {took:?}"));
+
+    // 2. A paused leader: the next lowest id takes over.
+    let before = group.node(0).status();
+    assert!(before.leads(), "node 0 leads before it is stopped: {before:?}");
+    let stopped_at = Instant::now();
+    group.node(0).stop();
+    let takeover = group.wait_leader(1);
+    let first = group.wait_ack_after(1, stopped_at);
+    group.note(&format!(
+        "SIGSTOP node 0: node 1 leads after {takeover:?} (seen by polling), first command acknowledged after {first:?}"
+    ));
+    let since = group.node(1).ack_count();
+    group.wait_progress(1, since, PROGRESS);
+
+    // 3. The paused leader resumes: its WRITEs are refused, it steps down, and (lowest
+    //    id) takes over again.
+    let resumed_at = Instant::now();
+    group.node(0).resume();
+    let limit = group.launcher.limits.step_down;
+    let (after, took) = group.wait_for(limit, "node 0 to step down, its late WRITEs refused", |group| {
+        let now = group.node(0).status();
+        let ended = now.candidacies > before.candidacies || !now.leads();
+        (ended && now.refused > before.refused).then_some(now)
+    });
+    group.note(&format!(
+        "SIGCONT node 0: its leadership ended within {took:?}, {} late WRITEs refused; now {} (candidacies {} -> {})",
+        after.refused - before.refused,
+        after.role,
+        before.candidacies,
+        after.candidacies
+    ));
+    group.wait_leader(0);
+    let first = group.wait_ack_after(0, resumed_at);
+    group.note(&format!(
+        "node 0 leads again; first command acknowledged through it {first:?} after it resumed"
+    ));
+    let since = group.node(0).ack_count();
+    group.wait_progress(0, since, PROGRESS);
+
+    // 4. A crashed leader.
+    let killed_at = Instant::now();
+    group.node(0).kill();
+    let takeover = group.wait_leader(1);
+    let first = group.wait_ack_after(1, killed_at);
+    group.note(&format!(
+        "SIGKILL node 0: node 1 leads after {takeover:?} (seen by polling), first command acknowledged after {first:?}"
+    ));
+    let since = group.node(1).ack_count();
+    group.wait_progress(1, since, PROGRESS);
+
+    if faults == Faults::StopKillAndRejoin {
+        // 5. The crashed node comes back fresh, catches up and leads again; then a
+        //    follower crashes and comes back.
+        rejoin(&mut group, 0);
+        group.wait_leader(0);
+        let since = group.node(0).ack_count();
+        group.wait_progress(0, since, PROGRESS);
+        group.node(2).kill();
+        group.note("SIGKILL node 2 (a follower)");
+        let since = group.node(0).ack_count();
+        group.wait_progress(0, since, PROGRESS);
+        rejoin(&mut group, 2);
+        let since = group.node(0).ack_count();
+        group.wait_progress(0, since, PROGRESS);
+    }
+
+    // 6. Quiesce and check.
+    group.quiesce_and_check();
+}
+
+/// Restarts dead node `id` in rejoin mode and waits until it applied as many commands as
+/// the leader had when it came back, and counts in quorums again.
+fn rejoin(group: &mut Group, id: u16) {
+    let started = Instant::now();
+    group.restart(id);
+    let ready = started.elapsed();
+    let target = group.statuses().values().map(|status| status.commands).max().unwrap_or(0);
+    let limit = group.launcher.limits.catch_up;
+    let what = format!("node {id} (restarted) to apply {target} commands and count in quorums");
+    let (_, took) = group.wait_for(limit, &what, |group| {
+        let status = group.node(id).status();
+        (status.commands >= target && status.eligible).then_some(())
+    });
+    group.note(&format!(
+        "node {id} restarted: ready after {ready:?}, caught up ({target} commands) {took:?} later"
+    ));
+}
