@@ -79,15 +79,7 @@ impl MuNode {
         let layout = config.layout(nodes);
         let mut peer_regions = BTreeMap::new();
         for peer in cluster.peers() {
-            let log = cluster.remote_region(peer, LOG_REGION).map_err(Error::pool("a peer's Mu log"))?;
-            let control =
-                cluster.remote_region(peer, CONTROL_REGION).map_err(Error::pool("a peer's Mu control"))?;
-            if (log.len() as usize) < layout.log_len() || (control.len() as usize) < layout.control_len() {
-                return Err(Error::Config(format!(
-                    "node {peer}'s Mu regions are smaller than this configuration's"
-                )));
-            }
-            peer_regions.insert(peer, [log, control]);
+            peer_regions.insert(peer, peer_regions_of(cluster, peer, &layout)?);
         }
         let log_region = cluster.region(LOG_REGION).map_err(Error::pool("the Mu log"))?.region().clone();
         let control =
@@ -101,6 +93,23 @@ impl MuNode {
             staging_next: 0,
             log: LocalLog::new(layout, log_region, control),
         })
+    }
+
+    /// A new process of `peer` rejoined the cluster (qp-pool's `ControlEvent::Rejoined`):
+    /// its regions are new, so the descriptors kept of the old process's are replaced.
+    /// If the new ones do not fit this configuration the peer is left without any, and
+    /// every post to it fails (the replica treats it as broken).
+    pub fn refresh_peer(&mut self, cluster: &Cluster, peer: NodeId) -> CrateResult<()> {
+        match peer_regions_of(cluster, peer, &self.layout) {
+            Ok(regions) => {
+                self.peer_regions.insert(peer, regions);
+                Ok(())
+            }
+            Err(error) => {
+                self.peer_regions.remove(&peer);
+                Err(error)
+            }
+        }
     }
 
     /// The replica's own regions, to build it with.
@@ -127,6 +136,16 @@ impl MuNode {
     pub fn port<'a>(&'a mut self, cluster: &'a mut Cluster) -> ClusterPort<'a> {
         ClusterPort { node: self, cluster }
     }
+}
+
+/// `peer`'s log and control regions, checked to hold `layout`.
+fn peer_regions_of(cluster: &Cluster, peer: NodeId, layout: &Layout) -> CrateResult<[RemoteRegion; 2]> {
+    let log = cluster.remote_region(peer, LOG_REGION).map_err(Error::pool("a peer's Mu log"))?;
+    let control = cluster.remote_region(peer, CONTROL_REGION).map_err(Error::pool("a peer's Mu control"))?;
+    if (log.len() as usize) < layout.log_len() || (control.len() as usize) < layout.control_len() {
+        return Err(Error::Config(format!("node {peer}'s Mu regions are smaller than this configuration's")));
+    }
+    Ok([log, control])
 }
 
 fn layout_for(node: &NodeConfig, config: &MuConfig) -> Layout {

@@ -7,7 +7,9 @@
 //! 1. feeds what happened since the last turn: [`Replica::handle_completion`] for each
 //!    completion of the replica's work requests (those whose id [`Replica::owns`]),
 //!    [`Replica::handle_verdict`] for each failure-detector change about a peer,
-//!    [`Replica::handle_repaired`] when a QP repair it asked for finished;
+//!    [`Replica::handle_repaired`] when a QP repair it asked for finished,
+//!    [`Replica::handle_rejoined`] when a restarted peer's new process joined (after
+//!    the completions flushed from the old one's QPs);
 //! 2. hands over client commands with [`Replica::propose`];
 //! 3. calls [`Replica::tick`] with the time and a [`Port`] — the only place the replica
 //!    posts work or changes rights;
@@ -171,6 +173,25 @@ impl<S: StateMachine> Replica<S> {
         if let Some(peer) = self.peers.get_mut(peer) {
             peer.broken[channel.index()] = false;
             peer.repairing[channel.index()] = false;
+            peer.drop_out();
+        }
+    }
+
+    /// A new process of `peer` took its place (a restart: qp-pool's `Rejoined`), on QPs
+    /// reconnected to it: nothing known of the old process holds. Call it once every
+    /// completion of what was posted to the old process has been handed over (qp-pool
+    /// flushes them into the CQ before it reports the rejoin); anything still counted in
+    /// flight went with the old QPs. The peer leaves the current candidacy or leadership,
+    /// its QPs count as healthy, and it counts in quorums only once the new process says
+    /// so when it grants (a process that lost its state does not).
+    pub fn handle_rejoined(&mut self, peer: NodeId) {
+        for channel in Channel::ALL {
+            self.in_flight.forget(peer, channel);
+        }
+        if let Some(peer) = self.peers.get_mut(peer) {
+            peer.broken = [false; 2];
+            peer.repairing = [false; 2];
+            peer.eligible = false;
             peer.drop_out();
         }
     }

@@ -62,6 +62,16 @@ pub struct MuDriver<S> {
     events: Vec<Event>,
     keep_events: bool,
     counts: DriverCounts,
+    detectors: DetectorConfig,
+}
+
+/// A peer's failure detector: Mu's score on its heartbeat, or the provider saying its
+/// process is gone.
+fn detector(config: &DetectorConfig) -> AnyOf {
+    AnyOf::new(vec![
+        Box::new(ScoreDetector::new(config.score)) as Box<_>,
+        Box::new(PeerLossDetector::new()) as Box<_>,
+    ])
 }
 
 /// What a driver saw, counted (for operators and tests).
@@ -75,6 +85,8 @@ pub struct DriverCounts {
     /// of the InfiniBand spec, what rxe and the soft provider return);
     /// [`Status::RemoteAccessError`] is counted too (a memory region without it).
     pub refused_log_writes: u64,
+    /// Restarted peers whose new process joined (qp-pool's `Rejoined`).
+    pub rejoins: u64,
 }
 
 impl<S> std::fmt::Debug for MuDriver<S> {
@@ -107,14 +119,7 @@ impl<S: StateMachine> MuDriver<S> {
         let poller = cluster.take_poller(&roles).map_err(Error::pool("taking the Mu CQs"))?;
         let heartbeats = PoolHeartbeats::new(&mut cluster).map_err(Error::heartbeat("heartbeats"))?;
         let reader = heartbeats.reader(detectors.reader, now_ns);
-        let detector_set = (0..reader.peers().len())
-            .map(|_| {
-                AnyOf::new(vec![
-                    Box::new(ScoreDetector::new(detectors.score)) as Box<_>,
-                    Box::new(PeerLossDetector::new()) as Box<_>,
-                ])
-            })
-            .collect();
+        let detector_set = (0..reader.peers().len()).map(|_| detector(&detectors)).collect();
         let monitor = HeartbeatMonitor::new(reader, detector_set);
         let peers: Vec<NodeId> = cluster.peers().collect();
         let replica = Replica::new(cluster.me(), &peers, config.clone(), mu.local_log(), machine)?;
@@ -132,6 +137,7 @@ impl<S: StateMachine> MuDriver<S> {
             events: Vec::new(),
             keep_events: false,
             counts: DriverCounts::default(),
+            detectors,
         })
     }
 
@@ -164,19 +170,7 @@ impl<S: StateMachine> MuDriver<S> {
             self.replica.handle_verdict(change.peer, !change.verdict.is_suspected());
         }
         let mut busy = false;
-        for polled in self.poller.poll() {
-            busy = true;
-            let (wr_id, status) = (polled.completion.wr_id, polled.completion.status);
-            if !status.is_success() {
-                self.counts.failed_completions += 1;
-                let log_write = Op::decode(wr_id).is_some_and(|op| op.channel() == Channel::Log);
-                let refused = matches!(status, Status::RemoteInvalidRequest | Status::RemoteAccessError);
-                if log_write && refused {
-                    self.counts.refused_log_writes += 1;
-                }
-            }
-            self.replica.handle_completion(wr_id, status);
-        }
+        busy |= self.completions();
         if self.turns % CONTROL_EVERY == 0 {
             self.control_plane(now_ns);
         }
@@ -201,6 +195,25 @@ impl<S: StateMachine> MuDriver<S> {
         busy
     }
 
+    /// Hands the replica its completions; whether there were any.
+    fn completions(&mut self) -> bool {
+        let mut any = false;
+        for polled in self.poller.poll() {
+            any = true;
+            let (wr_id, status) = (polled.completion.wr_id, polled.completion.status);
+            if !status.is_success() {
+                self.counts.failed_completions += 1;
+                let log_write = Op::decode(wr_id).is_some_and(|op| op.channel() == Channel::Log);
+                let refused = matches!(status, Status::RemoteInvalidRequest | Status::RemoteAccessError);
+                if log_write && refused {
+                    self.counts.refused_log_writes += 1;
+                }
+            }
+            self.replica.handle_completion(wr_id, status);
+        }
+        any
+    }
+
     fn deliver(&mut self, event: &Event) {
         match event {
             Event::Committed { id, response } => {
@@ -223,7 +236,7 @@ impl<S: StateMachine> MuDriver<S> {
     }
 
     fn control_plane(&mut self, now_ns: u64) {
-        while let Some(event) = self.cluster.poll_control() {
+        while let Some(event) = self.cluster.poll_control_at(now_ns) {
             match event {
                 ControlEvent::Reconnected { peer, roles, .. } => {
                     for role in roles {
@@ -237,6 +250,7 @@ impl<S: StateMachine> MuDriver<S> {
                         self.replica.handle_repair_failed(peer, channel);
                     }
                 }
+                ControlEvent::Rejoined { peer, .. } => self.rejoined(now_ns, peer),
                 _ => {}
             }
         }
@@ -245,6 +259,20 @@ impl<S: StateMachine> MuDriver<S> {
                 self.monitor.observe(now_ns, peer, Observation::PeerLost);
             }
         }
+    }
+
+    /// A new process of `peer` joined in place of the old one.
+    fn rejoined(&mut self, now_ns: u64, peer: NodeId) {
+        self.counts.rejoins += 1;
+        // What was outstanding to the old process was flushed into the CQ when the new one
+        // was admitted: the replica takes those failures first, so that none of them is
+        // taken for news of the new process.
+        self.completions();
+        // Regions that do not fit leave the peer without any: every post to it fails.
+        let _ = self.mu.refresh_peer(&self.cluster, peer);
+        self.replica.handle_rejoined(peer);
+        // The old process's verdict (for good, if its loss was seen) was about it alone.
+        self.monitor.rejoined(now_ns, peer, detector(&self.detectors));
     }
 
     /// What it saw, counted.

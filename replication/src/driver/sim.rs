@@ -1,12 +1,15 @@
 //! [`SimGroup`]: a Mu group on the simulator — every node in this thread, bootstrapped
 //! over the in-memory network, turned in virtual time with per-node clock drift, with
-//! crashes, pauses, partitions. The same seed replays the same run.
+//! crashes, pauses, partitions, and crashed nodes restarted as fresh processes that rejoin
+//! the running group. The same seed replays the same run.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use usec_lease_clock::clock::{Clock, SimClock};
 use usec_qp_pool::{Bootstrap, ClusterSpec, MemoryHub, NodeConfig, NodeId, Progress};
+
+use crate::cft::Start;
 use usec_verbs::sim::{self, LatencyModel, SimFabric};
 
 use crate::cft::MuConfig;
@@ -25,6 +28,11 @@ pub struct SimMember<S> {
     pub clock: SimClock,
     /// Whether it is paused (its thread stopped, as by SIGSTOP).
     pub paused: bool,
+    /// A restarted process bootstrapping into the running group, with the state machine
+    /// it will start with.
+    booting: Option<(Bootstrap, S)>,
+    /// Which process of the node this is: 1 for the first, one more for each restart.
+    incarnation: u64,
 }
 
 /// A Mu group on a sim fabric.
@@ -36,6 +44,10 @@ pub struct SimGroup<S> {
     pub members: Vec<SimMember<S>>,
     /// Virtual nanoseconds between two turns of each node.
     pub quantum_ns: u64,
+    hub: MemoryHub,
+    spec: ClusterSpec,
+    config: MuConfig,
+    detectors: DetectorConfig,
 }
 
 fn addr(id: u16) -> SocketAddr {
@@ -66,24 +78,52 @@ impl<S: StateMachine> SimGroup<S> {
         for id in 0..n {
             let (sim_node, context) = fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
             let network = hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
-            let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small"))
-                .deadline(Duration::from_secs(60));
-            // An ACK timeout of about 1 ms: traffic stuck in a partition resumes soon
-            // after it heals (the default, 67 ms, is a real NIC's).
-            node.connect.rts.timeout = 8;
-            let node = MuDriver::<S>::configure(node, config)?;
+            let node = node_config::<S>(&spec, id, 1, config)?;
             boots
                 .push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
             let drift = drift_ppm.get(usize::from(id)).copied().unwrap_or(0);
             let clock = SimClock::with_drift(&fabric, drift, 1_000_000 * u64::from(id));
-            members.push(SimMember { driver: None, sim_node, clock, paused: false });
+            members.push(SimMember {
+                driver: None,
+                sim_node,
+                clock,
+                paused: false,
+                booting: None,
+                incarnation: 1,
+            });
         }
         let clusters = bootstrap_all(boots)?;
         for (member, cluster) in members.iter_mut().zip(clusters) {
             let now = member.clock.now_ns();
             member.driver = Some(MuDriver::new(cluster, config.clone(), detectors, machine(), now)?);
         }
-        Ok(SimGroup { fabric, members, quantum_ns: 250 })
+        let config = config.clone();
+        Ok(SimGroup { fabric, members, quantum_ns: 250, hub, spec, config, detectors })
+    }
+
+    /// Starts a fresh process for crashed member `index` — a new node on the fabric, its
+    /// state machine `machine`, the next incarnation, [`Start::Rejoin`] — which rejoins the
+    /// running group as [`SimGroup::step`] goes on (qp-pool's rejoin bootstrap).
+    pub fn restart(&mut self, index: usize, machine: S) -> Result<()> {
+        let id = index as u16;
+        let member = &mut self.members[index];
+        assert!(member.driver.is_none() && member.booting.is_none(), "member {index} is not crashed");
+        let (sim_node, context) =
+            self.fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
+        let network = self.hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
+        member.incarnation += 1;
+        let config = MuConfig { start: Start::Rejoin, ..self.config.clone() };
+        let node = node_config::<S>(&self.spec, id, member.incarnation, &config)?.rejoin(true);
+        let boot = Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?;
+        member.sim_node = sim_node;
+        member.paused = false;
+        member.booting = Some((boot, machine));
+        Ok(())
+    }
+
+    /// Whether member `index` is a restarted process still bootstrapping.
+    pub fn is_booting(&self, index: usize) -> bool {
+        self.members[index].booting.is_some()
     }
 
     /// Turns every live, running node once, then moves virtual time on by a quantum
@@ -95,6 +135,9 @@ impl<S: StateMachine> SimGroup<S> {
             }
             if let Some(driver) = member.driver.as_mut() {
                 driver.turn(member.clock.now_ns());
+            }
+            if member.booting.is_some() {
+                member.boot(&MuConfig { start: Start::Rejoin, ..self.config.clone() }, self.detectors);
             }
         }
         self.fabric.advance_by(self.quantum_ns);
@@ -167,6 +210,38 @@ impl<S: StateMachine> SimGroup<S> {
             })
             .collect()
     }
+}
+
+impl<S: StateMachine> SimMember<S> {
+    /// Polls its bootstrap; once done, the node runs.
+    fn boot(&mut self, config: &MuConfig, detectors: DetectorConfig) {
+        let now = self.clock.now_ns();
+        let (boot, _) = self.booting.as_mut().expect("booting");
+        // A simulated bootstrap that fails is the test's failure: say why.
+        if boot.poll(now).expect("a restarted node rejoins") != Progress::Done {
+            return;
+        }
+        let (boot, machine) = self.booting.take().expect("booting");
+        let cluster = boot.finish().expect("a restarted node rejoins");
+        let driver = MuDriver::new(cluster, config.clone(), detectors, machine, now);
+        self.driver = Some(driver.expect("the same configuration as its first process"));
+    }
+}
+
+/// Node `id`'s configuration: its incarnation, Mu's roles and regions.
+fn node_config<S: StateMachine>(
+    spec: &ClusterSpec,
+    id: u16,
+    incarnation: u64,
+    config: &MuConfig,
+) -> Result<NodeConfig> {
+    let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small ids"))
+        .deadline(Duration::from_secs(60))
+        .incarnation(incarnation);
+    // An ACK timeout of about 1 ms: traffic stuck in a partition resumes soon after it
+    // heals (the default, 67 ms, is a real NIC's).
+    node.connect.rts.timeout = 8;
+    MuDriver::<S>::configure(node, config)
 }
 
 /// Polls every bootstrap with fake time (1 ms a round) until all are done.

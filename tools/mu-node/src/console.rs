@@ -3,9 +3,9 @@
 //!
 //! - `status` → `status role=<follower|candidate|leader> leader=<id|-> commit=<n>
 //!   applied=<n> commands=<n> eligible=<bool> candidacies=<n> leaderships=<n> proposal=<n|-> queued=<n>
-//!   failed=<n> refused=<n>`: the replica's view (`applied` counts log entries,
+//!   restored=<n> failed=<n> refused=<n>`: the replica's view (`applied` counts log entries,
 //!   `commands` the commands in its history), what it has done (every new
-//!   candidacy ends whatever role it had), and what its driver saw (`refused`: its WRITEs
+//!   candidacy ends whatever role it had; `restored`: snapshots it was brought back by), and what its driver saw (`refused`: its WRITEs
 //!   into a peer's log the peer refused);
 //! - `history` → each applied command in hex, in order, one a line, then `end`;
 //! - `describe` → `describe <one line of the replica's internals>`;
@@ -113,7 +113,7 @@ fn status(driver: &mut MuDriver<History>) -> String {
     let counts = driver.counts();
     format!(
         "status role={role} leader={} commit={} applied={} commands={} eligible={} candidacies={} leaderships={} \
-         proposal={} queued={} failed={} refused={}",
+         proposal={} queued={} restored={} failed={} refused={}",
         or_dash(replica.leader().map(|node| node.to_string())),
         replica.commit_index(),
         replica.applied_index(),
@@ -123,6 +123,7 @@ fn status(driver: &mut MuDriver<History>) -> String {
         stats.leaderships,
         or_dash(replica.proposal().map(|proposal| proposal.to_string())),
         replica.queued(),
+        stats.snapshots_restored,
         counts.failed_completions,
         counts.refused_log_writes,
     )

@@ -46,11 +46,6 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let me = NodeId::new(args.id).map_err(|error| anyhow!("--id: {error}"))?;
-    if args.start == StartKind::Rejoin {
-        // A fresh process must join a cluster that runs already; qp-pool's bootstrap only
-        // starts a whole cluster at once (its rejoin is being built).
-        bail!("--start rejoin needs qp-pool's rejoin bootstrap, which this build does not have");
-    }
     let lines = stdin_lines();
     let listener = match args.listen {
         Some(addr) => {
@@ -73,7 +68,9 @@ fn run(args: &Args) -> Result<()> {
     let config = args.mu_config();
     config.check()?;
     let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
-    let node = args.connection(NodeConfig::new(spec, me));
+    // A restarted node joins the cluster that runs already, as a newer incarnation (by
+    // default the realtime clock: later than the process it replaces).
+    let node = args.connection(NodeConfig::new(spec, me)).rejoin(args.start == StartKind::Rejoin);
     let node = MuDriver::<History>::configure(node, &config)?;
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).context("bootstrap")?;

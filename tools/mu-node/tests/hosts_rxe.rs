@@ -18,8 +18,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
+use common::crash_scenario;
 use common::group::{Launcher, Limits};
-use common::{crash_scenario, Faults};
 
 /// One host of the VM, from `RXE_VM_HOST<i>` (`device,address,gid-index`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +75,8 @@ fn rxe_launcher() -> Launcher {
         }),
         listen: Box::new(move |id| SocketAddr::from((listen_hosts[usize::from(id)].addr, 0))),
         args: [
+            "--capacity",
+            "64",
             "--clock",
             "os",
             "--pacing",
@@ -119,8 +121,8 @@ fn rxe_launcher() -> Launcher {
 
 #[test]
 #[ignore = "runs inside `tools/rxe-vm/run --hosts 3` (tools/test-all's VM step passes --ignored)"]
-fn three_hosts_a_stopped_leader_steps_down_and_a_killed_one_is_replaced() {
-    crash_scenario(rxe_launcher(), Faults::StopAndKill);
+fn three_hosts_a_stopped_leader_steps_down_a_crashed_follower_rejoins_a_killed_leader_is_replaced() {
+    crash_scenario(rxe_launcher());
 }
 
 #[test]

@@ -191,6 +191,7 @@ pub struct Status {
     pub leaderships: u64,
     pub proposal: Option<u64>,
     pub queued: u64,
+    pub restored: u64,
     pub refused: u64,
 }
 
@@ -211,6 +212,7 @@ impl Status {
                 "leaderships" => status.leaderships = number()?,
                 "proposal" => status.proposal = number(),
                 "queued" => status.queued = number()?,
+                "restored" => status.restored = number()?,
                 "refused" => status.refused = number()?,
                 _ => {}
             }
