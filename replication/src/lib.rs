@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 
 pub mod applier;
+pub mod apps;
 pub mod cft;
 mod codec;
 pub mod driver;

@@ -2,14 +2,17 @@
 //!
 //! - [`node`]: one node's plumbing, [`MuDriver::turn`];
 //! - [`client`]: handles for application threads;
+//! - [`status`]: what a replica's thread publishes for other threads (role, leader, indexes);
 //! - [`threads`]: a pinned busy-poll thread, or a cooperative loop for small machines;
 //! - [`sim`]: a group of nodes on the simulator, under virtual time.
 
 pub mod client;
 pub mod node;
 pub mod sim;
+pub mod status;
 pub mod threads;
 
 pub use client::{ClientError, ClientHandle, Ticket};
 pub use node::{DetectorConfig, DriverCounts, MuDriver};
+pub use status::ReplicaStatus;
 pub use threads::{NodeThread, Pacing};

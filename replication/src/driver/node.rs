@@ -18,6 +18,7 @@ use crate::cft::cluster_port::MuNode;
 use crate::cft::op::Op;
 use crate::cft::{Channel, Event, MuConfig, Replica};
 use crate::driver::client::{ClientError, ClientHandle, Submission};
+use crate::driver::status::ReplicaStatus;
 use crate::error::{Error, Result};
 use crate::state_machine::StateMachine;
 
@@ -62,6 +63,7 @@ pub struct MuDriver<S> {
     events: Vec<Event>,
     keep_events: bool,
     counts: DriverCounts,
+    status: Arc<ReplicaStatus>,
     detectors: DetectorConfig,
 }
 
@@ -138,6 +140,7 @@ impl<S: StateMachine> MuDriver<S> {
             keep_events: false,
             counts: DriverCounts::default(),
             detectors,
+            status: Arc::new(ReplicaStatus::default()),
         })
     }
 
@@ -145,6 +148,12 @@ impl<S: StateMachine> MuDriver<S> {
     /// through this node from any thread.
     pub fn client(&self, client: u64) -> ClientHandle {
         ClientHandle::new(self.intake.clone(), self.replica.id(), client)
+    }
+
+    /// The replica's role, leader and indexes as its thread last published them, for other
+    /// threads (an application's front end routing its clients). Updated every turn.
+    pub fn status(&self) -> Arc<ReplicaStatus> {
+        self.status.clone()
     }
 
     /// Keeps the replica's events for [`MuDriver::take_events`] (tests and benchmarks).
@@ -192,6 +201,7 @@ impl<S: StateMachine> MuDriver<S> {
                 self.events.push(event);
             }
         }
+        self.status.publish(&self.replica);
         busy
     }
 

@@ -1,0 +1,75 @@
+//! [`ReplicaStatus`]: what a replica's thread publishes about it for other threads — a
+//! front end that routes clients (who leads?) and reports INFO (commit and applied
+//! index) while the driver itself is owned by the replica's thread.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use usec_qp_pool::NodeId;
+
+use crate::cft::{Replica, RoleKind};
+use crate::state_machine::StateMachine;
+
+/// No leader known.
+const NO_LEADER: u32 = u32::MAX;
+
+/// A replica's role, leader and indexes, updated by its driver every turn. Each field is
+/// read on its own: a reader may see a role from one turn and an index from the next.
+#[derive(Debug)]
+pub struct ReplicaStatus {
+    role: AtomicU8,
+    leader: AtomicU32,
+    commit: AtomicU64,
+    applied: AtomicU64,
+}
+
+impl Default for ReplicaStatus {
+    fn default() -> ReplicaStatus {
+        ReplicaStatus {
+            role: AtomicU8::new(0),
+            leader: AtomicU32::new(NO_LEADER),
+            commit: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ReplicaStatus {
+    /// Copies what `replica` says now.
+    pub(crate) fn publish<S: StateMachine>(&self, replica: &Replica<S>) {
+        let role = match replica.role() {
+            RoleKind::Follower => 0,
+            RoleKind::Candidate => 1,
+            RoleKind::Leader => 2,
+        };
+        self.role.store(role, Ordering::Relaxed);
+        let leader = replica.leader().map_or(NO_LEADER, |node| u32::from(node.get()));
+        self.leader.store(leader, Ordering::Relaxed);
+        self.commit.store(replica.commit_index(), Ordering::Relaxed);
+        self.applied.store(replica.applied_index(), Ordering::Relaxed);
+    }
+
+    /// Its role.
+    pub fn role(&self) -> RoleKind {
+        match self.role.load(Ordering::Relaxed) {
+            2 => RoleKind::Leader,
+            1 => RoleKind::Candidate,
+            _ => RoleKind::Follower,
+        }
+    }
+
+    /// The leader it follows (itself when leading or taking over), if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        let leader = self.leader.load(Ordering::Relaxed);
+        u16::try_from(leader).ok().and_then(|id| NodeId::new(id).ok())
+    }
+
+    /// Entries below are decided, as far as it knows.
+    pub fn commit_index(&self) -> u64 {
+        self.commit.load(Ordering::Relaxed)
+    }
+
+    /// Entries below are applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+}
