@@ -1,1 +1,151 @@
-fn main() {}
+//! `usec-kv`: a key-value store that Redis clients drive (`redis-cli`, `redis-benchmark`,
+//! any Redis library speaking RESP2).
+//!
+//! ```text
+//! usec-kv --port 6380                                   # unreplicated
+//! usec-kv --port 7000 --cluster kv.cluster --node 0 \
+//!         --device soft:kv --resp 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002
+//! ```
+//!
+//! In the second form it is one replica of a Mu group: `--cluster` is qp-pool's cluster
+//! description (each node's control address; see `usec_qp_pool::spec`), `--device` the
+//! RDMA device (`soft:<fabric>` on one host, `mlx5_0` or `rxe0` across hosts), `--resp`
+//! every node's RESP address by node id (where clients of a follower are redirected with
+//! `-MOVED 0 host:port`). Each replica starts its RESP listener once the group has
+//! bootstrapped, and prints `ready <address>` on standard output.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use usec_lease_clock::clock::{Clock, MonotonicClock};
+use usec_lease_clock::heartbeat::ReaderConfig;
+use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId};
+use usec_replication::apps::kv::{KvApp, KvMachine};
+use usec_replication::apps::resp::Limits;
+use usec_replication::apps::server::{MuBackend, Server, ServerConfig, Shared, Unreplicated};
+use usec_replication::cft::{MuConfig, Start};
+use usec_replication::driver::threads::{NodeThread, Pacing};
+use usec_replication::driver::{DetectorConfig, MuDriver};
+use usec_verbs::Context;
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(name = "usec-kv", about = "A key-value store for Redis clients, unreplicated or on Mu")]
+struct Options {
+    /// Address to listen on for Redis clients.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Port for Redis clients (0: any free port).
+    #[arg(long, default_value_t = 6380)]
+    port: u16,
+    /// The cluster description (replica mode).
+    #[arg(long, requires_all = ["node", "device", "resp"])]
+    cluster: Option<PathBuf>,
+    /// This replica's node id.
+    #[arg(long)]
+    node: Option<u16>,
+    /// The RDMA device: `soft:<fabric>`, or a libibverbs device name.
+    #[arg(long)]
+    device: Option<String>,
+    /// Every node's RESP address, by node id, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    resp: Vec<SocketAddr>,
+    /// Start as a replacement of a replica that lost its state (rejoin, not counting in
+    /// quorums until brought up to date).
+    #[arg(long)]
+    rejoin: bool,
+    /// Log slots.
+    #[arg(long, default_value_t = 1024)]
+    log_slots: u64,
+    /// Bytes per log slot, in KiB: a command (key, value and a few bytes) must fit one.
+    #[arg(long, default_value_t = 16)]
+    slot_kib: usize,
+    /// Largest snapshot of the whole store, in MiB.
+    #[arg(long, default_value_t = 64)]
+    snapshot_mib: usize,
+    /// How often a replica reads each peer's heartbeat, in microseconds; a peer is
+    /// suspected after four reads in a row see no progress. Mu's own figure is 30 µs, for
+    /// replicas on dedicated cores; the default tolerates replicas sharing a few cores with
+    /// other processes (a descheduled leader is not taken for a dead one). A replica whose
+    /// process exits is detected at once either way.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_us: u64,
+    /// Seconds to wait for the other replicas at start.
+    #[arg(long, default_value_t = 60)]
+    bootstrap_timeout: u64,
+}
+
+fn main() -> Result<()> {
+    let options = Options::parse();
+    let address = SocketAddr::new(options.bind, options.port);
+    match &options.cluster {
+        None => unreplicated(address),
+        Some(path) => replica(&options, path, address),
+    }
+}
+
+fn unreplicated(address: SocketAddr) -> Result<()> {
+    let config = ServerConfig::default();
+    let mut server = Server::bind(address, KvApp, Unreplicated::new(KvMachine::new()), config)
+        .with_context(|| format!("listening on {address}"))?;
+    println!("ready {}", server.local_addr());
+    server.run().context("serving")
+}
+
+fn replica(options: &Options, path: &PathBuf, address: SocketAddr) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = ClusterSpec::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let me = NodeId::new(options.node.expect("clap requires it"))?;
+    if !spec.nodes.contains_key(&me) {
+        bail!("node {me} is not in {}", path.display());
+    }
+    let slot_bytes = options.slot_kib * 1024 + 256;
+    let config = MuConfig {
+        capacity: options.log_slots,
+        slot_bytes,
+        snapshot_bytes: options.snapshot_mib << 20,
+        start: if options.rejoin { Start::Rejoin } else { Start::Initial },
+        ..MuConfig::default()
+    };
+    config.check()?;
+    let mut addresses = Vec::new();
+    for id in spec.nodes.keys() {
+        let index = usize::from(id.get());
+        let resp = *options.resp.get(index).with_context(|| format!("no RESP address for node {id}"))?;
+        addresses.resize(addresses.len().max(index + 1), None);
+        addresses[index] = Some(resp);
+    }
+    let device = options.device.as_deref().expect("clap requires it");
+    let context = Context::open(device).with_context(|| format!("opening {device}"))?;
+    let node = NodeConfig::new(spec, me).deadline(Duration::from_secs(options.bootstrap_timeout));
+    let node = MuDriver::<Shared<KvMachine>>::configure(node, &config)?;
+    let cluster = Cluster::bootstrap(&context, node).context("bootstrapping the group")?;
+    let clock = MonotonicClock::new();
+    let machine = Shared::new(KvMachine::new());
+    let period_ns = options.heartbeat_us * 1_000;
+    let detectors = DetectorConfig {
+        reader: ReaderConfig { period_ns, timeout_ns: period_ns },
+        ..DetectorConfig::default()
+    };
+    let driver = MuDriver::new(cluster, config.clone(), detectors, machine.clone(), clock.now_ns())?;
+    // A client id unique in the group's life: the node, and when this process started.
+    let started_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let client = driver.client((u64::from(me.get()) << 48) | (started_ms & ((1 << 48) - 1)));
+    let status = driver.status();
+    let _replica = NodeThread::spawn(driver, clock, Pacing::Cooperative { spins: 200 });
+    let backend = MuBackend::new(client, status, machine, addresses, config.max_command_bytes());
+    let server_config = ServerConfig {
+        // Below the replica's intake queue, so it never refuses a command for room.
+        max_in_flight: config.queue_limit / 2,
+        // A request that cannot fit an entry is skipped as it arrives, not buffered.
+        limits: Limits { max_request_bytes: config.max_command_bytes() + 4096, ..Limits::default() },
+        ..ServerConfig::default()
+    };
+    let mut server = Server::bind(address, KvApp, backend, server_config)
+        .with_context(|| format!("listening on {address}"))?;
+    println!("ready {}", server.local_addr());
+    server.run().context("serving")
+}

@@ -236,16 +236,13 @@ impl Keyspace {
     /// the walk is over).
     pub fn scan<'a>(&'a self, cursor: u64, count: usize, now_ms: i64, mut visit: impl FnMut(&'a Key)) -> u64 {
         let from: &dyn Lookup = &(cursor, &[][..]);
-        let mut looked = 0usize;
         let mut last_hash = None;
-        for (key, value) in
-            self.map.range::<dyn Lookup, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
-        {
+        let range = (std::ops::Bound::Included(from), std::ops::Bound::Unbounded);
+        for (looked, (key, value)) in self.map.range::<dyn Lookup, _>(range).enumerate() {
             if looked >= count && last_hash != Some(key.hash) {
                 // Resume at this bucket: its hash is above `cursor`, so never 0.
                 return key.hash;
             }
-            looked += 1;
             last_hash = Some(key.hash);
             if !expired(value, now_ms) {
                 visit(key);

@@ -4,9 +4,18 @@
 
 use std::ops::Range;
 
+/// Quotes that do not close (or a closing quote followed by something else than a blank).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unbalanced quotes")]
+pub struct UnbalancedQuotes;
+
 /// Splits `line` (without its newline) into arguments, written one after another into
-/// `bytes` with their places in `ranges`. `Err` for unbalanced quotes.
-pub fn split_inline(line: &[u8], bytes: &mut Vec<u8>, ranges: &mut Vec<Range<usize>>) -> Result<(), ()> {
+/// `bytes` with their places in `ranges`.
+pub fn split_inline(
+    line: &[u8],
+    bytes: &mut Vec<u8>,
+    ranges: &mut Vec<Range<usize>>,
+) -> Result<(), UnbalancedQuotes> {
     let line = match line.iter().position(|&byte| byte == 0) {
         Some(nul) => &line[..nul],
         None => line,
@@ -40,12 +49,12 @@ pub fn split_inline(line: &[u8], bytes: &mut Vec<u8>, ranges: &mut Vec<Range<usi
                     });
                 } else if c == b'"' {
                     if at(p + 1) != 0 && !is_space(at(p + 1)) {
-                        return Err(());
+                        return Err(UnbalancedQuotes);
                     }
                     p += 1;
                     break;
                 } else if c == 0 {
-                    return Err(());
+                    return Err(UnbalancedQuotes);
                 } else {
                     bytes.push(c);
                 }
@@ -55,12 +64,12 @@ pub fn split_inline(line: &[u8], bytes: &mut Vec<u8>, ranges: &mut Vec<Range<usi
                     bytes.push(b'\'');
                 } else if c == b'\'' {
                     if at(p + 1) != 0 && !is_space(at(p + 1)) {
-                        return Err(());
+                        return Err(UnbalancedQuotes);
                     }
                     p += 1;
                     break;
                 } else if c == 0 {
-                    return Err(());
+                    return Err(UnbalancedQuotes);
                 } else {
                     bytes.push(c);
                 }
@@ -104,7 +113,7 @@ fn hex(byte: u8) -> u8 {
 mod tests {
     use super::*;
 
-    fn split(line: &[u8]) -> Result<Vec<Vec<u8>>, ()> {
+    fn split(line: &[u8]) -> Result<Vec<Vec<u8>>, UnbalancedQuotes> {
         let (mut bytes, mut ranges) = (Vec::new(), Vec::new());
         split_inline(line, &mut bytes, &mut ranges)?;
         Ok(ranges.into_iter().map(|range| bytes[range].to_vec()).collect())

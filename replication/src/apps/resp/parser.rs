@@ -77,7 +77,7 @@ impl ProtocolError {
     /// characters turned into spaces.
     pub fn reply(&self) -> Vec<u8> {
         let mut reply = Vec::new();
-        crate::apps::resp::reply::error(&mut reply, &format!("ERR Protocol error: {self}"));
+        crate::apps::resp::reply::error(&mut reply, format!("ERR Protocol error: {self}"));
         reply
     }
 }
@@ -327,7 +327,7 @@ impl RequestParser {
         }
         self.inline.clear();
         split_inline(line, &mut self.inline, &mut self.ranges)
-            .map_err(|()| ProtocolError::UnbalancedQuotes)?;
+            .map_err(|_| ProtocolError::UnbalancedQuotes)?;
         self.source = Source::Inline;
         self.pos += newline + 1;
         Ok(self.complete())

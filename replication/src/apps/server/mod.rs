@@ -4,7 +4,7 @@
 //! [`Backend`] runs them — unreplicated in the front end's own thread ([`Unreplicated`]),
 //! or through a Mu replica ([`MuBackend`]) — so the same application runs either way.
 //!
-//! - [`Server`]: the non-blocking event loop (mio), many clients, pipelining, bounded
+//! - [`Server`] ([`event_loop`]): the non-blocking event loop (mio), many clients, pipelining, bounded
 //!   buffers, fairness between clients;
 //! - [`connection`]: one client, its replies kept in request order;
 //! - [`local`]: commands answered by the front end (PING, HELLO, CLIENT, COMMAND, INFO, …);
@@ -15,14 +15,14 @@
 pub mod backend;
 pub mod commands;
 pub(crate) mod connection;
+pub mod event_loop;
 pub mod local;
 pub mod mu;
-pub mod server;
 pub mod shared;
 
 pub use backend::{Backend, Submitted, Tag, Unreplicated};
+pub use event_loop::{Server, ServerConfig, Stopper};
 pub use mu::MuBackend;
-pub use server::{Server, ServerConfig, Stopper};
 pub use shared::Shared;
 
 use crate::apps::resp::Args;

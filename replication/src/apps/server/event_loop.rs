@@ -37,6 +37,8 @@ const FIRST_CONNECTION: usize = 2;
 /// A connection id is its slab index in the high bits and a serial in the low ones, so a
 /// reply for a closed connection is never given to the one reusing its index.
 const SERIAL_BITS: u32 = 40;
+/// Quiet turns with replies awaited before the loop waits a millisecond at a time.
+const IDLE_TURNS_BEFORE_SLEEP: u32 = 4096;
 
 /// The front end's bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +110,7 @@ pub struct Server<A, B> {
     stamp_ms: i64,
     command: Vec<u8>,
     read_scratch: Box<[u8]>,
+    idle_turns: u32,
 }
 
 impl<A, B> std::fmt::Debug for Server<A, B> {
@@ -169,6 +172,7 @@ impl<A: App, B: Backend> Server<A, B> {
             stamp_ms: 0,
             command: Vec::new(),
             read_scratch: vec![0u8; 64 << 10].into_boxed_slice(),
+            idle_turns: 0,
         })
     }
 
@@ -189,13 +193,12 @@ impl<A: App, B: Backend> Server<A, B> {
 
     /// Serves until stopped.
     pub fn run(&mut self) -> io::Result<()> {
-        let mut idle = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
             if self.turn()? {
-                idle = 0;
+                self.idle_turns = 0;
             } else {
-                idle = idle.saturating_add(1);
-                if idle > 64 {
+                self.idle_turns = self.idle_turns.saturating_add(1);
+                if self.idle_turns > 64 {
                     // Replies are awaited from the replica's thread: let it have the core
                     // on a small machine.
                     std::thread::yield_now();
@@ -207,8 +210,19 @@ impl<A: App, B: Backend> Server<A, B> {
 
     /// One turn of the loop; whether anything happened.
     pub fn turn(&mut self) -> io::Result<bool> {
-        let waiting = !self.active.is_empty() || self.backend.in_flight() > 0;
-        let timeout = waiting.then_some(Duration::ZERO);
+        let timeout = if !self.active.is_empty() {
+            Some(Duration::ZERO)
+        } else if self.backend.in_flight() > 0 {
+            // Spin while replies come often; after a long quiet spell, look every
+            // millisecond instead, so a slow command does not keep a core busy.
+            Some(if self.idle_turns > IDLE_TURNS_BEFORE_SLEEP {
+                Duration::from_millis(1)
+            } else {
+                Duration::ZERO
+            })
+        } else {
+            None
+        };
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

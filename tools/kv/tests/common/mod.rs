@@ -1,0 +1,212 @@
+//! Processes for the tests: Debian's redis-server as the reference, usec-kv unreplicated or
+//! as a group of replicas on the soft provider, and a raw RESP client.
+
+#![allow(dead_code)] // each test file uses its part
+
+pub mod script;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use usec_replication::apps::resp::reply;
+use usec_replication::apps::resp::scan::reply_len;
+
+/// A child process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Fails with how to get a tool the test needs.
+pub fn require(tool: &str) {
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap().status.success();
+    assert!(found, "{tool} is not installed: run tools/install-deps (Debian's redis-server and redis-tools)");
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_listening(port: u16, process: &mut Process) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(process.0.try_wait().unwrap().is_none(), "the process on port {port} exited");
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Debian's redis-server: one database (as usec-kv has), nothing persisted.
+pub fn redis_server() -> (Process, u16) {
+    require("redis-server");
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--databases", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut process = Process(child);
+    wait_listening(port, &mut process);
+    (process, port)
+}
+
+/// usec-kv, unreplicated.
+pub fn kv_unreplicated() -> (Process, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut process = Process(child);
+    wait_listening(port, &mut process);
+    (process, port)
+}
+
+/// One group at a time per test binary: replicas that spin share the machine's cores,
+/// and two groups at once on two cores starve each other's heartbeats.
+static ONE_GROUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A group of usec-kv replicas, each a process, on a fresh soft fabric.
+pub struct Group {
+    _turn: std::sync::MutexGuard<'static, ()>,
+    pub replicas: Vec<Process>,
+    pub ports: Vec<u16>,
+    pub fabric: String,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.replicas.clear();
+        let _ = std::fs::remove_dir_all(format!("/dev/shm/{}", self.fabric));
+    }
+}
+
+impl Group {
+    /// `n` replicas.
+    pub fn start(name: &str, n: usize) -> Group {
+        let turn = ONE_GROUP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let control: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let run = format!("{name}-{}", std::process::id());
+        let mut spec = format!("cluster = kv-test\nrun = {run}\n");
+        for (id, port) in control.iter().enumerate() {
+            spec.push_str(&format!("node {id} 127.0.0.1:{port}\n"));
+        }
+        let dir = std::env::temp_dir().join(format!("usec-kv-{run}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec_path = dir.join("kv.cluster");
+        std::fs::write(&spec_path, spec).unwrap();
+        let fabric = format!("usec-kv-{run}");
+        let resp: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let mut replicas = Vec::new();
+        for (id, port) in ports.iter().enumerate() {
+            let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
+                .args(["--port", &port.to_string(), "--node", &id.to_string()])
+                .arg("--cluster")
+                .arg(&spec_path)
+                .args(["--device", &format!("soft:{fabric}"), "--resp", &resp.join(",")])
+                .args(["--log-slots", "256", "--snapshot-mib", "8"])
+                // Three replicas, their front ends and the clients share two cores in CI:
+                // a replica thread can wait tens of milliseconds for a core, which is not a
+                // failure (a replica that exits is still detected at once).
+                .args(["--heartbeat-us", "100000"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            replicas.push(Process(child));
+        }
+        for replica in &mut replicas {
+            let mut line = String::new();
+            BufReader::new(replica.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+            assert!(line.starts_with("ready"), "a replica did not start: {line:?}");
+        }
+        Group { _turn: turn, replicas, ports, fabric }
+    }
+
+    /// The index of the replica that leads, once one does (by INFO).
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (index, port) in self.ports.iter().enumerate() {
+                let info =
+                    String::from_utf8(Client::connect(*port).request(&["INFO", "replication"])).unwrap();
+                if info.contains("usec_role:leader") {
+                    return index;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A raw RESP client.
+pub struct Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { stream, buffer: Vec::new() }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a request as an array of bulks.
+    pub fn send_request(&mut self, args: &[&str]) {
+        let mut out = Vec::new();
+        reply::request(&mut out, args.iter().map(|arg| arg.as_bytes()));
+        self.send(&out);
+    }
+
+    /// Reads one reply.
+    pub fn reply(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(len) = reply_len(&self.buffer).expect("a RESP reply") {
+                return self.buffer.drain(..len).collect();
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("a reply in time");
+            assert!(
+                n > 0,
+                "the server closed the connection; got {:?}",
+                String::from_utf8_lossy(&self.buffer)
+            );
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether the server closed the connection (after whatever it sent).
+    pub fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        matches!(self.stream.read(&mut chunk), Ok(0))
+    }
+
+    pub fn request(&mut self, args: &[&str]) -> Vec<u8> {
+        self.send_request(args);
+        self.reply()
+    }
+}
+
+/// Runs redis-cli with `args`: its standard output.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    require("redis-cli");
+    let output = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
