@@ -1,6 +1,7 @@
 //! The cluster on a real verbs device: runs only when `USEC_QP_POOL_DEVICE` names one
 //! (`rxe0` inside the SoftRoCE VM: `tools/rxe-vm/run -- env USEC_QP_POOL_DEVICE=rxe0
-//! <this test binary>`); otherwise it says why it did not run, and passes.
+//! <this test binary>`); otherwise it reports `ignored` and says why. A device that is
+//! named but does not open fails it.
 //!
 //! Three nodes in threads, each with its own context on the device, bootstrap over
 //! loopback TCP; they WRITE to every peer; then one node revokes and grants a peer's write
@@ -13,17 +14,24 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use libtest_mimic::{Arguments, Completion, Trial};
 use usec_qp_pool::{Cluster, ControlEvent, Poller};
-use usec_verbs::{AccessFlags, QpState, Status};
+use usec_verbs::{AccessFlags, Context, QpState, Status};
 
 const DEVICE_ENV: &str = "USEC_QP_POOL_DEVICE";
+/// Why the test reports `ignored` where no device is named.
+const NO_DEVICE: &str = "needs an RDMA device: set USEC_QP_POOL_DEVICE (e.g. rxe0 in tools/rxe-vm)";
 
-fn device() -> Option<String> {
-    let device = std::env::var(DEVICE_ENV).ok();
-    if device.is_none() {
-        eprintln!("skipped: set {DEVICE_ENV} to a verbs device (e.g. rxe0 in tools/rxe-vm) to run this test");
+/// The device named by [`DEVICE_ENV`]: `Ok(None)` when the variable is unset, an error
+/// when it is set but empty or not unicode (a misconfigured run must not look like a run
+/// without a device).
+fn device() -> Result<Option<String>, String> {
+    match std::env::var(DEVICE_ENV) {
+        Ok(device) if device.trim().is_empty() => Err(format!("{DEVICE_ENV} is set but empty")),
+        Ok(device) => Ok(Some(device)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(err) => Err(format!("{DEVICE_ENV}: {err}")),
     }
-    device
 }
 
 fn serve_until_reconnected(owner: &mut Cluster, peer: &mut Cluster) -> Vec<ControlEvent> {
@@ -41,12 +49,26 @@ fn refused(status: Status) -> bool {
     matches!(status, Status::RemoteInvalidRequest | Status::RemoteAccessError)
 }
 
-#[test]
-fn three_nodes_on_a_verbs_device() {
-    let Some(device) = device() else { return };
+fn main() {
+    let args = Arguments::from_args();
+    let trial = Trial::ignorable_test("three_nodes_on_a_verbs_device", || match device()? {
+        Some(device) => {
+            three_nodes_on_a_verbs_device(&device);
+            Ok(Completion::Completed)
+        }
+        None => Ok(Completion::ignored_with(NO_DEVICE)),
+    });
+    libtest_mimic::run(&args, vec![trial]).exit();
+}
+
+fn three_nodes_on_a_verbs_device(device: &str) {
+    // Said here, once, rather than as a panic in each node's thread.
+    if let Err(err) = Context::open(device) {
+        panic!("{DEVICE_ENV}={device} does not open: {err}");
+    }
     let start = Instant::now();
     let (listeners, spec) = loopback(3, "rxe");
-    let mut clusters = start_threads(&device, listeners, &spec);
+    let mut clusters = start_threads(device, listeners, &spec);
     eprintln!("[{device}] 3 nodes bootstrapped in {:?}", start.elapsed());
     let mut pollers: Vec<Poller> =
         clusters.iter_mut().map(|cluster| cluster.take_poller(&[]).unwrap()).collect();
