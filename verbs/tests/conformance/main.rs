@@ -14,6 +14,7 @@ mod permissions;
 mod processes;
 mod retirement;
 mod setup;
+mod states;
 
 use libtest_mimic::{Arguments, Trial};
 use setup::{Outcome, Provider};
@@ -51,6 +52,11 @@ const TESTS: &[(&str, Body)] = &[
     ("errors::send_queue_full", errors::send_queue_full),
     ("errors::state_machine_refuses_bad_transitions", errors::state_machine_refuses_bad_transitions),
     ("errors::foreign_endpoints_are_refused", errors::foreign_endpoints_are_refused),
+    ("states::transitions_follow_the_ib_state_diagram", states::transitions_follow_the_ib_state_diagram),
+    (
+        "states::access_changes_only_where_the_state_may_be_modified",
+        states::access_changes_only_where_the_state_may_be_modified,
+    ),
     ("ordering::requests_complete_in_post_order", ordering::requests_complete_in_post_order),
     ("ordering::write_lands_in_increasing_address_order", ordering::write_lands_in_increasing_address_order),
     ("permissions::qp_access_revocation_under_a_writer", permissions::qp_access_revocation_under_a_writer),
