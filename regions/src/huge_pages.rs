@@ -169,6 +169,7 @@ pub(crate) fn shmem_huge_policy() -> Option<ShmemHugePolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{page_size, Backing, HugePages, Region, RegionOptions, HUGE_PAGE_BYTES};
 
     const MEMINFO: &str = "MemTotal:       16318412 kB\n\
         AnonHugePages:         0 kB\n\
@@ -219,11 +220,116 @@ mod tests {
         assert_eq!(active_policy("[mystery]"), Some(ShmemHugePolicy::Other("mystery".into())));
     }
 
+    /// The hugetlb pools as sysfs counts them, independently of `/proc/meminfo`: each
+    /// page size (from the directory name) with its pages in all and free.
+    fn sysfs_pools() -> Vec<(u64, u64, u64)> {
+        let read = |path: std::path::PathBuf| -> u64 {
+            let text =
+                std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            text.trim().parse().unwrap_or_else(|err| panic!("{}: {text:?}: {err}", path.display()))
+        };
+        let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") else { return Vec::new() };
+        let mut pools: Vec<(u64, u64, u64)> = entries
+            .map(|entry| entry.expect("a sysfs directory entry").path())
+            .filter_map(|dir| {
+                let name = dir.file_name()?.to_str()?.to_string();
+                let kib: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+                Some((kib * 1024, read(dir.join("nr_hugepages")), read(dir.join("free_hugepages"))))
+            })
+            .collect();
+        pools.sort_unstable();
+        pools
+    }
+
+    /// The page size the kernel maps at `addr` (`KernelPageSize` of the mapping starting
+    /// there, in `/proc/self/smaps`).
+    fn kernel_page_size(addr: u64) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+        let mut in_mapping = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((start, _end)) = first.split_once('-') {
+                if let Ok(start) = u64::from_str_radix(start, 16) {
+                    in_mapping = start == addr;
+                    continue;
+                }
+            }
+            if let Some(value) = line.strip_prefix("KernelPageSize:").filter(|_| in_mapping) {
+                let kib: usize = value.trim().trim_end_matches("kB").trim().parse().expect("a size in kB");
+                return kib * 1024;
+            }
+        }
+        panic!("no mapping starts at {addr:#x} in /proc/self/smaps")
+    }
+
+    /// What is reported for this machine is what the kernel counts: the default hugetlb
+    /// page size is one sysfs has a pool of, with the same pages in all (and free, when
+    /// nothing took or returned one meanwhile), and the policy is the one sysfs brackets.
     #[test]
-    #[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation refuses")]
-    fn reads_this_machine_without_failing() {
+    #[cfg_attr(miri, ignore = "reads /proc and sysfs, which Miri's isolation refuses")]
+    fn the_report_matches_the_kernels_own_counters() {
+        let pools_before = sysfs_pools();
         let report = huge_pages_available();
-        // Printed so a test log records what the machine offered.
-        eprintln!("{report}");
+        let pools_after = sysfs_pools();
+        eprintln!("{report}; sysfs pools (bytes, total, free): {pools_after:?}");
+        match report.hugetlb_page_bytes {
+            None => assert!(pools_after.is_empty(), "sysfs has pools {pools_after:?} that the report misses"),
+            Some(page_bytes) => {
+                let pool = pools_after.iter().find(|(bytes, _, _)| *bytes == page_bytes);
+                let &(_, total, free) = pool
+                    .unwrap_or_else(|| panic!("no sysfs pool of {page_bytes}-byte pages: {pools_after:?}"));
+                assert_eq!(report.hugetlb_pages_total, Some(total));
+                let free_reported = report.hugetlb_pages_free.expect("free pages are reported with the size");
+                assert!(free_reported <= total, "{free_reported} free of {total}");
+                if pools_before == pools_after {
+                    assert_eq!(free_reported, free, "free pages");
+                }
+            }
+        }
+        let policy = std::fs::read_to_string(SHMEM_ENABLED_PATH).ok().map(|text| {
+            let (_, rest) = text.split_once('[').expect("sysfs brackets the active policy");
+            rest.split_once(']').expect("a closing bracket").0.to_string()
+        });
+        assert_eq!(report.shmem_policy.map(|policy| policy.to_string()), policy);
+    }
+
+    /// A region's reported backing is the page size the kernel actually maps, and where no
+    /// 2 MiB hugetlb page is free, asking for huge pages falls back to small pages and says
+    /// why.
+    #[test]
+    #[cfg_attr(miri, ignore = "maps memfds and reads /proc, which Miri cannot")]
+    fn the_backing_reported_is_the_page_size_mapped() {
+        let free_2mib = || {
+            sysfs_pools()
+                .iter()
+                .find(|(bytes, _, _)| *bytes == HUGE_PAGE_BYTES as u64)
+                .map_or(0, |pool| pool.2)
+        };
+        let free_before = free_2mib();
+        let options =
+            RegionOptions { huge_pages: HugePages::IfAvailable, ..RegionOptions::new(HUGE_PAGE_BYTES) };
+        let region = Region::with_options(&options).expect("a region, on huge pages or not");
+        let free_after = free_2mib();
+        let mapped = kernel_page_size(region.addr());
+        eprintln!(
+            "{}: the kernel maps {mapped}-byte pages; free 2 MiB pages {free_before} -> {free_after}",
+            region.backing()
+        );
+        match region.backing() {
+            Backing::HugePages => assert_eq!(mapped, HUGE_PAGE_BYTES),
+            Backing::SmallPages { fallback_reason: Some(reason) } => {
+                assert_eq!(mapped, page_size());
+                assert!(reason.contains("hugetlb: "), "the reason carries the report: {reason}");
+            }
+            other => panic!("asked for huge pages if available, got {other}"),
+        }
+        if free_before == 0 && free_after == 0 {
+            assert!(!matches!(region.backing(), Backing::HugePages), "huge pages from an empty pool");
+        }
+        let small =
+            Region::with_options(&RegionOptions { huge_pages: HugePages::Never, ..RegionOptions::new(4096) })
+                .expect("a small-page region");
+        assert_eq!(small.backing(), &Backing::SmallPages { fallback_reason: None });
+        assert_eq!(kernel_page_size(small.addr()), page_size());
     }
 }
