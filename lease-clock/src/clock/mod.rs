@@ -21,6 +21,7 @@
 
 mod calibrate;
 mod sim;
+mod source;
 mod tsc;
 
 pub use calibrate::{CalibratedClock, CalibrationOptions, ClockKind, ClockPreference, ClockReport, TscClock};
