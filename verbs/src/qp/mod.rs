@@ -73,8 +73,17 @@ impl QueuePair {
         self.transition(Transition::Rtr(remote, attributes))
     }
 
-    /// RTR → RTS.
+    /// RTR → RTS. In RTS these attributes are fixed: the IB specification's RTS → RTS
+    /// modify does not take them (devices refuse it), so asking again is an
+    /// [`Error::InvalidArgument`]; the access flags do change in RTS, by
+    /// [`QueuePair::set_access`].
     pub fn modify_to_rts(&mut self, attributes: &RtsAttributes) -> Result<()> {
+        if self.state() == QpState::Rts {
+            return Err(Error::invalid(
+                "in RTS the timers, retry counts, send PSN and READ depth are fixed (IB RTS -> RTS \
+                 takes none of them); change access flags with set_access",
+            ));
+        }
         self.transition(Transition::Rts(attributes))
     }
 
@@ -97,8 +106,9 @@ impl QueuePair {
         self.inner.modify(Transition::Access(access))
     }
 
-    /// Any state → ERROR: outstanding and later requests flush. As a responder the QP
-    /// serves its peer no more: once this returns, nothing of the peer's lands through it.
+    /// Any state but RESET → ERROR: outstanding and later requests flush. As a responder
+    /// the QP serves its peer no more: once this returns, nothing of the peer's lands
+    /// through it.
     pub fn modify_to_error(&mut self) -> Result<()> {
         self.transition(Transition::Error)
     }

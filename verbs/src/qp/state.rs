@@ -19,12 +19,19 @@ pub enum QpState {
 impl QpState {
     /// Whether the verbs state machine allows moving from `self` to `to` (a "transition"
     /// to the same state is a modify of attributes, allowed for INIT and RTS as in the IB
-    /// specification).
+    /// specification). ERROR is reached from any state but RESET: the specification's
+    /// diagram has no RESET → ERROR, and devices refuse it (rxe with EINVAL).
     pub fn can_move_to(self, to: QpState) -> bool {
         use QpState::*;
         matches!(
             (self, to),
-            (_, Reset) | (_, Error) | (Reset, Init) | (Init, Init) | (Init, Rtr) | (Rtr, Rts) | (Rts, Rts)
+            (_, Reset)
+                | (Init | Rtr | Rts | Error, Error)
+                | (Reset, Init)
+                | (Init, Init)
+                | (Init, Rtr)
+                | (Rtr, Rts)
+                | (Rts, Rts)
         )
     }
 

