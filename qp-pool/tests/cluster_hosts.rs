@@ -1,5 +1,5 @@
 //! The cluster across three hosts on RoCE: runs only inside `tools/rxe-vm/run --hosts 3`
-//! (which exports `RXE_VM_HOSTS`; elsewhere it says why it did not run, and passes). Host
+//! (which exports `RXE_VM_HOSTS`); elsewhere it reports `ignored` and says why. Host
 //! `i` there is a network namespace with its own address `10.78.0.<10+i>` and its own RDMA
 //! device `rxe_h<i>`, whose RoCEv2 GID is that address, the only device it sees; RoCE
 //! packets between two hosts cross a bridge (see tools/rxe-vm/README.md, "Several hosts").
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::child::{check_marks, command_lines, write_marks, NodeProcess};
 use common::*;
+use libtest_mimic::{Arguments, Completion, Trial};
 use usec_qp_pool::{Cluster, ClusterSpec, ControlEvent, NodeId, Poller, WrId};
 use usec_verbs::qp::Address;
 use usec_verbs::{Context, ProviderKind, QpState, Status};
@@ -68,12 +69,34 @@ impl Host {
 // ---------------------------------------------------------------------------------------
 // The node's side.
 
-/// A node on its host. As a normal test it does nothing.
-#[test]
-fn host_node() {
-    if std::env::var_os(NODE_ENV).is_none() {
-        return;
+/// Why the cluster test reports `ignored` outside the VM.
+const NO_HOSTS: &str = "runs inside `tools/rxe-vm/run --hosts 3` (RXE_VM_HOSTS is unset)";
+
+/// This binary has its own harness (libtest-mimic): a node is this binary started with
+/// [`NODE_ENV`] set, not a test that passes without doing anything in every other run.
+fn main() {
+    if std::env::var_os(NODE_ENV).is_some() {
+        host_node();
     }
+    let args = Arguments::from_args();
+    let trials = vec![
+        Trial::ignorable_test("three_hosts_over_roce", || match hosts() {
+            Some((on_host, hosts)) => {
+                three_hosts_over_roce(&on_host, &hosts);
+                Ok(Completion::Completed)
+            }
+            None => Ok(Completion::ignored_with(NO_HOSTS)),
+        }),
+        Trial::test("host_descriptions_parse", || {
+            host_descriptions_parse();
+            Ok(())
+        }),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A node on its host: serves, then exits.
+fn host_node() -> ! {
     if let Err(error) = serve_node() {
         println!("@@ error {error}");
         std::process::exit(1);
@@ -275,10 +298,7 @@ impl Node {
 
 /// The hosts, or `None` outside `tools/rxe-vm/run --hosts`.
 fn hosts() -> Option<(String, Vec<Host>)> {
-    let Ok(count) = std::env::var("RXE_VM_HOSTS") else {
-        eprintln!("skipped: runs inside `tools/rxe-vm/run --hosts {NODES}` (RXE_VM_HOSTS is unset)");
-        return None;
-    };
+    let count = std::env::var("RXE_VM_HOSTS").ok()?;
     let count: usize = count.parse().expect("RXE_VM_HOSTS is a count");
     assert!(count >= NODES, "this test needs {NODES} hosts, the VM has {count}");
     let on_host = std::env::var("RXE_VM_ON_HOST").expect("RXE_VM_ON_HOST is set with RXE_VM_HOSTS");
@@ -288,11 +308,7 @@ fn hosts() -> Option<(String, Vec<Host>)> {
 
 fn spawn_node(on_host: &str, id: usize) -> NodeProcess {
     let mut command = Command::new(on_host);
-    command
-        .arg(id.to_string())
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "host_node", "--nocapture", "--test-threads", "1"])
-        .env(NODE_ENV, "1");
+    command.arg(id.to_string()).arg(std::env::current_exe().unwrap()).env(NODE_ENV, "1");
     NodeProcess::spawn(&format!("node {id} (host usec-h{id})"), command)
 }
 
@@ -301,13 +317,11 @@ fn write_from(process: &mut NodeProcess, peer: usize, offset: u64, text: &str) -
     process.ask(&format!("write {peer} {offset} {text}"))
 }
 
-#[test]
-fn three_hosts_over_roce() {
-    let Some((on_host, hosts)) = hosts() else { return };
+fn three_hosts_over_roce(on_host: &str, hosts: &[Host]) {
     let start = Instant::now();
-    let mut nodes: Vec<NodeProcess> = (0..NODES).map(|id| spawn_node(&on_host, id)).collect();
+    let mut nodes: Vec<NodeProcess> = (0..NODES).map(|id| spawn_node(on_host, id)).collect();
     let mut addresses = Vec::new();
-    for (id, (process, host)) in nodes.iter_mut().zip(&hosts).enumerate() {
+    for (id, (process, host)) in nodes.iter_mut().zip(hosts).enumerate() {
         assert_eq!(process.read(), format!("devices {}", host.device), "host {id} sees other devices");
         let addr: SocketAddr = process.read().strip_prefix("addr ").expect("an address").parse().unwrap();
         assert_eq!(addr.ip(), host.addr);
@@ -321,7 +335,7 @@ fn three_hosts_over_roce() {
         }
         process.send("end");
     }
-    for (process, host) in nodes.iter_mut().zip(&hosts) {
+    for (process, host) in nodes.iter_mut().zip(hosts) {
         // The GID its QPs carry is the host's own address.
         assert_eq!(process.read(), format!("gid {}", host.addr.to_ipv6_mapped()));
     }
@@ -376,7 +390,6 @@ fn three_hosts_over_roce() {
     eprintln!("all checks passed in {:?}", start.elapsed());
 }
 
-#[test]
 fn host_descriptions_parse() {
     assert_eq!(
         Host::parse("rxe_h1,10.78.0.11,1"),

@@ -4,8 +4,9 @@
 //! SIGKILLed: node 0's quorum rounds go on with node 1, node 2 is tracked as failed, and
 //! its loss surfaces as events.
 //!
-//! A child speaks lines on stdin/stdout; its own output follows `@@ ` (the test harness
-//! prints text of its own around it).
+//! A child speaks lines on stdin/stdout; its own output follows `@@ `. The binary has its
+//! own harness (libtest-mimic): a child is this binary started with [`CHILD_ENV`] set, not
+//! a test that passes without doing anything in every other run.
 
 mod common;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::child::{check_marks, command_lines, mark_of, offset_of, write_marks, NodeProcess};
 use common::*;
+use libtest_mimic::{Arguments, Trial};
 use usec_qp_pool::{
     majority, wait_for, BusyPoll, Cluster, ClusterSpec, ControlEvent, NodeId, PeerLoss, PollMode, Poller,
     QuorumWaiter, TcpNetwork, WrId,
@@ -25,12 +27,39 @@ use usec_verbs::{AsyncEventKind, Context, Status};
 const CHILD_ENV: &str = "USEC_QP_POOL_CHILD";
 const DEVICE_ENV: &str = "USEC_QP_POOL_CHILD_DEVICE";
 
-/// The child's side. As a normal test it does nothing.
-#[test]
-fn child_node() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child_node();
     }
+    let tests: [(&str, fn()); 3] = [
+        (
+            "three_processes_bootstrap_write_and_survive_a_kill",
+            three_processes_bootstrap_write_and_survive_a_kill,
+        ),
+        (
+            "a_killed_node_restarted_as_a_new_process_rejoins_and_writes_flow_both_ways",
+            a_killed_node_restarted_as_a_new_process_rejoins_and_writes_flow_both_ways,
+        ),
+        (
+            "a_stopped_process_resumed_after_its_replacement_joined_is_fenced",
+            a_stopped_process_resumed_after_its_replacement_joined_is_fenced,
+        ),
+    ];
+    let args = Arguments::from_args();
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// The child's side: serves node 1 or 2, then exits.
+fn child_node() -> ! {
     if let Err(error) = serve_child() {
         println!("@@ error {error}");
         std::process::exit(1);
@@ -180,10 +209,7 @@ fn fenced(
 /// A child node, seen from node 0.
 fn spawn_child(name: &str, device: &str) -> NodeProcess {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child_node", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_ENV, "1")
-        .env(DEVICE_ENV, device);
+    command.env(CHILD_ENV, "1").env(DEVICE_ENV, device);
     NodeProcess::spawn(name, command)
 }
 
@@ -279,7 +305,6 @@ fn restart_node_two(
     (fresh, took)
 }
 
-#[test]
 fn three_processes_bootstrap_write_and_survive_a_kill() {
     let device = soft_device();
     let (mut children, _, mut cluster, mut poller) = start_three(&device);
@@ -328,7 +353,6 @@ fn three_processes_bootstrap_write_and_survive_a_kill() {
     assert!(children[0].child.wait().unwrap().success());
 }
 
-#[test]
 fn a_killed_node_restarted_as_a_new_process_rejoins_and_writes_flow_both_ways() {
     let device = soft_device();
     let (mut children, spec, mut cluster, mut poller) = start_three(&device);
@@ -375,7 +399,6 @@ fn a_killed_node_restarted_as_a_new_process_rejoins_and_writes_flow_both_ways() 
     }
 }
 
-#[test]
 fn a_stopped_process_resumed_after_its_replacement_joined_is_fenced() {
     let device = soft_device();
     let (mut children, spec, mut cluster, mut poller) = start_three(&device);

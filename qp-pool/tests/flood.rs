@@ -5,7 +5,8 @@
 //! with `RLIMIT_NOFILE` lowered; this process floods its control port with idle TCP
 //! connections, then runs the two real peers: node 0, which dials the child, and node 2,
 //! which the child dials. A child speaks lines on stdin/stdout; its own output follows
-//! `@@ ` (the test harness prints text of its own around it). Another child checks the
+//! `@@ `. The binary has its own harness (libtest-mimic): a child is this binary started
+//! with [`CHILD_ENV`] set, not a test that passes doing nothing. Another child checks the
 //! TCP listener's reserve descriptor with none left at all, and a simulation checks, in
 //! virtual time, that failing accepts never end bootstrap.
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use libtest_mimic::{Arguments, Trial};
 use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
@@ -38,11 +40,42 @@ const DEVICE_ENV: &str = "USEC_QP_POOL_FLOOD_DEVICE";
 /// has open once its node is set up, plus n.
 const NOFILE_ENV: &str = "USEC_QP_POOL_FLOOD_NOFILE";
 
-/// The child's side (`node`: a flooded node; `shed`: a bare listener out of descriptors).
-/// As a normal test it does nothing.
-#[test]
-fn child_node() {
-    let Some(mode) = std::env::var_os(CHILD_ENV) else { return };
+fn main() {
+    if let Some(mode) = std::env::var_os(CHILD_ENV) {
+        child_node(&mode);
+    }
+    let tests: [(&str, fn()); 5] = [
+        (
+            "a_connection_flood_beyond_the_descriptor_limit_does_not_stop_bootstrap",
+            a_connection_flood_beyond_the_descriptor_limit_does_not_stop_bootstrap,
+        ),
+        ("a_node_with_few_spare_descriptors_sheds_a_flood", a_node_with_few_spare_descriptors_sheds_a_flood),
+        (
+            "a_listener_out_of_descriptors_sheds_waiting_connections",
+            a_listener_out_of_descriptors_sheds_waiting_connections,
+        ),
+        ("failing_accepts_do_not_end_bootstrap", failing_accepts_do_not_end_bootstrap),
+        (
+            "a_slow_keyed_flood_neither_starves_the_real_peer_nor_gets_an_offer",
+            a_slow_keyed_flood_neither_starves_the_real_peer_nor_gets_an_offer,
+        ),
+    ];
+    let args = Arguments::from_args();
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// The child's side (`node`: a flooded node; `shed`: a bare listener out of descriptors):
+/// serves, then exits.
+fn child_node(mode: &std::ffi::OsStr) -> ! {
     let served = if mode == "shed" { serve_shed_child() } else { serve_child() };
     match served {
         Ok(()) => std::process::exit(0),
@@ -161,7 +194,6 @@ struct ChildNode {
 impl ChildNode {
     fn spawn(mode: &str, device: &str, nofile: &str) -> ChildNode {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_node", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, mode)
             .env(DEVICE_ENV, device)
             .env(NOFILE_ENV, nofile)
@@ -180,7 +212,7 @@ impl ChildNode {
             let mut line = String::new();
             let read = self.output.read_line(&mut line).unwrap();
             assert!(read > 0, "the flooded node exited without a word");
-            // The harness may have printed `test child_node ... ` on the same line.
+            // Only lines of its own start with `@@ ` (a panic message may come first).
             if let Some((_, own)) = line.trim_end().split_once("@@ ") {
                 assert!(!own.starts_with("error"), "the flooded node failed: {own}");
                 return own.to_string();
@@ -287,19 +319,16 @@ fn flooded_node_still_bootstraps(nofile: &str, connections: usize) {
 }
 
 /// The probe's case: 1,100 idle connections against `ulimit -n 1024`.
-#[test]
 fn a_connection_flood_beyond_the_descriptor_limit_does_not_stop_bootstrap() {
     flooded_node_still_bootstraps("limit:1024", 1200);
 }
 
 /// Descriptors run out long before any cap on waiting connections is reached: the node
 /// must make room from the connections it holds, not give up.
-#[test]
 fn a_node_with_few_spare_descriptors_sheds_a_flood() {
     flooded_node_still_bootstraps("headroom:40", 400);
 }
 
-#[test]
 fn a_listener_out_of_descriptors_sheds_waiting_connections() {
     let mut child = ChildNode::spawn("shed", "unused", "unused");
     let hello = child.read();
@@ -350,7 +379,6 @@ impl Network for Starved {
 
 /// In virtual time: a node whose accepts fail for a while (out of descriptors) keeps
 /// polling, and bootstrap completes once they succeed again.
-#[test]
 fn failing_accepts_do_not_end_bootstrap() {
     let fabric = SimFabric::create("qp-pool-starved", 11).unwrap();
     let hub = MemoryHub::new();
@@ -391,7 +419,6 @@ fn failing_accepts_do_not_end_bootstrap() {
 /// In virtual time, with a cluster key: attackers that know the names hold connections
 /// open after a hello (they cannot send the proof), old ones idle and new ones arriving
 /// every millisecond. The real node 0 still gets in, and no attacker is offered anything.
-#[test]
 fn a_slow_keyed_flood_neither_starves_the_real_peer_nor_gets_an_offer() {
     let fabric = SimFabric::create("qp-pool-slowloris", 12).unwrap();
     let hub = MemoryHub::new();
