@@ -8,10 +8,13 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{DurationPlan, Settings};
@@ -305,24 +308,38 @@ impl Control {
         let _ = self.send(&Message::Failed { reason: reason.to_string() });
     }
 
-    /// Whether the peer has closed the connection or reported a failure, without
-    /// blocking: for loops that wait on memory the peer should write.
+    /// Two ends of a loopback connection, for tests.
+    #[cfg(test)]
+    pub fn pair() -> (Control, Control) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = TcpStream::connect(address).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        (Control::over(server, peer, "client").unwrap(), Control::over(client, address, "server").unwrap())
+    }
+
+    /// Whether the peer has closed the connection (or the connection broke), without
+    /// blocking: for loops that wait on memory the peer should write. A message waiting
+    /// to be read is not a closed peer: the peer's normal next message may arrive while
+    /// this side still waits for its last completions. A peer that fails says why and
+    /// closes, so its failure shows here too.
     pub fn peer_gone(&mut self) -> bool {
         let stream = self.reader.get_ref();
-        if !self.reader.buffer().is_empty() {
-            return true;
+        // POLLRDHUP (Linux): the peer shut its end, even with data still waiting.
+        let peer_closed = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        let interest = PollFlags::POLLIN | peer_closed;
+        let mut fds = [PollFd::new(stream.as_fd(), interest)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(0) => false,
+            Ok(_) => {
+                let closed = peer_closed | PollFlags::POLLHUP | PollFlags::POLLERR;
+                // nix reads the events back only when it knows every flag set; the one it
+                // does not know is POLLRDHUP, so no answer means the peer closed.
+                fds[0].revents().is_none_or(|events| events.intersects(closed))
+            }
+            Err(Errno::EINTR) => false,
+            Err(_) => true,
         }
-        if stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let mut byte = [0u8; 1];
-        let gone = match stream.peek(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => true, // a message in the middle of a run can only be a failure
-            Err(error) => error.kind() != ErrorKind::WouldBlock,
-        };
-        let _ = stream.set_nonblocking(false);
-        gone
     }
 }
 
@@ -400,6 +417,26 @@ mod tests {
             let line = serde_json::to_string(&message).unwrap();
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn a_message_waiting_to_be_read_is_not_a_dead_peer() {
+        let (mut ours, mut theirs) = Control::pair();
+        // The peer's normal end-of-run message, arriving while this side still waits.
+        theirs.send(&Message::Sync { step: "done".into() }).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(ours.reader.get_ref().peek(&mut byte).unwrap(), 1);
+        assert!(!ours.peer_gone(), "a pending message was taken for a dead peer");
+        assert!(!ours.peer_gone(), "asking twice changed the answer");
+        assert_eq!(ours.receive().unwrap(), Message::Sync { step: "done".into() });
+        // Once it has closed its end, it is gone, pending data or not.
+        theirs.send(&Message::Sync { step: "more".into() }).unwrap();
+        drop(theirs);
+        let started = Instant::now();
+        while !ours.peer_gone() {
+            assert!(started.elapsed() < Duration::from_secs(30), "a closed peer never showed as gone");
+            thread::sleep(Duration::from_millis(1));
         }
     }
 

@@ -28,11 +28,22 @@ impl Watchdog {
     /// Called on every empty spin; fails when the peer is gone or the wait stalled.
     #[inline]
     pub fn spin(&mut self, control: &mut Control, waiting_for: &str) -> Result<()> {
+        self.spin_at(Instant::now, control, waiting_for)
+    }
+
+    /// [`Watchdog::spin`] with the clock given (tests pass a simulated one).
+    #[inline]
+    pub fn spin_at(
+        &mut self,
+        now: impl FnOnce() -> Instant,
+        control: &mut Control,
+        waiting_for: &str,
+    ) -> Result<()> {
         self.spins = self.spins.wrapping_add(1);
         if self.spins % SPINS_PER_CHECK != 0 {
             return Ok(());
         }
-        self.check(control, waiting_for)
+        self.check(now(), control, waiting_for)
     }
 
     /// Empty spins so far.
@@ -41,9 +52,9 @@ impl Watchdog {
     }
 
     #[cold]
-    fn check(&mut self, control: &mut Control, waiting_for: &str) -> Result<()> {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        let quiet = since.elapsed();
+    fn check(&mut self, now: Instant, control: &mut Control, waiting_for: &str) -> Result<()> {
+        let since = *self.since.get_or_insert(now);
+        let quiet = now.saturating_duration_since(since);
         if quiet >= QUIET_BEFORE_CHECKING && control.peer_gone() {
             // The peer may have reported why; that is the better message.
             control.receive()?;

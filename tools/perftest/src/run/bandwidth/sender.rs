@@ -4,6 +4,8 @@
 //! completion is asked for only on every `cq_mod`-th request of a QP and on its last, and
 //! each completion retires `cq_mod` requests.
 
+use std::time::Instant;
+
 use anyhow::{Context as _, Result};
 use usec_regions::RemoteRegion;
 use usec_verbs::{Completion, Payload, RemoteAddr, SendOp, SendWr, Sge};
@@ -165,26 +167,40 @@ impl<'a> Sender<'a> {
     /// that nothing completes into a CQ that is about to go.
     fn drain(&mut self, resources: &mut Resources, control: &mut Control) -> Result<()> {
         let cq_mod = self.cq_mod;
-        let mut owed: u64 = self
+        let owed: u64 = self
             .posted
             .iter()
             .zip(&self.completed)
             .map(|(&p, &c)| (p / cq_mod).saturating_sub(c / cq_mod))
             .sum();
-        let mut batch = [Completion::default(); POLL_BATCH];
-        let mut watchdog = Watchdog::default();
-        while owed > 0 {
-            let found = resources.send_cq.poll(&mut batch);
-            for completion in &batch[..found] {
-                checked(*completion, "a request", control)?;
-            }
-            owed = owed.saturating_sub(found as u64);
-            if found == 0 {
-                watchdog.spin(control, "the last completions")?;
-            }
-        }
-        Ok(())
+        let cq = &mut resources.send_cq;
+        drain_completions(owed, |batch| cq.poll(batch), control, Instant::now)
     }
+}
+
+/// Waits for `owed` completions from `poll`, checking each; `now` is the watchdog's clock.
+fn drain_completions(
+    mut owed: u64,
+    mut poll: impl FnMut(&mut [Completion]) -> usize,
+    control: &mut Control,
+    mut now: impl FnMut() -> Instant,
+) -> Result<()> {
+    let mut batch = [Completion::default(); POLL_BATCH];
+    let mut watchdog = Watchdog::default();
+    while owed > 0 {
+        let found = poll(&mut batch);
+        for completion in &batch[..found] {
+            checked(*completion, "a request", control)?;
+        }
+        owed = owed.saturating_sub(found as u64);
+        if found == 0 {
+            watchdog.spin_at(&mut now, control, "the last completions")?;
+        } else {
+            // Progress: the stall limit counts from here.
+            watchdog = Watchdog::default();
+        }
+    }
+    Ok(())
 }
 
 /// The sender's side of write_bw, read_bw and send_bw for one size.
@@ -226,4 +242,35 @@ pub fn send(session: &mut Session<'_>, size: u64) -> Result<BandwidthStats> {
         ),
         None => BandwidthStats::new(size, sender.total, end_ns - start_ns, None, settings.units),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_drain_that_keeps_making_progress_is_never_stalled() {
+        // Each empty poll takes a simulated millisecond and a completion comes every
+        // 20,000 polls: 20 s between completions, 200 s in all, longer than the stall
+        // limit although no gap comes near it.
+        let (mut control, _peer) = Control::pair();
+        let start = Instant::now();
+        let polls = Cell::new(0u64);
+        let poll = |batch: &mut [Completion]| {
+            polls.set(polls.get() + 1);
+            if polls.get() % 20_000 == 0 {
+                batch[0] = Completion::default();
+                1
+            } else {
+                0
+            }
+        };
+        let now = || start + Duration::from_millis(polls.get());
+        let result = drain_completions(10, poll, &mut control, now);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(polls.get(), 200_000);
+    }
 }
