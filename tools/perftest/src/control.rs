@@ -6,7 +6,7 @@
 //! `usec-perftest`. The first message each way is a [`Hello`]; if the two disagree on
 //! anything that must match, both sides say so in one line and stop.
 
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read as _, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::thread;
@@ -25,8 +25,13 @@ use crate::test_kind::{AtomicType, TestKind};
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The program name a peer must announce.
 const PROGRAM: &str = "usec-perftest";
-/// How long a peer may take to say hello once connected.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer may take over one control step (its hello, its QPs, a barrier that does
+/// not wait for a run) before this side gives up on it.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest message before the hello says how many QPs there are.
+const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// What each QP adds to the longest message (its line in the QP exchange).
+const MESSAGE_BYTES_PER_QP: usize = 1024;
 /// Pause between connection attempts while the server is not up yet.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -182,6 +187,8 @@ pub struct Control {
     /// Who is at the other end: `server` or `client`.
     pub peer_role: &'static str,
     line: String,
+    /// The longest message accepted: a peer that sends more without a newline is refused.
+    message_bytes_max: usize,
 }
 
 impl Control {
@@ -226,8 +233,17 @@ impl Control {
 
     fn over(stream: TcpStream, peer: SocketAddr, peer_role: &'static str) -> Result<Control> {
         stream.set_nodelay(true).context("setting TCP_NODELAY on the control connection")?;
+        // A peer that stops reading must not block this side's sends forever either.
+        stream.set_write_timeout(Some(STEP_TIMEOUT)).context("setting a write timeout")?;
         let writer = stream.try_clone().context("cloning the control connection")?;
-        Ok(Control { reader: BufReader::new(stream), writer, peer, peer_role, line: String::new() })
+        Ok(Control {
+            reader: BufReader::new(stream),
+            writer,
+            peer,
+            peer_role,
+            line: String::new(),
+            message_bytes_max: MESSAGE_BYTES_MAX,
+        })
     }
 
     /// Sends one message.
@@ -239,17 +255,31 @@ impl Control {
             .with_context(|| format!("the {} at {} closed the connection", self.peer_role, self.peer))
     }
 
-    /// Waits for the next message. A `Failed` message from the peer becomes this side's
-    /// error, and so does a closed connection.
+    /// Waits up to [`STEP_TIMEOUT`] for the next message. A `Failed` message from the peer
+    /// becomes this side's error, and so does a closed connection.
     pub fn receive(&mut self) -> Result<Message> {
+        self.receive_within(STEP_TIMEOUT)
+    }
+
+    /// Waits up to `patience` for the next message, of at most the bounded length.
+    pub fn receive_within(&mut self, patience: Duration) -> Result<Message> {
         self.line.clear();
-        let read = self.reader.read_line(&mut self.line);
         let who = format!("the {} at {}", self.peer_role, self.peer);
+        // A zero timeout would mean none at all.
+        let patience = patience.max(Duration::from_millis(1));
+        self.reader.get_ref().set_read_timeout(Some(patience)).context("setting a read timeout")?;
+        let limit = self.message_bytes_max as u64 + 1;
+        let read = (&mut self.reader).take(limit).read_line(&mut self.line);
         match read {
             Ok(0) => bail!("{who} closed the connection"),
+            Ok(_) if !self.line.ends_with('\n') && self.line.len() as u64 >= limit => bail!(
+                "{who} sent a control message longer than {} bytes: is it usec-perftest?",
+                self.message_bytes_max
+            ),
+            Ok(_) if !self.line.ends_with('\n') => bail!("{who} closed the connection mid-message"),
             Ok(_) => {}
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                bail!("{who} sent nothing in {} s: is it usec-perftest?", HELLO_TIMEOUT.as_secs())
+                bail!("{who} sent nothing in {} s: is it usec-perftest, and alive?", patience.as_secs_f64())
             }
             Err(error) => return Err(anyhow!(error).context(format!("reading from {who}"))),
         }
@@ -266,10 +296,7 @@ impl Control {
     /// Exchanges hellos; a mismatch is an error on both sides.
     pub fn hello(&mut self, mine: &Hello, my_role: &str) -> Result<Hello> {
         self.send(&Message::Hello(mine.clone()))?;
-        self.reader.get_ref().set_read_timeout(Some(HELLO_TIMEOUT)).context("setting a read timeout")?;
-        let received = self.receive();
-        self.reader.get_ref().set_read_timeout(None).context("clearing the read timeout")?;
-        let peer = match received? {
+        let peer = match self.receive()? {
             Message::Hello(hello) if hello.program == PROGRAM => hello,
             other => {
                 bail!("the {} at {} is not usec-perftest (it sent {other:?})", self.peer_role, self.peer)
@@ -278,6 +305,8 @@ impl Control {
         if let Some(difference) = mine.mismatch(&peer, my_role, self.peer_role) {
             bail!("mismatched peer at {}: {difference}", self.peer);
         }
+        // Now that both run the same number of QPs, the QP exchange may be that long.
+        self.message_bytes_max = MESSAGE_BYTES_MAX + MESSAGE_BYTES_PER_QP * mine.qps as usize;
         Ok(peer)
     }
 
@@ -294,10 +323,11 @@ impl Control {
         }
     }
 
-    /// A barrier: returns once both sides reached `step`.
-    pub fn sync(&mut self, step: &str) -> Result<()> {
+    /// A barrier: returns once both sides reached `step`; the peer has `patience` to get
+    /// there (a run of its own may come first).
+    pub fn sync(&mut self, step: &str, patience: Duration) -> Result<()> {
         self.send(&Message::Sync { step: step.to_string() })?;
-        match self.receive()? {
+        match self.receive_within(patience)? {
             Message::Sync { step: theirs } if theirs == step => Ok(()),
             other => bail!("out of step with the {}: expected sync {step:?}, got {other:?}", self.peer_role),
         }
@@ -462,7 +492,7 @@ mod tests {
             let theirs = control
                 .exchange_qps(vec![QpInfo { endpoint: "aa".into(), rkey: 1, addr: 2, len: 3, out_reads: 4 }])
                 .unwrap();
-            control.sync("go").unwrap();
+            control.sync("go", STEP_TIMEOUT).unwrap();
             theirs
         });
         let mut client = Control::connect("127.0.0.1", port, Duration::from_secs(5)).unwrap();
@@ -470,7 +500,7 @@ mod tests {
         let theirs = client
             .exchange_qps(vec![QpInfo { endpoint: "bb".into(), rkey: 5, addr: 6, len: 7, out_reads: 8 }])
             .unwrap();
-        client.sync("go").unwrap();
+        client.sync("go", STEP_TIMEOUT).unwrap();
         assert_eq!(theirs[0].endpoint, "aa");
         assert_eq!(server.join().unwrap()[0].endpoint, "bb");
     }

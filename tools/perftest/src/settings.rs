@@ -260,6 +260,21 @@ impl Settings {
         }
     }
 
+    /// How long the side that waits for the peer's run of `size` gives it before deciding
+    /// it is gone: a timed run's duration, else a loose bound from the messages moved (10 ms
+    /// and a microsecond per byte each, far slower than any device), plus `step`.
+    pub fn run_patience(&self, size: u64, step: Duration) -> Duration {
+        let run = match self.duration {
+            Some(plan) => plan.end(),
+            None => {
+                let messages = self.iterations.saturating_mul(u64::from(self.qps));
+                let per_message_us = 10_000u64.saturating_add(size);
+                Duration::from_micros(messages.saturating_mul(per_message_us))
+            }
+        };
+        run.saturating_add(step)
+    }
+
     /// The largest size run: what buffers are sized for.
     pub fn max_size(&self) -> u64 {
         self.size

@@ -240,3 +240,33 @@ fn send_bw_for_a_duration() {
         assert!(row[1].parse::<u64>().unwrap() > 0, "{row:?}");
     }
 }
+
+#[test]
+fn an_endless_control_message_is_refused() {
+    use std::io::Write as _;
+    let port = free_port();
+    let server = support::spawn(&["write_lat", "-d", &fabric("endless"), "-p", &port.to_string()]);
+    let mut stream = support::connect(port);
+    // A hostile client: 256 MiB without a message boundary.
+    let chunk = vec![b'x'; 1 << 20];
+    let accepted_mib = (0..256).take_while(|_| stream.write_all(&chunk).is_ok()).count();
+    let server = support::finish(server, std::time::Duration::from_secs(60));
+    assert!(accepted_mib < 256, "the server took 256 MiB without a message boundary");
+    one_line_failure(&server, "usec-perftest (write_lat server): ");
+}
+
+#[test]
+fn a_client_that_goes_silent_after_its_hello_is_dropped() {
+    use std::io::{BufRead as _, Write as _};
+    let port = free_port();
+    let server = support::spawn(&["write_lat", "-d", &fabric("silent"), "-p", &port.to_string()]);
+    let mut stream = support::connect(port);
+    // Answer the server's hello with the same hello (a valid one), then say nothing more.
+    let mut hello = String::new();
+    std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut hello).unwrap();
+    stream.write_all(hello.as_bytes()).unwrap();
+    let server = support::finish(server, std::time::Duration::from_secs(90));
+    let line = one_line_failure(&server, "usec-perftest (write_lat server): ");
+    assert!(line.contains("sent nothing"), "{line}");
+    drop(stream);
+}

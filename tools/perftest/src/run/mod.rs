@@ -15,7 +15,7 @@ use std::io::Write as _;
 use anyhow::{bail, Result};
 
 use crate::clock::Clock;
-use crate::control::{Control, Hello, Message, QpInfo};
+use crate::control::{Control, Hello, Message, QpInfo, STEP_TIMEOUT};
 use crate::report::{self, json, Row, TestInfo, RESULT_LINE, WAITING_BANNER};
 use crate::resources::{address_line, Resources};
 use crate::run_info::{pin, usable_cores, RunInfo};
@@ -82,7 +82,7 @@ fn run_connected(
     for qp in &peers {
         println!("{}", address_line(qp, test.verb())?.render("remote"));
     }
-    control.sync("connected")?;
+    control.sync("connected", STEP_TIMEOUT)?;
 
     let prints_rows = client || !matches!(test, TestKind::ReadLat | TestKind::AtomicLat);
     if prints_rows {
@@ -92,9 +92,12 @@ fn run_connected(
     flush();
     let mut session = Session { settings, resources, peers: &peers, control, clock };
     let mut rows = Vec::new();
+    // Before each size the peer may still be running the previous one.
+    let mut patience = STEP_TIMEOUT;
     for size in settings.sizes() {
         prepare(&mut session, size)?;
-        session.control.sync(&format!("size {size}"))?;
+        session.control.sync(&format!("size {size}"), patience)?;
+        patience = settings.run_patience(size, STEP_TIMEOUT);
         if let Some(row) = run_size(&mut session, size)? {
             println!("{}", report::render_row(&row));
             flush();
@@ -103,7 +106,7 @@ fn run_connected(
     }
     println!("{RESULT_LINE}");
     flush();
-    session.control.sync("done")?;
+    session.control.sync("done", patience)?;
     if let (Some(path), true) = (&settings.json_path, prints_rows) {
         json::write(path, &json::document(test.name(), settings.role.name(), &info, &rows))?;
     }
@@ -133,10 +136,12 @@ fn run_size(session: &mut Session<'_>, size: u64) -> Result<Option<Row>> {
             session.control.send(&Message::Report { rows: vec![stats] })?;
             Some(Row::Bandwidth(stats))
         }
-        TestKind::WriteBw | TestKind::ReadBw => match session.control.receive()? {
-            Message::Report { rows } if rows.len() == 1 => Some(Row::Bandwidth(rows[0])),
-            other => bail!("expected the client's report, got {other:?}"),
-        },
+        TestKind::WriteBw | TestKind::ReadBw => {
+            match session.control.receive_within(session.settings.run_patience(size, STEP_TIMEOUT))? {
+                Message::Report { rows } if rows.len() == 1 => Some(Row::Bandwidth(rows[0])),
+                other => bail!("expected the client's report, got {other:?}"),
+            }
+        }
         TestKind::SendBw if client => Some(Row::Bandwidth(bandwidth::send(session, size)?)),
         TestKind::SendBw => Some(Row::Bandwidth(bandwidth::receive(session, size)?)),
     };

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,20 @@ pub fn free_port() -> u16 {
 pub fn fabric(name: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("soft:perftest-{name}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Connects to a server starting on `port` of this host, retrying for up to 30 s.
+pub fn connect(port: u16) -> TcpStream {
+    let started = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => return stream,
+            Err(error) if started.elapsed() > Duration::from_secs(30) => {
+                panic!("no server on {port}: {error}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Runs the binary with `args` to completion.
