@@ -116,6 +116,42 @@ pub struct Args {
     #[arg(long = "out_json_file")]
     pub out_json_file: Option<PathBuf>,
 
+    /// Bidirectional: both sides send (bandwidth tests).
+    #[arg(short = 'b', long = "bidirectional")]
+    pub bidirectional: bool,
+
+    /// Post this many requests per post call (bandwidth tests).
+    #[arg(short = 'l', long = "post_list")]
+    pub post_list: Option<u32>,
+
+    /// Run until killed, printing a row every -D seconds (5 by default; bandwidth tests).
+    #[arg(long = "run_infinitely")]
+    pub run_infinitely: bool,
+
+    /// QP timeout: the local ACK timeout code, 4.096 us x 2^value (default 14).
+    #[arg(short = 'u', long = "qp-timeout")]
+    pub qp_timeout: Option<u8>,
+
+    /// Transport retries before a request fails (0..7; 7, the default, retries forever on rxe).
+    #[arg(long = "retry_count")]
+    pub retry_count: Option<u8>,
+
+    /// Print every latency sample, in the order measured, before the table (latency tests).
+    #[arg(short = 'U', long = "report-unsorted")]
+    pub report_unsorted: bool,
+
+    /// Report the CPU's user time share during the sampled window (with -D).
+    #[arg(long = "cpu_util")]
+    pub cpu_util: bool,
+
+    /// Connection type: only RC (reliable connected) QPs are supported.
+    #[arg(short = 'c', long = "connection")]
+    pub connection: Option<String>,
+
+    /// Connect QPs with rdma_cm: not supported (refused with a message).
+    #[arg(short = 'R', long = "rdma_cm")]
+    pub rdma_cm: bool,
+
     /// Pin this process to a core (reported in the info block).
     #[arg(long = "core")]
     pub core: Option<usize>,
@@ -123,6 +159,11 @@ pub struct Args {
     /// How long a client keeps retrying a server that does not answer yet, in seconds.
     #[arg(long = "connect_timeout", default_value_t = 5)]
     pub connect_timeout_s: u64,
+
+    /// How long the peer may take over one control step, or leave a run without progress,
+    /// before this side gives up, in seconds.
+    #[arg(long = "control_timeout", default_value_t = 15)]
+    pub control_timeout_s: u64,
 
     /// Print the version.
     #[arg(short = 'V', long = "version", action = clap::ArgAction::Version)]
@@ -218,7 +259,7 @@ mod tests {
         let args = Args::parse_from_argv(argv(&["usec-perftest", "write_bw"])).unwrap();
         assert_eq!(args.port, DEFAULT_PORT);
         assert_eq!(args.ib_port, 1);
-        assert_eq!(args.connect_timeout_s, 5);
+        assert_eq!((args.connect_timeout_s, args.control_timeout_s), (5, 15));
         assert!(args.size.is_none() && args.iterations.is_none() && args.tx_depth.is_none());
         assert!(!args.all && !args.report_gbits && !args.out_json && !args.cpu_freq);
         assert!(args.host.is_none() && args.device.is_none() && args.gid_index.is_none());
@@ -282,6 +323,14 @@ mod tests {
             "--out_json_file=/tmp/x.json",
             "--core=1",
             "--connect_timeout=9",
+            "--bidirectional",
+            "--post_list=4",
+            "--run_infinitely",
+            "--qp-timeout=18",
+            "--retry_count=5",
+            "--cpu_util",
+            "--connection=RC",
+            "--control_timeout=3",
         ]))
         .unwrap();
         assert_eq!(long.port, 99);
@@ -292,6 +341,14 @@ mod tests {
         assert_eq!((long.rx_depth, long.cq_mod, long.qps), (Some(32), Some(8), Some(4)));
         assert_eq!(long.out_json_file, Some(PathBuf::from("/tmp/x.json")));
         assert_eq!((long.core, long.connect_timeout_s), (Some(1), 9));
+        assert!(long.bidirectional && long.run_infinitely && long.cpu_util);
+        assert_eq!((long.post_list, long.qp_timeout, long.retry_count), (Some(4), Some(18), Some(5)));
+        assert_eq!((long.connection.as_deref(), long.control_timeout_s), (Some("RC"), 3));
+        let short =
+            Args::parse_from_argv(argv(&["usec-perftest", "write_lat", "-U", "-R", "-u", "3", "-c", "UC"]))
+                .unwrap();
+        assert!(short.report_unsorted && short.rdma_cm);
+        assert_eq!((short.qp_timeout, short.connection.as_deref()), (Some(3), Some("UC")));
     }
 
     #[test]

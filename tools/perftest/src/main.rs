@@ -21,6 +21,7 @@
 mod cli;
 mod clock;
 mod control;
+mod cpu_use;
 mod report;
 mod resources;
 mod run;

@@ -16,13 +16,19 @@ use usec_verbs::{
     QpCaps, QpOptions, QueuePair, Region, RemoteAddr, Sge,
 };
 
+use crate::control::handshake::Introduction;
+use crate::control::wire::KeyMessage;
 use crate::control::QpInfo;
 use crate::report::{AddressLine, InlineOrReads};
 use crate::settings::Settings;
 use crate::test_kind::Verb;
 
 /// Slots are at least a page: small messages cycle through it as perftest's do.
-pub const CYCLE_BYTES: u64 = 4096;
+pub const CYCLE_BYTES: u64 = crate::control::handshake::CYCLE_BYTES as u64;
+/// perftest's `MIN_RNR_TIMER`.
+const MIN_RNR_TIMER: u8 = 12;
+/// perftest's RNR retry count: forever.
+const RNR_RETRY: u8 = 7;
 
 /// The device, its objects and what was settled about them.
 pub struct Resources {
@@ -169,7 +175,7 @@ impl Resources {
     pub fn describe(&self) -> Vec<QpInfo> {
         (0..self.qps.len())
             .map(|qp| QpInfo {
-                endpoint: self.qps[qp].endpoint().to_string(),
+                endpoint: self.qps[qp].endpoint(),
                 rkey: self.mr.rkey(),
                 addr: self.mr.addr() + self.target_slot(qp),
                 len: self.slot_bytes,
@@ -178,22 +184,67 @@ impl Resources {
             .collect()
     }
 
-    /// Connects QP `i` to the peer's QP `i` (RESET to RTS).
-    pub fn connect(&mut self, peers: &[QpInfo]) -> Result<()> {
+    /// This side's key messages, one per QP, in perftest's form.
+    pub fn keys(&self) -> Vec<KeyMessage> {
+        self.describe()
+            .iter()
+            .map(|info| {
+                let (lid, gid) = match info.endpoint.address {
+                    Address::Infiniband { lid, gid, gid_index } => (lid, gid_index.map(|_| gid)),
+                    Address::Roce { gid, .. } => (0, Some(gid)),
+                    // The soft and sim providers send their endpoints beside the keys.
+                    _ => (0, None),
+                };
+                KeyMessage {
+                    lid,
+                    out_reads: u16::try_from(info.out_reads).unwrap_or(u16::MAX),
+                    // perftest's fields are 24 bits, as QP numbers and PSNs are on a NIC.
+                    qpn: info.endpoint.qp_num & 0xff_ffff,
+                    psn: info.endpoint.psn & 0xff_ffff,
+                    rkey: info.rkey,
+                    vaddr: info.addr,
+                    gid,
+                    srqn: 0,
+                }
+            })
+            .collect()
+    }
+
+    /// What this side brings to the meeting with the peer.
+    pub fn introduction<'a>(&self, settings: &'a Settings) -> Introduction<'a> {
+        let endpoints: Vec<Endpoint> = self.qps.iter().map(QueuePair::endpoint).collect();
+        let routes_by_gid = matches!(
+            endpoints[0].address,
+            Address::Roce { .. } | Address::Infiniband { gid_index: Some(_), .. }
+        );
+        Introduction {
+            settings,
+            provider: self.provider(),
+            endpoints,
+            port_mtu: self.port.active_mtu,
+            routes_by_gid,
+        }
+    }
+
+    /// Connects QP `i` to the peer's QP `i` (RESET to RTS), with perftest's attributes:
+    /// incoming READs and atomics as this side announced, outgoing as the peer announced.
+    pub fn connect(&mut self, peers: &[QpInfo], settings: &Settings) -> Result<()> {
         ensure!(
             peers.len() == self.qps.len(),
             "the peer has {} QPs, this side {}",
             peers.len(),
             self.qps.len()
         );
-        let mut options = ConnectOptions::default();
-        if self.out_reads > 1 {
-            let reads = u8::try_from(self.out_reads).unwrap_or(u8::MAX);
-            options.rtr.max_dest_rd_atomic = reads;
-            options.rts.max_rd_atomic = reads;
-        }
+        let reads = |count: u32| u8::try_from(count.max(1)).unwrap_or(u8::MAX);
         for (qp, peer) in self.qps.iter_mut().zip(peers) {
-            let endpoint: Endpoint = peer.endpoint.parse().context("the peer's endpoint")?;
+            let mut options = ConnectOptions::default();
+            options.rtr.max_dest_rd_atomic = reads(self.out_reads);
+            options.rtr.min_rnr_timer = MIN_RNR_TIMER;
+            options.rts.max_rd_atomic = reads(peer.out_reads);
+            options.rts.timeout = settings.qp_timeout;
+            options.rts.retry_count = settings.retry_count;
+            options.rts.rnr_retry = RNR_RETRY;
+            let endpoint = peer.endpoint;
             qp.connect(&endpoint, &options).with_context(|| {
                 format!("connecting QP {:#x} to the peer's QP {:#x}", qp.qp_num(), endpoint.qp_num)
             })?;
@@ -247,21 +298,21 @@ impl Resources {
 }
 
 /// An address line for `info` (one side's QP), as perftest shows it for `verb`.
-pub fn address_line(info: &QpInfo, verb: Verb) -> Result<AddressLine> {
-    let endpoint: Endpoint = info.endpoint.parse().context("an endpoint")?;
+pub fn address_line(info: &QpInfo, verb: Verb) -> AddressLine {
+    let endpoint = info.endpoint;
     let (lid, gid) = match endpoint.address {
         Address::Infiniband { lid, gid, gid_index } => (lid, gid_index.map(|_| gid)),
         Address::Roce { gid, .. } => (0, Some(gid)),
         _ => (0, None),
     };
-    Ok(AddressLine {
+    AddressLine {
         lid,
         qpn: endpoint.qp_num,
         psn: endpoint.psn,
         out_reads: (verb == Verb::Read).then_some(info.out_reads),
         rdma: matches!(verb, Verb::Read | Verb::Write).then_some((info.rkey, info.addr)),
         gid,
-    })
+    }
 }
 
 /// Opens `name`, or when none is named the first device that is not emulated (a NIC,

@@ -28,6 +28,12 @@ const QPS_RANGE: (u32, u32) = (1, 16_384);
 const MAX_GID_INDEX: u32 = 64;
 /// perftest's `MAX_INLINE`.
 const MAX_INLINE: u32 = 912;
+/// Seconds between the rows of `--run_infinitely` without `-D` (perftest's `DEF_DURATION`).
+const DEFAULT_INTERVAL_S: u64 = 5;
+/// perftest's `DEF_QP_TIME`.
+const DEFAULT_QP_TIMEOUT: u8 = 14;
+/// perftest's transport retry count (`ctx_modify_qp_to_rts`).
+const DEFAULT_RETRY_COUNT: u8 = 7;
 /// Above this size perftest asks for a completion per message unless `-Q` says otherwise
 /// (`MSG_SIZE_CQ_MOD_LIMIT`).
 const CQ_MOD_SIZE_LIMIT: u64 = 8192;
@@ -160,6 +166,22 @@ pub struct Settings {
     pub core: Option<usize>,
     /// How long a client retries an absent server.
     pub connect_timeout: Duration,
+    /// How long the peer may take over a control step, or leave a run without progress.
+    pub control_timeout: Duration,
+    /// `-b`: both sides send (bandwidth tests).
+    pub bidirectional: bool,
+    /// `-l`: requests per post call (bandwidth tests; 1 otherwise).
+    pub post_list: u32,
+    /// `--run_infinitely`: the seconds between rows of a run that never ends.
+    pub infinite_interval_s: Option<u64>,
+    /// `-u`: the local ACK timeout code.
+    pub qp_timeout: u8,
+    /// `--retry_count`: transport retries.
+    pub retry_count: u8,
+    /// `-U`: print the latency samples as measured.
+    pub report_unsorted: bool,
+    /// `--cpu_util` in a timed run: report the CPU's user share of the sampled window.
+    pub cpu_util: bool,
 }
 
 impl Settings {
@@ -212,14 +234,31 @@ impl Settings {
             },
             core: args.core,
             connect_timeout: Duration::from_secs(args.connect_timeout_s),
+            control_timeout: Duration::from_secs(args.control_timeout_s),
+            bidirectional: args.bidirectional,
+            post_list: args.post_list.unwrap_or(1),
+            infinite_interval_s: args.run_infinitely.then(|| args.duration.unwrap_or(DEFAULT_INTERVAL_S)),
+            qp_timeout: in_range(args.qp_timeout.unwrap_or(DEFAULT_QP_TIMEOUT), (0, 31), "QP Timeout")?,
+            retry_count: in_range(args.retry_count.unwrap_or(DEFAULT_RETRY_COUNT), (0, 7), "Retry Count")?,
+            report_unsorted: args.report_unsorted,
+            cpu_util: args.cpu_util && args.duration.is_some() && !args.run_infinitely,
         };
-        settings.derive(cq_mod.is_some());
+        if args.cpu_util && !settings.cpu_util {
+            // perftest warns and goes on.
+            eprintln!(" CPU Utilization works only with Duration mode.");
+        }
+        settings.derive(cq_mod.is_some())?;
         Ok(settings)
     }
 
+    /// Whether the run counts iterations (no `-D`, no `--run_infinitely`).
+    pub fn counts_iterations(&self) -> bool {
+        self.duration.is_none() && self.infinite_interval_s.is_none()
+    }
+
     /// perftest's `force_dependecies`, for the options this tool has.
-    fn derive(&mut self, cq_mod_requested: bool) {
-        if self.duration.is_none() {
+    fn derive(&mut self, cq_mod_requested: bool) -> Result<()> {
+        if self.counts_iterations() {
             self.tx_depth = self.tx_depth.min(clamp_u32(self.iterations));
             if self.test.verb() == Verb::Send {
                 self.rx_depth = self.rx_depth.min(clamp_u32(self.iterations));
@@ -230,13 +269,32 @@ impl Settings {
             self.cq_mod = 1;
         }
         self.cq_mod = self.cq_mod.min(self.tx_depth);
+        if self.post_list > 1 {
+            if self.counts_iterations() && self.iterations % u64::from(self.post_list) != 0 {
+                bail!("Number of iterations must be a multiple of post list size");
+            }
+            if !cq_mod_requested {
+                self.cq_mod = self.post_list;
+            } else if self.post_list % self.cq_mod != 0 {
+                bail!("Post list size must be a multiple of CQ moderation");
+            }
+            ensure!(
+                self.post_list <= self.tx_depth,
+                "Post list size ({}) must not exceed the tx depth ({}): a list would never fit",
+                self.post_list,
+                self.tx_depth
+            );
+        }
         if self.all_sizes {
             self.size = MAX_SIZE;
         }
         if self.duration.is_some() {
             self.no_peak = true;
         }
-        if self.test == TestKind::SendBw && !self.role.is_client() {
+        if self.test == TestKind::SendBw && !self.role.is_client() && !self.bidirectional {
+            self.no_peak = true;
+        }
+        if self.infinite_interval_s.is_some() {
             self.no_peak = true;
         }
         if self.duration.is_none()
@@ -249,6 +307,7 @@ impl Settings {
         if self.test.verb() == Verb::Send && self.rx_depth % 2 == 1 && !self.all_sizes {
             self.rx_depth += 1;
         }
+        Ok(())
     }
 
     /// The sizes to run, in order.
@@ -291,9 +350,40 @@ impl Settings {
     }
 }
 
-/// Options that only some tests take, given to another (perftest's messages).
+/// Options that only some tests take, given to another, and what this tool does not do
+/// (perftest's messages where it has one).
 fn check_options_apply(args: &Args) -> Result<()> {
     let verb = args.test.verb();
+    let bandwidth = args.test.family() == Family::Bandwidth;
+    if let Some(connection) = args.connection.as_deref().filter(|connection| *connection != "RC") {
+        bail!("connection type {connection} (-c) is not supported: usec-perftest runs RC (reliable connected) QPs only");
+    }
+    if args.rdma_cm {
+        bail!(
+            "-R (rdma_cm) is not supported: usec-perftest connects its QPs itself over the TCP connection; \
+             start both sides without -R"
+        );
+    }
+    if args.bidirectional && !bandwidth {
+        bail!("Bidirectional is only available in BW test");
+    }
+    if args.post_list.is_some_and(|list| list > 1) && !bandwidth {
+        bail!("Post list is supported in BW tests only");
+    }
+    if args.post_list == Some(0) {
+        bail!("Send Post List size should be at least 1");
+    }
+    if args.run_infinitely {
+        ensure!(bandwidth, "run_infinitely exists only in BW tests for now.");
+        ensure!(
+            !(args.bidirectional && verb == Verb::Send),
+            "run_infinitely mode is not supported in SEND Bidirectional BW test"
+        );
+        ensure!(!args.all, "--run_infinitely runs one size: drop -a");
+    }
+    if args.report_unsorted && bandwidth {
+        bail!(" is Available only on Latency tests");
+    }
     if args.qps.is_some() && args.test.family() != Family::Bandwidth {
         bail!("Multiple QPs only available on bw tests");
     }
@@ -347,6 +437,8 @@ fn duration_plan(args: &Args) -> Result<Option<DurationPlan>> {
     let plan = match args.duration {
         None => return Ok(None),
         Some(0) => bail!("Duration period must be positive"),
+        // With --run_infinitely, -D is the time between rows.
+        Some(_) if args.run_infinitely => return Ok(None),
         Some(total_s) => DurationPlan { total_s, margin_s: total_s / 4 },
     };
     ensure!(plan.total_s > 2 * plan.margin_s, "please check that DURATION > 2*MARGIN");
@@ -464,6 +556,27 @@ mod tests {
     }
 
     #[test]
+    fn bidirectional_post_lists_and_endless_runs_follow_perftest() {
+        let both = settings("send_bw -b -s 64").unwrap();
+        assert!(both.bidirectional && !both.no_peak, "a bidirectional send_bw server sends too");
+        let listed = settings("write_bw -l 4 -n 100 -s 64 h").unwrap();
+        assert_eq!((listed.post_list, listed.cq_mod), (4, 4));
+        assert_eq!(settings("write_bw -l 8 -Q 4 -n 80 -s 64 h").unwrap().cq_mod, 4);
+        let endless = settings("read_bw --run_infinitely -D 2 h").unwrap();
+        assert_eq!((endless.infinite_interval_s, endless.duration), (Some(2), None));
+        assert!(endless.no_peak && !endless.counts_iterations());
+        assert_eq!(settings("write_bw --run_infinitely h").unwrap().infinite_interval_s, Some(5));
+        let timed = settings("write_lat -u 20 --retry_count 3 -U --cpu_util -D 4 h").unwrap();
+        assert_eq!((timed.qp_timeout, timed.retry_count), (20, 3));
+        assert!(timed.report_unsorted && timed.cpu_util);
+        assert!(!settings("write_lat --cpu_util h").unwrap().cpu_util, "CPU use needs -D");
+        let defaults = settings("write_bw h").unwrap();
+        assert_eq!((defaults.qp_timeout, defaults.retry_count, defaults.post_list), (14, 7, 1));
+        assert_eq!(defaults.control_timeout, Duration::from_secs(15));
+        assert!(settings("write_bw -c RC h").is_ok());
+    }
+
+    #[test]
     fn out_of_range_and_misplaced_options_are_one_line_errors() {
         let cases = [
             ("write_lat -n 4", "Iteration num should be between 5 and 100000000"),
@@ -479,6 +592,19 @@ mod tests {
             ("atomic_lat -s 16", "Message size cannot be changed for Atomic tests"),
             ("atomic_lat -a", "Message size cannot be changed for Atomic tests"),
             ("write_lat -A CMP_AND_SWAP", "not running an atomic test"),
+            ("write_lat -b", "Bidirectional is only available in BW test"),
+            ("send_lat -l 2", "Post list is supported in BW tests only"),
+            ("write_bw -l 3 -n 100", "Number of iterations must be a multiple of post list size"),
+            ("write_bw -l 6 -Q 4 -n 60", "Post list size must be a multiple of CQ moderation"),
+            ("write_bw -l 8 -t 4 -n 80", "must not exceed the tx depth"),
+            ("write_lat --run_infinitely", "run_infinitely exists only in BW tests for now."),
+            ("send_bw -b --run_infinitely", "not supported in SEND Bidirectional BW test"),
+            ("write_bw -a --run_infinitely", "drop -a"),
+            ("write_bw -U", "Available only on Latency tests"),
+            ("write_lat -u 32", "QP Timeout should be between 0 and 31"),
+            ("write_lat --retry_count 8", "Retry Count should be between 0 and 7"),
+            ("write_lat -c UD", "connection type UD (-c) is not supported: usec-perftest runs RC"),
+            ("write_lat -R", "-R (rdma_cm) is not supported"),
             ("write_bw -r 4", "On RDMA verbs rx depth can be only 1"),
             ("write_lat -s 0", "Message Size should be between 1 and 2147483647"),
             ("write_lat -s 3G", "is not a size"),

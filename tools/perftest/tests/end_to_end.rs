@@ -253,20 +253,132 @@ fn an_endless_control_message_is_refused() {
     let server = support::finish(server, std::time::Duration::from_secs(60));
     assert!(accepted_mib < 256, "the server took 256 MiB without a message boundary");
     one_line_failure(&server, "usec-perftest (write_lat server): ");
+
+    // A client that claims to be usec-perftest and announces a 4 GiB hello.
+    let port = free_port();
+    let server = support::spawn(&["write_lat", "-d", &fabric("huge_hello"), "-p", &port.to_string()]);
+    let mut stream = support::connect(port);
+    stream.write_all(b"6.06\0usec-pt/1\0\0\xff\xff\xff\xff").unwrap();
+    let accepted_mib = (0..256).take_while(|_| stream.write_all(&chunk).is_ok()).count();
+    let server = support::finish(server, std::time::Duration::from_secs(60));
+    assert!(accepted_mib < 256, "the server took 256 MiB of a 4 GiB hello");
+    one_line_failure(&server, "more than the 16384 accepted");
 }
 
 #[test]
 fn a_client_that_goes_silent_after_its_hello_is_dropped() {
-    use std::io::{BufRead as _, Write as _};
+    use std::io::Write as _;
     let port = free_port();
     let server = support::spawn(&["write_lat", "-d", &fabric("silent"), "-p", &port.to_string()]);
     let mut stream = support::connect(port);
-    // Answer the server's hello with the same hello (a valid one), then say nothing more.
-    let mut hello = String::new();
-    std::io::BufReader::new(stream.try_clone().unwrap()).read_line(&mut hello).unwrap();
-    stream.write_all(hello.as_bytes()).unwrap();
+    // A valid hello (perftest's version message, with usec-perftest's mark), then nothing.
+    stream.write_all(b"6.06\0usec-pt/1\0\0").unwrap();
     let server = support::finish(server, std::time::Duration::from_secs(90));
     let line = one_line_failure(&server, "usec-perftest (write_lat server): ");
-    assert!(line.contains("sent nothing"), "{line}");
+    assert!(line.contains("sent nothing for 15 s"), "{line}");
     drop(stream);
+}
+
+#[test]
+fn perftest_peers_are_told_what_is_wrong_in_perftests_words() {
+    use std::io::Write as _;
+    let device = fabric("versions");
+    let refusals: [(&[u8; 16], &str); 2] = [
+        (
+            b"5.60\0\0\0\0\0\0\0\0\0\0\0\0",
+            "Current implementation is not compatible with versions older than 5.70",
+        ),
+        // perftest's own version, without usec-perftest's mark: perftest on the soft provider.
+        (b"6.06\0\0\0\0\0\0\0\0\0\0\0\0", "is perftest (version 6.06), which runs on RDMA devices"),
+    ];
+    for (version, expected) in refusals {
+        let port = free_port();
+        let server = support::spawn(&["send_bw", "-d", &device, "-p", &port.to_string()]);
+        let mut stream = support::connect(port);
+        stream.write_all(version).unwrap();
+        let server = support::finish(server, std::time::Duration::from_secs(60));
+        one_line_failure(&server, expected);
+    }
+}
+
+#[test]
+fn bidirectional_runs_add_up_both_sides() {
+    for test in ["write_bw", "read_bw", "send_bw"] {
+        let device = fabric(&format!("both_{test}"));
+        let (server, client) = pair(test, &["-d", &device, "-b", "-n", "100", "-s", "256"]);
+        assert!(client.status.success(), "{test} client: {}", text(&client.stderr));
+        assert!(server.status.success(), "{test} server: {}", text(&server.stderr));
+        let (server_out, client_out) = (text(&server.stdout), text(&client.stdout));
+        for output in [&server_out, &client_out] {
+            assert!(output.contains(" Bidirectional BW Test"), "{output}");
+            assert!(output.contains(" TX depth        : "), "{output}");
+            let row = &table(output).unwrap().rows[0];
+            assert_eq!((row[0].as_str(), row[1].as_str()), ("256", "100"), "{row:?}");
+            assert!(row[3].parse::<f64>().unwrap() > 0.0, "{row:?}");
+        }
+        // Each side prints the sum of the two: the same figures.
+        assert_eq!(table(&server_out).unwrap().rows[0][3], table(&client_out).unwrap().rows[0][3]);
+    }
+}
+
+#[test]
+fn post_lists_post_several_requests_at_once() {
+    let (server, client) =
+        pair("write_bw", &["-d", &fabric("post_list"), "-l", "4", "-n", "200", "-s", "512"]);
+    assert!(client.status.success(), "{}", text(&client.stderr));
+    assert!(server.status.success(), "{}", text(&server.stderr));
+    let output = text(&client.stdout);
+    assert!(output.contains(" Post List BW Test") && output.contains(" Post List       : 4"), "{output}");
+    assert!(output.contains(" CQ Moderation   : 4"), "{output}");
+    assert_eq!(table(&output).unwrap().rows[0][1], "200");
+}
+
+#[test]
+fn an_endless_run_prints_a_row_every_interval() {
+    let port = free_port().to_string();
+    let device = fabric("endless_run");
+    let common = ["-d", device.as_str(), "-p", port.as_str(), "--run_infinitely", "-D", "1", "-s", "1024"];
+    let mut server = support::spawn(&[&["send_bw"][..], &common].concat());
+    let mut client =
+        support::spawn(&[&["send_bw"][..], &common, &["--connect_timeout", "30", "127.0.0.1"]].concat());
+    // Rows come every second; wait for three on the client, then stop both.
+    let output = support::read_lines_until(&mut client, std::time::Duration::from_secs(60), |lines| {
+        lines.iter().filter(|line| line.trim_start().starts_with("1024 ")).count() >= 3
+    });
+    client.kill().unwrap();
+    server.kill().unwrap();
+    let _ = (client.wait(), server.wait());
+    let rows: Vec<&String> = output.iter().filter(|line| line.trim_start().starts_with("1024 ")).collect();
+    assert!(rows.len() >= 3, "{output:?}");
+    for row in rows {
+        let messages: u64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(messages > 0, "{row}");
+    }
+}
+
+#[test]
+fn cpu_use_and_unsorted_samples_are_reported() {
+    let (server, client) =
+        pair("write_bw", &["-d", &fabric("cpu_util"), "-D", "2", "-s", "1024", "--cpu_util"]);
+    assert!(client.status.success(), "{}", text(&client.stderr));
+    assert!(server.status.success(), "{}", text(&server.stderr));
+    let bandwidth = table(&text(&client.stdout)).unwrap();
+    assert!(bandwidth.header.ends_with("    CPU_Util[%]"), "{}", bandwidth.header);
+    let share: f64 = bandwidth.rows[0][5].parse().unwrap();
+    assert!((0.0..=100.0).contains(&share), "{:?}", bandwidth.rows[0]);
+
+    let (server, client) = pair("read_lat", &["-d", &fabric("unsorted"), "-n", "20", "-U"]);
+    assert!(client.status.success() && server.status.success(), "{}", text(&client.stderr));
+    let output = text(&client.stdout);
+    let samples: Vec<&str> = output.lines().skip_while(|line| *line != "#, usec").skip(1).take(19).collect();
+    assert_eq!(samples.len(), 19, "{output}");
+    for (index, sample) in samples.iter().enumerate() {
+        let (number, value) = sample.split_once(", ").unwrap();
+        assert_eq!(number, (index + 1).to_string());
+        assert!(value.parse::<f64>().unwrap() > 0.0, "{sample}");
+    }
+    // As perftest: the header again after the samples, then the row.
+    assert_eq!(output.matches(" #bytes").count(), 2, "{output}");
+    let after_samples = &output[output.find("#, usec").unwrap()..];
+    assert_eq!(table(after_samples).unwrap().rows.len(), 1, "{output}");
 }

@@ -38,6 +38,8 @@ pub struct TestInfo {
     pub transport: String,
     /// The send queue depth, shown on the client.
     pub tx_depth: Option<u32>,
+    /// `-l`, shown when above 1.
+    pub post_list: Option<u32>,
     /// The receive queue depth, shown on the receiving side of SEND tests.
     pub rx_depth: Option<u32>,
     /// CQ moderation, shown in bandwidth tests.
@@ -73,6 +75,9 @@ impl TestInfo {
         line(" ibv_wr* API     : OFF".to_string());
         if let Some(depth) = self.tx_depth {
             line(format!(" TX depth        : {depth}"));
+        }
+        if let Some(list) = self.post_list {
+            line(format!(" Post List       : {list}"));
         }
         if let Some(depth) = self.rx_depth {
             line(format!(" RX depth        : {depth}"));
@@ -208,6 +213,7 @@ mod tests {
             qps: 1,
             transport: "IB".into(),
             tx_depth: Some(1),
+            post_list: None,
             rx_depth: None,
             cq_mod: None,
             mtu_bytes: 1024,

@@ -53,23 +53,37 @@ impl Row {
                 "percentile_99.9": round(stats.p99_9_us, 2),
                 "units": "usec",
             }),
-            Row::LatencyDuration { size, row } => json!({
-                "MsgSize": size,
-                "n_iterations": row.iterations,
-                "t_avg": round(row.avg_us, 2),
-                "tps_average": round(row.tps, 2),
-                "units": "usec",
-            }),
-            Row::Bandwidth(stats) => json!({
-                "MsgSize": stats.size,
-                "n_iterations": stats.iterations,
-                "BW_peak": round(stats.peak, 2),
-                "BW_average": round(stats.average, 2),
-                "MsgRate": round(stats.msg_rate_mpps, 6),
-                "units": stats.units.label(),
-            }),
+            Row::LatencyDuration { size, row } => with_cpu_util(
+                json!({
+                    "MsgSize": size,
+                    "n_iterations": row.iterations,
+                    "t_avg": round(row.avg_us, 2),
+                    "tps_average": round(row.tps, 2),
+                    "units": "usec",
+                }),
+                row.cpu_util,
+            ),
+            Row::Bandwidth(stats) => with_cpu_util(
+                json!({
+                    "MsgSize": stats.size,
+                    "n_iterations": stats.iterations,
+                    "BW_peak": round(stats.peak, 2),
+                    "BW_average": round(stats.average, 2),
+                    "MsgRate": round(stats.msg_rate_mpps, 6),
+                    "units": stats.units.label(),
+                }),
+                stats.cpu_util,
+            ),
         }
     }
+}
+
+/// `row` with perftest's `CPU_util` key when the share was measured.
+fn with_cpu_util(mut row: Value, cpu_util: Option<f64>) -> Value {
+    if let Some(share) = cpu_util {
+        row["CPU_util"] = json!(round(share, 2));
+    }
+    row
 }
 
 /// The whole report.
@@ -125,11 +139,13 @@ mod tests {
             average: 1000.004,
             msg_rate_mpps: 0.0160001234,
             units: BandwidthUnits::Gigabits,
+            cpu_util: Some(12.345),
         })
         .to_json();
         assert_eq!(bandwidth["BW_peak"], 1234.57);
         assert_eq!(bandwidth["BW_average"], 1000.0);
         assert_eq!(bandwidth["MsgRate"], 0.016);
         assert_eq!(bandwidth["units"], "Gb/sec");
+        assert_eq!(bandwidth["CPU_util"], 12.35);
     }
 }

@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result};
 use usec_verbs::{Completion, Payload, RecvWr, SendOp, SendWr};
 
 use crate::clock::{Clock, DurationRun, Phase};
+use crate::cpu_use::CpuUse;
 use crate::report::Row;
 use crate::resources::Resources;
 use crate::run::wait::{self, MarkedByte, PolledByte};
@@ -28,7 +29,7 @@ const ATOMIC_SWAP: u64 = 0;
 /// Post times of an iterations run, or the counters of a timed one.
 enum Timing {
     Iterations { post_times_ns: Vec<u64> },
-    Duration { run: DurationRun, counted: u64, ended: bool },
+    Duration { run: DurationRun, counted: u64, ended: bool, cpu: Option<CpuUse> },
 }
 
 impl Timing {
@@ -36,7 +37,13 @@ impl Timing {
         match settings.duration {
             None => Timing::Iterations { post_times_ns: Vec::with_capacity(settings.iterations as usize) },
             Some(plan) => {
-                Timing::Duration { run: DurationRun::new(plan, clock.now_ns()), counted: 0, ended: false }
+                let cpu = settings.cpu_util.then(CpuUse::default);
+                Timing::Duration {
+                    run: DurationRun::new(plan, clock.now_ns()),
+                    counted: 0,
+                    ended: false,
+                    cpu,
+                }
             }
         }
     }
@@ -61,8 +68,12 @@ impl Timing {
     /// iterations run needs no second reading per iteration).
     #[inline]
     fn completed(&mut self, now_ns: impl FnOnce() -> u64) {
-        if let Timing::Duration { run, counted, ended } = self {
-            match run.phase(now_ns()) {
+        if let Timing::Duration { run, counted, ended, cpu } = self {
+            let phase = run.phase(now_ns());
+            if let Some(cpu) = cpu {
+                cpu.observe(phase);
+            }
+            match phase {
                 Phase::Sample => *counted += 1,
                 Phase::End => *ended = true,
                 Phase::Warmup | Phase::Cooldown => {}
@@ -74,8 +85,12 @@ impl Timing {
     fn over(&mut self, now_ns: u64) -> bool {
         match self {
             Timing::Iterations { .. } => false,
-            Timing::Duration { run, ended, .. } => {
-                if run.phase(now_ns) == Phase::End {
+            Timing::Duration { run, ended, cpu, .. } => {
+                let phase = run.phase(now_ns);
+                if let Some(cpu) = cpu {
+                    cpu.observe(phase);
+                }
+                if phase == Phase::End {
                     *ended = true;
                 }
                 *ended
@@ -83,30 +98,39 @@ impl Timing {
         }
     }
 
-    fn row(self, size: u64, iterations: u64, test: TestKind) -> Result<Row> {
+    fn row(self, size: u64, iterations: u64, test: TestKind) -> Result<Measured> {
         match self {
             Timing::Iterations { post_times_ns } => {
                 let stats = LatencyStats::from_post_times(&post_times_ns, test.rtt_factor())
                     .context("too few iterations for statistics")?;
-                Ok(Row::Latency { size, iterations, stats })
+                Ok(Measured { row: Row::Latency { size, iterations, stats }, post_times_ns })
             }
-            Timing::Duration { run, counted, .. } => Ok(Row::LatencyDuration {
-                size,
-                row: DurationLatency::new(counted, run.window_ns(), test.rtt_factor()),
-            }),
+            Timing::Duration { run, counted, cpu, .. } => {
+                let mut row = DurationLatency::new(counted, run.window_ns(), test.rtt_factor());
+                row.cpu_util = cpu.and_then(|cpu| cpu.percent());
+                Ok(Measured { row: Row::LatencyDuration { size, row }, post_times_ns: Vec::new() })
+            }
         }
     }
 }
 
-/// Resets what the loops of the next size poll, before the sides sync for it.
+/// One size's outcome.
+#[derive(Debug)]
+pub struct Measured {
+    /// The row.
+    pub row: Row,
+    /// The post times of an iterations run (for `-U`); empty for a timed one.
+    pub post_times_ns: Vec<u64>,
+}
+
+/// Posts the receives of send_lat's next size, before the sides sync for it.
+///
+/// write_lat needs nothing: each size polls the last byte of its message, which no smaller
+/// message reached, in a buffer that starts zeroed, and perftest does not sync between
+/// sizes, so a reset here could erase the peer's first WRITE of the size.
 pub fn prepare(session: &mut Session<'_>, size: u64) -> Result<()> {
-    match session.settings.test {
-        TestKind::WriteLat => {
-            let target = session.resources.target_slot(0);
-            session.resources.region.fill((target + size - 1) as usize, 1, 0)?;
-        }
-        TestKind::SendLat => post_receives(session.resources, size, session.settings.rx_depth)?,
-        _ => {}
+    if session.settings.test == TestKind::SendLat {
+        post_receives(session.resources, size, session.settings.rx_depth)?;
     }
     Ok(())
 }
@@ -123,7 +147,7 @@ fn post_receives(resources: &mut Resources, size: u64, count: u32) -> Result<()>
 }
 
 /// write_lat for one size.
-pub fn write_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
+pub fn write_lat(session: &mut Session<'_>, size: u64) -> Result<Measured> {
     let iterations = session.settings.iterations;
     let server = !session.settings.role.is_client();
     let resources = &mut *session.resources;
@@ -177,7 +201,7 @@ pub fn write_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
 }
 
 /// send_lat for one size.
-pub fn send_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
+pub fn send_lat(session: &mut Session<'_>, size: u64) -> Result<Measured> {
     let iterations = session.settings.iterations;
     let (rx_depth, cq_mod) = (u64::from(session.settings.rx_depth), u64::from(session.settings.cq_mod));
     let client = session.settings.role.is_client();
@@ -236,7 +260,7 @@ pub fn send_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
 }
 
 /// read_lat and atomic_lat (the client's side) for one size.
-pub fn one_sided_lat(session: &mut Session<'_>, size: u64) -> Result<Row> {
+pub fn one_sided_lat(session: &mut Session<'_>, size: u64) -> Result<Measured> {
     let iterations = session.settings.iterations;
     let test = session.settings.test;
     let atomic = session.settings.atomic;

@@ -14,8 +14,6 @@ use crate::control::Control;
 const SPINS_PER_CHECK: u32 = 1 << 14;
 /// How long a wait may go without progress before the control connection is checked.
 const QUIET_BEFORE_CHECKING: Duration = Duration::from_millis(500);
-/// How long a wait may go without progress at all.
-const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// Watches one wait.
 #[derive(Debug, Default)]
@@ -51,17 +49,26 @@ impl Watchdog {
         self.spins
     }
 
+    /// The stall limit is the control step timeout: no run leaves a wait that long without
+    /// progress unless the peer is gone, stuck, or running another test.
     #[cold]
     fn check(&mut self, now: Instant, control: &mut Control, waiting_for: &str) -> Result<()> {
         let since = *self.since.get_or_insert(now);
         let quiet = now.saturating_duration_since(since);
         if quiet >= QUIET_BEFORE_CHECKING && control.peer_gone() {
-            // The peer may have reported why; that is the better message.
-            control.receive()?;
-            bail!("the {} stopped while this side waited for {waiting_for}", control.peer_role);
+            bail!(
+                "the {} stopped (closed the connection) while this side waited for {waiting_for}",
+                control.peer_role
+            );
         }
-        if quiet >= STALL_LIMIT {
-            bail!("no progress for {} s while waiting for {waiting_for}", STALL_LIMIT.as_secs());
+        let limit = control.step_timeout();
+        if quiet >= limit {
+            bail!(
+                "no progress for {} s while waiting for {waiting_for} (is the {} alive, and running the same test \
+                 with the same options?)",
+                limit.as_secs_f64(),
+                control.peer_role
+            );
         }
         Ok(())
     }
@@ -96,8 +103,6 @@ pub fn checked(completion: Completion, what: &str, control: &mut Control) -> Res
         return Ok(completion);
     }
     if control.peer_gone() {
-        // The peer may have reported why it stopped; that is the better message.
-        control.receive()?;
         bail!("the {} stopped: {what} completed with an error: {}", control.peer_role, completion.status);
     }
     bail!("{what} completed with an error: {} (wr_id {})", completion.status, completion.wr_id)

@@ -39,6 +39,8 @@ pub struct BandwidthStats {
     pub msg_rate_mpps: f64,
     /// The units of `peak` and `average`.
     pub units: BandwidthUnits,
+    /// `--cpu_util`: the CPU's user share of a timed run's window, in percent.
+    pub cpu_util: Option<f64>,
 }
 
 impl BandwidthStats {
@@ -64,6 +66,7 @@ impl BandwidthStats {
             average: size as f64 * messages as f64 / window_s / per_unit,
             msg_rate_mpps: messages as f64 / window_s / 1e6,
             units,
+            cpu_util: None,
         }
     }
 }

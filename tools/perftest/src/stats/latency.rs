@@ -131,6 +131,8 @@ pub struct DurationLatency {
     pub avg_us: f64,
     /// Iterations per second.
     pub tps: f64,
+    /// `--cpu_util`: the CPU's user share of the window, in percent.
+    pub cpu_util: Option<f64>,
 }
 
 impl DurationLatency {
@@ -142,6 +144,7 @@ impl DurationLatency {
             iterations,
             avg_us: window_us / f64::from(rtt_factor) / iterations_f,
             tps: iterations as f64 / (window_us / 1_000_000.0).max(f64::MIN_POSITIVE),
+            cpu_util: None,
         }
     }
 }

@@ -115,3 +115,31 @@ pub fn one_line_failure(output: &Output, expected: &str) -> String {
     assert!(stderr.contains(expected), "{stderr:?} lacks {expected:?}");
     stderr.trim_end().to_string()
 }
+
+/// Reads `child`'s stdout line by line until `enough` says so or `limit` passes; the lines.
+pub fn read_lines_until(
+    child: &mut Child,
+    limit: Duration,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut lines = Vec::new();
+    while !enough(&lines) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    lines
+}

@@ -1,11 +1,16 @@
 //! The bandwidth loops, as perftest's `run_iter_bw` ([`sender`]) and `run_iter_bw_server`
 //! ([`receiver`], send_bw only) in `src/perftest_resources.c` run them.
 
+pub mod bidirectional;
+pub mod endless;
 pub mod receiver;
 pub mod sender;
 
 use crate::clock::{DurationRun, Phase};
+use crate::cpu_use::CpuUse;
 use crate::resources::CYCLE_BYTES;
+use crate::settings::BandwidthUnits;
+use crate::stats::BandwidthStats;
 
 pub use receiver::{prepare as prepare_receiver, receive};
 pub use sender::send;
@@ -34,16 +39,26 @@ struct Timed {
     run: DurationRun,
     counted: u64,
     over: bool,
+    /// `--cpu_util`.
+    cpu: Option<CpuUse>,
 }
 
 impl Timed {
-    fn new(run: DurationRun) -> Timed {
-        Timed { run, counted: 0, over: false }
+    fn new(run: DurationRun, cpu_util: bool) -> Timed {
+        Timed { run, counted: 0, over: false, cpu: cpu_util.then(CpuUse::default) }
+    }
+
+    fn phase(&mut self, now_ns: u64) -> Phase {
+        let phase = self.run.phase(now_ns);
+        if let Some(cpu) = self.cpu.as_mut() {
+            cpu.observe(phase);
+        }
+        phase
     }
 
     /// `messages` more done at `now_ns`: counted if inside the window.
     fn done(&mut self, messages: u64, now_ns: u64) {
-        match self.run.phase(now_ns) {
+        match self.phase(now_ns) {
             Phase::Sample => self.counted += messages,
             Phase::End => self.over = true,
             Phase::Warmup | Phase::Cooldown => {}
@@ -52,9 +67,16 @@ impl Timed {
 
     /// Looks at the clock while nothing happens.
     fn idle(&mut self, now_ns: u64) {
-        if self.run.phase(now_ns) == Phase::End {
+        if self.phase(now_ns) == Phase::End {
             self.over = true;
         }
+    }
+
+    /// The row of the window.
+    fn stats(&self, size: u64, units: BandwidthUnits) -> BandwidthStats {
+        let mut stats = BandwidthStats::new(size, self.counted, self.run.window_ns(), None, units);
+        stats.cpu_util = self.cpu.and_then(|cpu| cpu.percent());
+        stats
     }
 }
 
@@ -79,7 +101,7 @@ mod tests {
     fn timed_runs_count_only_their_window() {
         use crate::settings::DurationPlan;
         let second = 1_000_000_000;
-        let mut timed = Timed::new(DurationRun::new(DurationPlan { total_s: 4, margin_s: 1 }, 0));
+        let mut timed = Timed::new(DurationRun::new(DurationPlan { total_s: 4, margin_s: 1 }, 0), false);
         timed.done(5, second / 2);
         timed.done(3, 2 * second);
         timed.idle(3 * second + 1);

@@ -16,18 +16,19 @@ use crate::resources::Resources;
 use crate::run::bandwidth::{cycle_offset, Timed, POLLS_PER_CLOCK_LOOK, POLL_BATCH};
 use crate::run::wait::{checked, Watchdog};
 use crate::run::Session;
-use crate::settings::Settings;
+use crate::settings::{BandwidthUnits, Settings};
 use crate::stats::{BandwidthStats, BandwidthTimes};
 use crate::test_kind::Verb;
 
 /// One size's sending run.
-struct Sender<'a> {
+pub(super) struct Sender<'a> {
     verb: Verb,
     size: u64,
     length: u32,
     iterations: u64,
     tx_depth: u64,
     cq_mod: u64,
+    post_list: u64,
     inline: Option<Vec<u8>>,
     lkey: u32,
     local_slots: Vec<u64>,
@@ -36,14 +37,16 @@ struct Sender<'a> {
     completed: Vec<u64>,
     total: u64,
     total_posted: u64,
-    total_completed: u64,
+    pub(super) total_completed: u64,
     times: Option<BandwidthTimes>,
-    timed: Option<Timed>,
+    pub(super) timed: Option<Timed>,
+    /// `--run_infinitely`: no end, no count.
+    endless: bool,
     clock: &'a Clock,
 }
 
 impl<'a> Sender<'a> {
-    fn new(
+    pub(super) fn new(
         settings: &Settings,
         resources: &Resources,
         peers: &[crate::control::QpInfo],
@@ -55,6 +58,7 @@ impl<'a> Sender<'a> {
         let total = settings.iterations * qps as u64;
         let inline = (verb != Verb::Read && size <= u64::from(resources.inline_size))
             .then(|| vec![0u8; size as usize]);
+        let endless = settings.infinite_interval_s.is_some();
         Ok(Sender {
             verb,
             size,
@@ -62,6 +66,7 @@ impl<'a> Sender<'a> {
             iterations: settings.iterations,
             tx_depth: u64::from(settings.tx_depth),
             cq_mod: u64::from(settings.cq_mod),
+            post_list: u64::from(settings.post_list),
             inline,
             lkey: resources.mr.lkey(),
             local_slots: (0..qps).map(|qp| resources.mr.addr() + resources.local_slot(qp)).collect(),
@@ -72,73 +77,102 @@ impl<'a> Sender<'a> {
             total_posted: 0,
             total_completed: 0,
             times: (!settings.no_peak).then(|| BandwidthTimes::new(total as usize, settings.cq_mod)),
-            timed: settings.duration.map(|plan| Timed::new(DurationRun::new(plan, clock.now_ns()))),
+            timed: settings
+                .duration
+                .map(|plan| Timed::new(DurationRun::new(plan, clock.now_ns()), settings.cpu_util)),
+            endless,
             clock,
         })
     }
 
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         match &self.timed {
+            _ if self.endless => true,
             None => self.total_posted < self.total || self.total_completed < self.total,
             Some(timed) => !timed.over,
         }
     }
 
-    /// Whether QP `qp` may post another request now.
+    /// Whether QP `qp` may post another list of requests now.
     fn may_post(&self, qp: usize) -> bool {
         let more = match &self.timed {
+            _ if self.endless => true,
             None => self.posted[qp] < self.iterations,
             Some(timed) => !timed.over,
         };
-        more && self.posted[qp].saturating_sub(self.completed[qp]) < self.tx_depth
+        more && self.posted[qp] - self.completed[qp].min(self.posted[qp]) + self.post_list <= self.tx_depth
     }
 
     /// Fills every QP's window.
-    fn post_window(&mut self, resources: &mut Resources) -> Result<()> {
+    pub(super) fn post_window(&mut self, resources: &mut Resources) -> Result<()> {
         for qp in 0..self.posted.len() {
             while self.may_post(qp) {
-                self.post_one(resources, qp)?;
+                self.post(resources, qp)?;
             }
         }
         Ok(())
     }
 
-    fn post_one(&mut self, resources: &mut Resources, qp: usize) -> Result<()> {
+    /// Posts the next request of QP `qp`, or with `-l` the next list of them in one call
+    /// (perftest's post lists: fixed places in the buffers, a completion asked for every
+    /// `cq_mod` requests of the list).
+    fn post(&mut self, resources: &mut Resources, qp: usize) -> Result<()> {
         let index = self.posted[qp];
-        let offset = cycle_offset(index, self.size);
-        let sge = Sge { addr: self.local_slots[qp] + offset, len: self.length, lkey: self.lkey };
-        let payload = match &self.inline {
-            Some(bytes) => Payload::Inline(bytes),
-            None => Payload::from(&sge),
-        };
-        let remote = RemoteAddr::within(&self.remotes[qp], offset, u64::from(self.length))?;
-        let op = match self.verb {
-            Verb::Write => SendOp::Write { remote },
-            Verb::Read => SendOp::Read { remote },
-            Verb::Send | Verb::Atomic => SendOp::Send,
-        };
-        let mut wr = SendWr::new(qp as u64, op, payload);
-        let last = self.timed.is_none() && index == self.iterations - 1;
-        wr.signaled = index % self.cq_mod == self.cq_mod - 1 || last;
-        if let Some(times) = self.times.as_mut() {
-            times.posted(self.total_posted, self.clock.now_ns());
+        let mut requests = Vec::with_capacity(self.post_list as usize);
+        let sges: Vec<Sge> = (0..self.post_list)
+            .map(|position| {
+                let offset = if self.post_list == 1 {
+                    cycle_offset(index, self.size)
+                } else {
+                    cycle_offset(position, self.size)
+                };
+                Sge { addr: self.local_slots[qp] + offset, len: self.length, lkey: self.lkey }
+            })
+            .collect();
+        for (position, sge) in (0..self.post_list).zip(&sges) {
+            let offset = sge.addr - self.local_slots[qp];
+            let payload = match &self.inline {
+                Some(bytes) => Payload::Inline(bytes),
+                None => Payload::from(sge),
+            };
+            let remote = RemoteAddr::within(&self.remotes[qp], offset, u64::from(self.length))?;
+            let op = match self.verb {
+                Verb::Write => SendOp::Write { remote },
+                Verb::Read => SendOp::Read { remote },
+                Verb::Send | Verb::Atomic => SendOp::Send,
+            };
+            let mut wr = SendWr::new(qp as u64, op, payload);
+            wr.signaled = if self.post_list == 1 {
+                let last = self.timed.is_none() && !self.endless && index == self.iterations - 1;
+                index % self.cq_mod == self.cq_mod - 1 || last
+            } else {
+                (position + 1) % self.cq_mod == 0
+            };
+            requests.push(wr);
         }
-        resources.qps[qp].post_send(&[wr]).context("posting a request")?;
-        self.posted[qp] += 1;
-        self.total_posted += 1;
+        if let Some(times) = self.times.as_mut() {
+            // A list goes in one call: its requests share a post time.
+            let now_ns = self.clock.now_ns();
+            for position in 0..self.post_list {
+                times.posted(self.total_posted + position, now_ns);
+            }
+        }
+        resources.qps[qp].post_send(&requests).context("posting a request")?;
+        self.posted[qp] += self.post_list;
+        self.total_posted += self.post_list;
         Ok(())
     }
 
     /// Whether completions are still due.
-    fn owed(&self) -> bool {
+    pub(super) fn owed(&self) -> bool {
         match self.timed {
-            None => self.total_completed < self.total,
-            Some(_) => self.total_completed < self.total_posted,
+            None if !self.endless => self.total_completed < self.total,
+            _ => self.total_completed < self.total_posted,
         }
     }
 
     /// Takes what completed; returns how many completions there were.
-    fn take_completions(
+    pub(super) fn take_completions(
         &mut self,
         resources: &mut Resources,
         control: &mut Control,
@@ -165,7 +199,7 @@ impl<'a> Sender<'a> {
 
     /// After a timed run, waits for the completions of signaled requests still owed, so
     /// that nothing completes into a CQ that is about to go.
-    fn drain(&mut self, resources: &mut Resources, control: &mut Control) -> Result<()> {
+    pub(super) fn drain(&mut self, resources: &mut Resources, control: &mut Control) -> Result<()> {
         let cq_mod = self.cq_mod;
         let owed: u64 = self
             .posted
@@ -203,6 +237,57 @@ fn drain_completions(
     Ok(())
 }
 
+/// What one turn of a sending loop did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Requests completed.
+    Progress,
+    /// Nothing is outstanding.
+    NothingOwed,
+    /// Requests are outstanding and none completed.
+    Waiting,
+}
+
+impl Sender<'_> {
+    /// One turn: fills the windows and takes what completed.
+    pub(super) fn turn(
+        &mut self,
+        resources: &mut Resources,
+        control: &mut Control,
+        batch: &mut [Completion],
+    ) -> Result<Turn> {
+        self.post_window(resources)?;
+        if !self.owed() {
+            return Ok(Turn::NothingOwed);
+        }
+        Ok(if self.take_completions(resources, control, batch)? > 0 { Turn::Progress } else { Turn::Waiting })
+    }
+
+    /// Called when a turn found nothing: the watchdog, and now and then the clock.
+    pub(super) fn idle(&mut self, watchdog: &mut Watchdog, control: &mut Control) -> Result<()> {
+        watchdog.spin(control, "send completions")?;
+        if watchdog.spins() % POLLS_PER_CLOCK_LOOK == 0 {
+            if let Some(timed) = self.timed.as_mut() {
+                timed.idle(self.clock.now_ns());
+            }
+        }
+        Ok(())
+    }
+
+    /// The row of a run that ended at `end_ns` and began at `start_ns`.
+    pub(super) fn stats(&self, start_ns: u64, end_ns: u64, units: BandwidthUnits) -> BandwidthStats {
+        if let Some(timed) = &self.timed {
+            return timed.stats(self.size, units);
+        }
+        match &self.times {
+            Some(times) => {
+                BandwidthStats::new(self.size, self.total, times.window_ns(), times.best_message_ns(), units)
+            }
+            None => BandwidthStats::new(self.size, self.total, end_ns - start_ns, None, units),
+        }
+    }
+}
+
 /// The sender's side of write_bw, read_bw and send_bw for one size.
 pub fn send(session: &mut Session<'_>, size: u64) -> Result<BandwidthStats> {
     let settings = session.settings;
@@ -212,36 +297,17 @@ pub fn send(session: &mut Session<'_>, size: u64) -> Result<BandwidthStats> {
     let mut watchdog = Watchdog::default();
     let start_ns = clock.now_ns();
     while sender.running() {
-        sender.post_window(session.resources)?;
-        if !sender.owed() {
-            continue;
-        }
-        if sender.take_completions(session.resources, session.control, &mut batch)? > 0 {
-            watchdog = Watchdog::default();
-            continue;
-        }
-        watchdog.spin(session.control, "send completions")?;
-        if watchdog.spins() % POLLS_PER_CLOCK_LOOK == 0 {
-            if let Some(timed) = sender.timed.as_mut() {
-                timed.idle(clock.now_ns());
-            }
+        match sender.turn(session.resources, session.control, &mut batch)? {
+            Turn::Progress => watchdog = Watchdog::default(),
+            Turn::NothingOwed => {}
+            Turn::Waiting => sender.idle(&mut watchdog, session.control)?,
         }
     }
     let end_ns = clock.now_ns();
-    if let Some(timed) = sender.timed.take() {
+    if sender.timed.is_some() {
         sender.drain(session.resources, session.control)?;
-        return Ok(BandwidthStats::new(size, timed.counted, timed.run.window_ns(), None, settings.units));
     }
-    Ok(match &sender.times {
-        Some(times) => BandwidthStats::new(
-            size,
-            sender.total,
-            times.window_ns(),
-            times.best_message_ns(),
-            settings.units,
-        ),
-        None => BandwidthStats::new(size, sender.total, end_ns - start_ns, None, settings.units),
-    })
+    Ok(sender.stats(start_ns, end_ns, settings.units))
 }
 
 #[cfg(test)]
@@ -256,7 +322,7 @@ mod tests {
         // Each empty poll takes a simulated millisecond and a completion comes every
         // 20,000 polls: 20 s between completions, 200 s in all, longer than the stall
         // limit although no gap comes near it.
-        let (mut control, _peer) = Control::pair();
+        let (mut control, _peer) = Control::pair(Duration::from_secs(120));
         let start = Instant::now();
         let polls = Cell::new(0u64);
         let poll = |batch: &mut [Completion]| {
