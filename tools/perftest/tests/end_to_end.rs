@@ -232,13 +232,24 @@ fn a_peer_that_dies_mid_run_gets_one_line() {
 #[test]
 fn send_bw_for_a_duration() {
     let (server, client) = pair("send_bw", &["-d", &fabric("send_duration"), "-D", "1", "-s", "256"]);
-    assert!(client.status.success(), "{}", text(&client.stderr));
+    assert!(client.status.success(), "client: {} server: {}", text(&client.stderr), text(&server.stderr));
     assert!(server.status.success(), "{}", text(&server.stderr));
     for output in [&client, &server] {
         let row = &table(&text(&output.stdout)).unwrap().rows[0];
         assert_eq!(row[0], "256");
         assert!(row[1].parse::<u64>().unwrap() > 0, "{row:?}");
     }
+}
+
+#[test]
+fn a_timed_send_bw_ends_though_its_last_sends_find_no_receive() {
+    // Two receives posted and every SEND signaled: when the server's clock runs out it
+    // stops reposting, and the client's SENDs still in flight then wait for receives that
+    // never come (RNR, retried forever). The client must end anyway, as perftest's does.
+    let options = ["-d", &fabric("send_rnr"), "-D", "1", "-s", "64", "-r", "2", "-Q", "1"];
+    let (server, client) = pair("send_bw", &options);
+    assert!(client.status.success(), "client: {} server: {}", text(&client.stderr), text(&server.stderr));
+    assert!(server.status.success(), "{}", text(&server.stderr));
 }
 
 #[test]
