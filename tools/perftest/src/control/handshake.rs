@@ -181,7 +181,7 @@ pub fn exchange_keys(
             if agreement.peer_hello.is_none() {
                 check_perftest_peer(settings, key, peer)?;
             }
-            Ok(())
+            check_gid_types(&mine[qp], key, peer)
         })?;
         theirs[qp] = Some(key);
     }
@@ -280,6 +280,29 @@ fn check_perftest_peer(
     Ok(())
 }
 
+/// perftest's `ctx_check_gid_compatibility`: both GIDs IPv4-mapped, or neither (RoCE
+/// cannot route between the two kinds; perftest without `-x` picks its own GID index).
+fn check_gid_types(mine: &KeyMessage, theirs: &KeyMessage, (role, peer): (&str, SocketAddr)) -> Result<()> {
+    let (Some(mine), Some(theirs)) = (mine.gid, theirs.gid) else {
+        return Ok(());
+    };
+    let kind = |gid: [u8; 16]| if ipv4_mapped(gid) { "IPv4-mapped" } else { "IPv6" };
+    if ipv4_mapped(mine) != ipv4_mapped(theirs) {
+        bail!(
+            "Found Incompatibility issue with GID types: this side's GID is {}, the {role}'s at {peer} {}. \
+             Please Try to use a different IP version (choose GID indexes of one kind with -x on both sides)",
+            kind(mine),
+            kind(theirs)
+        );
+    }
+    Ok(())
+}
+
+/// Whether `gid` is an IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`).
+fn ipv4_mapped(gid: [u8; 16]) -> bool {
+    gid[..10].iter().all(|&byte| byte == 0) && gid[10..12] == [0xff, 0xff]
+}
+
 /// The peer's QPs, from its keys and, where perftest's key cannot carry the address, its
 /// endpoints. `local` is one of this side's endpoints (its address kind is the peer's);
 /// `len` is what the peer's target buffer holds.
@@ -337,6 +360,32 @@ mod tests {
         assert_eq!(keys_after_connect(TestKind::SendBw, 2), vec![0, 0, 1]);
         assert_eq!(keys_before_connect(TestKind::SendLat, 1), vec![0]);
         assert_eq!(keys_after_connect(TestKind::SendLat, 1), vec![0, 0]);
+    }
+
+    #[test]
+    fn gid_kinds_must_match_as_perftest_requires() {
+        let key = |gid: Option<[u8; 16]>| KeyMessage {
+            lid: 0,
+            out_reads: 1,
+            qpn: 1,
+            psn: 1,
+            rkey: 1,
+            vaddr: 0,
+            gid,
+            srqn: 0,
+        };
+        let link_local = Some([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let mapped = Some([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 77, 0, 1]);
+        let peer = ("server", "127.0.0.1:18515".parse().unwrap());
+        assert!(check_gid_types(&key(link_local), &key(link_local), peer).is_ok());
+        assert!(check_gid_types(&key(mapped), &key(mapped), peer).is_ok());
+        assert!(check_gid_types(&key(None), &key(None), peer).is_ok());
+        let error = check_gid_types(&key(link_local), &key(mapped), peer).unwrap_err().to_string();
+        assert!(
+            error.starts_with("Found Incompatibility issue with GID types: this side's GID is IPv6"),
+            "{error}"
+        );
+        assert!(error.contains("the server's at 127.0.0.1:18515 IPv4-mapped"), "{error}");
     }
 
     #[test]
