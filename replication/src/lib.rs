@@ -10,6 +10,7 @@
 //!   `usec_qp_pool::RegisteredKind`.
 //! - [`driver`] — the loops that turn the sans-IO roles: a pinned busy-poll thread, a
 //!   cooperative loop for small machines, and a simulated group under virtual time.
+//! - [`apps`] — replicated applications: an order-matching engine.
 //!
 //! # A tour
 //!

@@ -1,10 +1,14 @@
 //! Replicated applications: state machines, and the drivers that put them on the network.
 //!
 //! - [`kv`]: a key-value store that Redis clients drive;
-//! - [`resp`]: the protocol they speak;
+//! - [`orderbook`]: an order-matching engine (limit and market orders, cancel, replace,
+//!   price-time priority) with a compact binary command encoding and a text command set
+//!   a RESP front end can hand over argument by argument;
+//! - [`resp`]: the protocol their clients speak;
 //! - [`server`]: the front end that serves an application over RESP, unreplicated or
 //!   through Mu.
 
 pub mod kv;
+pub mod orderbook;
 pub mod resp;
 pub mod server;
