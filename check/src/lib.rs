@@ -11,9 +11,11 @@
 //! Models: [`models::Kv`] (Redis's string commands, checked key by key) and
 //! [`models::Register`].
 //!
+//! `check-history FILE...` (this crate's binary) checks saved histories from the shell.
+//!
 //! Why a crate of its own: it knows nothing of RDMA or replication, it is used by tests
-//! of several crates and by tools (the cluster's fault tests, a `check` command over
-//! saved histories), and on its own it builds and tests in seconds.
+//! of several crates and by tools (the cluster's fault tests, `check-history`), and on
+//! its own it builds and tests in seconds.
 //!
 //! # Example
 //!

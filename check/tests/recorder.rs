@@ -139,3 +139,31 @@ fn broken_logs_are_refused_with_the_line() {
     let error = history::operations(early).unwrap_err();
     assert_eq!(error.to_string(), "operation 1 of client 1 ends before it was invoked");
 }
+
+#[test]
+fn the_command_line_checks_saved_files() {
+    let directory = std::env::temp_dir().join(format!("usec-check-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let recorder = KvRecorder::new();
+    let write = recorder.invoke(1, KvInput::Set(Bytes::from("k"), Bytes::from("a")));
+    recorder.ok(write, KvOutput::Ok);
+    let good = directory.join("good.jsonl");
+    recorder.save(&good).unwrap();
+    let read = recorder.invoke(2, KvInput::Get(Bytes::from("k")));
+    recorder.ok(read, KvOutput::Value(None)); // after the write finished: stale
+    let bad = directory.join("bad.jsonl");
+    recorder.save(&bad).unwrap();
+    let run = |path: &std::path::Path| {
+        let output =
+            std::process::Command::new(env!("CARGO_BIN_EXE_check-history")).arg(path).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, text) = run(&good);
+    assert_eq!((code, text.lines().last()), (Some(0), Some("linearizable")), "{text}");
+    let (code, text) = run(&bad);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not linearizable: key \"k\""), "{text}");
+    let (code, _) = run(&directory.join("missing.jsonl"));
+    assert_eq!(code, Some(3));
+    std::fs::remove_dir_all(&directory).unwrap();
+}
