@@ -60,6 +60,10 @@ pub enum RxeQuirk {
     ShortRecvIsOperationError,
     /// rxe's send queue accepts more requests than the max_send_wr it reports.
     SendQueueDeeperThanReported,
+    /// rxe's responder may finish placing a WRITE it was executing after its QP was moved
+    /// to ERROR, reset or destroyed, or its MR deregistered: those calls do not wait for
+    /// the packet work in flight (seen in the VM under load).
+    RetirementIsNoFence,
 }
 
 impl RxeQuirk {
@@ -72,6 +76,9 @@ impl RxeQuirk {
                 "a SEND longer than the RECV fails as REM_OP_ERR / LOC_QP_OP_ERR, not REM_INV_REQ_ERR / LOC_LEN_ERR"
             }
             RxeQuirk::SendQueueDeeperThanReported => "the send queue accepts more than the max_send_wr it reports",
+            RxeQuirk::RetirementIsNoFence => {
+                "a WRITE in flight may land after its responder QP is retired or its MR deregistered"
+            }
         }
     }
 }
