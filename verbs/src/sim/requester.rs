@@ -137,7 +137,8 @@ impl World {
         let latency = self.sample_latency(request.from, request.to, request.payload_len());
         let mut at_ns = self.now() + latency;
         if let Some(qp) = self.qp_mut(request.from, request.from_qp) {
-            at_ns = at_ns.max(qp.send.last_request_arrival_ns);
+            // Strictly after the previous one: events at one instant run in a random order.
+            at_ns = at_ns.max(qp.send.last_request_arrival_ns + 1);
             qp.send.last_request_arrival_ns = at_ns;
         }
         if !self.link_up(request.from, request.to) {
@@ -166,6 +167,21 @@ impl World {
             return;
         }
         let Some(index) = qp.send.index_of(response.seq) else { return };
+        // RC takes responses in request order, and the responder runs requests in order:
+        // a response to a later request acknowledges every earlier WRITE or SEND whose own
+        // ACK was lost. An earlier READ or atomic still owes its data: the later response
+        // is dropped, as a NIC drops an out-of-sequence packet, and comes again when the
+        // ACK timer sends every unanswered request again. (Taken early, a READ's bytes
+        // would land before an earlier READ's resent ones.)
+        let earlier: Vec<usize> = qp.send.unanswered().take_while(|&earlier| earlier < index).collect();
+        if earlier.iter().any(|&earlier| qp.send.entries[earlier].reads_into_local()) {
+            let wr_id = qp.send.entries[index].wr_id;
+            self.record(TraceEvent { kind: TraceKind::ResponseDropped, wr_id, ..event });
+            return;
+        }
+        for earlier in earlier {
+            qp.send.entries[earlier].result = Some((Status::Success, 0));
+        }
         let (rts, pd) = (qp.rts, qp.pd);
         let entry = &mut qp.send.entries[index];
         if entry.result.is_some() {

@@ -213,7 +213,8 @@ impl World {
         let latency = self.sample_latency(request.to, request.from, kind.payload_len());
         let mut at_ns = self.now() + latency;
         if let Some(qp) = self.qp_mut(request.from, request.from_qp) {
-            at_ns = at_ns.max(qp.send.last_response_arrival_ns);
+            // Strictly after the previous one: events at one instant run in a random order.
+            at_ns = at_ns.max(qp.send.last_response_arrival_ns + 1);
             qp.send.last_response_arrival_ns = at_ns;
         }
         if !self.link_up(request.to, request.from) {

@@ -217,3 +217,25 @@ fn a_retransmitted_atomic_whose_ack_was_lost_runs_once() {
     assert_eq!((pair.a.word(0), pair.b.word(0)), (41, 42), "the retransmission was answered, not re-run");
     assert!(pair.fabric.trace().iter().any(|event| event.kind == TraceKind::Duplicate));
 }
+
+#[test]
+fn responses_land_in_order_when_an_earlier_one_was_lost() {
+    // RC: a READ's data lands in the requester's memory in request order. The first READ's
+    // response is lost; the second's arrives before the first is sent again. Accepted out
+    // of order, the second's fresh bytes would be overwritten by the first's stale ones.
+    let mut pair = quick_pair(59);
+    pair.fabric.set_auto_advance(false);
+    pair.b.put(0, &41u64.to_ne_bytes());
+    let into = pair.a.sge(0, 8);
+    pair.qp_a.post_send(&[SendWr::read(1, pair.b.remote(0), &into)]).unwrap();
+    pair.fabric.advance_to(1_000);
+    pair.fabric.partition(pair.a.id, pair.b.id);
+    pair.fabric.advance_by(1_000);
+    pair.fabric.heal(pair.a.id, pair.b.id);
+    pair.b.put(0, &42u64.to_ne_bytes());
+    pair.qp_a.post_send(&[SendWr::read(2, pair.b.remote(0), &into)]).unwrap();
+    let done = pair.wait_a(2);
+    assert_eq!(done.iter().map(|completion| completion.wr_id).collect::<Vec<_>>(), [1, 2]);
+    assert!(done.iter().all(|completion| completion.status == Status::Success));
+    assert_eq!(pair.a.word(0), 42, "the later READ's bytes land last");
+}
