@@ -172,6 +172,11 @@ impl Candidate {
             if now_ns.saturating_sub(self.requested_ns) >= local.config.permission_retry_ns {
                 self.number += 1;
                 self.requested_ns = now_ns;
+                // A restarted peer granted before a leader caught it up: ask it again, it
+                // may count by now.
+                for peer in peers.iter_mut().filter(|peer| peer.granted && !peer.eligible) {
+                    peer.drop_out();
+                }
             }
             self.ask_permission(local, peers, port);
             return Outcome::Working;
@@ -203,22 +208,43 @@ impl Candidate {
 
     /// After the proposal (or a pulled snapshot): fetch the decided entries it lacks, or
     /// go on to recovery.
-    fn catch_up_or_recover<S: StateMachine>(&self, local: &mut Local<S>, peers: &Peers) -> Phase {
+    ///
+    /// The entries below `C` are read from a member that knows `C`. If every such member
+    /// has left the quorum since `C` was chosen, `C` becomes the highest commit index of
+    /// the members that remain: they are still a majority that promised this proposal, so
+    /// recovery from the lower `C` adopts, at each index, the highest-proposal entry of a
+    /// majority — the decided one where there is one — exactly as a candidacy that had
+    /// started with this quorum would.
+    fn catch_up_or_recover<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &Peers) -> Phase {
         local.apply_decided();
         if local.applied >= self.commit {
             return Phase::Slots { next: self.commit, count: 0 };
         }
-        let source = peers
-            .iter()
-            .filter(|peer| peer.member)
-            .max_by_key(|peer| (peer.head.map_or(0, |head| head.commit()), std::cmp::Reverse(peer.id)))
-            .map(|peer| peer.id);
+        let knows_commit = |peer: &&crate::cft::peers::Peer| {
+            peer.member && peer.head.is_some_and(|head| head.commit() >= self.commit)
+        };
+        let source = peers.iter().filter(knows_commit).min_by_key(|peer| peer.id).map(|peer| peer.id);
         match source {
             Some(source) => {
                 Phase::CatchSelf { source, next: local.applied, count: 0, reading: false, arrived: false }
             }
-            // Only its own log knows C: it has every entry below C (it applies them).
-            None => Phase::Slots { next: self.commit, count: 0 },
+            None => {
+                let remaining = peers
+                    .iter()
+                    .filter(|peer| peer.member)
+                    .filter_map(|peer| peer.head.map(|head| head.commit()))
+                    .max()
+                    .unwrap_or(0)
+                    .max(local.commit);
+                if remaining < self.commit {
+                    let before = self.commit;
+                    local.note(|| format!("C {before} -> {remaining}: who knew it left the quorum"));
+                    self.commit = remaining;
+                    return self.catch_up_or_recover(local, peers);
+                }
+                // Only its own log knows C: it has every entry below C (it applies them).
+                Phase::Slots { next: self.commit, count: 0 }
+            }
         }
     }
 

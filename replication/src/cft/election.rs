@@ -2,7 +2,7 @@
 //! lowest id among the replicas believed alive; a replica that restarted without its
 //! state never counts itself until it is brought up to date.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use usec_qp_pool::NodeId;
 
@@ -20,6 +20,9 @@ pub struct Election {
     trusted: BTreeMap<NodeId, bool>,
     /// Per peer: trusted until this time, whatever the detectors say.
     heard_until: BTreeMap<NodeId, u64>,
+    /// Peers known to be new processes without their state yet: they may not lead, so
+    /// nobody defers to them (they campaign once they count again, and say so by asking).
+    ineligible: BTreeSet<NodeId>,
     now_ns: u64,
 }
 
@@ -30,6 +33,7 @@ impl Election {
             me,
             trusted: peers.iter().map(|&peer| (peer, true)).collect(),
             heard_until: BTreeMap::new(),
+            ineligible: BTreeSet::new(),
             now_ns: 0,
         }
     }
@@ -59,6 +63,16 @@ impl Election {
         }
     }
 
+    /// Records whether `peer` may lead: a restarted process may not until a leader caught
+    /// it up; a permission request or a status saying it counts again says it may.
+    pub fn set_eligible(&mut self, peer: NodeId, eligible: bool) {
+        if eligible {
+            self.ineligible.remove(&peer);
+        } else if self.trusted.contains_key(&peer) {
+            self.ineligible.insert(peer);
+        }
+    }
+
     /// Whether `peer` is believed alive.
     pub fn is_trusted(&self, peer: NodeId) -> bool {
         self.trusted.get(&peer).copied().unwrap_or(false)
@@ -68,7 +82,12 @@ impl Election {
     /// The replica that should lead: the lowest trusted id, this replica included when
     /// `eligible`.
     pub fn choice(&self, eligible: bool) -> Option<NodeId> {
-        let lowest_peer = self.trusted.keys().copied().filter(|&peer| self.is_trusted(peer)).min();
+        let lowest_peer = self
+            .trusted
+            .keys()
+            .copied()
+            .filter(|&peer| self.is_trusted(peer) && !self.ineligible.contains(&peer))
+            .min();
         match (eligible, lowest_peer) {
             (true, Some(peer)) => Some(peer.min(self.me)),
             (true, None) => Some(self.me),
@@ -80,8 +99,12 @@ impl Election {
     /// replica's choice or ranks above it (a lower id). A higher id asking while a lower
     /// one is believed alive is refused, so a live leader is not deposed by a replica
     /// that merely lost sight of it.
+    ///
+    /// A replica that does not count yet (restarted without its state) grants whoever
+    /// asks: only replicas that count campaign, and it cannot tell which of its lower-id
+    /// peers are themselves restarted ones still waiting to be caught up.
     pub fn may_grant(&self, candidate: NodeId, eligible: bool) -> bool {
-        candidate != self.me && self.choice(eligible).is_none_or(|choice| candidate <= choice)
+        candidate != self.me && (!eligible || self.choice(eligible).is_none_or(|choice| candidate <= choice))
     }
 }
 
@@ -110,5 +133,10 @@ mod tests {
         assert_eq!(election.choice(true), Some(node(0)), "heard from just now");
         election.set_now(150);
         assert_eq!(election.choice(true), Some(node(1)), "the grace ran out");
+        election.set_trusted(node(0), true);
+        election.set_eligible(node(0), false);
+        assert_eq!(election.choice(true), Some(node(1)), "a restarted 0 without its state may not lead");
+        election.set_eligible(node(0), true);
+        assert_eq!(election.choice(true), Some(node(0)));
     }
 }

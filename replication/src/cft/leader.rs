@@ -78,6 +78,9 @@ pub(crate) struct Leader {
     pushes: usize,
     group: usize,
     header: Vec<u8>,
+    /// Entries are created, empty if no command waits, up to here: a newcomer admitted
+    /// counts only past an entry created after its admission.
+    confirm_until: u64,
 }
 
 impl Leader {
@@ -110,6 +113,7 @@ impl Leader {
             pushes: 0,
             group: peers.len() + 1,
             header: vec![0; ENTRY_HEADER_BYTES],
+            confirm_until: 0,
         }
     }
 
@@ -162,6 +166,11 @@ impl Leader {
         port: &mut Tracked<'_>,
     ) -> Result<(), StepDown> {
         let promise = Record::new(RecordKind::Promise, &[self.proposal]).encode();
+        // A newcomer (its grant said it lost its state) may have promised, before it lost
+        // it, more than it now shows; it counts only once it applied an entry created
+        // after this admission, decided by a majority that left it out.
+        let confirm = self.next_index + 1;
+        let newcomer_promise = Record::new(RecordKind::Promise, &[self.proposal, confirm]).encode();
         let log_start = self.log_start(local);
         let capacity = local.config.capacity;
         for peer in peers.iter_mut().filter(|peer| peer.live && !peer.snapshot_pushing) {
@@ -179,7 +188,11 @@ impl Leader {
                 return Err(StepDown::Superseded);
             }
             match peer.barrier {
-                Barrier::None => post_promise(peer, &promise, self.proposal, self.term, port),
+                Barrier::None if counts(peer) => post_promise(peer, &promise, self.proposal, self.term, port),
+                Barrier::None => {
+                    self.confirm_until = self.confirm_until.max(confirm);
+                    post_promise(peer, &newcomer_promise, self.proposal, self.term, port);
+                }
                 Barrier::Posted => {}
                 Barrier::Done if peer.snapshot_pushing => {}
                 Barrier::Done => {
@@ -253,7 +266,7 @@ impl Leader {
         let mut count = 0;
         held[count] = self.next_index;
         count += 1;
-        for peer in peers.iter().filter(|peer| peer.live) {
+        for peer in peers.iter().filter(|peer| peer.live && counts(peer)) {
             if count < held.len() {
                 held[count] = peer.acked;
                 count += 1;
@@ -294,7 +307,9 @@ impl Leader {
     }
 
     fn create_entries<S: StateMachine>(&mut self, now_ns: u64, local: &mut Local<S>, peers: &Peers) {
-        while !local.queue.is_empty() && self.may_create(self.next_index, local, peers) {
+        while (!local.queue.is_empty() || self.next_index < self.confirm_until)
+            && self.may_create(self.next_index, local, peers)
+        {
             self.batch.clear();
             while let Some(queued) = local.queue.front() {
                 if self.batch.len() == local.config.batch_commands
@@ -453,6 +468,12 @@ fn own_floor<S: StateMachine>(local: &mut Local<S>, next_index: u64) -> u64 {
         }
     }
     floor
+}
+
+/// Whether a follower's acknowledgements count towards a majority: it granted as a replica
+/// that kept its state, or its status says a leader has since confirmed it.
+fn counts(peer: &Peer) -> bool {
+    peer.eligible || peer.head.is_some_and(|head| head.status.eligible)
 }
 
 #[cfg(test)]

@@ -56,9 +56,6 @@ pub(crate) struct Local<S> {
     pub(crate) applied: u64,
     /// Whether it counts in quorums (see [`Start::Rejoin`]).
     pub(crate) eligible: bool,
-    /// A rejoining replica becomes eligible once it applied up to this commit index, the
-    /// first a leader told it.
-    eligible_at: Option<u64>,
     /// Entries below were read once for the commit index they carry.
     pub(crate) scanned: u64,
     /// Its slot at `applied` holds a later lap: it must be brought back by a snapshot.
@@ -87,7 +84,6 @@ impl<S: StateMachine> Local<S> {
             commit: 0,
             applied: 0,
             eligible,
-            eligible_at: None,
             behind: false,
             scanned: 0,
             queue: VecDeque::new(),
@@ -116,9 +112,6 @@ impl<S: StateMachine> Local<S> {
     pub(crate) fn learn_commit(&mut self, commit: u64) {
         if commit > self.commit {
             self.commit = commit;
-        }
-        if !self.eligible && self.eligible_at.is_none() {
-            self.eligible_at = Some(commit);
         }
     }
 
@@ -157,9 +150,13 @@ impl<S: StateMachine> Local<S> {
                 SlotRead::OtherIndex(_) | SlotRead::Empty => break,
             }
         }
-        if let Some(at) = self.eligible_at {
-            if !self.eligible && self.applied >= at {
+        // A newcomer counts once it applied past an entry its admitting leader created
+        // after admitting it (see `Leader::admit_followers`).
+        if !self.eligible {
+            let confirm = self.log.promise_confirm();
+            if confirm > 0 && self.applied >= confirm {
                 self.eligible = true;
+                self.note(|| format!("counts again: applied {confirm}, confirmed by its leader"));
             }
         }
     }

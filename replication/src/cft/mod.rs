@@ -68,10 +68,18 @@
 //!    it writes there is at most what it copied (entries carry the commit index of their
 //!    writing, never above their own index). A follower applies an entry only below a
 //!    commit index it read after the entry landed (RC order), and reads the entry then.
-//! 6. *A replica that lost its state does not vote.* A process started with
-//!    [`Start::Rejoin`] grants (so a leader can catch it up) but tells candidates it does
-//!    not count, and campaigns only once it applied up to the first commit index a leader
-//!    gave it.
+//! 6. *A replica that lost its state does not vote until a leader confirmed it.* A process
+//!    started with [`Start::Rejoin`] grants whoever asks (so a leader can catch it up) but
+//!    tells candidates it does not count, and nobody defers to it in elections. It may
+//!    have promised, before it lost its state, more than it now shows; so a leader does
+//!    not count its acknowledgements either. The leader that admits it writes, with its
+//!    promise, an index `k` just past its own log, and creates an entry there (empty if
+//!    no command waits). The newcomer counts again once it applied up to `k`: that entry
+//!    was written after the newcomer started and decided by a majority that left it out,
+//!    so that leader was still the leader after the restart — any higher promise the old
+//!    process made was made to a candidate whose quorum meets that majority, which would
+//!    have revoked the leader's writes there first. A stale leader (deposed while paused)
+//!    that catches the newcomer up cannot decide that entry, and so cannot make it count.
 //!
 //! The VOPR (`tests/vopr`) checks all of it under crashes, pauses, partitions and clock
 //! drift, seed by seed.

@@ -130,7 +130,10 @@ impl<S: StateMachine> Replica<S> {
             let offset = self.local.log.layout().scratch_head_offset(op.peer.get());
             self.local.log.read_control(offset, &mut bytes);
             match Head::decode(&bytes) {
-                Some(head) => peer.head = Some(head),
+                Some(head) => {
+                    self.election.set_eligible(op.peer, head.status.eligible);
+                    peer.head = Some(head);
+                }
                 None => peer.drop_out(),
             }
             return;
@@ -188,12 +191,19 @@ impl<S: StateMachine> Replica<S> {
         for channel in Channel::ALL {
             self.in_flight.forget(peer, channel);
         }
+        // A new process holds none of the old one's grants, and may not lead until a leader
+        // has caught it up.
+        if self.follower.holder == Some(peer) {
+            self.follower.holder = None;
+        }
+        self.election.set_eligible(peer, false);
         if let Some(peer) = self.peers.get_mut(peer) {
             peer.broken = [false; 2];
             peer.repairing = [false; 2];
             peer.eligible = false;
             peer.drop_out();
         }
+        self.local.note(|| format!("node {} rejoined", peer.get()));
     }
 
     /// A repair of the `channel` QP to `peer` failed: it is asked again next tick.
@@ -249,6 +259,17 @@ impl<S: StateMachine> Replica<S> {
                 }
                 if choice == Some(me) {
                     self.start_candidacy(now_ns, port);
+                } else if let Some(preferred) = choice.filter(|&choice| self.follower.holder != Some(choice))
+                {
+                    // It defers to a peer that is not leading it: a process restarted
+                    // without its state may be waiting for a leader that waits for it. Its
+                    // head says whether it counts ([`Election::set_eligible`]).
+                    let retry_ns = self.local.config.permission_retry_ns;
+                    if let Some(peer) = self.peers.get_mut(preferred) {
+                        if now_ns.saturating_sub(peer.head_read_ns) >= retry_ns {
+                            crate::cft::candidate::post_head_read(now_ns, self.term, peer, &self.local, port);
+                        }
+                    }
                 }
             }
             Role::Candidate(_) | Role::Leader(_) if choice != Some(me) => self.step_down(choice),
@@ -282,6 +303,8 @@ impl<S: StateMachine> Replica<S> {
     fn serve_inbox(&mut self, now_ns: u64, port: &mut Tracked<'_>) {
         while let Some(request) = self.follower.next_permission_request(&self.local, &self.peers) {
             self.election.heard_from(request.from, self.local.config.permission_retry_ns);
+            // Only a replica that counts campaigns.
+            self.election.set_eligible(request.from, true);
             if !agrees(&self.election, request, self.local.eligible) {
                 continue;
             }
@@ -461,7 +484,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// Turns the decision trace on or off ([`Replica::take_trace`]).
     pub fn set_trace(&mut self, on: bool) {
-        self.local.trace = on.then(Vec::new);
+        if on != self.local.trace.is_some() {
+            self.local.trace = on.then(Vec::new);
+        }
     }
 
     /// The decisions recorded since the last call.

@@ -166,7 +166,10 @@ impl<S: StateMachine> SimGroup<S> {
     /// Crashes member `index` for good.
     pub fn crash(&mut self, index: usize) {
         self.fabric.crash(self.members[index].sim_node);
-        self.members[index].driver = None;
+        let member = &mut self.members[index];
+        member.driver = None;
+        member.booting = None;
+        member.paused = false;
     }
 
     /// Stops member `index`'s thread (its NIC goes on serving one-sided operations).

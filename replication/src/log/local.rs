@@ -73,6 +73,13 @@ impl LocalLog {
         Self::read_record(&self.log, PROMISE_OFFSET, RecordKind::Promise).map_or(0, |record| record.fields[0])
     }
 
+    /// The index a leader that admitted this replica as a newcomer (a process that lost
+    /// its state) asked it to apply before it counts again: 0 when none did. See
+    /// [`crate::cft`] on amnesia.
+    pub fn promise_confirm(&self) -> u64 {
+        Self::read_record(&self.log, PROMISE_OFFSET, RecordKind::Promise).map_or(0, |record| record.fields[1])
+    }
+
     /// Stores a promise (this replica's own candidacy).
     pub fn set_promise(&self, proposal: u64) {
         Self::write_record(&self.log, PROMISE_OFFSET, &Record::new(RecordKind::Promise, &[proposal]));
