@@ -2,9 +2,14 @@
 //!
 //! One `u64` seed drives everything: the group's size and sizes (ring, slot, pipeline),
 //! the fabric's latency, the clocks' drift, what clients propose and where, and the
-//! faults — crashes (at most a minority, for good), pauses and resumes (a paused leader
-//! wakes up and keeps writing), partitions and heals. A safety phase with faults, then a
-//! liveness phase without: every paused node resumes, every link heals.
+//! faults — crashes (of the leader half the time), restarts of crashed members as new
+//! processes without their state (they rejoin, are caught up, and count again only once a
+//! leader confirmed them), pauses and resumes (a paused leader wakes up and keeps
+//! writing), partitions and heals. Crashed and not-yet-confirmed members together stay a
+//! minority. A safety phase with faults, then a liveness phase without: every paused node
+//! resumes, every link heals, every crashed member restarts.
+//!
+//! What a crashed process applied stays in the checks below, next to its successor's.
 //!
 //! Checked on every run:
 //! - all replicas' applied commands are prefixes of one sequence (checked as it runs);
@@ -15,7 +20,9 @@
 //!
 //! `cargo test -p usec-replication --test vopr` runs the regular seeds;
 //! `-- --seeds N` runs N, `-- --seed S` replays one, `-- --first F` starts elsewhere.
-//! A failing seed is printed with the command that replays it.
+//! A failing seed is printed with the command that replays it; `--verbose` traces each
+//! replica's decisions, and `USEC_VOPR_FABRIC_TRACE=1` (or `=all`) adds the fabric's lost
+//! and failed operations (or all of them).
 
 mod run;
 

@@ -90,8 +90,10 @@ struct World {
     clients: Vec<(u64, bool)>,
     pending: Vec<Pending>,
     acknowledged: BTreeMap<Vec<u8>, CommandId>,
-    /// Histories of crashed members, as of the crash.
-    crashed: BTreeMap<usize, Vec<Vec<u8>>>,
+    /// Members crashed and not restarted.
+    down: BTreeSet<usize>,
+    /// Histories of crashed processes, as of the crash: what they applied stays checked.
+    dead: Vec<Vec<Vec<u8>>>,
     partitions: BTreeSet<(usize, usize)>,
     faults: usize,
     next_command: u64,
@@ -154,7 +156,8 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
         clients,
         pending: Vec::new(),
         acknowledged: BTreeMap::new(),
-        crashed: BTreeMap::new(),
+        down: BTreeSet::new(),
+        dead: Vec::new(),
         partitions: BTreeSet::new(),
         faults: 0,
         next_command: 0,
@@ -170,7 +173,12 @@ pub fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
     if verbose && std::env::var("USEC_VOPR_FABRIC_TRACE").is_ok() {
         for event in world.group.fabric.trace() {
             let op = usec_replication::cft::op::Op::decode(event.wr_id);
-            if let Some(op) = op.filter(|op| op.kind == usec_replication::cft::op::OpKind::Entry) {
+            // Everything with USEC_VOPR_FABRIC_TRACE=all; otherwise what failed or was lost.
+            let all = std::env::var("USEC_VOPR_FABRIC_TRACE").is_ok_and(|value| value == "all");
+            let notable = event.kind == usec_verbs::sim::TraceKind::ResponseDropped
+                || event.kind == usec_verbs::sim::TraceKind::RequestDropped
+                || !event.status.is_success();
+            if let Some(op) = op.filter(|_| all || notable) {
                 println!(
                     "[{:>9} ns] fabric {:?} {:?} from {:?} to {:?} seq {:#x} {:?}",
                     event.at_ns, event.kind, op.kind, event.peer, event.node, op.sequence, event.status
@@ -190,7 +198,12 @@ impl World {
                 let trace = self
                     .group
                     .driver_mut(index)
-                    .map(|driver| driver.replica_mut().take_trace())
+                    .map(|driver| {
+                        // A restarted member's new process traces too.
+                        driver.keep_events(true);
+                        driver.replica_mut().set_trace(true);
+                        driver.replica_mut().take_trace()
+                    })
                     .unwrap_or_default();
                 for line in trace {
                     self.log(|| format!("replica {index}: {line}"));
@@ -214,11 +227,25 @@ impl World {
         (0..self.n).filter(|&index| self.group.driver(index).is_some()).collect()
     }
 
+    /// What member `index`'s current process applied (nothing while it is down or booting).
     fn history(&self, index: usize) -> Vec<Vec<u8>> {
-        match self.group.driver(index) {
-            Some(driver) => driver.replica().state_machine().applied.clone(),
-            None => self.crashed.get(&index).cloned().unwrap_or_default(),
-        }
+        self.group
+            .driver(index)
+            .map(|driver| driver.replica().state_machine().applied.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every history to check: the members' current processes, then the dead ones.
+    fn histories(&self) -> Vec<Vec<Vec<u8>>> {
+        (0..self.n).map(|index| self.history(index)).chain(self.dead.iter().cloned()).collect()
+    }
+
+    /// Members that do not count in quorums now: down, booting, or restarted and not yet
+    /// brought up to date.
+    fn unhealthy(&self) -> usize {
+        (0..self.n)
+            .filter(|&index| self.group.driver(index).is_none_or(|driver| !driver.replica().is_eligible()))
+            .count()
     }
 
     fn log(&self, what: impl FnOnce() -> String) {
@@ -347,16 +374,23 @@ impl World {
         let live = self.live();
         let roll = self.rng.gen_range(0..100);
         self.faults += 1;
-        if roll < 12 && self.crashed.len() < minority {
+        if roll < 12 && self.unhealthy() < minority {
             // Crash: the leader half of the time.
             let victim = match self.guess_leader() {
                 Some(leader) if self.rng.gen_bool(0.5) => leader,
                 _ => live[self.rng.gen_range(0..live.len())],
             };
             let history = self.history(victim);
-            self.crashed.insert(victim, history);
+            self.dead.push(history);
+            self.down.insert(victim);
             self.log(|| format!("crash {victim}"));
             self.group.crash(victim);
+        } else if roll < 20 {
+            // Restart a crashed member as a new process without its state.
+            let down: Vec<usize> = self.down.iter().copied().collect();
+            if let Some(&victim) = down.get(self.rng.gen_range(0..down.len().max(1))) {
+                self.restart(victim);
+            }
         } else if roll < 45 {
             let victim = match self.guess_leader() {
                 Some(leader) if self.rng.gen_bool(0.5) => leader,
@@ -390,6 +424,12 @@ impl World {
         }
     }
 
+    fn restart(&mut self, victim: usize) {
+        self.log(|| format!("restart {victim}"));
+        self.down.remove(&victim);
+        self.group.restart(victim, History::default()).expect("a crashed member restarts");
+    }
+
     fn dump(&self) {
         if self.verbose {
             for index in self.live() {
@@ -406,7 +446,7 @@ impl World {
     }
 
     fn check_prefixes(&self) -> Result<(), String> {
-        let histories: Vec<Vec<Vec<u8>>> = (0..self.n).map(|index| self.history(index)).collect();
+        let histories = self.histories();
         let longest = histories.iter().max_by_key(|history| history.len()).expect("members");
         for (index, history) in histories.iter().enumerate() {
             if let Some(at) = history.iter().zip(longest).position(|(a, b)| a != b) {
@@ -429,7 +469,10 @@ impl World {
                 self.group.resume(index);
             }
         }
-        self.log(|| "liveness phase: all healed and resumed".into());
+        for victim in std::mem::take(&mut self.down) {
+            self.restart(victim);
+        }
+        self.log(|| "liveness phase: all healed, resumed and restarted".into());
         let start = self.now();
         // Every pending command eventually decided (they are retried), and a fresh one.
         self.new_command();
@@ -451,13 +494,20 @@ impl World {
         let decided = self.now();
         // Then every live replica applies everything.
         loop {
-            let lengths: Vec<usize> = self.live().iter().map(|&index| self.history(index).len()).collect();
+            let lengths: Vec<usize> = (0..self.n).map(|index| self.history(index).len()).collect();
             let longest = lengths.iter().copied().max().unwrap_or(0);
-            if lengths.iter().all(|&length| length == longest) && longest >= self.acknowledged.len() {
+            let settled = (0..self.n).all(|index| !self.group.is_booting(index));
+            if settled
+                && lengths.iter().all(|&length| length == longest)
+                && longest >= self.acknowledged.len()
+            {
                 break;
             }
             if self.now() - decided > bound_ns {
-                return Err(format!("liveness: live replicas stuck at applied lengths {lengths:?}"));
+                self.dump();
+                return Err(format!(
+                    "liveness: live replicas stuck at applied lengths {lengths:?} (settled: {settled})"
+                ));
             }
             for _ in 0..100 {
                 self.step();
@@ -469,7 +519,7 @@ impl World {
 
     fn final_checks(&self) -> Result<Summary, String> {
         self.check_prefixes()?;
-        let histories: Vec<Vec<Vec<u8>>> = (0..self.n).map(|index| self.history(index)).collect();
+        let histories = self.histories();
         for (index, history) in histories.iter().enumerate() {
             let mut seen = HashSet::new();
             for command in history {
