@@ -43,6 +43,10 @@ pub struct MuNode {
     staging: Arc<Region>,
     staging_next: usize,
     log: LocalLog,
+    /// Per channel, the most bytes a WRITE carries inline: the QPs' caps, which every QP
+    /// of a role shares (a reconnected one is made from the same role), read once rather
+    /// than on every post.
+    inline_max: [usize; 2],
 }
 
 impl MuNode {
@@ -81,6 +85,12 @@ impl MuNode {
         for peer in cluster.peers() {
             peer_regions.insert(peer, peer_regions_of(cluster, peer, &layout)?);
         }
+        let mut inline_max = [0; 2];
+        for (channel, role) in [(Channel::Log, log_role), (Channel::Control, control_role)] {
+            let caps = cluster.peers().map(|peer| cluster.qp(peer, role).map(|qp| qp.caps().max_inline_data));
+            let caps = caps.collect::<Result<Vec<u32>, _>>().map_err(Error::pool("the Mu QPs"))?;
+            inline_max[channel.index()] = caps.into_iter().min().unwrap_or(0) as usize;
+        }
         let log_region = cluster.region(LOG_REGION).map_err(Error::pool("the Mu log"))?.region().clone();
         let control =
             cluster.region(CONTROL_REGION).map_err(Error::pool("the Mu control region"))?.region().clone();
@@ -92,6 +102,7 @@ impl MuNode {
             staging: control.clone(),
             staging_next: 0,
             log: LocalLog::new(layout, log_region, control),
+            inline_max,
         })
     }
 
@@ -203,12 +214,7 @@ impl Port for ClusterPort<'_> {
             Source::Local(_, len) => len,
         };
         let remote = self.remote(peer, target, len).map_err(fail)?;
-        let inline_max = self
-            .cluster
-            .qp(peer, self.node.role(channel))
-            .map_err(|error| fail(error.to_string()))?
-            .caps()
-            .max_inline_data as usize;
+        let inline_max = self.node.inline_max[channel.index()];
         match source {
             Source::Bytes(bytes) if bytes.len() <= inline_max => {
                 self.post(peer, channel, &SendWr::write(wr_id, remote, Payload::Inline(bytes)))

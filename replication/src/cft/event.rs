@@ -15,6 +15,17 @@ pub enum RoleKind {
     Leader,
 }
 
+/// How far a replica taking over has come (see [`crate::cft::candidate`]); for
+/// measurements and operators, not for decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Takeover {
+    /// Asking for permissions: fewer than a majority granted it their logs so far.
+    Permissions,
+    /// A majority granted and its proposal number is chosen: catching up and recovering
+    /// the undecided entries.
+    Recovery,
+}
+
 /// Something the driver should act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {

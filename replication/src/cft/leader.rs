@@ -81,6 +81,9 @@ pub(crate) struct Leader {
     /// Entries are created, empty if no command waits, up to here: a newcomer admitted
     /// counts only past an entry created after its admission.
     confirm_until: u64,
+    /// The promise record of `proposal`, encoded once: it is written to every follower
+    /// that joins.
+    promise: [u8; crate::log::record::RECORD_BYTES],
 }
 
 impl Leader {
@@ -114,6 +117,7 @@ impl Leader {
             group: peers.len() + 1,
             header: vec![0; ENTRY_HEADER_BYTES],
             confirm_until: 0,
+            promise: Record::new(RecordKind::Promise, &[proposal]).encode(),
         }
     }
 
@@ -165,12 +169,11 @@ impl Leader {
         peers: &mut Peers,
         port: &mut Tracked<'_>,
     ) -> Result<(), StepDown> {
-        let promise = Record::new(RecordKind::Promise, &[self.proposal]).encode();
+        let promise = self.promise;
         // A newcomer (its grant said it lost its state) may have promised, before it lost
         // it, more than it now shows; it counts only once it applied an entry created
         // after this admission, decided by a majority that left it out.
         let confirm = self.next_index + 1;
-        let newcomer_promise = Record::new(RecordKind::Promise, &[self.proposal, confirm]).encode();
         let log_start = self.log_start(local);
         let capacity = local.config.capacity;
         for peer in peers.iter_mut().filter(|peer| peer.live && !peer.snapshot_pushing) {
@@ -191,6 +194,8 @@ impl Leader {
                 Barrier::None if counts(peer) => post_promise(peer, &promise, self.proposal, self.term, port),
                 Barrier::None => {
                     self.confirm_until = self.confirm_until.max(confirm);
+                    let newcomer_promise =
+                        Record::new(RecordKind::Promise, &[self.proposal, confirm]).encode();
                     post_promise(peer, &newcomer_promise, self.proposal, self.term, port);
                 }
                 Barrier::Posted => {}

@@ -99,6 +99,6 @@ pub mod replica;
 mod tracked;
 
 pub use config::{MuConfig, Start};
-pub use event::{Event, ProposeError, RoleKind};
+pub use event::{Event, ProposeError, RoleKind, Takeover};
 pub use port::{Area, Channel, Place, Port, PortError, Source};
 pub use replica::Replica;

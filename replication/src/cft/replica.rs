@@ -24,7 +24,7 @@ use usec_verbs::Status;
 
 use crate::cft::candidate::{Candidate, Outcome};
 use crate::cft::config::MuConfig;
-use crate::cft::event::{Event, ProposeError, RoleKind};
+use crate::cft::event::{Event, ProposeError, RoleKind, Takeover};
 use crate::cft::follower::{agrees, Follower};
 use crate::cft::leader::Leader;
 use crate::cft::local::{Local, Queued};
@@ -407,6 +407,15 @@ impl<S: StateMachine> Replica<S> {
             Role::Follower => RoleKind::Follower,
             Role::Candidate(_) => RoleKind::Candidate,
             Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+
+    /// Where it stands in taking over, while it is a candidate.
+    pub fn takeover(&self) -> Option<Takeover> {
+        match &self.role {
+            Role::Candidate(candidate) if candidate.proposal.is_some() => Some(Takeover::Recovery),
+            Role::Candidate(_) => Some(Takeover::Permissions),
+            _ => None,
         }
     }
 

@@ -9,38 +9,44 @@
 //! no work request of its own to that peer's log is outstanding: each one has then
 //! landed or failed, before the grant.
 
-use std::collections::BTreeMap;
-
 use usec_qp_pool::NodeId;
 
 use crate::cft::port::{Channel, Place, Port, PortError, Source};
 
-/// Work requests posted and not completed, per peer and channel.
+/// Work requests posted and not completed, per peer and channel: a counter per node id
+/// and channel, grown to the highest id seen (counted on every post and completion of
+/// the fast path, so no map).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct InFlight {
-    counts: BTreeMap<(NodeId, usize), u64>,
+    counts: Vec<[u64; 2]>,
 }
 
 impl InFlight {
     /// Posts outstanding to `peer` on `channel`.
     pub(crate) fn count(&self, peer: NodeId, channel: Channel) -> u64 {
-        self.counts.get(&(peer, channel.index())).copied().unwrap_or(0)
+        self.counts.get(usize::from(peer.get())).map_or(0, |counts| counts[channel.index()])
     }
 
     /// A completion came back.
     pub(crate) fn completed(&mut self, peer: NodeId, channel: Channel) {
-        if let Some(count) = self.counts.get_mut(&(peer, channel.index())) {
-            *count = count.saturating_sub(1);
+        if let Some(counts) = self.counts.get_mut(usize::from(peer.get())) {
+            counts[channel.index()] = counts[channel.index()].saturating_sub(1);
         }
     }
 
     /// The QP was reset: what was on it is gone, completions and all.
     pub(crate) fn forget(&mut self, peer: NodeId, channel: Channel) {
-        self.counts.remove(&(peer, channel.index()));
+        if let Some(counts) = self.counts.get_mut(usize::from(peer.get())) {
+            counts[channel.index()] = 0;
+        }
     }
 
     fn posted(&mut self, peer: NodeId, channel: Channel) {
-        *self.counts.entry((peer, channel.index())).or_insert(0) += 1;
+        let index = usize::from(peer.get());
+        if self.counts.len() <= index {
+            self.counts.resize(index + 1, [0; 2]);
+        }
+        self.counts[index][channel.index()] += 1;
     }
 }
 

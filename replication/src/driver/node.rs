@@ -166,6 +166,12 @@ impl<S: StateMachine> MuDriver<S> {
         std::mem::take(&mut self.events)
     }
 
+    /// The events kept since the last call, keeping the buffer for the next ones (a loop
+    /// that looks after every turn allocates nothing for it).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
     /// One step: heartbeats, completions, control plane now and then, client commands,
     /// the replica's tick, outcomes back to clients. True if something happened.
     pub fn turn(&mut self, now_ns: u64) -> bool {
@@ -303,6 +309,23 @@ impl<S: StateMachine> MuDriver<S> {
     /// The cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// Whether this node's failure detector suspects `peer` now. Panics if `peer` is not
+    /// one of its peers.
+    pub fn suspects(&self, peer: NodeId) -> bool {
+        self.monitor.verdict(peer).is_suspected()
+    }
+
+    /// The cluster and the poller of the Mu CQs, for measurements on the replica's own
+    /// QPs while the replica is idle (a baseline of bare WRITEs on the same QPs, say).
+    /// Work posted here must use `wr_id`s of another kind than the replica's (an
+    /// application kind): the replica ignores completions it does not own. A completion of
+    /// the replica's own polled here must be handed back with
+    /// [`Replica::handle_completion`] (through [`MuDriver::replica_mut`]), or the replica
+    /// waits for it forever.
+    pub fn parts_mut(&mut self) -> (&mut Cluster, &mut Poller) {
+        (&mut self.cluster, &mut self.poller)
     }
 
     /// The replica's own regions (to inspect its log).
