@@ -37,9 +37,11 @@
 
 pub mod latency;
 pub mod message;
+pub mod mu;
 pub mod peer;
 pub mod ping_pong;
 pub mod pinning;
+pub mod plot;
 pub mod report;
 pub mod run_info;
 pub mod spin;

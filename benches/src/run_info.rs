@@ -108,6 +108,14 @@ fn git(source: &Path, args: &[&str]) -> Option<String> {
     String::from_utf8(output.stdout).ok()
 }
 
+/// The machine's load averages over 1, 5 and 15 minutes (`/proc/loadavg`): on a shared
+/// machine, how much else wanted the cores while a benchmark ran.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|field| field.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
 /// The median time between two back-to-back `Instant::now()` calls, in nanoseconds.
 pub fn timer_overhead_ns() -> u64 {
     let mut samples: Vec<u64> = (0..10_001)

@@ -1,0 +1,99 @@
+//! What every replica of a benchmark's group is configured with, in a form that travels
+//! to the replica processes.
+
+use serde::{Deserialize, Serialize};
+use usec_lease_clock::detector::ScoreConfig;
+use usec_lease_clock::heartbeat::ReaderConfig;
+use usec_replication::cft::MuConfig;
+use usec_replication::driver::DetectorConfig;
+
+/// The sizes and timings of the group (every replica uses the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSettings {
+    /// Slots in each log ring.
+    pub capacity: u64,
+    /// Bytes per slot.
+    pub slot_bytes: usize,
+    /// Largest snapshot.
+    pub snapshot_bytes: usize,
+    /// Entries in flight to a follower at most.
+    pub pipeline: u64,
+    /// Commands per entry at most.
+    pub batch_commands: usize,
+    /// Commands waiting for an entry at most.
+    pub queue_limit: usize,
+    /// Heartbeat READ period.
+    pub heartbeat_period_ns: u64,
+    /// Heartbeat READ timeout.
+    pub heartbeat_timeout_ns: u64,
+    /// Each replica bumps its own heartbeat this often.
+    pub bump_period_ns: u64,
+}
+
+impl Default for GroupSettings {
+    /// The replication crate's defaults, with a log of 1,024 slots of 4 KiB + 256 B (room
+    /// for a 4 KiB command) and snapshots of up to 64 KiB.
+    fn default() -> GroupSettings {
+        let mu = MuConfig::default();
+        let detectors = DetectorConfig::default();
+        GroupSettings {
+            capacity: 1024,
+            slot_bytes: 4096 + 256,
+            snapshot_bytes: 64 << 10,
+            pipeline: mu.pipeline,
+            batch_commands: mu.batch_commands,
+            queue_limit: mu.queue_limit,
+            heartbeat_period_ns: detectors.reader.period_ns,
+            heartbeat_timeout_ns: detectors.reader.timeout_ns,
+            bump_period_ns: detectors.bump_period_ns,
+        }
+    }
+}
+
+impl GroupSettings {
+    /// The replica's configuration.
+    pub fn mu(&self) -> MuConfig {
+        MuConfig {
+            capacity: self.capacity,
+            slot_bytes: self.slot_bytes,
+            snapshot_bytes: self.snapshot_bytes,
+            pipeline: self.pipeline,
+            batch_commands: self.batch_commands,
+            queue_limit: self.queue_limit,
+            ..MuConfig::default()
+        }
+    }
+
+    /// The failure detectors' configuration (Mu's score detector, and the provider's
+    /// report of a dead peer process).
+    pub fn detectors(&self) -> DetectorConfig {
+        DetectorConfig {
+            reader: ReaderConfig {
+                period_ns: self.heartbeat_period_ns,
+                timeout_ns: self.heartbeat_timeout_ns,
+            },
+            score: ScoreConfig::default(),
+            bump_period_ns: self.bump_period_ns,
+        }
+    }
+
+    /// One line for reports.
+    pub fn describe(&self) -> String {
+        let mu = self.mu();
+        format!(
+            "log {} slots of {} B, pipeline {}, batch {} commands; inbox every {} ns, idle commit after {} ns; \
+             heartbeat READ every {} ns (timeout {} ns), bumped every {} ns, Mu score detector {:?} and the \
+             provider's dead-peer report",
+            mu.capacity,
+            mu.slot_bytes,
+            mu.pipeline,
+            mu.batch_commands,
+            mu.inbox_period_ns,
+            mu.idle_commit_ns,
+            self.heartbeat_period_ns,
+            self.heartbeat_timeout_ns,
+            self.bump_period_ns,
+            ScoreConfig::default()
+        )
+    }
+}
