@@ -285,12 +285,13 @@ fn measure(
         }
         outstanding -= committed;
         match &mut counted {
-            None if now >= warm_until => counted = Some((now, 0, driver.replica().stats().entries)),
+            // Entries applied, not created: created ones run ahead of commits by the pipeline.
+            None if now >= warm_until => counted = Some((now, 0, driver.replica().applied_index())),
             None => {}
             Some((from, commits, entries)) => {
                 *commits += committed as u64;
                 if now - *from >= measure_ns {
-                    let entries = driver.replica().stats().entries - *entries;
+                    let entries = driver.replica().applied_index() - *entries;
                     return Ok(Ok((*commits, entries, now - *from)));
                 }
             }
