@@ -38,6 +38,7 @@
 pub mod latency;
 pub mod message;
 pub mod mu;
+pub mod order_stream;
 pub mod peer;
 pub mod ping_pong;
 pub mod pinning;

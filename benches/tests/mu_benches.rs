@@ -135,11 +135,26 @@ fn throughput() {
     assert_svg(report["svg"].as_str().expect("curves next to the JSON"));
 }
 
+fn orderbook() {
+    let path = scratch("orderbook-replicated.json");
+    let args = ["--commands", "2000", "--warmup", "500", "--heartbeat-period-ns", "1000000"];
+    let stdout = run(env!("CARGO_BIN_EXE_orderbook-replicated"), &args, &path);
+    assert!(stdout.contains("soft provider (shared memory)"), "unlabelled soft figures:\n{stdout}");
+    let report = json(&path);
+    for key in ["unreplicated_orders", "replicated_orders"] {
+        assert!(report[key]["p50_ns"].as_u64().is_some_and(|p50| p50 > 0), "{key}: {report}");
+    }
+    assert_eq!(report["replicated_all"]["count"].as_u64(), Some(2000), "every measured command has a sample");
+    let cut = report["interruptions"].as_array().expect("interruptions").len();
+    assert!(report["books_agree"].as_bool() == Some(true) || cut > 0, "the books differ: {report}");
+}
+
 #[test]
 fn tiny_mu_runs_report_their_figures() {
     // One test, run in sequence: each run busy-polls a core and shares the other.
     latency();
     failover();
     throughput();
+    orderbook();
     std::fs::remove_dir_all(scratch_dir()).expect("removing the scratch directory");
 }

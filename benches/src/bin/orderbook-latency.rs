@@ -19,9 +19,10 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use serde::Serialize;
 use usec_benches::latency::{LatencySummary, Recorder};
+use usec_benches::order_stream::{self, StreamCommand};
 use usec_benches::pinning::{pin_current_thread, Pinning};
 use usec_benches::run_info::RunInfo;
-use usec_replication::apps::orderbook::{Command, LoadConfig, LoadGenerator, OrderBook, Response};
+use usec_replication::apps::orderbook::OrderBook;
 use usec_replication::StateMachine;
 
 /// One order applied unreplicated.
@@ -68,41 +69,27 @@ struct Report {
     trades: u64,
 }
 
-fn stream(options: &Options) -> (Vec<(bool, Vec<u8>)>, u64) {
-    let config = LoadConfig { symbols: options.symbols, accounts: options.accounts, ..LoadConfig::default() };
-    let mut load = LoadGenerator::new(options.seed, config);
-    let mut scratch = OrderBook::new();
-    let mut trades = 0;
-    let stream = (0..options.warmup + options.commands)
-        .map(|_| {
-            let command = load.next_command();
-            let response = scratch.execute(&command);
-            if let Response::Order(execution) = &response {
-                trades += execution.fills.len() as u64;
-            }
-            load.observe(&command, &response);
-            (matches!(command, Command::Submit(_)), command.to_bytes())
-        })
-        .collect();
-    (stream, trades)
-}
-
 fn main() -> Result<()> {
     let options = Options::parse();
     let mut run = RunInfo::collect(usec_benches::pinning::usable_cores().len());
     run.timer = "std::time::Instant around each StateMachine::apply".to_string();
     let pinning = pin_current_thread(options.core);
     eprintln!("making a stream of {} commands ...", options.warmup + options.commands);
-    let (stream, trades) = stream(&options);
+    let (stream, trades) = order_stream::make(
+        options.seed,
+        options.symbols,
+        options.accounts,
+        options.warmup + options.commands,
+    );
     let warmup = options.warmup as usize;
 
     let (mut orders, mut all) = (Recorder::new(), Recorder::new());
     let mut book = OrderBook::new();
     let mut response = Vec::with_capacity(4096);
-    for (index, (is_order, command)) in stream.iter().enumerate() {
+    for (index, StreamCommand { is_order, bytes }) in stream.iter().enumerate() {
         response.clear();
         let start = Instant::now();
-        book.apply(command, &mut response);
+        book.apply(bytes, &mut response);
         let elapsed = start.elapsed().as_nanos() as u64;
         if index >= warmup {
             all.record_ns(elapsed);
@@ -114,14 +101,14 @@ fn main() -> Result<()> {
     let open_orders_at_end = book.open_orders();
 
     let mut book = OrderBook::new();
-    for (_, command) in &stream[..warmup] {
+    for command in &stream[..warmup] {
         response.clear();
-        book.apply(command, &mut response);
+        book.apply(&command.bytes, &mut response);
     }
     let start = Instant::now();
-    for (_, command) in &stream[warmup..] {
+    for command in &stream[warmup..] {
         response.clear();
-        book.apply(command, &mut response);
+        book.apply(&command.bytes, &mut response);
     }
     let commands_per_second = options.commands as f64 / start.elapsed().as_secs_f64();
 

@@ -11,7 +11,7 @@ use usec_qp_pool::{ClusterSpec, NodeId};
 use usec_replication::driver::MuDriver;
 
 use crate::mu::clock::SharedClock;
-use crate::mu::machine::Counter;
+use crate::mu::machine::Machine;
 use crate::mu::replica::{self, FromReplica, Pacing, ReplicaReport, ReplicaSetup, ToReplica, PEER_ROLE};
 use crate::mu::settings::GroupSettings;
 use crate::peer::Peer;
@@ -99,7 +99,7 @@ pub struct Group {
     /// The replica processes, in the plan's order.
     pub processes: Vec<ReplicaProcess>,
     /// This process's replica, if it is one.
-    pub local: Option<MuDriver<Counter>>,
+    pub local: Option<MuDriver<Machine>>,
 }
 
 impl Group {

@@ -1,8 +1,64 @@
-//! [`Counter`]: the state machine the Mu benchmarks replicate — as cheap as a state
+//! The state machines the Mu benchmarks replicate: [`Counter`], as cheap as a state
 //! machine can be while still reading every command, so that what is timed is the
-//! replication and not the service.
+//! replication and not the service; or the order book, a real service
+//! (`orderbook-replicated`). [`Machine`] is either, chosen by [`MachineKind`] in the
+//! group's settings.
 
+use serde::{Deserialize, Serialize};
+use usec_replication::apps::orderbook::OrderBook;
 use usec_replication::{RestoreError, StateMachine};
+
+/// Which state machine a benchmark's group replicates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MachineKind {
+    /// [`Counter`].
+    #[default]
+    Counter,
+    /// The order-matching engine.
+    OrderBook,
+}
+
+/// The replicated state machine of a benchmark's group.
+#[derive(Debug)]
+pub enum Machine {
+    /// Counts commands.
+    Counter(Counter),
+    /// Matches orders.
+    OrderBook(Box<OrderBook>),
+}
+
+impl Machine {
+    /// A fresh machine of `kind`.
+    pub fn new(kind: MachineKind) -> Machine {
+        match kind {
+            MachineKind::Counter => Machine::Counter(Counter::default()),
+            MachineKind::OrderBook => Machine::OrderBook(Box::new(OrderBook::new())),
+        }
+    }
+}
+
+impl StateMachine for Machine {
+    fn apply(&mut self, command: &[u8], response: &mut Vec<u8>) {
+        match self {
+            Machine::Counter(counter) => counter.apply(command, response),
+            Machine::OrderBook(book) => book.apply(command, response),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        match self {
+            Machine::Counter(counter) => counter.snapshot(),
+            Machine::OrderBook(book) => book.snapshot(),
+        }
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        match self {
+            Machine::Counter(counter) => counter.restore(snapshot),
+            Machine::OrderBook(book) => book.restore(snapshot),
+        }
+    }
+}
 
 /// Counts commands and folds their bytes into a digest; answers each with its position.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

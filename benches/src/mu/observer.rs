@@ -8,7 +8,7 @@ use usec_replication::cft::{Event, RoleKind, Takeover};
 use usec_replication::driver::MuDriver;
 use usec_replication::log::CommandId;
 
-use crate::mu::machine::Counter;
+use crate::mu::machine::Machine;
 use crate::mu::marks::{MarkKind, Marks};
 
 /// The client number a replica's own commands use: one per node, so that a command of
@@ -40,7 +40,7 @@ pub struct Observer {
 impl Observer {
     /// An observer of `driver`; with `load`, it proposes `command_bytes`-byte commands
     /// back to back whenever the replica leads or takes over.
-    pub fn new(driver: &MuDriver<Counter>, load: bool, command_bytes: usize) -> Observer {
+    pub fn new(driver: &MuDriver<Machine>, load: bool, command_bytes: usize) -> Observer {
         let me = driver.replica().id();
         let peers = driver.cluster().peers().map(|peer| (peer, driver.suspects(peer))).collect();
         Observer {
@@ -60,7 +60,7 @@ impl Observer {
 
     /// Looks at the driver after a turn made at `now_ns` (the driver must keep its events:
     /// [`MuDriver::keep_events`]).
-    pub fn after_turn(&mut self, driver: &mut MuDriver<Counter>, now_ns: u64) {
+    pub fn after_turn(&mut self, driver: &mut MuDriver<Machine>, now_ns: u64) {
         for (peer, suspected) in &mut self.peers {
             let now_suspected = driver.suspects(*peer);
             if now_suspected != *suspected {

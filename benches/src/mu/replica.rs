@@ -18,7 +18,7 @@ use usec_replication::driver::MuDriver;
 use usec_verbs::Context;
 
 use crate::mu::clock::SharedClock;
-use crate::mu::machine::Counter;
+use crate::mu::machine::Machine;
 use crate::mu::marks::Marks;
 use crate::mu::observer::Observer;
 use crate::mu::settings::GroupSettings;
@@ -180,20 +180,26 @@ pub fn bootstrap(
     setup: &ReplicaSetup,
     listener: TcpListener,
     clock: SharedClock,
-) -> Result<MuDriver<Counter>> {
+) -> Result<MuDriver<Machine>> {
     let me = NodeId::new(setup.me)?;
     let spec = ClusterSpec::parse(&setup.spec).context("the group's description")?;
     let context = Context::open(&setup.device).with_context(|| format!("opening {}", setup.device))?;
     let mu = setup.settings.mu();
-    let node = MuDriver::<Counter>::configure(NodeConfig::new(spec, me).deadline(BOOTSTRAP_DEADLINE), &mu)?;
+    let node = MuDriver::<Machine>::configure(NodeConfig::new(spec, me).deadline(BOOTSTRAP_DEADLINE), &mu)?;
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network))
         .with_context(|| format!("node {me} bootstrapping"))?;
-    let driver = MuDriver::new(cluster, mu, setup.settings.detectors(), Counter::default(), clock.now_ns())?;
+    let driver = MuDriver::new(
+        cluster,
+        mu,
+        setup.settings.detectors(),
+        Machine::new(setup.settings.machine),
+        clock.now_ns(),
+    )?;
     Ok(driver)
 }
 
-fn report(driver: &MuDriver<Counter>, observer: &Observer, turns: u64) -> FromReplica {
+fn report(driver: &MuDriver<Machine>, observer: &Observer, turns: u64) -> FromReplica {
     let stats = driver.replica().stats();
     FromReplica::Report(Box::new(ReplicaReport {
         me: driver.replica().id().get(),

@@ -7,6 +7,8 @@ use usec_lease_clock::heartbeat::ReaderConfig;
 use usec_replication::cft::MuConfig;
 use usec_replication::driver::DetectorConfig;
 
+use crate::mu::machine::MachineKind;
+
 /// The sizes and timings of the group (every replica uses the same).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSettings {
@@ -28,6 +30,8 @@ pub struct GroupSettings {
     pub heartbeat_timeout_ns: u64,
     /// Each replica bumps its own heartbeat this often.
     pub bump_period_ns: u64,
+    /// The replicated state machine.
+    pub machine: MachineKind,
 }
 
 impl Default for GroupSettings {
@@ -46,6 +50,7 @@ impl Default for GroupSettings {
             heartbeat_period_ns: detectors.reader.period_ns,
             heartbeat_timeout_ns: detectors.reader.timeout_ns,
             bump_period_ns: detectors.bump_period_ns,
+            machine: MachineKind::Counter,
         }
     }
 }

@@ -16,7 +16,7 @@ use usec_replication::driver::MuDriver;
 use usec_verbs::{RemoteAddr, SendWr, Sge, Status};
 
 use usec_benches::mu::clock::SharedClock;
-use usec_benches::mu::machine::Counter;
+use usec_benches::mu::machine::Machine;
 
 use crate::Sample;
 
@@ -39,7 +39,7 @@ pub struct BareWrites {
 impl BareWrites {
     /// WRITEs of `size` bytes from the snapshot area of `driver`'s own log into its
     /// followers'.
-    pub fn new(driver: &mut MuDriver<Counter>, config: &MuConfig, size: usize) -> Result<BareWrites> {
+    pub fn new(driver: &mut MuDriver<Machine>, config: &MuConfig, size: usize) -> Result<BareWrites> {
         let (cluster, _) = driver.parts_mut();
         let nodes =
             cluster.peers().chain([cluster.me()]).map(|node| usize::from(node.get())).max().unwrap_or(0);
@@ -59,7 +59,7 @@ impl BareWrites {
     /// One sample: posts a WRITE to every follower and waits for the first successful
     /// completion; the nanoseconds from before the first post to after it. Interrupted when
     /// every WRITE fails (the followers took the write right away: another leader).
-    pub fn sample(&mut self, driver: &mut MuDriver<Counter>, clock: &SharedClock) -> Result<Sample> {
+    pub fn sample(&mut self, driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<Sample> {
         self.sequence += 1;
         let sequence = self.sequence;
         let (cluster, poller) = driver.parts_mut();
@@ -99,7 +99,7 @@ impl BareWrites {
             }
         };
         for (wr_id, status) in self.theirs.drain(..) {
-            debug_assert!(Replica::<Counter>::owns(wr_id));
+            debug_assert!(Replica::<Machine>::owns(wr_id));
             driver.replica_mut().handle_completion(wr_id, status);
         }
         Ok(sample)

@@ -35,7 +35,7 @@ use usec_replication::driver::MuDriver;
 
 use bare::BareWrites;
 use proposer::Proposer;
-use usec_benches::mu::machine::Counter;
+use usec_benches::mu::machine::Machine;
 
 /// Propose→commit latency of Mu at the leader against bare WRITEs on the same QPs.
 #[derive(Debug, Parser)]
@@ -299,7 +299,7 @@ const INTERRUPTIONS_MAX: usize = 100;
 /// waits for replica 0 to lead again, discards a block warm-up, and goes on; the reasons
 /// are returned.
 fn measure(
-    driver: &mut MuDriver<Counter>,
+    driver: &mut MuDriver<Machine>,
     clock: &SharedClock,
     proposer: &mut Proposer,
     sizes: &[usize],
@@ -381,7 +381,7 @@ fn measure(
 }
 
 /// Turns for a millisecond (QP repairs, a takeover), then until this replica leads.
-fn settle(driver: &mut MuDriver<Counter>, clock: &SharedClock) -> Result<()> {
+fn settle(driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<()> {
     let start = clock.now_ns();
     while clock.now_ns() - start < 1_000_000 {
         driver.turn(clock.now_ns());
@@ -391,7 +391,7 @@ fn settle(driver: &mut MuDriver<Counter>, clock: &SharedClock) -> Result<()> {
 }
 
 /// Turns until this replica leads.
-fn await_leadership(driver: &mut MuDriver<Counter>, clock: &SharedClock) -> Result<()> {
+fn await_leadership(driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<()> {
     let start = clock.now_ns();
     while driver.replica().role() != RoleKind::Leader {
         let now = clock.now_ns();

@@ -10,7 +10,7 @@ use usec_replication::log::entry::ENTRY_HEADER_BYTES;
 use usec_replication::log::CommandId;
 
 use usec_benches::mu::clock::SharedClock;
-use usec_benches::mu::machine::Counter;
+use usec_benches::mu::machine::Machine;
 
 use crate::Sample;
 
@@ -43,7 +43,7 @@ impl Proposer {
 
     /// One sample: proposes, turns until the command is committed; the nanoseconds from
     /// before the proposal to after the turn that reported the commit.
-    pub fn sample(&mut self, driver: &mut MuDriver<Counter>, clock: &SharedClock) -> Result<Sample> {
+    pub fn sample(&mut self, driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<Sample> {
         self.sequence += 1;
         let id = CommandId { client: self.client, sequence: self.sequence };
         let start = clock.now_ns();

@@ -17,7 +17,7 @@ use clap::Parser;
 use serde::Serialize;
 use usec_benches::mu::clock::SharedClock;
 use usec_benches::mu::launch::{Group, GroupPlan, ProcessPlan};
-use usec_benches::mu::machine::Counter;
+use usec_benches::mu::machine::Machine;
 use usec_benches::mu::replica::{self, Pacing};
 use usec_benches::mu::settings::GroupSettings;
 use usec_benches::pinning::{choose_cores, pin_current_thread, usable_cores, CorePair, Pinning};
@@ -235,7 +235,7 @@ fn main() -> Result<()> {
 /// Turns until replica 0 leads, warms up, then counts commits for the window:
 /// `(commands, entries, nanoseconds)`, or why a leader change spoilt it.
 fn measure(
-    driver: &mut MuDriver<Counter>,
+    driver: &mut MuDriver<Machine>,
     options: &Options,
     settings: &GroupSettings,
 ) -> Result<std::result::Result<(u64, u64, u64), String>> {
