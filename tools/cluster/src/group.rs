@@ -149,6 +149,11 @@ impl LocalGroup {
         self.replicas[node].as_ref().map(ReplicaProcess::pid)
     }
 
+    /// What the launcher knows of each replica's process.
+    pub fn processes(&self) -> &[Process] {
+        &self.processes
+    }
+
     /// Whether every replica serves clients.
     pub fn all_ready(&self) -> bool {
         self.processes.iter().all(|process| *process == Process::Running)
@@ -176,6 +181,11 @@ impl LocalGroup {
     /// Who leads, by fresh answers of running replicas.
     pub fn leader(&self) -> Option<usize> {
         status::leader(&self.monitor.table(), &self.processes, Instant::now())
+    }
+
+    /// The latest answers of the replicas.
+    pub fn table(&self) -> crate::monitor::Table {
+        self.monitor.table()
     }
 
     /// The status line now.
@@ -305,5 +315,30 @@ impl Drop for LocalGroup {
         if let Err(error) = self.stop() {
             eprintln!("usec-cluster: stopping the group: {error:#}");
         }
+    }
+}
+
+/// Waits up to `timeout` for `done`, checking the group as it goes: fails if a replica
+/// exits meanwhile.
+pub fn wait_for(
+    group: &mut LocalGroup,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&LocalGroup) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for news in group.refresh()? {
+            if news.contains("exited") {
+                bail!("{news} while waiting for {what}");
+            }
+        }
+        if done(group) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no {what} within {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -51,6 +51,12 @@
 //! the group's run and `--rejoin`. Each `node` prints the group's status line every second
 //! and stops its replica on Ctrl-C; there is no console and no front door in this mode.
 //!
+//! ## The demo
+//!
+//! `usec-cluster demo` ([`demo`]) is what `tools/demo` runs: three replicas,
+//! redis-benchmark through the front door, the leader SIGKILLed mid-run, and the
+//! figures.
+//!
 //! `usec-kv` is looked for next to this executable (the same target directory), or
 //! given with `--kv-bin`.
 
@@ -59,6 +65,7 @@
 mod client;
 mod config;
 mod console;
+mod demo;
 mod events;
 mod front_door;
 mod group;
@@ -66,6 +73,7 @@ mod info;
 mod monitor;
 mod node;
 mod plan;
+mod probe;
 mod process;
 mod signals;
 mod start;
@@ -136,6 +144,31 @@ enum Commands {
         #[arg(last = true)]
         kv_args: Vec<String>,
     },
+    /// Three KV replicas, redis-benchmark, the leader killed mid-run, and the figures.
+    Demo {
+        /// redis-benchmark's clients.
+        #[arg(long, default_value_t = 50)]
+        clients: u32,
+        /// redis-benchmark's pipeline depth.
+        #[arg(long, default_value_t = 16)]
+        pipeline: u32,
+        /// Requests of each test of the run without a fault.
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Seconds the run with the fault should last, judged from the first run's rate
+        /// (it may run faster: a busy machine's rates vary).
+        #[arg(long, default_value_t = 20)]
+        fault_run_s: u64,
+        /// Seconds into that run when the leader is killed.
+        #[arg(long, default_value_t = 3.0)]
+        kill_after_s: f64,
+        /// The usec-kv executable (default: next to this one).
+        #[arg(long)]
+        kv_bin: Option<PathBuf>,
+        /// More usec-kv arguments.
+        #[arg(last = true)]
+        kv_args: Vec<String>,
+    },
     /// Runs PROGRAM with ARGS in this process, with no signal blocked and to be SIGKILLed
     /// when the launcher goes (how the launcher starts replicas).
     #[command(hide = true)]
@@ -186,6 +219,22 @@ fn main() -> Result<()> {
             let options =
                 node::NodeOptions { config, node, run, rejoin, kv_bin: kv_bin(given)?, extra: kv_args };
             node::run(&options, status_period)
+        }
+        Commands::Demo { clients, pipeline, requests, fault_run_s, kill_after_s, kv_bin: given, kv_args } => {
+            anyhow::ensure!(
+                kill_after_s > 0.0 && kill_after_s < fault_run_s as f64,
+                "--kill-after-s must fall inside the run"
+            );
+            let options = demo::DemoOptions {
+                kv_bin: kv_bin(given)?,
+                clients,
+                pipeline,
+                requests,
+                fault_run: Duration::from_secs(fault_run_s),
+                kill_after: Duration::from_secs_f64(kill_after_s),
+                extra: kv_args,
+            };
+            demo::run(&options)
         }
         Commands::ExecUnblocked { parent, program, args } => {
             match process::exec_replica(parent, &program, &args)? {}
