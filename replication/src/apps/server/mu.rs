@@ -155,7 +155,7 @@ impl<S: Served> Backend for MuBackend<S> {
             _ => "role:slave\r\n",
         });
         out.push_str(&format!(
-            "usec_role:{}\r\nnode_id:{}\r\nleader_id:{}\r\nleader_address:{}\r\ncommit_index:{}\r\napplied_index:{}\r\n",
+            "usec_role:{}\r\nnode_id:{}\r\nleader_id:{}\r\nleader_address:{}\r\ncommit_index:{}\r\napplied_index:{}\r\napplied_commands:{}\r\n",
             match role {
                 RoleKind::Leader => "leader",
                 RoleKind::Candidate => "candidate",
@@ -166,6 +166,7 @@ impl<S: Served> Backend for MuBackend<S> {
             leader.and_then(|node| self.address(node)).map_or("none".to_string(), |address| address.to_string()),
             self.status.commit_index(),
             self.status.applied_index(),
+            self.machine.applied_commands(),
         ));
     }
 
