@@ -19,6 +19,10 @@ pub fn reply_len(bytes: &[u8]) -> Result<Option<usize>, MalformedReply> {
         let Some(cr) = bytes[pos..].windows(2).position(|pair| pair == b"\r\n") else {
             return Ok(None);
         };
+        if cr == 0 {
+            // The line's end where its type byte should be.
+            return Err(MalformedReply(pos));
+        }
         let line = &bytes[pos + 1..pos + cr];
         let start = pos;
         pos += cr + 2;
@@ -31,10 +35,10 @@ pub fn reply_len(bytes: &[u8]) -> Result<Option<usize>, MalformedReply> {
             b'$' => {
                 let len = parse_i64(line).ok_or(MalformedReply(start))?;
                 if len >= 0 {
-                    let end = pos + len as usize;
-                    if bytes.len() < end + 2 {
+                    if ((bytes.len() - pos) as u64) < len as u64 + 2 {
                         return Ok(None);
                     }
+                    let end = pos + len as usize;
                     if &bytes[end..end + 2] != b"\r\n" {
                         return Err(MalformedReply(end));
                     }
@@ -46,7 +50,8 @@ pub fn reply_len(bytes: &[u8]) -> Result<Option<usize>, MalformedReply> {
             b'*' => {
                 let len = parse_i64(line).ok_or(MalformedReply(start))?;
                 if len > 0 {
-                    pending += len as u64;
+                    // Saturates only for counts no buffer can complete: still incomplete.
+                    pending = pending.saturating_add(len as u64);
                 } else if len < -1 {
                     return Err(MalformedReply(start));
                 }
@@ -90,5 +95,21 @@ mod tests {
         }
         assert!(reply_len(b"?x\r\n").is_err());
         assert!(reply_len(b"$1\r\nab\r\n").is_err());
+    }
+
+    /// Found by the fuzz target: a line with no type byte before its `\r\n`.
+    #[test]
+    fn a_line_without_a_type_is_malformed() {
+        assert_eq!(reply_len(b"\r\n\r\n"), Err(MalformedReply(0)));
+        assert_eq!(reply_len(b"*1\r\n\r\n"), Err(MalformedReply(4)));
+    }
+
+    /// Arrays announcing more elements than memory could hold are waited for, not
+    /// counted past `u64::MAX` (a seed of the fuzz target's corpus).
+    #[test]
+    fn huge_arrays_are_incomplete() {
+        let max = b"*9223372036854775807\r\n";
+        assert_eq!(reply_len(&max.repeat(3)), Ok(None));
+        assert_eq!(reply_len(b"$9223372036854775807\r\n"), Ok(None));
     }
 }
