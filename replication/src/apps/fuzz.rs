@@ -12,14 +12,19 @@
 //!   Redis judges it). Every request it accepts, sent again as a multibulk frame, parses
 //!   back to the same arguments;
 //! - each application's request handling (the KV's and the order book's `prepare`): any
-//!   arguments get a command or an error, never a panic;
+//!   arguments get a command or an error, never a panic, and the order book's commands
+//!   decode;
 //! - the reply scanner: never panics; where it finds a whole reply, that reply alone is
-//!   found whole again and no part of it is.
+//!   found whole again and no part of it is; the reply decoder takes exactly the same
+//!   replies (nesting past its depth limit aside), and what it decodes encodes to bytes
+//!   that decode to the same value.
 
 use crate::apps::kv::KvApp;
+use crate::apps::orderbook::{Command, OrderBookApp};
 use crate::apps::resp::scan::reply_len;
+use crate::apps::resp::value::{DecodeError, Value};
 use crate::apps::resp::{reply, Args, Limits, Parsed, ProtocolError, RequestParser};
-use crate::apps::server::App;
+use crate::apps::server::{App, Prepared};
 
 /// Each request's arguments (`None` for one too large to keep).
 pub type Requests = Vec<Option<Vec<Vec<u8>>>>;
@@ -117,15 +122,41 @@ fn prepare(request: &[Vec<u8>]) {
     let args = Args::new(&bytes, &ranges);
     let (mut command, mut out) = (Vec::new(), Vec::new());
     let _ = KvApp.prepare(args, 0, &mut command, &mut out);
+    command.clear();
+    match OrderBookApp.prepare(args, 0, &mut command, &mut out) {
+        Prepared::Read | Prepared::Write | Prepared::Local => {
+            let decoded = Command::decode(&command);
+            assert!(decoded.is_ok(), "{request:?} prepared as a command that does not decode: {decoded:?}");
+        }
+        Prepared::Replied | Prepared::Unknown => {}
+    }
 }
 
 fn check_replies(data: &[u8]) {
     let mut rest = data;
-    while let Ok(Some(len)) = reply_len(rest) {
+    loop {
+        let found = reply_len(rest);
+        let decoded = Value::decode(rest);
+        match (&found, &decoded) {
+            (_, Err(DecodeError::TooDeep)) => {}
+            (Ok(Some(len)), Ok(Some((_, decoded_len)))) => assert_eq!(len, decoded_len),
+            (Ok(None), Ok(None)) => {}
+            (Err(error), Err(DecodeError::Malformed(decode_error))) => assert_eq!(error, decode_error),
+            _ => panic!("the scanner says {found:?}, the decoder {decoded:?}"),
+        }
+        let Ok(Some(len)) = found else { return };
         assert!(len > 0 && len <= rest.len(), "a reply of {len} bytes in {}", rest.len());
         assert_eq!(reply_len(&rest[..len]), Ok(Some(len)), "the reply alone is not whole");
         for cut in [0, len / 2, len - 1] {
             assert_eq!(reply_len(&rest[..cut]), Ok(None), "{cut} bytes of a {len}-byte reply are whole");
+        }
+        if let Ok(Some((value, _))) = decoded {
+            let bytes = value.to_bytes();
+            assert_eq!(
+                Value::decode(&bytes),
+                Ok(Some((value, bytes.len()))),
+                "decoded, encoded, decoded again"
+            );
         }
         rest = &rest[len..];
     }

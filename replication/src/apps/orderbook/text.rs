@@ -8,6 +8,7 @@
 //!                                                no price: keep the price
 //! BOOK  <symbol> [<depth>]                       depth: 10 unless given
 //! FILLS <account> [<most>]                       all waiting unless given
+//! BOOK.DIGEST                                    a digest of the whole state
 //! ```
 //!
 //! Command names are case-insensitive; prices are integers in ticks (e.g. cents).
@@ -16,7 +17,7 @@
 use super::command::{Command, NewOrder, Side};
 
 /// The commands of the book, as a RESP front end routes them.
-pub const COMMANDS: [&str; 6] = ["BUY", "SELL", "CANCEL", "REPLACE", "BOOK", "FILLS"];
+pub const COMMANDS: [&str; 7] = ["BUY", "SELL", "CANCEL", "REPLACE", "BOOK", "FILLS", "BOOK.DIGEST"];
 
 /// A `BOOK` answer's depth when none is given.
 pub const DEPTH_DEFAULT: u32 = 10;
@@ -79,6 +80,10 @@ pub fn parse(args: &[&[u8]]) -> Result<Command, String> {
                 most: most.transpose()?.map_or(u32::MAX, |most| u32::try_from(most).unwrap_or(u32::MAX)),
             }
         }
+        "book.digest" => {
+            arity(0, 0)?;
+            Command::Digest
+        }
         _ => {
             let name = String::from_utf8_lossy(name);
             return Err(format!(
@@ -138,6 +143,7 @@ mod tests {
         assert_eq!(run("BOOK ACME 3"), Ok(Command::Book { symbol: b"ACME".to_vec(), depth: 3 }));
         assert_eq!(run("FILLS bob"), Ok(Command::Fills { account: b"bob".to_vec(), most: u32::MAX }));
         assert_eq!(run("FILLS bob 2"), Ok(Command::Fills { account: b"bob".to_vec(), most: 2 }));
+        assert_eq!(run("book.Digest"), Ok(Command::Digest));
     }
 
     #[test]
@@ -163,9 +169,10 @@ mod tests {
             ("CANCEL alice x", "ERR an order id is a positive integer, not 'x'"),
             ("BOOK ACME 0", "ERR depth must be between 1 and 1000, not 0"),
             ("BUY alice WAYTOOLONGSYMBOLNAME 1 1", "BADNAME symbol must be 1 to 16 bytes without spaces"),
+            ("BOOK.DIGEST x", "ERR wrong number of arguments for 'book.digest' command"),
             (
                 "FROB x",
-                "ERR unknown command 'FROB', the order book knows BUY, SELL, CANCEL, REPLACE, BOOK, FILLS",
+                "ERR unknown command 'FROB', the order book knows BUY, SELL, CANCEL, REPLACE, BOOK, FILLS, BOOK.DIGEST",
             ),
         ];
         for (line, error) in cases {
