@@ -81,7 +81,7 @@ pub use load::{LoadConfig, LoadGenerator};
 pub use reply::resp_reply;
 pub use response::{Digest, Execution, Fill, Level, Refusal, Response};
 pub use served::{OrderBookApp, RespOrderBook};
-pub use text::{parse, COMMANDS};
+pub use text::{parse, to_args, COMMANDS};
 
 use crate::state_machine::{RestoreError, StateMachine};
 use engine::Engine;

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Command names are case-insensitive; prices are integers in ticks (e.g. cents).
-//! [`parse`] takes the arguments as a RESP array carries them.
+//! [`parse`] takes the arguments as a RESP array carries them; [`to_args`] makes them.
 
 use super::command::{Command, NewOrder, Side};
 
@@ -96,6 +96,37 @@ pub fn parse(args: &[&[u8]]) -> Result<Command, String> {
     Ok(command)
 }
 
+/// The arguments that [`parse`] reads back as `command`: what a RESP client sends.
+pub fn to_args(command: &Command) -> Vec<Vec<u8>> {
+    let number = |value: u64| value.to_string().into_bytes();
+    let mut args: Vec<Vec<u8>> = match command {
+        Command::Submit(order) => vec![
+            match order.side {
+                Side::Buy => b"BUY".to_vec(),
+                Side::Sell => b"SELL".to_vec(),
+            },
+            order.account.clone(),
+            order.symbol.clone(),
+            number(order.quantity),
+        ],
+        Command::Cancel { account, order } => vec![b"CANCEL".to_vec(), account.clone(), number(*order)],
+        Command::Replace { account, order, quantity, .. } => {
+            vec![b"REPLACE".to_vec(), account.clone(), number(*order), number(*quantity)]
+        }
+        Command::Book { symbol, depth } => vec![b"BOOK".to_vec(), symbol.clone(), number(u64::from(*depth))],
+        Command::Fills { account, most } => {
+            vec![b"FILLS".to_vec(), account.clone(), number(u64::from(*most))]
+        }
+        Command::Digest => vec![b"BOOK.DIGEST".to_vec()],
+    };
+    if let Command::Submit(NewOrder { price: Some(price), .. })
+    | Command::Replace { price: Some(price), .. } = command
+    {
+        args.push(number(*price));
+    }
+    args
+}
+
 const PRICE: &str = "BADPRICE price must be a positive integer number of ticks of at most 10^12";
 const ORDER: &str = "ERR an order id is a positive integer";
 
@@ -144,6 +175,22 @@ mod tests {
         assert_eq!(run("FILLS bob"), Ok(Command::Fills { account: b"bob".to_vec(), most: u32::MAX }));
         assert_eq!(run("FILLS bob 2"), Ok(Command::Fills { account: b"bob".to_vec(), most: 2 }));
         assert_eq!(run("book.Digest"), Ok(Command::Digest));
+    }
+
+    #[test]
+    fn arguments_parse_back_to_their_command() {
+        let mut load = crate::apps::orderbook::LoadGenerator::new(7, Default::default());
+        let mut book = crate::apps::orderbook::OrderBook::new();
+        for _ in 0..5_000 {
+            let command = load.next_command();
+            let args = to_args(&command);
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            assert_eq!(parse(&args), Ok(command.clone()));
+            let response = book.execute(&command);
+            load.observe(&command, &response);
+        }
+        assert_eq!(parse(&[b"BOOK.DIGEST"]), Ok(Command::Digest));
+        assert_eq!(to_args(&Command::Digest), [b"BOOK.DIGEST".to_vec()]);
     }
 
     #[test]
