@@ -8,13 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::orderbook::{answer, digest, ORDERBOOK};
 use common::{redis_cli, unreplicated, Client, Group};
-use usec_replication::apps::orderbook::{OrderBookApp, RespOrderBook, Response};
-use usec_replication::apps::resp::{Args, Value};
-use usec_replication::apps::server::{App, Prepared, Served};
-use usec_replication::StateMachine;
-
-const ORDERBOOK: &[&str] = &["--app", "orderbook"];
+use usec_replication::apps::orderbook::{Command, RespOrderBook, Response};
+use usec_replication::apps::resp::Value;
+use usec_replication::apps::server::Served;
 
 /// Orders that meet: price-time priority, partial fills, a replace that keeps its place and
 /// one that loses it, a market order, cancels, refusals, depth and fills on both sides.
@@ -52,22 +50,13 @@ fn words(line: &str) -> Vec<&str> {
 /// route it.
 fn expected(lines: &[&str]) -> (Vec<Vec<u8>>, RespOrderBook) {
     let mut book = RespOrderBook::default();
-    let mut replies = Vec::new();
-    for line in lines {
-        let (mut bytes, mut ranges) = (Vec::new(), Vec::new());
-        for word in words(line) {
-            ranges.push(bytes.len()..bytes.len() + word.len());
-            bytes.extend_from_slice(word.as_bytes());
-        }
-        let (mut command, mut reply) = (Vec::new(), Vec::new());
-        match OrderBookApp.prepare(Args::new(&bytes, &ranges), 0, &mut command, &mut reply) {
-            Prepared::Replied => {}
-            Prepared::Read | Prepared::Write => book.apply(&command, &mut reply),
-            Prepared::Local => book.read(&command, &mut reply),
-            Prepared::Unknown => panic!("{line} is not an order-book command"),
-        }
-        replies.push(reply);
-    }
+    let replies = lines
+        .iter()
+        .map(|line| {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            answer(&mut book, &args)
+        })
+        .collect();
     (replies, book)
 }
 
@@ -75,11 +64,6 @@ fn decode(reply: &[u8]) -> Response {
     let (value, _) = Value::decode(reply).unwrap().unwrap();
     Response::from_resp(&value)
         .unwrap_or_else(|| panic!("{:?} is no response", String::from_utf8_lossy(reply)))
-}
-
-/// The digest a replica reports for its own state.
-fn digest(port: u16) -> Vec<u8> {
-    Client::connect(port).request(&["BOOK.DIGEST"])
 }
 
 #[test]
@@ -156,7 +140,7 @@ fn a_replicated_book_answers_as_the_unreplicated_one_and_replicas_agree() {
     // scenario, all equal the unreplicated book's, and the book of this process.
     let (_, book) = expected(SCENARIO);
     let mut reference = Vec::new();
-    book.read(&usec_replication::apps::orderbook::Command::Digest.to_bytes(), &mut reference);
+    book.read(&Command::Digest.to_bytes(), &mut reference);
     assert_eq!(digest(single), reference);
     let deadline = Instant::now() + Duration::from_secs(20);
     for &port in &group.ports {

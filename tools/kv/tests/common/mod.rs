@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+pub mod orderbook;
 pub mod script;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -163,13 +164,14 @@ impl Group {
         self.replicas[id] = replica;
     }
 
-    /// The index of the replica that leads, once one does (by INFO).
+    /// The index of the replica that leads, once one does (by INFO; replicas that do not
+    /// accept connections, killed ones, are passed over).
     pub fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for (index, port) in self.ports.iter().enumerate() {
-                let info =
-                    String::from_utf8(Client::connect(*port).request(&["INFO", "replication"])).unwrap();
+                let Some(mut client) = Client::try_connect(*port) else { continue };
+                let info = String::from_utf8(client.request(&["INFO", "replication"])).unwrap();
                 if info.contains("usec_role:leader") {
                     return index;
                 }
@@ -188,9 +190,14 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        Client::try_connect(port).unwrap_or_else(|| panic!("nothing accepts connections on {port}"))
+    }
+
+    /// A client, if something accepts connections on `port`.
+    pub fn try_connect(port: u16) -> Option<Client> {
+        let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client { stream, buffer: Vec::new() }
+        Some(Client { stream, buffer: Vec::new() })
     }
 
     /// Sends raw bytes.
