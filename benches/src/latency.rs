@@ -86,6 +86,11 @@ impl Recorder {
     pub fn summary(&self) -> LatencySummary {
         LatencySummary::of(&self.histogram)
     }
+
+    /// Adds what `other` recorded (another thread's share of a run).
+    pub fn merge(&mut self, other: &Recorder) {
+        self.histogram.add(&other.histogram).expect("auto-resizing histograms take any values");
+    }
 }
 
 /// Numbers round trips from 1 across any number of blocks and times them.

@@ -10,13 +10,16 @@
 //!   past the order's limit;
 //! - a refused command changes nothing; order ids go 1, 2, 3, …;
 //! - snapshot → restore → continue gives the same responses and the same bytes as
-//!   continuing.
+//!   continuing;
+//! - every response, written as RESP and read back, is itself; `BOOK.DIGEST` changes
+//!   exactly when the state (its snapshot) does.
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use usec_replication::apps::orderbook::{Command, NewOrder, OrderBook, Response, Side};
+use usec_replication::apps::resp::Value;
 use usec_replication::StateMachine;
 
 const SYMBOLS: [&[u8]; 2] = [b"ACME", b"BOLT"];
@@ -53,6 +56,7 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         1 => (account, 0u32..4).prop_map(|(account, most)| Command::Fills { account, most }),
         1 => symbol.prop_map(|symbol| Command::Book { symbol, depth: 3 }),
+        1 => Just(Command::Digest),
     ]
 }
 
@@ -60,10 +64,22 @@ fn commands() -> impl Strategy<Value = Vec<Command>> {
     proptest::collection::vec(command(), 0..120)
 }
 
+/// Applies `command`; its response, checked to read back from RESP as itself.
 fn apply(book: &mut OrderBook, command: &Command) -> Response {
     let mut bytes = Vec::new();
     book.apply(&command.to_bytes(), &mut bytes);
-    Response::decode(&bytes).expect("responses decode")
+    let response = Response::decode(&bytes).expect("responses decode");
+    let mut resp = Vec::new();
+    response.write_resp(&mut resp);
+    let (value, len) = Value::decode(&resp).expect("RESP").expect("whole");
+    assert_eq!(len, resp.len());
+    assert_eq!(Response::from_resp(&value).as_ref(), Some(&response), "{command:?} through RESP");
+    response
+}
+
+fn digest(book: &OrderBook) -> u128 {
+    let Some(Response::Digest(digest)) = book.query(&Command::Digest) else { panic!("a digest") };
+    digest.digest
 }
 
 /// What the test knows of an order from the responses alone.
@@ -101,6 +117,7 @@ fn check_sequence(commands: &[Command]) -> Result<(), TestCaseError> {
     let mut next_order = 1;
     for (step, command) in commands.iter().enumerate() {
         let before = book.snapshot();
+        let digest_before = digest(&book);
         // What the command should do, from the book before it.
         let (expected, open_before) = match command {
             Command::Submit(order) => {
@@ -117,6 +134,12 @@ fn check_sequence(commands: &[Command]) -> Result<(), TestCaseError> {
             _ => (None, 0),
         };
         let response = apply(&mut book, command);
+        prop_assert_eq!(
+            digest(&book) == digest_before,
+            book.snapshot() == before,
+            "step {}: the digest does not follow the state",
+            step
+        );
         match (&response, command) {
             (Response::Refused(_), _) => {
                 prop_assert_eq!(book.snapshot(), before, "step {}: a refusal changed the book", step);
@@ -215,6 +238,7 @@ fn snapshot_restore_continue_equals_continue() {
                 prop_assert_eq!(apply(&mut restored, command), apply(&mut straight, command));
             }
             prop_assert_eq!(restored.snapshot(), straight.snapshot());
+            prop_assert_eq!(digest(&restored), digest(&straight));
             Ok(())
         })
         .unwrap();

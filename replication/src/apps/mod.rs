@@ -6,8 +6,10 @@
 //!   a RESP front end can hand over argument by argument;
 //! - [`resp`]: the protocol their clients speak;
 //! - [`server`]: the front end that serves an application over RESP, unreplicated or
-//!   through Mu.
+//!   through Mu;
+//! - [`fuzz`]: what the fuzz target checks, also run on stable over its corpus.
 
+pub mod fuzz;
 pub mod kv;
 pub mod orderbook;
 pub mod resp;

@@ -1,8 +1,11 @@
 //! `usec-kv`: a key-value store that Redis clients drive (`redis-cli`, `redis-benchmark`,
-//! any Redis library speaking RESP2).
+//! any Redis library speaking RESP2) — or, with `--app orderbook`, the order-matching
+//! engine on the same front end (`BUY`, `SELL`, `CANCEL`, `REPLACE`, `BOOK`, `FILLS`,
+//! `BOOK.DIGEST`; see `usec_replication::apps::orderbook::served`).
 //!
 //! ```text
 //! usec-kv --port 6380                                   # unreplicated
+//! usec-kv --port 6380 --app orderbook                   # the order book, unreplicated
 //! usec-kv --port 7000 --cluster kv.cluster --node 0 \
 //!         --device soft:kv --resp 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002
 //! ```
@@ -24,17 +27,30 @@ use usec_lease_clock::clock::{Clock, MonotonicClock};
 use usec_lease_clock::heartbeat::ReaderConfig;
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId};
 use usec_replication::apps::kv::{KvApp, KvMachine};
+use usec_replication::apps::orderbook::{OrderBook, OrderBookApp, RespOrderBook};
 use usec_replication::apps::resp::Limits;
-use usec_replication::apps::server::{MuBackend, Server, ServerConfig, Shared, Unreplicated};
+use usec_replication::apps::server::{App, MuBackend, Served, Server, ServerConfig, Shared, Unreplicated};
 use usec_replication::cft::{MuConfig, Start};
 use usec_replication::driver::threads::{NodeThread, Pacing};
 use usec_replication::driver::{DetectorConfig, MuDriver};
 use usec_verbs::Context;
 
+/// Which application to serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AppKind {
+    /// The key-value store (Redis's string commands).
+    Kv,
+    /// The order-matching engine.
+    Orderbook,
+}
+
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(name = "usec-kv", about = "A key-value store for Redis clients, unreplicated or on Mu")]
 struct Options {
+    /// The application to serve; every replica of a group must serve the same.
+    #[arg(long, value_enum, default_value_t = AppKind::Kv)]
+    app: AppKind,
     /// Address to listen on for Redis clients.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
@@ -81,21 +97,33 @@ struct Options {
 fn main() -> Result<()> {
     let options = Options::parse();
     let address = SocketAddr::new(options.bind, options.port);
-    match &options.cluster {
-        None => unreplicated(address),
-        Some(path) => replica(&options, path, address),
+    match (options.app, &options.cluster) {
+        (AppKind::Kv, None) => unreplicated(address, KvApp, KvMachine::new()),
+        (AppKind::Kv, Some(path)) => replica(&options, path, address, KvApp, KvMachine::new()),
+        (AppKind::Orderbook, None) => {
+            unreplicated(address, OrderBookApp, RespOrderBook::new(OrderBook::new()))
+        }
+        (AppKind::Orderbook, Some(path)) => {
+            replica(&options, path, address, OrderBookApp, RespOrderBook::new(OrderBook::new()))
+        }
     }
 }
 
-fn unreplicated(address: SocketAddr) -> Result<()> {
+fn unreplicated<A: App, S: Served>(address: SocketAddr, app: A, machine: S) -> Result<()> {
     let config = ServerConfig::default();
-    let mut server = Server::bind(address, KvApp, Unreplicated::new(KvMachine::new()), config)
+    let mut server = Server::bind(address, app, Unreplicated::new(machine), config)
         .with_context(|| format!("listening on {address}"))?;
     println!("ready {}", server.local_addr());
     server.run().context("serving")
 }
 
-fn replica(options: &Options, path: &PathBuf, address: SocketAddr) -> Result<()> {
+fn replica<A: App, S: Served + Send + 'static>(
+    options: &Options,
+    path: &PathBuf,
+    address: SocketAddr,
+    app: A,
+    machine: S,
+) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let spec = ClusterSpec::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
     let me = NodeId::new(options.node.expect("clap requires it"))?;
@@ -121,10 +149,10 @@ fn replica(options: &Options, path: &PathBuf, address: SocketAddr) -> Result<()>
     let device = options.device.as_deref().expect("clap requires it");
     let context = Context::open(device).with_context(|| format!("opening {device}"))?;
     let node = NodeConfig::new(spec, me).deadline(Duration::from_secs(options.bootstrap_timeout));
-    let node = MuDriver::<Shared<KvMachine>>::configure(node, &config)?;
+    let node = MuDriver::<Shared<S>>::configure(node, &config)?;
     let cluster = Cluster::bootstrap(&context, node).context("bootstrapping the group")?;
     let clock = MonotonicClock::new();
-    let machine = Shared::new(KvMachine::new());
+    let machine = Shared::new(machine);
     let period_ns = options.heartbeat_us * 1_000;
     let detectors = DetectorConfig {
         reader: ReaderConfig { period_ns, timeout_ns: period_ns },
@@ -144,7 +172,7 @@ fn replica(options: &Options, path: &PathBuf, address: SocketAddr) -> Result<()>
         limits: Limits { max_request_bytes: config.max_command_bytes() + 4096, ..Limits::default() },
         ..ServerConfig::default()
     };
-    let mut server = Server::bind(address, KvApp, backend, server_config)
+    let mut server = Server::bind(address, app, backend, server_config)
         .with_context(|| format!("listening on {address}"))?;
     println!("ready {}", server.local_addr());
     server.run().context("serving")

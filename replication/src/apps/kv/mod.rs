@@ -36,7 +36,10 @@ pub mod syntax;
 
 pub use machine::KvMachine;
 
+use std::sync::OnceLock;
+
 use crate::apps::resp::Args;
+use crate::apps::server::commands::Table;
 use crate::apps::server::{App, Prepared, Served};
 
 /// The KV's requests, for the front end.
@@ -46,6 +49,11 @@ pub struct KvApp;
 impl App for KvApp {
     fn prepare(&self, args: Args<'_>, stamp_ms: i64, command: &mut Vec<u8>, reply: &mut Vec<u8>) -> Prepared {
         syntax::prepare(args, stamp_ms, command, reply)
+    }
+
+    fn commands(&self) -> &'static Table {
+        static TABLE: OnceLock<Table> = OnceLock::new();
+        TABLE.get_or_init(|| Table::new(syntax::COMMANDS, &[]))
     }
 }
 

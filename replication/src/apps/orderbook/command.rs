@@ -6,15 +6,16 @@
 //!
 //! ```text
 //! byte 0      version (1)
-//! byte 1      operation: 1 submit, 2 cancel, 3 replace, 4 book, 5 fills
+//! byte 1      operation: 1 submit, 2 cancel, 3 replace, 4 book, 5 fills, 6 digest
 //! submit      side (0 buy, 1 sell), has price (0/1), account, symbol, quantity u64, [price u64]
 //! cancel      account, order u64
 //! replace     has price (0/1), account, order u64, quantity u64, [price u64]
 //! book        symbol, depth u32
 //! fills       account, most u32
+//! digest      (nothing)
 //! ```
 //!
-//! A command is 20 to 110 bytes: well within one log slot. A later version adds a new
+//! A command is 2 to 110 bytes: well within one log slot. A later version adds a new
 //! version byte; a replica refuses versions it does not know with a response that says
 //! so, rather than guessing.
 
@@ -140,6 +141,9 @@ pub enum Command {
         /// How many at most.
         most: u32,
     },
+    /// A digest of the whole state (books, feeds, counters): equal on every replica that
+    /// applied the same commands.
+    Digest,
 }
 
 fn check_name(name: &[u8], max: usize, what: &'static str) -> Result<(), Refusal> {
@@ -167,7 +171,7 @@ impl Command {
     /// Whether it leaves the book as it was (it can be answered without the log by a
     /// replica that may answer reads).
     pub fn is_read_only(&self) -> bool {
-        matches!(self, Command::Book { .. })
+        matches!(self, Command::Book { .. } | Command::Digest)
     }
 
     /// Checks what can be checked without the book: names, quantities, prices.
@@ -193,6 +197,7 @@ impl Command {
                 Ok(())
             }
             Command::Fills { account, .. } => check_name(account, ACCOUNT_BYTES_MAX, "account"),
+            Command::Digest => Ok(()),
         }
     }
 
@@ -242,6 +247,7 @@ impl Command {
                 name(out, account);
                 out.extend_from_slice(&most.to_le_bytes());
             }
+            Command::Digest => out.push(6),
         }
     }
 
@@ -304,6 +310,7 @@ impl Command {
                 let account = name(&mut reader)?;
                 Command::Fills { account, most: reader.u32().ok_or_else(cut)? }
             }
+            6 => Command::Digest,
             other => return Err(Refusal::Malformed(format!("unknown operation {other}"))),
         };
         if !reader.is_empty() {
@@ -335,6 +342,7 @@ mod tests {
             Command::Replace { account: b"bob".to_vec(), order: 7, quantity: 5, price: Some(99) },
             Command::Book { symbol: b"ACME".to_vec(), depth: 10 },
             Command::Fills { account: b"carol".to_vec(), most: 3 },
+            Command::Digest,
         ]
     }
 

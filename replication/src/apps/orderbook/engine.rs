@@ -9,7 +9,10 @@ use std::collections::{HashMap, VecDeque};
 
 use super::book::{Resting, SymbolBook, Trade};
 use super::command::{Command, NewOrder, Side};
-use super::response::{Execution, Fill, Level, Refusal, Response};
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::response::{Digest, Execution, Fill, Level, Refusal, Response};
+use super::snapshot;
 
 /// Where an open order rests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +83,9 @@ impl Engine {
     }
 
     pub(crate) fn execute(&mut self, command: &Command) -> Response {
+        if let Some(response) = self.query(command) {
+            return response;
+        }
         if let Err(refusal) = command.validate() {
             return Response::Refused(refusal);
         }
@@ -89,10 +95,31 @@ impl Engine {
             Command::Replace { account, order, quantity, price } => {
                 self.replace(account, *order, *quantity, *price)
             }
-            Command::Book { symbol, depth } => Ok(self.depth(symbol, *depth)),
             Command::Fills { account, most } => Ok(self.take_fills(account, *most)),
+            Command::Book { .. } | Command::Digest => unreachable!("queries are answered above"),
         };
         outcome.unwrap_or_else(Response::Refused)
+    }
+
+    /// Answers a command that changes nothing ([`Command::is_read_only`]) from the book as
+    /// it is; `None` for any other.
+    pub(crate) fn query(&self, command: &Command) -> Option<Response> {
+        if !command.is_read_only() {
+            return None;
+        }
+        if let Err(refusal) = command.validate() {
+            return Some(Response::Refused(refusal));
+        }
+        Some(match command {
+            Command::Book { symbol, depth } => self.depth(symbol, *depth),
+            Command::Digest => Response::Digest(Digest {
+                digest: xxh3_128(&snapshot::encode(self)),
+                open_orders: self.orders.len() as u64,
+                orders: self.next_order - 1,
+                trades: self.next_trade - 1,
+            }),
+            _ => unreachable!("only queries get here"),
+        })
     }
 
     fn intern(names: &mut HashMap<Box<[u8]>, u32>, count: usize, name: &[u8]) -> (u32, bool) {

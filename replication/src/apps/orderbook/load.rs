@@ -3,8 +3,9 @@
 //! orders, cancels and replaces of orders it knows are open, fill drains and depth
 //! queries.
 //!
-//! It learns which of its orders are open from the responses ([`LoadGenerator::observe`]);
-//! without them it still runs, its cancels then aiming at orders that may be gone.
+//! It learns which of its orders are open from the responses ([`LoadGenerator::observe`]),
+//! which may come any number of commands behind (a pipelining client); without them it
+//! still runs, its cancels then aiming at orders that may be gone.
 
 use std::collections::HashMap;
 
@@ -87,12 +88,13 @@ pub struct LoadGenerator {
     random: Random,
     symbols: Vec<Vec<u8>>,
     accounts: Vec<Vec<u8>>,
+    /// Each name's index, to know an order again from its command.
+    symbol_index: HashMap<Vec<u8>, usize>,
+    account_index: HashMap<Vec<u8>, usize>,
     mids: Vec<u64>,
     /// Orders known to be open, and where each sits in that list.
     open: Vec<Known>,
     open_at: HashMap<u64, usize>,
-    /// The last order submitted.
-    submitted: Option<Known>,
 }
 
 impl LoadGenerator {
@@ -100,17 +102,21 @@ impl LoadGenerator {
     pub fn new(seed: u64, config: LoadConfig) -> LoadGenerator {
         assert!(config.symbols > 0 && config.accounts > 0 && config.lots_max > 0 && config.lot > 0);
         assert!(config.mid_price > config.band_ticks + 1, "prices stay positive");
-        let symbols = (0..config.symbols).map(|index| format!("SYM{index}").into_bytes()).collect();
-        let accounts = (0..config.accounts).map(|index| format!("acct{index}").into_bytes()).collect();
-        let mids = vec![config.mid_price; config.symbols];
+        let symbols: Vec<Vec<u8>> =
+            (0..config.symbols).map(|index| format!("SYM{index}").into_bytes()).collect();
+        let accounts: Vec<Vec<u8>> =
+            (0..config.accounts).map(|index| format!("acct{index}").into_bytes()).collect();
+        let index =
+            |names: &[Vec<u8>]| names.iter().enumerate().map(|(at, name)| (name.clone(), at)).collect();
         LoadGenerator {
             random: Random(seed),
+            symbol_index: index(&symbols),
+            account_index: index(&accounts),
             symbols,
             accounts,
-            mids,
+            mids: vec![config.mid_price; config.symbols],
             open: Vec::new(),
             open_at: HashMap::new(),
-            submitted: None,
             config,
         }
     }
@@ -176,7 +182,6 @@ impl LoadGenerator {
         }
         let buy = self.random.below(2) == 0;
         let price = (!market).then(|| self.limit_price(buy, symbol));
-        self.submitted = Some(Known { order: 0, account, symbol, buy });
         Command::Submit(NewOrder {
             account: self.accounts[account].clone(),
             symbol: self.symbols[symbol].clone(),
@@ -195,8 +200,8 @@ impl LoadGenerator {
         }
     }
 
-    /// Learns from the response to `command` (the last one [`LoadGenerator::next_command`]
-    /// gave) which orders are open.
+    /// Learns from the response to `command` (one [`LoadGenerator::next_command`] gave,
+    /// however many commands ago) which orders are open.
     pub fn observe(&mut self, command: &Command, response: &Response) {
         let (Command::Submit(_) | Command::Replace { .. } | Command::Cancel { .. }) = command else { return };
         match response {
@@ -210,11 +215,14 @@ impl LoadGenerator {
                 if execution.open == 0 {
                     self.forget(execution.order);
                 } else if !known {
-                    let mut known = match command {
-                        Command::Submit(_) => self.submitted.expect("a submit was generated"),
-                        _ => return,
+                    let Command::Submit(order) = command else { return };
+                    let (Some(&account), Some(&symbol)) =
+                        (self.account_index.get(&order.account), self.symbol_index.get(&order.symbol))
+                    else {
+                        return; // not one of this stream's orders
                     };
-                    known.order = execution.order;
+                    let known =
+                        Known { order: execution.order, account, symbol, buy: order.side == Side::Buy };
                     self.open_at.insert(execution.order, self.open.len());
                     self.open.push(known);
                 }
@@ -253,6 +261,36 @@ mod tests {
             commands.push(command);
         }
         (commands, refused, trades)
+    }
+
+    /// Commands generated `depth` ahead of the responses observed, as a pipelining client
+    /// does: (refusals by kind).
+    fn drive_pipelined(seed: u64, count: usize, depth: usize) -> HashMap<&'static str, usize> {
+        let mut load = LoadGenerator::new(seed, LoadConfig::default());
+        let mut book = OrderBook::new();
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut refused = HashMap::new();
+        for _ in 0..count {
+            while in_flight.len() < depth {
+                in_flight.push_back(load.next_command());
+            }
+            let command = in_flight.pop_front().unwrap();
+            let response = book.execute(&command);
+            if let Response::Refused(refusal) = &response {
+                *refused.entry(refusal.code()).or_default() += 1;
+            }
+            load.observe(&command, &response);
+        }
+        refused
+    }
+
+    #[test]
+    fn pipelined_observations_keep_each_order_with_its_owner() {
+        // Orders may close while a cancel aimed at them is in flight (CLOSED), but the
+        // generator never takes one account's order for another's.
+        let refused = drive_pipelined(3, 20_000, 16);
+        assert_eq!(refused.get("NOTOWNER"), None, "{refused:?}");
+        assert!(refused.get("CLOSED").is_some_and(|&closed| closed > 0), "{refused:?}");
     }
 
     #[test]

@@ -30,10 +30,12 @@
 //!
 //! # Clients
 //!
-//! Binary: [`Command::to_bytes`] is what to propose (versioned, 20 to 110 bytes), and
+//! Binary: [`Command::to_bytes`] is what to propose (versioned, 2 to 110 bytes), and
 //! [`Response::decode`] reads the answer. Text, for a RESP front end: [`parse`] turns the
-//! arguments of a command (`BUY alice ACME 100 10150`) into a [`Command`], and
-//! [`resp_reply`] turns a response into the RESP bytes for the client.
+//! arguments of a command (`BUY alice ACME 100 10150`) into a [`Command`],
+//! [`Response::write_resp`] writes a response as the RESP reply for the client, and
+//! [`Response::from_resp`] reads it back. [`OrderBookApp`] and [`RespOrderBook`] put the
+//! book on the RESP front end (`usec-kv --app orderbook`).
 //!
 //! ```
 //! use usec_replication::apps::orderbook::{parse, Response, OrderBook};
@@ -56,6 +58,7 @@
 //! - [`command`]: commands, their checks and their encoding;
 //! - [`text`]: the text command set;
 //! - [`response`]: responses and their encoding; [`reply`]: as RESP;
+//! - [`served`]: the book on the RESP front end;
 //! - `book`: one symbol's levels and the matching; `engine`: the whole book;
 //!   `snapshot`: the book as bytes;
 //! - [`load`]: a seeded generator of realistic order streams.
@@ -64,6 +67,7 @@ pub mod command;
 pub mod load;
 pub mod reply;
 pub mod response;
+pub mod served;
 pub mod text;
 
 mod book;
@@ -74,9 +78,10 @@ pub use command::{
     Command, NewOrder, Side, ACCOUNT_BYTES_MAX, DEPTH_MAX, PRICE_MAX, QUANTITY_MAX, SYMBOL_BYTES_MAX,
 };
 pub use load::{LoadConfig, LoadGenerator};
-pub use reply::{resp_reply, Reply};
-pub use response::{Execution, Fill, Level, Refusal, Response};
-pub use text::{parse, COMMANDS};
+pub use reply::resp_reply;
+pub use response::{Digest, Execution, Fill, Level, Refusal, Response};
+pub use served::{OrderBookApp, RespOrderBook};
+pub use text::{parse, to_args, COMMANDS};
 
 use crate::state_machine::{RestoreError, StateMachine};
 use engine::Engine;
@@ -134,6 +139,21 @@ impl OrderBook {
         self.engine.execute(command)
     }
 
+    /// Carries out an encoded command ([`Command::to_bytes`]); one that does not decode
+    /// is refused.
+    pub fn execute_encoded(&mut self, command: &[u8]) -> Response {
+        match Command::decode(command) {
+            Ok(command) => self.engine.execute(&command),
+            Err(refusal) => Response::Refused(refusal),
+        }
+    }
+
+    /// Answers a command that changes nothing (`BOOK`, `DIGEST`: [`Command::is_read_only`])
+    /// from the book as it is, as [`OrderBook::execute`] would; `None` for any other.
+    pub fn query(&self, command: &Command) -> Option<Response> {
+        self.engine.query(command)
+    }
+
     fn view(&self, symbol: u32, side: Side, price: u64, resting: &book::Resting) -> OpenOrder {
         OpenOrder {
             order: resting.id,
@@ -183,11 +203,7 @@ impl OrderBook {
 
 impl StateMachine for OrderBook {
     fn apply(&mut self, command: &[u8], response: &mut Vec<u8>) {
-        let outcome = match Command::decode(command) {
-            Ok(command) => self.engine.execute(&command),
-            Err(refusal) => Response::Refused(refusal),
-        };
-        outcome.encode(response);
+        self.execute_encoded(command).encode(response);
     }
 
     fn snapshot(&self) -> Vec<u8> {

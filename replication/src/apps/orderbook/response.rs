@@ -136,8 +136,24 @@ pub enum Response {
         /// Fills still waiting (when more than asked for were there).
         remaining: u64,
     },
+    /// To `DIGEST`.
+    Digest(Digest),
     /// The command was refused.
     Refused(Refusal),
+}
+
+/// A digest of the whole state, for replicas to compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    /// XXH3-128 of the state's snapshot, whose bytes are canonical (equal states, equal
+    /// bytes).
+    pub digest: u128,
+    /// Orders open now.
+    pub open_orders: u64,
+    /// Orders entered so far (the last id given).
+    pub orders: u64,
+    /// Trades so far.
+    pub trades: u64,
 }
 
 /// The encoding version of responses.
@@ -246,6 +262,13 @@ impl Response {
                 out.push(5);
                 encode_refusal(refusal, out);
             }
+            Response::Digest(digest) => {
+                out.push(6);
+                out.extend_from_slice(&digest.digest.to_le_bytes());
+                for value in [digest.open_orders, digest.orders, digest.trades] {
+                    put_u64(out, value);
+                }
+            }
         }
     }
 
@@ -275,6 +298,15 @@ impl Response {
                 Response::Fills { fills: get_fills(&mut reader)?, missed, remaining }
             }
             5 => Response::Refused(decode_refusal(&mut reader)?),
+            6 => {
+                let (low, high) = (reader.u64()?, reader.u64()?);
+                Response::Digest(Digest {
+                    digest: u128::from(low) | (u128::from(high) << 64),
+                    open_orders: reader.u64()?,
+                    orders: reader.u64()?,
+                    trades: reader.u64()?,
+                })
+            }
             _ => return None,
         };
         reader.is_empty().then_some(response)

@@ -8,15 +8,16 @@
 //!                                                no price: keep the price
 //! BOOK  <symbol> [<depth>]                       depth: 10 unless given
 //! FILLS <account> [<most>]                       all waiting unless given
+//! BOOK.DIGEST                                    a digest of the whole state
 //! ```
 //!
 //! Command names are case-insensitive; prices are integers in ticks (e.g. cents).
-//! [`parse`] takes the arguments as a RESP array carries them.
+//! [`parse`] takes the arguments as a RESP array carries them; [`to_args`] makes them.
 
 use super::command::{Command, NewOrder, Side};
 
 /// The commands of the book, as a RESP front end routes them.
-pub const COMMANDS: [&str; 6] = ["BUY", "SELL", "CANCEL", "REPLACE", "BOOK", "FILLS"];
+pub const COMMANDS: [&str; 7] = ["BUY", "SELL", "CANCEL", "REPLACE", "BOOK", "FILLS", "BOOK.DIGEST"];
 
 /// A `BOOK` answer's depth when none is given.
 pub const DEPTH_DEFAULT: u32 = 10;
@@ -79,6 +80,10 @@ pub fn parse(args: &[&[u8]]) -> Result<Command, String> {
                 most: most.transpose()?.map_or(u32::MAX, |most| u32::try_from(most).unwrap_or(u32::MAX)),
             }
         }
+        "book.digest" => {
+            arity(0, 0)?;
+            Command::Digest
+        }
         _ => {
             let name = String::from_utf8_lossy(name);
             return Err(format!(
@@ -89,6 +94,37 @@ pub fn parse(args: &[&[u8]]) -> Result<Command, String> {
     };
     command.validate().map_err(|refusal| format!("{} {refusal}", refusal.code()))?;
     Ok(command)
+}
+
+/// The arguments that [`parse`] reads back as `command`: what a RESP client sends.
+pub fn to_args(command: &Command) -> Vec<Vec<u8>> {
+    let number = |value: u64| value.to_string().into_bytes();
+    let mut args: Vec<Vec<u8>> = match command {
+        Command::Submit(order) => vec![
+            match order.side {
+                Side::Buy => b"BUY".to_vec(),
+                Side::Sell => b"SELL".to_vec(),
+            },
+            order.account.clone(),
+            order.symbol.clone(),
+            number(order.quantity),
+        ],
+        Command::Cancel { account, order } => vec![b"CANCEL".to_vec(), account.clone(), number(*order)],
+        Command::Replace { account, order, quantity, .. } => {
+            vec![b"REPLACE".to_vec(), account.clone(), number(*order), number(*quantity)]
+        }
+        Command::Book { symbol, depth } => vec![b"BOOK".to_vec(), symbol.clone(), number(u64::from(*depth))],
+        Command::Fills { account, most } => {
+            vec![b"FILLS".to_vec(), account.clone(), number(u64::from(*most))]
+        }
+        Command::Digest => vec![b"BOOK.DIGEST".to_vec()],
+    };
+    if let Command::Submit(NewOrder { price: Some(price), .. })
+    | Command::Replace { price: Some(price), .. } = command
+    {
+        args.push(number(*price));
+    }
+    args
 }
 
 const PRICE: &str = "BADPRICE price must be a positive integer number of ticks of at most 10^12";
@@ -138,6 +174,23 @@ mod tests {
         assert_eq!(run("BOOK ACME 3"), Ok(Command::Book { symbol: b"ACME".to_vec(), depth: 3 }));
         assert_eq!(run("FILLS bob"), Ok(Command::Fills { account: b"bob".to_vec(), most: u32::MAX }));
         assert_eq!(run("FILLS bob 2"), Ok(Command::Fills { account: b"bob".to_vec(), most: 2 }));
+        assert_eq!(run("book.Digest"), Ok(Command::Digest));
+    }
+
+    #[test]
+    fn arguments_parse_back_to_their_command() {
+        let mut load = crate::apps::orderbook::LoadGenerator::new(7, Default::default());
+        let mut book = crate::apps::orderbook::OrderBook::new();
+        for _ in 0..5_000 {
+            let command = load.next_command();
+            let args = to_args(&command);
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            assert_eq!(parse(&args), Ok(command.clone()));
+            let response = book.execute(&command);
+            load.observe(&command, &response);
+        }
+        assert_eq!(parse(&[b"BOOK.DIGEST"]), Ok(Command::Digest));
+        assert_eq!(to_args(&Command::Digest), [b"BOOK.DIGEST".to_vec()]);
     }
 
     #[test]
@@ -163,9 +216,10 @@ mod tests {
             ("CANCEL alice x", "ERR an order id is a positive integer, not 'x'"),
             ("BOOK ACME 0", "ERR depth must be between 1 and 1000, not 0"),
             ("BUY alice WAYTOOLONGSYMBOLNAME 1 1", "BADNAME symbol must be 1 to 16 bytes without spaces"),
+            ("BOOK.DIGEST x", "ERR wrong number of arguments for 'book.digest' command"),
             (
                 "FROB x",
-                "ERR unknown command 'FROB', the order book knows BUY, SELL, CANCEL, REPLACE, BOOK, FILLS",
+                "ERR unknown command 'FROB', the order book knows BUY, SELL, CANCEL, REPLACE, BOOK, FILLS, BOOK.DIGEST",
             ),
         ];
         for (line, error) in cases {

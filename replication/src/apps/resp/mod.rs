@@ -1,6 +1,7 @@
 //! RESP2, the protocol Redis clients speak: requests in ([`parser`], [`inline`]),
-//! replies out ([`reply`]), numbers as Redis reads them ([`number`]), and the scanner
-//! that finds where one reply ends ([`scan`]), for relaying replies and for test clients.
+//! replies out ([`reply`]), numbers as Redis reads them ([`number`]), the scanner that
+//! finds where one reply ends ([`scan`]), for relaying replies and for clients, and replies
+//! read back as trees ([`value`]), for clients.
 //!
 //! Nothing here does IO: a server feeds bytes in and writes the bytes that come out.
 
@@ -9,5 +10,7 @@ pub mod number;
 pub mod parser;
 pub mod reply;
 pub mod scan;
+pub mod value;
 
 pub use parser::{Args, Limits, Parsed, ProtocolError, RequestParser};
+pub use value::Value;

@@ -32,7 +32,8 @@ pub trait Backend {
     /// `out` or later through [`Backend::poll`].
     fn submit(&mut self, tag: Tag, command: &[u8], read: bool, out: &mut Vec<u8>) -> Submitted;
 
-    /// Answers a read from this replica's state as it is, however stale (READONLY).
+    /// Answers a read from this replica's state as it is, however stale (READONLY, and
+    /// [`crate::apps::server::Prepared::Local`] commands).
     fn stale_read(&mut self, command: &[u8], out: &mut Vec<u8>);
 
     /// Hands over the replies that are in, each with its tag.

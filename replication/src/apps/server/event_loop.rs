@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::apps::kv::syntax::c_string;
 use crate::apps::resp::{reply, Args, Limits, Parsed, RequestParser};
 use crate::apps::server::backend::{Backend, Submitted, Tag};
+use crate::apps::server::commands::Table;
 use crate::apps::server::connection::Connection;
 use crate::apps::server::local::{self, InfoSource};
 use crate::apps::server::{App, Prepared};
@@ -119,11 +120,12 @@ impl<A, B> std::fmt::Debug for Server<A, B> {
     }
 }
 
-/// INFO's view of the server.
+/// INFO's and COMMAND's view of the server.
 struct Info<'a, B> {
     backend: &'a B,
     clients: usize,
     port: u16,
+    commands: &'a Table,
 }
 
 impl<B: Backend> InfoSource for Info<'_, B> {
@@ -138,6 +140,9 @@ impl<B: Backend> InfoSource for Info<'_, B> {
     }
     fn port(&self) -> u16 {
         self.port
+    }
+    fn commands(&self) -> &Table {
+        self.commands
     }
 }
 
@@ -347,7 +352,12 @@ impl<A: App, B: Backend> Server<A, B> {
                     let args = parser.args(&input[start..]);
                     if !args.is_empty() {
                         if local::handles(args.get(0)) {
-                            let info = Info { backend: &*backend, clients: *clients, port: address.port() };
+                            let info = Info {
+                                backend: &*backend,
+                                clients: *clients,
+                                port: address.port(),
+                                commands: app.commands(),
+                            };
                             let mut session = std::mem::take(&mut connection.session);
                             connection.reply(|out| {
                                 local::answer(args, &mut session, &info, out);
@@ -451,6 +461,7 @@ fn request<A: App, B: Backend>(
     match prepared {
         Prepared::Replied => connection.reply(|out| out.extend_from_slice(&error)),
         Prepared::Unknown => connection.reply(|out| unknown_command(out, args)),
+        Prepared::Local => connection.reply(|out| backend.stale_read(command, out)),
         Prepared::Read if connection.session.readonly => {
             connection.reply(|out| backend.stale_read(command, out))
         }

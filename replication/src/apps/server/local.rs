@@ -7,7 +7,7 @@
 use crate::apps::kv::syntax::{c_string, lower_name, wrong_arity};
 use crate::apps::resp::number::parse_i64;
 use crate::apps::resp::{reply, Args};
-use crate::apps::server::commands;
+use crate::apps::server::commands::Table;
 
 /// The commands answered here (lower case).
 pub const COMMANDS: &[&str] = &[
@@ -37,7 +37,7 @@ pub struct Session {
     pub quit: bool,
 }
 
-/// What INFO reports beyond the connection.
+/// What the front end knows beyond the connection: for INFO and COMMAND.
 pub trait InfoSource {
     /// Appends the `# Replication` section's lines (`role:…\r\n` and so on).
     fn replication(&self, out: &mut String);
@@ -47,6 +47,8 @@ pub trait InfoSource {
     fn clients(&self) -> usize;
     /// The port clients connect to.
     fn port(&self) -> u16;
+    /// The commands served, for COMMAND.
+    fn commands(&self) -> &Table;
 }
 
 /// Whether command `name` is answered here.
@@ -80,7 +82,7 @@ pub fn answer(args: Args<'_>, session: &mut Session, server: &dyn InfoSource, ou
         },
         "hello" => hello(args, session, out),
         "client" => client(args, session, out),
-        "command" => command(args, out),
+        "command" => command(args, server.commands(), out),
         "info" => info(args, server, out),
         "config" => config(args, out),
         "readonly" | "readwrite" if argc != 1 => wrong_arity(out, name),
@@ -198,9 +200,9 @@ fn client(args: Args<'_>, session: &mut Session, out: &mut Vec<u8>) {
     }
 }
 
-fn command(args: Args<'_>, out: &mut Vec<u8>) {
+fn command(args: Args<'_>, commands: &Table, out: &mut Vec<u8>) {
     if args.len() == 1 {
-        return commands::info(out, std::iter::empty());
+        return commands.info(out, std::iter::empty());
     }
     let sub = args.get(1);
     let is = |word: &str| sub.eq_ignore_ascii_case(word.as_bytes());
@@ -209,13 +211,13 @@ fn command(args: Args<'_>, out: &mut Vec<u8>) {
         if args.len() != 2 {
             return wrong_arity(out, "command|count");
         }
-        commands::count(out);
+        commands.count(out);
     } else if is("info") {
-        commands::info(out, rest.into_iter());
+        commands.info(out, rest.into_iter());
     } else if is("docs") {
-        commands::docs(out, rest.into_iter());
+        commands.docs(out, rest.into_iter());
     } else if is("list") {
-        commands::list(out);
+        commands.list(out);
     } else {
         unknown_subcommand(out, sub, "COMMAND");
     }

@@ -8,7 +8,7 @@
 //!   buffers, fairness between clients;
 //! - [`connection`]: one client, its replies kept in request order;
 //! - [`local`]: commands answered by the front end (PING, HELLO, CLIENT, COMMAND, INFO, …);
-//! - [`commands`]: COMMAND's replies, Redis's own;
+//! - [`commands`]: COMMAND's replies, per application: Redis's own for Redis's commands;
 //! - [`backend`], [`mu`]: where the rest goes; [`shared`]: a state machine read by the
 //!   front end while a replica applies to it.
 
@@ -35,6 +35,10 @@ pub enum Prepared {
     Read,
     /// A command that may change the state is in the command buffer.
     Write,
+    /// A command that changes nothing is in the command buffer, to be answered from
+    /// this replica's state as it is, never through the log (a local read: on a
+    /// replica behind the leader, an earlier state).
+    Local,
     /// The reply (an error) is in the reply buffer; nothing goes to the state machine.
     Replied,
     /// Not a command of this application.
@@ -46,6 +50,9 @@ pub trait App {
     /// Encodes `args` as a command stamped with `stamp_ms` (Unix milliseconds) into
     /// `command`, or writes the reply into `reply`.
     fn prepare(&self, args: Args<'_>, stamp_ms: i64, command: &mut Vec<u8>, reply: &mut Vec<u8>) -> Prepared;
+
+    /// Its commands and the front end's, as COMMAND describes them.
+    fn commands(&self) -> &'static commands::Table;
 }
 
 /// A state machine a front end can serve: besides applying, it answers reads without

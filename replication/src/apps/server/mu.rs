@@ -8,7 +8,9 @@
 //!   `redis-cli -c` and cluster-aware clients follow. With no leader known yet the reply is
 //!   `-CLUSTERDOWN`, and nothing was applied.
 //! - Reads go through the log too (linearizable). After READONLY a client's reads are
-//!   served from this replica's state as it is, without the log: possibly stale.
+//!   served from this replica's state as it is, without the log: possibly stale. An
+//!   application's local commands ([`crate::apps::server::Prepared::Local`], such as the
+//!   order book's `BOOK.DIGEST`) are always answered that way, on every replica.
 //!
 //! What a client may see besides the state machine's replies:
 //!

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+pub mod orderbook;
 pub mod script;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -61,9 +62,15 @@ pub fn redis_server() -> (Process, u16) {
 
 /// usec-kv, unreplicated.
 pub fn kv_unreplicated() -> (Process, u16) {
+    unreplicated(&[])
+}
+
+/// usec-kv, unreplicated, with `options` (`--app orderbook`).
+pub fn unreplicated(options: &[&str]) -> (Process, u16) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
         .args(["--port", &port.to_string()])
+        .args(options)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -82,6 +89,8 @@ pub struct Group {
     pub replicas: Vec<Process>,
     pub ports: Vec<u16>,
     pub fabric: String,
+    /// What every replica was started with but its port and node id.
+    options: Vec<String>,
 }
 
 impl Drop for Group {
@@ -94,6 +103,11 @@ impl Drop for Group {
 impl Group {
     /// `n` replicas.
     pub fn start(name: &str, n: usize) -> Group {
+        Group::start_with(name, n, &[])
+    }
+
+    /// `n` replicas started with `options` too (`--app orderbook`).
+    pub fn start_with(name: &str, n: usize, options: &[&str]) -> Group {
         let turn = ONE_GROUP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let control: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -108,38 +122,56 @@ impl Group {
         std::fs::write(&spec_path, spec).unwrap();
         let fabric = format!("usec-kv-{run}");
         let resp: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
-        let mut replicas = Vec::new();
-        for (id, port) in ports.iter().enumerate() {
-            let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
-                .args(["--port", &port.to_string(), "--node", &id.to_string()])
-                .arg("--cluster")
-                .arg(&spec_path)
-                .args(["--device", &format!("soft:{fabric}"), "--resp", &resp.join(",")])
-                .args(["--log-slots", "256", "--snapshot-mib", "8"])
-                // Three replicas, their front ends and the clients share two cores in CI:
-                // a replica thread can wait tens of milliseconds for a core, which is not a
-                // failure (a replica that exits is still detected at once).
-                .args(["--heartbeat-us", "100000"])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            replicas.push(Process(child));
-        }
+        let mut common: Vec<String> = vec!["--cluster".into(), spec_path.display().to_string()];
+        common.extend(["--device".into(), format!("soft:{fabric}"), "--resp".into(), resp.join(",")]);
+        common.extend(["--log-slots", "256", "--snapshot-mib", "8"].map(String::from));
+        // Three replicas, their front ends and the clients share two cores in CI: a replica
+        // thread can wait tens of milliseconds for a core, which is not a failure (a
+        // replica that exits is still detected at once).
+        common.extend(["--heartbeat-us", "100000"].map(String::from));
+        common.extend(options.iter().map(|option| option.to_string()));
+        let mut group = Group { _turn: turn, replicas: Vec::new(), ports, fabric, options: common };
+        let mut replicas: Vec<Process> = (0..n).map(|id| group.spawn(id, false)).collect();
         for replica in &mut replicas {
-            let mut line = String::new();
-            BufReader::new(replica.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-            assert!(line.starts_with("ready"), "a replica did not start: {line:?}");
+            Group::wait_ready(replica);
         }
-        Group { _turn: turn, replicas, ports, fabric }
+        group.replicas = replicas;
+        group
     }
 
-    /// The index of the replica that leads, once one does (by INFO).
+    fn spawn(&self, id: usize, rejoin: bool) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
+            .args(["--port", &self.ports[id].to_string(), "--node", &id.to_string()])
+            .args(&self.options)
+            .args(rejoin.then_some("--rejoin"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Process(child)
+    }
+
+    fn wait_ready(replica: &mut Process) {
+        let mut line = String::new();
+        BufReader::new(replica.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "a replica did not start: {line:?}");
+    }
+
+    /// Starts replica `id` again (after it was killed) as a replacement that lost its
+    /// state (`--rejoin`); returns once it serves.
+    pub fn restart(&mut self, id: usize) {
+        let mut replica = self.spawn(id, true);
+        Group::wait_ready(&mut replica);
+        self.replicas[id] = replica;
+    }
+
+    /// The index of the replica that leads, once one does (by INFO; replicas that do not
+    /// accept connections, killed ones, are passed over).
     pub fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for (index, port) in self.ports.iter().enumerate() {
-                let info =
-                    String::from_utf8(Client::connect(*port).request(&["INFO", "replication"])).unwrap();
+                let Some(mut client) = Client::try_connect(*port) else { continue };
+                let info = String::from_utf8(client.request(&["INFO", "replication"])).unwrap();
                 if info.contains("usec_role:leader") {
                     return index;
                 }
@@ -158,9 +190,14 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        Client::try_connect(port).unwrap_or_else(|| panic!("nothing accepts connections on {port}"))
+    }
+
+    /// A client, if something accepts connections on `port`.
+    pub fn try_connect(port: u16) -> Option<Client> {
+        let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client { stream, buffer: Vec::new() }
+        Some(Client { stream, buffer: Vec::new() })
     }
 
     /// Sends raw bytes.

@@ -1,41 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-
-/// Each request's arguments (`None` for one too large to keep).
-type Requests = Vec<Option<Vec<Vec<u8>>>>;
-
-/// What a stream fed in `chunks` parses to: each request's arguments (`None` for one too
-/// large to keep), then the error that ended it, if any.
-pub(crate) fn parse_chunks(limits: Limits, chunks: &[&[u8]]) -> (Requests, Option<ProtocolError>) {
-    let mut parser = RequestParser::new(limits);
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut requests = Vec::new();
-    for chunk in chunks {
-        buffer.extend_from_slice(chunk);
-        loop {
-            match parser.parse(&buffer) {
-                Ok(Parsed::Request { len }) => {
-                    let args = parser.args(&buffer);
-                    if !args.is_empty() {
-                        requests.push(Some(args.iter_from(0).map(<[u8]>::to_vec).collect()));
-                    }
-                    buffer.drain(..len);
-                }
-                Ok(Parsed::TooLarge { len }) => {
-                    requests.push(None);
-                    buffer.drain(..len);
-                }
-                Ok(Parsed::Incomplete { discard }) => {
-                    buffer.drain(..discard);
-                    break;
-                }
-                Err(error) => return (requests, Some(error)),
-            }
-        }
-    }
-    (requests, None)
-}
+use crate::apps::fuzz::{parse_chunks, TIGHT_LIMITS};
 
 fn encode(args: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -241,11 +207,7 @@ proptest! {
         for mutation in &mutations {
             mutate(&mut stream, mutation);
         }
-        let limits = if tight {
-            Limits { max_request_bytes: 48, max_inline_bytes: 24, max_args: 3, max_bulk_bytes: 40 }
-        } else {
-            Limits::default()
-        };
+        let limits = if tight { TIGHT_LIMITS } else { Limits::default() };
         let mut points: Vec<usize> = cuts.iter().map(|cut| cut.index(stream.len() + 1)).collect();
         points.push(0);
         points.push(stream.len());
