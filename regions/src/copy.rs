@@ -165,8 +165,8 @@ impl Copy {
             at += 1;
         }
         while len - at >= WORD {
-            // SAFETY: `at + 8 <= len`, and `at` is `head` plus whole words, so the word is
-            // aligned on the grid side, and on both sides when `both`.
+            // `at` is `head` plus whole words: the word is aligned on the grid side (on both when `both`).
+            // SAFETY: `at + 8 <= len`, and the word is aligned as said above.
             unsafe { self.move_word(dst, src, at, whole) };
             at += WORD;
         }

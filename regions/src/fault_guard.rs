@@ -138,14 +138,14 @@ fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
             if previous.sa_sigaction != libc::SIG_DFL && previous.sa_sigaction != libc::SIG_IGN =>
         {
             if previous.sa_flags & libc::SA_SIGINFO != 0 {
+                type InfoHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
                 // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
-                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                    unsafe { std::mem::transmute(previous.sa_sigaction) };
+                let handler: InfoHandler = unsafe { std::mem::transmute(previous.sa_sigaction) };
                 handler(signal, info, context);
             } else {
+                type PlainHandler = extern "C" fn(libc::c_int);
                 // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
-                let handler: extern "C" fn(libc::c_int) =
-                    unsafe { std::mem::transmute(previous.sa_sigaction) };
+                let handler: PlainHandler = unsafe { std::mem::transmute(previous.sa_sigaction) };
                 handler(signal);
             }
         }

@@ -267,8 +267,8 @@ impl Region {
     /// [`Region::relocate`] this is the fresh file, and so is what earlier descriptors
     /// name; they all stay open as long as the region.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: every descriptor ever stored in `fd` belongs to a file in `files`, which
-        // are closed only when the region drops, so it stays open while `self` is borrowed.
+        // Every descriptor ever stored in `fd` belongs to a file in `files`, closed only on drop.
+        // SAFETY: so the descriptor stays open while `self` is borrowed.
         unsafe { BorrowedFd::borrow_raw(self.fd.load(Ordering::Acquire)) }
     }
 
