@@ -18,7 +18,7 @@ use clap::Parser;
 use serde::Serialize;
 use usec_benches::latency::{LatencySummary, Recorder};
 use usec_benches::mu::clock::SharedClock;
-use usec_benches::mu::launch::{Group, GroupPlan, ProcessPlan};
+use usec_benches::mu::launch::{await_leadership, Group, GroupPlan, ProcessPlan};
 use usec_benches::mu::machine::{Machine, MachineKind};
 use usec_benches::mu::replica::{self, Pacing};
 use usec_benches::mu::settings::GroupSettings;
@@ -279,20 +279,6 @@ fn propose(
             bail!("{id:?} not committed within {SAMPLE_LIMIT_NS} ns: {}", driver.replica().describe());
         }
     }
-}
-
-/// Turns until this replica leads.
-fn await_leadership(driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<()> {
-    let start = clock.now_ns();
-    while driver.replica().role() != RoleKind::Leader {
-        let now = clock.now_ns();
-        driver.turn(now);
-        driver.drain_events().for_each(drop);
-        if now - start > 10_000_000_000 {
-            bail!("replica 0 did not lead within 10 s: {}", driver.replica().describe());
-        }
-    }
-    Ok(())
 }
 
 fn print(report: &Report) {

@@ -7,7 +7,9 @@ use std::net::TcpListener;
 use anyhow::{bail, Context as _, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use usec_lease_clock::clock::Clock;
 use usec_qp_pool::{ClusterSpec, NodeId};
+use usec_replication::cft::RoleKind;
 use usec_replication::driver::MuDriver;
 
 use crate::mu::clock::SharedClock;
@@ -153,4 +155,18 @@ impl Group {
     pub fn process_mut(&mut self, me: u16) -> Option<&mut ReplicaProcess> {
         self.processes.iter_mut().find(|process| process.plan.me == me)
     }
+}
+
+/// Turns `driver` (this process's replica) until it leads; gives up after 10 s.
+pub fn await_leadership(driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<()> {
+    let start = clock.now_ns();
+    while driver.replica().role() != RoleKind::Leader {
+        let now = clock.now_ns();
+        driver.turn(now);
+        driver.drain_events().for_each(drop);
+        if now - start > 10_000_000_000 {
+            bail!("replica 0 did not lead within 10 s: {}", driver.replica().describe());
+        }
+    }
+    Ok(())
 }

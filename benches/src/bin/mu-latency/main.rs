@@ -21,7 +21,7 @@ use clap::Parser;
 use serde::Serialize;
 use usec_benches::latency::{LatencySummary, Recorder};
 use usec_benches::mu::clock::SharedClock;
-use usec_benches::mu::launch::{Group, GroupPlan, ProcessPlan};
+use usec_benches::mu::launch::{await_leadership, Group, GroupPlan, ProcessPlan};
 use usec_benches::mu::replica::{self, Pacing, ReplicaReport};
 use usec_benches::mu::settings::GroupSettings;
 use usec_benches::ping_pong::BlockPlan;
@@ -388,20 +388,6 @@ fn settle(driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<()> {
         driver.drain_events().for_each(drop);
     }
     await_leadership(driver, clock)
-}
-
-/// Turns until this replica leads.
-fn await_leadership(driver: &mut MuDriver<Machine>, clock: &SharedClock) -> Result<()> {
-    let start = clock.now_ns();
-    while driver.replica().role() != RoleKind::Leader {
-        let now = clock.now_ns();
-        driver.turn(now);
-        driver.drain_events().for_each(drop);
-        if now - start > 10_000_000_000 {
-            bail!("replica 0 did not lead within 10 s: {}", driver.replica().describe());
-        }
-    }
-    Ok(())
 }
 
 fn print(report: &Report) {
