@@ -257,3 +257,16 @@ fn failed_operations_are_dropped_and_unanswered_ones_kept() {
     assert_eq!(operations[1].output(), None, "client 3's write never answered");
     assert_eq!(verdict(&Kv, &operations), Verdict::Linearizable);
 }
+
+#[test]
+fn long_values_are_shortened_in_the_explanation_only() {
+    let long = "v".repeat(5_000) + "end";
+    let history = [set(1, "x", &long, 0, 10), get(2, "x", Some("stale"), 20, 30)];
+    let counterexample = counterexample(verdict(&Kv, &history));
+    let (_, state) = counterexample.linearized.last().expect("the write went first");
+    assert!(state.ends_with("vend\")"), "the explanation's fields keep whole values");
+    let shown = counterexample.to_string();
+    assert!(shown.len() < 2_000, "{} bytes shown", shown.len());
+    assert!(shown.contains("vvvvend"), "the end of a value shows: {shown}");
+    assert!(shown.contains("characters left out"), "{shown}");
+}

@@ -536,3 +536,45 @@ fn a_dial_left_unanswered_when_a_rejoin_settled_does_not_shut_out_the_peer() {
     assert!(matches!(of(&events, node(1)).last(), Some(ControlEvent::Rejoined { .. })), "{events:?}");
     install(&mut sim, 2, two, two_sim);
 }
+
+/// A survivor that looks a rejoining peer's region up while it takes the new process in
+/// (as a heartbeat reader does for each READ) never gets the dead process's: from the
+/// moment its QPs to the peer are reset for the new process until the new process's
+/// descriptors arrive, there is none. Those QPs connect to the new process before its
+/// handshake ends; a READ with the old process's address reaching it there is refused,
+/// and leaves both QPs in ERROR for good — a heartbeat reader's peer suspected forever.
+#[test]
+fn a_rejoining_peers_old_regions_are_gone_once_its_new_process_is_admitted() {
+    for seed in seeds(5) {
+        let _guard = SeedGuard(seed);
+        let mut sim = SimCluster::new("regions-through-rejoin", seed, 2);
+        let old = sim.clusters[0].remote_region(node(1), REGION).unwrap();
+        sim.fabric.crash(sim.sim_nodes[1]);
+        drop(sim.pollers.remove(1));
+        drop(sim.clusters.remove(1));
+        let config = sim_config(&sim_spec(2, seed), node(1)).incarnation(2);
+        let (_, context) = sim.fabric.open_node().unwrap();
+        let network = sim.hub.listen(addr(1)).unwrap();
+        let mut boot = Bootstrap::start(&context, config.rejoin(true), Box::new(network)).unwrap();
+        let (mut rejoined, mut done, mut now_ns, mut admitted_rounds) = (false, false, 0, 0);
+        while !(done && rejoined) {
+            while let Some(event) = sim.clusters[0].poll_control_at(now_ns) {
+                rejoined |= matches!(event, ControlEvent::Rejoined { .. });
+            }
+            let survivor = &sim.clusters[0];
+            if survivor.peer_incarnation(node(1)) == Some(2) {
+                admitted_rounds += 1;
+                let region = survivor.remote_region(node(1), REGION).ok();
+                assert_ne!(region, Some(old), "seed {seed}: the dead process's region, {now_ns} ns in");
+            }
+            if !done {
+                done = boot.poll(now_ns).unwrap() == Progress::Done;
+            }
+            now_ns += 1_000_000;
+        }
+        assert!(admitted_rounds >= 2, "seed {seed}: the new process was admitted before it joined");
+        let fresh = boot.finish().unwrap();
+        let new = sim.clusters[0].remote_region(node(1), REGION).unwrap();
+        assert_eq!(new, fresh.region(REGION).unwrap().remote_region(), "seed {seed}");
+    }
+}

@@ -147,3 +147,45 @@ fn the_lowest_id_restarted_fresh_lets_the_group_go_on() {
         assert!(caught_up(&mut group, 0, 31), "seed {seed}: node 0 caught up");
     }
 }
+
+/// The leader campaigns late in its process's life, crashes, and comes back fresh: the
+/// new process numbers its permission requests from its own clock, which starts at its
+/// start, below the numbers its predecessor used last. Once it counts again every
+/// replica defers to it (the lowest id), so it must be answered — a follower that went
+/// on ignoring requests numbered below the old process's left the group without a leader
+/// until the new process's clock caught up with the old one's.
+#[test]
+fn a_restarted_leader_is_answered_though_its_clock_starts_again() {
+    for seed in 1..=5 {
+        let mut group = group("renumbered", seed);
+        assert_eq!(leader(&mut group), Some(0), "seed {seed}");
+        assert!(decide(&mut group, 1, 11), "seed {seed}");
+        // Node 0 campaigns again a second (of its clock) later: deposed while paused, it
+        // takes over on resuming.
+        group.quantum_ns = 10_000;
+        group.run_for(1_000 * MS);
+        group.quantum_ns = 250;
+        group.pause(0);
+        assert!(decide(&mut group, 11, 21), "seed {seed}: 1 leads while 0 is paused");
+        group.resume(0);
+        // Deposed, it can decide again only under a new candidacy's permissions.
+        assert!(decide(&mut group, 21, 31), "seed {seed}: decided after 0 resumed");
+        assert_eq!(leader(&mut group), Some(0), "seed {seed}: node 0 leads again once resumed");
+        assert!(
+            group.driver(0).unwrap().replica().stats().candidacies >= 2,
+            "seed {seed}: node 0 campaigned again"
+        );
+        group.crash(0);
+        assert!(decide(&mut group, 31, 41), "seed {seed}: 1 and 2 go on");
+        group.restart(0, History::default()).unwrap();
+        assert!(caught_up(&mut group, 0, 41), "seed {seed}: node 0 caught up");
+        let now = |group: &SimGroup<History>| -> Vec<String> {
+            (0..3).map(|index| group.driver(index).unwrap().replica().describe()).collect()
+        };
+        // It counts again and campaigns, the lowest id: the others must answer it.
+        let decided = decide(&mut group, 41, 51);
+        assert!(decided, "seed {seed}: nothing decided once the new node 0 counted; now {:?}", now(&group));
+        let leads = leader(&mut group);
+        assert_eq!(leads, Some(0), "seed {seed}: the lowest id leads; now {:?}", now(&group));
+    }
+}

@@ -1,6 +1,7 @@
 //! [`Counterexample`]: why a key's operations have no linearization, in terms a person
 //! can follow.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::history::Operation;
@@ -10,6 +11,22 @@ use super::search::Frontier;
 
 /// Linearized operations shown at most (the latest ones).
 const SHOWN_LINEARIZED: usize = 20;
+/// Characters shown at most of one input, answer or state: the middle of a longer one is
+/// left out (an appended-to value can be kilobytes, and twenty states of it would bury
+/// the explanation). The fields keep the whole text.
+const SHOWN_CHARS: usize = 160;
+
+/// `text`, or its ends with how much was left out between them.
+fn shortened(text: &str) -> Cow<'_, str> {
+    let count = text.chars().count();
+    if count <= SHOWN_CHARS {
+        return Cow::Borrowed(text);
+    }
+    let keep = SHOWN_CHARS / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(count - keep).collect();
+    Cow::Owned(format!("{head}…({} characters left out)…{tail}", count - 2 * keep))
+}
 
 /// One operation as a counterexample shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,12 +47,17 @@ pub struct OperationView {
 
 impl fmt::Display for OperationView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let output = self.output.as_deref().unwrap_or("?");
+        let output = shortened(self.output.as_deref().unwrap_or("?"));
         let returned = self.return_ns.map_or(String::from("no answer"), |at| format!("{at} ns"));
         write!(
             f,
             "#{} client {}: {} -> {}  [{} ns .. {}]",
-            self.index, self.client, self.input, output, self.invoke_ns, returned
+            self.index,
+            self.client,
+            shortened(&self.input),
+            output,
+            self.invoke_ns,
+            returned
         )
     }
 }
@@ -162,7 +184,7 @@ impl fmt::Display for Counterexample {
             writeln!(f, "  ... {} earlier", self.linearized.len() - SHOWN_LINEARIZED)?;
         }
         for (operation, state) in self.linearized.iter().rev().take(SHOWN_LINEARIZED).rev() {
-            writeln!(f, "  {operation}\n      state {state}")?;
+            writeln!(f, "  {operation}\n      state {}", shortened(state))?;
         }
         if !self.linearized.is_empty() {
             writeln!(f, "then none of these can go next:")?;
@@ -171,7 +193,7 @@ impl fmt::Display for Counterexample {
             let why = if candidate.fits {
                 "fits here, but every order after it fails".to_string()
             } else {
-                format!("the model answers {}", candidate.model_output)
+                format!("the model answers {}", shortened(&candidate.model_output))
             };
             writeln!(f, "  {}\n      {why}", candidate.operation)?;
         }

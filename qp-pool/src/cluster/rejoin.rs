@@ -21,9 +21,12 @@
 //!    those QPs are dropped (they describe the old connection, and would be taken for news
 //!    of the new one); its
 //!    rights become what we remembered for node 2 less anything beyond its roles' defaults
-//!    (see [`permissions`](super::permissions)); a reconnect under way is forgotten; our QPs
-//!    to it are reset (fresh endpoints; the old process's requests no longer reach them)
-//!    and offered, with our region descriptors.
+//!    (see [`permissions`](super::permissions)); a reconnect under way is forgotten; the
+//!    old process's region descriptors are forgotten ([`Cluster::remote_region`] has none
+//!    for node 2 until step 4: our QPs connect to the new process before the handshake
+//!    ends, and a request carrying the old addresses would be refused there, leaving both
+//!    QPs in ERROR); our QPs to it are reset (fresh endpoints; the old process's requests
+//!    no longer reach them) and offered, with our region descriptors.
 //! 4. Its offer connects our QPs to its new QPs. Once both sides are ready, its control
 //!    connection and region descriptors replace the old ones and
 //!    [`ControlEvent::Rejoined`] is reported.
@@ -134,6 +137,10 @@ impl Host for Cluster {
         let peer = self.peers.get_mut(&node).expect("a peer");
         peer.incarnation = Some(incarnation);
         peer.pending = None;
+        // Our QPs connect to the new process before its handshake ends: a request with
+        // the old process's addresses would reach it and be refused, leaving both QPs in
+        // ERROR. Until its own descriptors arrive, it has none.
+        peer.regions.clear();
         self.local.offer_for(node)
     }
 

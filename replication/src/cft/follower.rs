@@ -45,6 +45,20 @@ impl Follower {
         Follower { permission_seen: vec![0; nodes], snapshot_seen: vec![0; nodes], holder: None }
     }
 
+    /// Forgets `peer`'s requests: a new process of it took the old one's place. It numbers
+    /// its requests from its own clock, which starts with it, so they may well be below the
+    /// old process's last — a follower that went on comparing them with those would ignore
+    /// it until its clock caught up. Whatever the old process left in the inbox (requests,
+    /// and answers to this replica's) is erased, not to be taken for the new one's. That
+    /// may erase something the new process just wrote: it is asked for, or asks, again
+    /// under a higher number after `permission_retry_ns`.
+    pub(crate) fn forget<S>(&mut self, peer: NodeId, local: &Local<S>) {
+        let index = usize::from(peer.get());
+        self.permission_seen[index] = 0;
+        self.snapshot_seen[index] = 0;
+        local.log.clear_inbox(peer.get());
+    }
+
     /// The next permission request not seen before, from any peer.
     pub(crate) fn next_permission_request<S>(&mut self, local: &Local<S>, peers: &Peers) -> Option<Request> {
         Self::next_request(

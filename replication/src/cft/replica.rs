@@ -185,8 +185,9 @@ impl<S: StateMachine> Replica<S> {
     /// completion of what was posted to the old process has been handed over (qp-pool
     /// flushes them into the CQ before it reports the rejoin); anything still counted in
     /// flight went with the old QPs. The peer leaves the current candidacy or leadership,
-    /// its QPs count as healthy, and it counts in quorums only once the new process says
-    /// so when it grants (a process that lost its state does not).
+    /// its QPs count as healthy, its requests are no longer weighed against the old
+    /// process's (see [`Follower::forget`]), and it counts in quorums only once the new
+    /// process says so when it grants (a process that lost its state does not).
     pub fn handle_rejoined(&mut self, peer: NodeId) {
         for channel in Channel::ALL {
             self.in_flight.forget(peer, channel);
@@ -196,6 +197,7 @@ impl<S: StateMachine> Replica<S> {
         if self.follower.holder == Some(peer) {
             self.follower.holder = None;
         }
+        self.follower.forget(peer, &self.local);
         self.election.set_eligible(peer, false);
         if let Some(peer) = self.peers.get_mut(peer) {
             peer.broken = [false; 2];

@@ -102,7 +102,8 @@ impl<S: StateMachine> SimGroup<S> {
     }
 
     /// Starts a fresh process for crashed member `index` — a new node on the fabric, its
-    /// state machine `machine`, the next incarnation, [`Start::Rejoin`] — which rejoins the
+    /// state machine `machine`, the next incarnation, [`Start::Rejoin`], a clock reading 0
+    /// from now ([`SimClock::restarted`]) — which rejoins the
     /// running group as [`SimGroup::step`] goes on (qp-pool's rejoin bootstrap).
     pub fn restart(&mut self, index: usize, machine: S) -> Result<()> {
         let id = index as u16;
@@ -117,6 +118,8 @@ impl<S: StateMachine> SimGroup<S> {
         let boot = Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?;
         member.sim_node = sim_node;
         member.paused = false;
+        // A new process's clock counts from its own start, as a real one's does.
+        member.clock = member.clock.restarted();
         member.booting = Some((boot, machine));
         Ok(())
     }

@@ -55,7 +55,17 @@ pub enum InboxLine {
     SnapshotReady = 3,
 }
 
-const INBOX_LINES: usize = 4;
+impl InboxLine {
+    /// Every line.
+    pub const ALL: [InboxLine; 4] = [
+        InboxLine::PermissionRequest,
+        InboxLine::PermissionAck,
+        InboxLine::SnapshotRequest,
+        InboxLine::SnapshotReady,
+    ];
+}
+
+const INBOX_LINES: usize = InboxLine::ALL.len();
 
 /// The geometry of a replica's regions; every replica of a cluster uses the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

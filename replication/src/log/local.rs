@@ -150,6 +150,15 @@ impl LocalLog {
         Self::read_record(&self.control, self.layout.inbox_offset(sender, line), kind)
     }
 
+    /// Erases every inbox line from `sender`: what a process that is gone wrote there must
+    /// not be read as its successor's.
+    pub fn clear_inbox(&self, sender: u16) {
+        for line in InboxLine::ALL {
+            let offset = self.layout.inbox_offset(sender, line);
+            self.control.write(offset, &[0u8; RECORD_BYTES]).expect("records lie inside their region");
+        }
+    }
+
     /// Copies `len` bytes of the control region at `offset` into `buffer`.
     pub fn read_control(&self, offset: usize, buffer: &mut [u8]) {
         self.control.read(offset, buffer).expect("scratch lies inside the control region");

@@ -148,7 +148,10 @@ fn replica<A: App, S: Served + Send + 'static>(
     }
     let device = options.device.as_deref().expect("clap requires it");
     let context = Context::open(device).with_context(|| format!("opening {device}"))?;
-    let node = NodeConfig::new(spec, me).deadline(Duration::from_secs(options.bootstrap_timeout));
+    // A replacement joins a group that runs already: it dials every peer, lower ids too.
+    let node = NodeConfig::new(spec, me)
+        .deadline(Duration::from_secs(options.bootstrap_timeout))
+        .rejoin(options.rejoin);
     let node = MuDriver::<Shared<S>>::configure(node, &config)?;
     let cluster = Cluster::bootstrap(&context, node).context("bootstrapping the group")?;
     let clock = MonotonicClock::new();

@@ -133,7 +133,7 @@ impl Group {
         let mut group = Group { _turn: turn, replicas: Vec::new(), ports, fabric, options: common };
         let mut replicas: Vec<Process> = (0..n).map(|id| group.spawn(id, false)).collect();
         for replica in &mut replicas {
-            Group::wait_ready(replica);
+            Group::wait_ready(replica).unwrap();
         }
         group.replicas = replicas;
         group
@@ -150,18 +150,29 @@ impl Group {
         Process(child)
     }
 
-    fn wait_ready(replica: &mut Process) {
+    /// Waits for a replica's `ready` line; why it did not come.
+    fn wait_ready(replica: &mut Process) -> Result<(), String> {
         let mut line = String::new();
         BufReader::new(replica.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "a replica did not start: {line:?}");
+        if line.starts_with("ready") {
+            return Ok(());
+        }
+        let status = replica.0.wait().map_or_else(|error| error.to_string(), |status| status.to_string());
+        Err(format!("a replica did not start ({status}; its errors are on standard error above): {line:?}"))
     }
 
     /// Starts replica `id` again (after it was killed) as a replacement that lost its
     /// state (`--rejoin`); returns once it serves.
     pub fn restart(&mut self, id: usize) {
-        let mut replica = self.spawn(id, true);
-        Group::wait_ready(&mut replica);
-        self.replicas[id] = replica;
+        self.try_restart(id).unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    /// [`Group::restart`], saying why it failed instead of panicking (for a test that
+    /// reports more with its failures).
+    pub fn try_restart(&mut self, id: usize) -> Result<(), String> {
+        // The old process, if still there, is killed as it drops.
+        self.replicas[id] = self.spawn(id, true);
+        Group::wait_ready(&mut self.replicas[id]).map_err(|why| format!("replica {id} restarted: {why}"))
     }
 
     /// The index of the replica that leads, once one does (by INFO; replicas that do not

@@ -1,0 +1,271 @@
+//! Faults with real processes: three usec-kv replicas on the soft provider, clients
+//! writing unique values through any replica (following `-MOVED` to the leader) and
+//! recording every operation, while the test
+//!
+//! 1. SIGKILLs the leader, and waits for writes through a new one;
+//! 2. restarts the killed replica with `--rejoin`, and waits until it caught up;
+//! 3. SIGSTOPs the leader then, waits for writes through another, sends it reads and a
+//!    write that it finds when it resumes (it may believe it still leads), and SIGCONTs
+//!    it;
+//! 4. SIGKILLs a follower, and restarts it with `--rejoin` too;
+//!
+//! then reads every key through the leader, waits until every replica applied as far, and
+//! checks that
+//!
+//! - every replica holds the same state (read from each without the log);
+//! - no acknowledged write is lost: each counter's final value counts every acknowledged
+//!   INCR and at most those whose answer never came, each appended list holds every
+//!   acknowledged token once and nothing never sent;
+//! - the whole history, final reads included, is linearizable (`usec-check`).
+//!
+//! It prints the measured failover gaps. A failure prints the seed (`USEC_SEED` draws the
+//! same operations again), the history file (`check-history --model kv FILE` checks it
+//! again) and the checker's explanation.
+//!
+//! Timings are generous: replicas, front ends and clients share two cores in CI, and
+//! the replicas' failure detectors run with the same tolerance as the other process tests
+//! (`--heartbeat-us 100000`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod client;
+mod cluster;
+mod verdict;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use usec_check::monotonic_ns;
+
+use client::{Client, KvRecorder, Probe, Shared, PATIENT_REPLY_TIMEOUT, REPLY_TIMEOUT};
+use common::Group;
+
+/// Client threads.
+const CLIENTS: u64 = 4;
+/// The id in the history of the requests sent to a stopped leader.
+const PROBE: u64 = 999;
+/// Acknowledged writes that show the group serves again after a fault.
+const PROGRESS: u64 = 100;
+/// How long the clients go on at least between two steps (for a history with some
+/// length between the faults).
+const DWELL: Duration = Duration::from_millis(500);
+/// How long any step may take (a leader elected, a replica caught up, progress).
+const STEP_LIMIT: Duration = Duration::from_secs(90);
+/// How long the stopped leader stays stopped once the others went on without it.
+const STOPPED_AFTER_FAILOVER: Duration = Duration::from_secs(1);
+
+/// A fault the test caused, and when (on the recorder's clock).
+#[derive(Clone, Debug)]
+struct Fault {
+    what: String,
+    at_ns: u64,
+    /// When a replica was first seen to lead in the failed one's place, if one had to.
+    elected_ns: Option<u64>,
+}
+
+/// One run: what a failure report needs.
+struct Run {
+    seed: u64,
+    history_path: PathBuf,
+    recorder: KvRecorder,
+    shared: Arc<Shared>,
+    faults: Vec<Fault>,
+    started: Instant,
+}
+
+impl Run {
+    /// Prints a line for the record, with the time since the start.
+    fn note(&self, what: &str) {
+        eprintln!("[faults {:>8.3} s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// Notes a fault about to happen.
+    fn fault(&mut self, what: String) {
+        self.note(&what);
+        self.faults.push(Fault { what, at_ns: monotonic_ns(), elected_ns: None });
+    }
+
+    /// Notes that `id` leads after the last fault.
+    fn elected(&mut self, id: usize) {
+        let at_ns = monotonic_ns();
+        let fault = self.faults.last_mut().expect("a fault before an election");
+        fault.elected_ns = Some(at_ns);
+        let after_ms = (at_ns - fault.at_ns) as f64 / 1e6;
+        self.note(&format!("replica {id} leads, {after_ms:.1} ms after the fault"));
+    }
+
+    fn acked(&self) -> u64 {
+        self.shared.acked_writes.load(Ordering::Relaxed)
+    }
+
+    /// Waits until [`PROGRESS`] more writes were acknowledged than `before`, and at least
+    /// [`DWELL`].
+    fn progress(&self, before: u64, what: &str) -> Result<(), String> {
+        let dwell = Instant::now() + DWELL;
+        cluster::wait_for(what, STEP_LIMIT, || (self.acked() >= before + PROGRESS).then_some(()))?;
+        std::thread::sleep(dwell.saturating_duration_since(Instant::now()));
+        self.note(&format!("{what}: {} writes acknowledged", self.acked()));
+        Ok(())
+    }
+
+    /// Fails the test with the seed, the history file and the replicas' view of things.
+    fn fail(&self, group: &Group, why: &str) -> ! {
+        let flushed = match self.recorder.flush() {
+            Ok(()) => String::new(),
+            Err(error) => format!(" (not all of it written: {error})"),
+        };
+        panic!(
+            "seed {} (USEC_SEED={} draws the same operations); history {}{flushed} \
+             (check-history --model kv FILE checks it again)\n{why}\nreplicas now:\n{}",
+            self.seed,
+            self.seed,
+            self.history_path.display(),
+            cluster::describe(&group.ports)
+        );
+    }
+}
+
+fn seed() -> u64 {
+    match std::env::var("USEC_SEED") {
+        Ok(seed) => seed.parse().expect("USEC_SEED is a number"),
+        Err(_) => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        }
+    }
+}
+
+#[test]
+fn killed_and_stopped_leaders_and_a_rejoined_replica_lose_no_acknowledged_write() {
+    scenario(1);
+}
+
+#[test]
+fn the_same_with_pipelined_clients() {
+    scenario(8);
+}
+
+/// The whole run, with clients sending `pipeline` requests at a time.
+fn scenario(pipeline: usize) {
+    let seed = seed();
+    let mut group = Group::start(&format!("faults-p{pipeline}"), 3);
+    let history_path =
+        std::env::temp_dir().join(format!("usec-kv-faults-p{pipeline}-{seed}-{}.jsonl", std::process::id()));
+    println!("seed {seed}, pipeline {pipeline}, history {}", history_path.display());
+    let recorder = KvRecorder::streaming_to(&history_path).unwrap();
+    let shared = Arc::new(Shared {
+        ports: group.ports.clone(),
+        stop: AtomicBool::new(false),
+        acked_writes: AtomicU64::new(0),
+        invoked: AtomicU64::new(0),
+        generation: AtomicU64::new(0),
+    });
+    let clients: Vec<_> = (1..=CLIENTS)
+        .map(|id| {
+            // One client sits out a stopped leader; the others give up on it soon.
+            let timeout = if id == 1 { PATIENT_REPLY_TIMEOUT } else { REPLY_TIMEOUT };
+            let client = Client::new(id, seed, pipeline, timeout, shared.clone(), recorder.clone());
+            std::thread::spawn(move || client.run())
+        })
+        .collect();
+    let mut run = Run { seed, history_path, recorder, shared, faults: Vec::new(), started: Instant::now() };
+    let faulted = faults(&mut group, &mut run);
+    run.shared.stop.store(true, Ordering::Relaxed);
+    let panicked: Vec<String> = clients
+        .into_iter()
+        .filter_map(|client| client.join().err())
+        .map(|panic| match (panic.downcast_ref::<String>(), panic.downcast_ref::<&str>()) {
+            (Some(message), _) => message.clone(),
+            (_, Some(message)) => message.to_string(),
+            _ => "a panic without a message".to_string(),
+        })
+        .collect();
+    if let Err(why) = faulted {
+        run.fail(&group, &why);
+    }
+    if !panicked.is_empty() {
+        run.fail(&group, &format!("client threads panicked:\n{}", panicked.join("\n")));
+    }
+    run.note(&format!("clients stopped; {} writes acknowledged", run.acked()));
+    if let Err(why) = verdict::judge(&group, &run) {
+        run.fail(&group, &why);
+    }
+    let _ = std::fs::remove_file(&run.history_path);
+}
+
+/// The faults, each once the group has shown it serves again.
+fn faults(group: &mut Group, run: &mut Run) -> Result<(), String> {
+    let ports = group.ports.clone();
+    let all: Vec<usize> = (0..ports.len()).collect();
+    let except = |id: usize| all.iter().copied().filter(|&other| other != id).collect::<Vec<_>>();
+    run.progress(0, "first writes")?;
+
+    let (killed, _) = cluster::wait_for("a leader", STEP_LIMIT, || cluster::leader(&ports, &all))?;
+    let before = run.acked();
+    run.fault(format!("SIGKILL replica {killed}, the leader"));
+    group.replicas[killed].0.kill().unwrap();
+    group.replicas[killed].0.wait().unwrap();
+    let (successor, _) =
+        cluster::wait_for("a new leader", STEP_LIMIT, || cluster::leader(&ports, &except(killed)))?;
+    run.elected(successor);
+    run.progress(before, "writes through the new leader")?;
+    rejoin(group, run, killed)?;
+
+    let (stopped, _) = cluster::wait_for("the leader", STEP_LIMIT, || cluster::leader(&ports, &all))?;
+    let before = run.acked();
+    run.fault(format!("SIGSTOP replica {stopped}, the leader"));
+    cluster::signal(group, stopped, Signal::SIGSTOP);
+    let (successor, _) = cluster::wait_for("a leader while the old one is stopped", STEP_LIMIT, || {
+        cluster::leader(&ports, &except(stopped))
+    })?;
+    run.elected(successor);
+    run.progress(before, "writes while the old leader is stopped")?;
+    std::thread::sleep(STOPPED_AFTER_FAILOVER);
+    // Requests the stopped leader finds when it resumes, from a client that waits for
+    // its answers: it may still believe it leads.
+    let inputs = client::probe_inputs(&run.shared, 3, &format!("probe.{stopped}"));
+    let probe = Probe::send(ports[stopped], PROBE, inputs, &run.recorder);
+    run.note(&format!("SIGCONT replica {stopped}"));
+    cluster::signal(group, stopped, Signal::SIGCONT);
+    let answered = probe.finish(PATIENT_REPLY_TIMEOUT, &run.recorder);
+    run.note(&format!("the resumed leader answered {answered} requests sent while it was stopped"));
+    // Mu's leader is the live replica with the lowest id: the resumed one, deposed while
+    // stopped, may lead again — in a new term, once the others follow it.
+    let leader =
+        cluster::wait_for("the replicas to agree on a leader", STEP_LIMIT, || cluster::agreed(&ports))?;
+    run.note(&format!("every replica follows replica {leader}"));
+    run.progress(run.acked(), "writes after the stopped leader resumed")?;
+
+    // A follower too. The leader is the lowest id by now, so the follower has a peer
+    // with a lower id, which it must dial itself when it rejoins.
+    let followers = except(leader);
+    let follower = followers[(run.seed % followers.len() as u64) as usize];
+    let before = run.acked();
+    run.fault(format!("SIGKILL replica {follower}, a follower"));
+    group.replicas[follower].0.kill().unwrap();
+    group.replicas[follower].0.wait().unwrap();
+    run.progress(before, "writes without the killed follower")?;
+    rejoin(group, run, follower)?;
+    run.progress(run.acked(), "writes with every replica back")?;
+    Ok(())
+}
+
+/// Restarts killed replica `id` with `--rejoin` and waits until it applied what the
+/// leader had committed when it was back.
+fn rejoin(group: &mut Group, run: &Run, id: usize) -> Result<(), String> {
+    let ports = group.ports.clone();
+    let all: Vec<usize> = (0..ports.len()).collect();
+    run.note(&format!("restarting replica {id} with --rejoin"));
+    group.try_restart(id)?;
+    let (_, leader) = cluster::wait_for("a leader", STEP_LIMIT, || cluster::leader(&ports, &all))?;
+    let target = leader.commit_index;
+    run.note(&format!("replica {id} is back; waiting until it applied {target}"));
+    cluster::wait_for(&format!("replica {id} to apply {target}"), STEP_LIMIT, || {
+        cluster::role(ports[id]).filter(|role| role.applied_index >= target)
+    })?;
+    run.note(&format!("replica {id} caught up"));
+    Ok(())
+}
