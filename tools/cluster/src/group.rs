@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _, Result};
 use nix::sys::signal::Signal;
 use usec_replication::apps::kv::KvApp;
-use usec_replication::apps::server::{App as _, Prepared};
+use usec_replication::apps::orderbook::OrderBookApp;
+use usec_replication::apps::server::{App as ServedApp, Prepared};
 
 use crate::console::Target;
 use crate::front_door::relay::ReadOnly;
@@ -283,21 +284,21 @@ impl LocalGroup {
     }
 }
 
-/// What tells the front door which of `app`'s requests only read: the KV's own
-/// classification (what its front end hands the log as a read); none for other apps.
+/// What tells the front door which of `app`'s requests only read: the app's own
+/// classification, as its front end makes it (a read through the log, or one the replica
+/// answers from its own state).
 fn read_only_requests(app: App) -> ReadOnlyFactory {
-    Box::new(move || -> ReadOnly {
-        match app {
-            App::Kv => {
-                let (mut command, mut reply) = (Vec::new(), Vec::new());
-                Box::new(move |args| {
-                    command.clear();
-                    reply.clear();
-                    KvApp.prepare(args, 0, &mut command, &mut reply) == Prepared::Read
-                })
-            }
-            App::Orderbook => Box::new(|_| false),
-        }
+    fn reads_of(app: impl ServedApp + Send + 'static) -> ReadOnly {
+        let (mut command, mut reply) = (Vec::new(), Vec::new());
+        Box::new(move |args| {
+            command.clear();
+            reply.clear();
+            matches!(app.prepare(args, 0, &mut command, &mut reply), Prepared::Read | Prepared::Local)
+        })
+    }
+    Box::new(move || match app {
+        App::Kv => reads_of(KvApp),
+        App::Orderbook => reads_of(OrderBookApp),
     })
 }
 
@@ -340,5 +341,35 @@ pub fn wait_for(
             bail!("no {what} within {} s", timeout.as_secs());
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use usec_replication::apps::resp::{Parsed, RequestParser};
+
+    /// Whether `app`'s front door may send `line` again.
+    fn may_send_again(app: App, line: &str) -> bool {
+        let mut read_only = read_only_requests(app)();
+        let request = format!("{line}\r\n");
+        let mut parser = RequestParser::new(Default::default());
+        assert!(matches!(parser.parse(request.as_bytes()), Ok(Parsed::Request { .. })));
+        read_only(parser.args(request.as_bytes()))
+    }
+
+    #[test]
+    fn reads_are_told_by_each_apps_own_front_end() {
+        assert!(may_send_again(App::Kv, "GET k"));
+        assert!(may_send_again(App::Kv, "MGET a b"));
+        assert!(!may_send_again(App::Kv, "SET k v"));
+        assert!(!may_send_again(App::Kv, "INCR k"));
+        assert!(may_send_again(App::Orderbook, "BOOK ACME"));
+        // It takes the fills it returns from the book: a write.
+        assert!(!may_send_again(App::Orderbook, "FILLS bob"));
+        // Answered by the replica from its own state: nothing changes.
+        assert!(may_send_again(App::Orderbook, "BOOK.DIGEST"));
+        assert!(!may_send_again(App::Orderbook, "SELL bob ACME 100 10150"));
+        assert!(!may_send_again(App::Orderbook, "CANCEL bob 1"));
     }
 }

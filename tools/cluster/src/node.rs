@@ -1,6 +1,10 @@
 //! `usec-cluster node`: the local replica of a group described by a config file (one
 //! process per host, on real devices), with the group's status line every second, until
 //! Ctrl-C.
+//!
+//! On the soft provider (every node on one host, as the tests run it) the fabric's
+//! directory is shared by the nodes, so no node removes it: the next process to open the
+//! fabric sweeps what dead ones left, and the directory itself is the user's to remove.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::RecvTimeoutError;

@@ -213,6 +213,24 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends `args` and reads one whole reply of any kind, as it came.
+    fn raw_request(&mut self, args: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        usec_replication::apps::resp::reply::request(&mut out, args.iter().map(|arg| arg.as_bytes()));
+        self.stream.write_all(&out).unwrap();
+        loop {
+            if let Some(len) = usec_replication::apps::resp::scan::reply_len(&self.buffer).unwrap() {
+                return self.buffer.drain(..len).collect();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the server closed the connection");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
 /// Whether `pid` is a live process (a zombie left to an init that does not reap is not).
 fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
@@ -388,4 +406,37 @@ fn config_file_nodes_form_a_group() {
     wait_gone(&pids);
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_dir_all(format!("/dev/shm/usec-soft/{run}"));
+}
+
+#[test]
+fn an_order_book_group_keeps_its_book_across_a_leader_kill() {
+    let _turn = one_at_a_time();
+    let mut args = START.to_vec();
+    args.splice(1..1, ["--app", "orderbook"]);
+    let mut launcher = Launcher::spawn(&args);
+    let (fabric, _, pids, door) = started(&mut launcher);
+    let leader = launcher.expect("a leader in the status stream", |line| status(line)?.0);
+    let mut client = Client::connect(door);
+    let sold = String::from_utf8(client.raw_request(&["SELL", "bob", "ACME", "100", "10150"])).unwrap();
+    assert!(sold.starts_with('*') && sold.contains("open"), "{sold:?}");
+    let bought = String::from_utf8(client.raw_request(&["BUY", "alice", "ACME", "20", "10150"])).unwrap();
+    assert!(bought.contains("filled") && bought.contains("bob"), "{bought:?}");
+    let digest = client.raw_request(&["BOOK.DIGEST"]);
+
+    launcher.type_line("kill leader");
+    let killed = format!("usec-cluster: replica {leader} (pid {}) killed", pids[leader]);
+    launcher.expect("the kill", |line| line.starts_with(&killed).then_some(()));
+    launcher.expect("a new leader", |line| {
+        let (leader_now, replicas) = status(line)?;
+        (replicas[leader] == "killed").then_some(leader_now?)
+    });
+    // The same connection, through the front door: the new leader has the same book.
+    assert_eq!(client.raw_request(&["BOOK.DIGEST"]), digest);
+    let sold = String::from_utf8(client.raw_request(&["SELL", "carol", "ACME", "5", "10200"])).unwrap();
+    assert!(sold.contains("open"), "{sold:?}");
+
+    launcher.signal(Signal::SIGINT);
+    assert!(launcher.wait().success());
+    wait_gone(&pids);
+    assert!(!fabric.exists(), "{} is left behind", fabric.display());
 }
