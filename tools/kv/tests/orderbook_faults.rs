@@ -5,12 +5,10 @@
 //! must be the same, and equal to the digest of an unreplicated book fed what the client
 //! had acknowledged.
 //!
-//! Ignored until a Mu fix lands: a replica restarted with `--rejoin` numbers its permission
-//! requests from its own new clock, below its old process's last, and peers that remember
-//! the old numbers ignore them; when that replica is the lowest id (the one everybody
-//! defers to once it counts again), the group has no leader until its clock catches up.
-//! Here that stalled 4 runs in 5; with the fix (being made on the kv-faults branch) 10 in
-//! 10 passed.
+//! It caught a Mu stall: a replica restarted with `--rejoin` numbers its permission requests
+//! from its own new clock, below its old process's last, and peers that remembered the old
+//! numbers ignored them; when that replica was the lowest id the group had no leader until
+//! its clock caught up (4 runs in 5 stalled). Peers now forget a restarted process's numbers.
 //!
 //! A command whose outcome the client never learned (the leader died with it, or answered
 //! `-UNCERTAIN`) may or may not have been applied, before every later one (a sequential
@@ -204,8 +202,6 @@ fn progress(group: &Group, acknowledged: &AtomicU64, more: u64, what: &str) {
 }
 
 #[test]
-#[ignore = "Mu stalls when a restarted replica's permission requests are ignored (numbered below \
-            its old process's); run with --ignored once that fix (kv-faults branch) is in"]
 fn replicas_books_are_identical_after_leaders_are_killed_and_restarted() {
     let seed = std::env::var("USEC_SEED").map_or(11, |seed| seed.parse().expect("USEC_SEED is a number"));
     println!("seed {seed} (replay the order stream with USEC_SEED={seed})");

@@ -96,7 +96,10 @@ pub struct Group {
 impl Drop for Group {
     fn drop(&mut self) {
         self.replicas.clear();
-        let _ = std::fs::remove_dir_all(format!("/dev/shm/{}", self.fabric));
+        // The soft provider keeps each fabric under `$USEC_SOFT_DIR` (default
+        // `/dev/shm/usec-soft`); its replicas are gone, so the directory is ours to remove.
+        let base = std::env::var("USEC_SOFT_DIR").unwrap_or_else(|_| "/dev/shm/usec-soft".into());
+        let _ = std::fs::remove_dir_all(format!("{base}/{}", self.fabric));
     }
 }
 
