@@ -59,6 +59,15 @@ impl DriftBound {
     pub fn grantor_wait_ns(&self, lease_ns: u64, slack_ns: u64) -> u64 {
         self.stretched_ns(lease_ns).saturating_add(1).saturating_add(slack_ns)
     }
+
+    /// `S = ⌈Δ·(1 + ρ)/(1 − ρ)⌉ + 1`: how long a member that learned a view waits, on its own
+    /// clock, before the view may be active, so that every Active(view) lease of `lease_ns`
+    /// on an older, incompatible view has expired (see the
+    /// [module documentation](crate::lease#activeview-leases)). It is the grantor's wait
+    /// without slack: the learner stands where the grantor stood.
+    pub fn view_start_wait_ns(&self, lease_ns: u64) -> u64 {
+        self.grantor_wait_ns(lease_ns, 0)
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +82,15 @@ mod tests {
         assert_eq!(rho.grantor_wait_ns(20_000, 500), 20_542);
         assert_eq!(DriftBound::zero().grantor_wait_ns(20_000, 0), 20_001);
         assert_eq!(DriftBound::from_ppm(500_000).unwrap().stretched_ns(10), 30);
+    }
+
+    #[test]
+    fn a_view_waits_the_stretched_lease_and_a_nanosecond() {
+        // 20 µs at 1 000 ppm: 40 ns for drift and 1 for the integer clocks, where uKharon
+        // adds a flat microsecond on each side and bounds no drift.
+        assert_eq!(DriftBound::from_ppm(1_000).unwrap().view_start_wait_ns(20_000), 20_042);
+        assert_eq!(DriftBound::zero().view_start_wait_ns(20_000), 20_001);
+        assert_eq!(DriftBound::from_ppm(100_000).unwrap().view_start_wait_ns(9_000), 11_001);
     }
 
     #[test]
