@@ -8,8 +8,9 @@
 //!   timeout, the provider's peer-death signal, and any combination).
 //! - [`heartbeat`]: reading peers' counters with RDMA READ on a schedule, and the verbs
 //!   glue.
-//! - [`lease`]: exclusive leases of microseconds with only a bound ρ on clock drift; the
-//!   rule and its proof are in the module's documentation.
+//! - [`lease`]: exclusive leases of microseconds with only a bound ρ on clock drift, and
+//!   uKharon's Active(view) leases on the same rule; the rules and their proofs are in the
+//!   module's documentation.
 //!
 //! Every role is a sans-IO object: it reads no clock and makes no system call; the caller
 //! passes `now` in and carries out what the role returns. The same code therefore runs in
@@ -19,7 +20,7 @@
 //!
 //! Three nodes on a simulated fabric read each other's heartbeats; one crashes and the
 //! others suspect it. Then a lease changes hands without the two holders ever believing
-//! at once.
+//! at once, and a member's view stays active, is inherited, and gives way.
 //!
 //! ```
 //! use usec_lease_clock::clock::{Clock, SimClock};
@@ -112,6 +113,24 @@
 //! assert!(matches!(reply, LeaseReply::Denied { .. })); // until 5 000 + 20 542
 //! let ask = bob.request(60);
 //! assert!(matches!(grantor.on_request(25_542, &ask), LeaseReply::Granted { .. }));
+//!
+//! // Active(view) leases: a member's view stays active for Δ after each renewal a majority
+//! // of acceptors confirmed; a new view waits until every lease on the old one is over.
+//! let voters = |nodes: &[u16]| -> VoterSet {
+//!     nodes.iter().map(|&node| Voter { node: NodeId::new(node).unwrap(), incarnation: 0 }).collect()
+//! };
+//! let mut member = ActiveLease::new(ActiveConfig::default())?; // Δ = 20 µs, ρ = 1 000 ppm
+//! member.on_view_learned(0, &ViewSummary { view_id: 1, voters: voters(&[0, 1, 2]) });
+//! assert_eq!(member.active_from_ns(), Some(20_042)); // S = ⌈Δ(1 + ρ)/(1 − ρ)⌉ + 1
+//! let renewal = member.poll_renewal(10_042).expect("due 10 µs before the start");
+//! member.on_confirmed(12_000, renewal); // the majority read came back: until 10 042 + Δ
+//! assert!(!member.is_active(1, 20_041) && member.is_active(1, 20_042) && !member.is_active(1, 30_042));
+//! // Only non-voting members changed: the next view inherits the lease, no wait.
+//! member.on_view_learned(21_000, &ViewSummary { view_id: 2, voters: voters(&[2, 1, 0]) });
+//! assert!(member.is_active(2, 21_000));
+//! // A voter replaced: the old view is over here at once, the new one waits S.
+//! member.on_view_learned(22_000, &ViewSummary { view_id: 3, voters: voters(&[0, 1, 3]) });
+//! assert!(!member.is_active(2, 22_000) && member.active_from_ns() == Some(42_042));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
