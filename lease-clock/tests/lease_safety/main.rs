@@ -3,6 +3,7 @@
 //! `[1 − ρ, 1 + ρ]`, requests at arbitrary times, message delays from zero to several
 //! leases — and never two holders believing at the same real instant. A grantor that
 //! leaves the drift factor out of its wait is caught, which shows the check has teeth.
+//! `active.rs` does the same for Active(view) leases at a view change.
 //!
 //! The proptest runs are seeded from `USEC_SEED` (or a fresh seed, printed);
 //! `USEC_LEASE_CASES` sets how many scenarios the safety property runs (3 000 by default).
@@ -10,6 +11,7 @@
 //! [`LeaseHolder`]: usec_lease_clock::lease::LeaseHolder
 //! [`LeaseGrantor`]: usec_lease_clock::lease::LeaseGrantor
 
+mod active;
 #[path = "../common/mod.rs"]
 mod common;
 mod model;
