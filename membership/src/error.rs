@@ -72,3 +72,17 @@ pub enum Error {
 
 /// The crate's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn pool(context: &str) -> impl FnOnce(usec_qp_pool::Error) -> Error + '_ {
+        move |source| Error::Pool { context: context.to_string(), source: Box::new(source) }
+    }
+
+    pub(crate) fn region(context: &str) -> impl FnOnce(usec_regions::Error) -> Error + '_ {
+        move |source| Error::Region { context: context.to_string(), source }
+    }
+
+    pub(crate) fn heartbeat(context: &str) -> impl FnOnce(usec_lease_clock::Error) -> Error + '_ {
+        move |source| Error::Heartbeat { context: context.to_string(), source: Box::new(source) }
+    }
+}

@@ -118,8 +118,11 @@ pub enum Outcome<'a> {
     Failed,
 }
 
-/// A sans-IO role the drivers can run: actions out, outcomes in.
+/// A sans-IO role the drivers can run: actions out, outcomes in, time passed in.
 pub trait Role {
+    /// Moves the role's time on (timeouts, back-offs, periodic reads).
+    fn tick(&mut self, now_ns: u64);
+
     /// The next operation to carry out, if any.
     fn poll_action(&mut self) -> Option<Action>;
 

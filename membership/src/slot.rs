@@ -22,8 +22,10 @@
 //! unreachable throughout. A slot exactly 2^31 away counts as newer: the safe side, since
 //! a newer slot is never overwritten (see [`Relation`]).
 //!
-//! Fresh memory is all zeroes: instance 0, nothing promised, nothing accepted — the
-//! state every instance starts from, so a zeroed slot is right whatever it is read as.
+//! Fresh memory is all zeroes: nothing promised, nothing accepted — the state every
+//! instance starts from. No proposer ever writes that word (a ballot is at least 1), so a
+//! zeroed slot is read as older than any instance, never as newer, even for an instance
+//! just below a multiple of 2^32.
 
 use std::fmt;
 
@@ -72,11 +74,14 @@ impl Slot {
         (u64::from(self.instance) << 32) | (u64::from(self.min_proposal.0) << 16) | u64::from(self.accepted.0)
     }
 
-    /// Where the slot stands relative to `instance`.
+    /// Where the slot stands relative to `instance`. A zeroed slot was never touched (every
+    /// slot a proposer writes has a ballot): it is older than any instance but those whose
+    /// low 32 bits are 0, for which it is current — the same thing, an empty slot.
     pub fn relation(self, instance: u64) -> Relation {
         let distance = self.instance.wrapping_sub(instance as u32) as i32;
         match distance {
             0 => Relation::Current,
+            _ if self == Slot::EMPTY => Relation::Older,
             // i32::MIN (exactly 2^31 away) is ambiguous: call it newer, never overwritten.
             d if d < 0 && d != i32::MIN => Relation::Older,
             _ => Relation::Newer,
@@ -152,9 +157,12 @@ mod tests {
         // Far behind (but less than 2^31): still older; exactly 2^31: newer (never reset).
         assert_eq!(at(10).relation(10 + (1 << 31) - 1), Relation::Older);
         assert_eq!(at(10).relation(10 + (1 << 31)), Relation::Newer);
-        // A zeroed slot is an empty slot of whatever instance reads it as its own.
+        // A zeroed slot is an empty slot for any instance, even one just below 2^32 (to
+        // which the tag 0 would otherwise look 5 instances ahead).
         assert_eq!(Slot::EMPTY.for_instance(1 << 32), Some(Slot::fresh(1 << 32)));
         assert_eq!(Slot::EMPTY.for_instance(5), Some(Slot::fresh(5)));
+        assert_eq!(Slot::EMPTY.relation(high - 4), Relation::Older);
+        assert_eq!(Slot { min_proposal: Ballot(1), ..Slot::EMPTY }.relation(high - 4), Relation::Newer);
     }
 
     #[test]

@@ -99,6 +99,12 @@ pub enum ProposerEvent {
         /// The instance.
         instance: u64,
     },
+    /// A [recovery](Proposer::recover) found nothing accepted in its majority: the
+    /// instance is not decided (and it proposed nothing).
+    Unchosen {
+        /// The instance.
+        instance: u64,
+    },
     /// The instance ran out of ballots (65,535 / n rounds): never in practice, and the
     /// proposer stops rather than wrap.
     Exhausted {
@@ -146,7 +152,8 @@ struct Work {
     generation: u64,
     instance: u64,
     position: usize,
-    own: Arc<[u8]>,
+    /// The value to propose if nothing may have been chosen; `None` when recovering.
+    own: Option<Arc<[u8]>>,
     round: u64,
     ballot: Ballot,
     phase: Phase,
@@ -206,11 +213,25 @@ impl<R: RngCore> Proposer<R> {
     /// Starts deciding `instance` (1 to 2^48 - 1), proposing `value` unless another value
     /// may have been chosen already. Refused while another instance is under way.
     pub fn propose(&mut self, now_ns: u64, instance: u64, value: &[u8]) -> Result<()> {
-        if let Some(work) = self.work.as_ref().filter(|work| work.phase != Phase::Done) {
-            return Err(Error::Busy { proposer: self.config.me, busy_with: work.instance, asked: instance });
-        }
         if value.len() > self.layout.value_bytes_max {
             return Err(Error::ValueTooLarge { len: value.len(), max: self.layout.value_bytes_max });
+        }
+        self.start(now_ns, instance, Some(Arc::from(value)))
+    }
+
+    /// Finds out what was decided in `instance` by running rounds that only ever adopt: a
+    /// value accepted by a member of its majority is carried to a majority and reported
+    /// decided; if its majority accepted nothing, [`ProposerEvent::Unchosen`]. For an
+    /// instance known decided whose accepting majority a learner cannot see any more (a
+    /// member crashed, the others lagged): the value is then on at least one member of any
+    /// majority, and this makes a majority show it again.
+    pub fn recover(&mut self, now_ns: u64, instance: u64) -> Result<()> {
+        self.start(now_ns, instance, None)
+    }
+
+    fn start(&mut self, now_ns: u64, instance: u64, own: Option<Arc<[u8]>>) -> Result<()> {
+        if let Some(work) = self.work.as_ref().filter(|work| work.phase != Phase::Done) {
+            return Err(Error::Busy { proposer: self.config.me, busy_with: work.instance, asked: instance });
         }
         if instance == 0 || instance > MAX_INSTANCE {
             return Err(Error::Config(format!("instance {instance} (1 to 2^48 - 1)")));
@@ -220,7 +241,7 @@ impl<R: RngCore> Proposer<R> {
             generation: self.generations,
             instance,
             position: self.layout.position(instance),
-            own: Arc::from(value),
+            own,
             round: 0,
             ballot: Ballot::NONE,
             phase: Phase::Preparing,
@@ -228,6 +249,12 @@ impl<R: RngCore> Proposer<R> {
             highest_promise: Ballot::NONE,
             proposals: Vec::new(),
         });
+        // A slot of a later instance seen already: no round, no ballot spent.
+        let position = self.layout.position(instance);
+        if self.links.iter().any(|link| link.known[position].relation(instance) == Relation::Newer) {
+            self.finish(ProposerEvent::Obsolete { instance });
+            return Ok(());
+        }
         self.start_round(now_ns);
         Ok(())
     }
@@ -374,7 +401,9 @@ impl<R: RngCore> Proposer<R> {
     fn pump(&mut self, acceptor: usize) {
         let Some(work) = self.work.as_ref() else { return };
         let link = &self.links[acceptor];
-        if link.chain.is_some() || link.want == Want::Nothing {
+        let in_round =
+            matches!(work.phase, Phase::Preparing | Phase::Fetching { .. } | Phase::Accepting { .. });
+        if link.chain.is_some() || link.want == Want::Nothing || !in_round {
             return;
         }
         let (instance, position, ballot, round) = (work.instance, work.position, work.ballot, work.round);
@@ -561,7 +590,7 @@ impl<R: RngCore> Proposer<R> {
         let decided = entry.acked.iter().filter(|&&acked| acked).count() >= majority;
         if decided && work.phase != Phase::Done {
             let (ballot, value) = (entry.ballot, entry.value.to_vec());
-            let own = *value == *work.own;
+            let own = work.own.as_deref() == Some(&*value);
             let instance = work.instance;
             self.finish(ProposerEvent::Decided { instance, ballot, value, own });
         }
@@ -580,7 +609,7 @@ impl<R: RngCore> Proposer<R> {
             Found::Value(content) => {
                 self.stats.adopted += 1;
                 if chosen {
-                    let own = content.value == *own;
+                    let own = own.as_deref() == Some(&content.value[..]);
                     let event =
                         ProposerEvent::Decided { instance, ballot: highest, value: content.value, own };
                     self.finish(event);
@@ -652,8 +681,13 @@ impl<R: RngCore> Proposer<R> {
         let work = self.work.as_mut().expect("an instance under way");
         let highest = promised.iter().map(|(_, accepted)| *accepted).max().unwrap_or(Ballot::NONE);
         if !highest.is_some() {
-            let own = work.own.clone();
-            return self.accept(own);
+            return match work.own.clone() {
+                Some(own) => self.accept(own),
+                None => {
+                    let instance = work.instance;
+                    self.finish(ProposerEvent::Unchosen { instance })
+                }
+            };
         }
         let candidates: Vec<usize> = promised
             .iter()
@@ -665,7 +699,7 @@ impl<R: RngCore> Proposer<R> {
         if let Some(known) = work.proposals.iter().find(|proposal| proposal.ballot == highest) {
             let value = known.value.clone();
             if chosen {
-                let (instance, own) = (work.instance, *value == *work.own);
+                let (instance, own) = (work.instance, work.own.as_deref() == Some(&*value));
                 return self.finish(ProposerEvent::Decided {
                     instance,
                     ballot: highest,
@@ -684,6 +718,10 @@ impl<R: RngCore> Proposer<R> {
 }
 
 impl<R: RngCore> Role for Proposer<R> {
+    fn tick(&mut self, now_ns: u64) {
+        Proposer::tick(self, now_ns);
+    }
+
     fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }

@@ -250,6 +250,12 @@ fn a_slot_of_a_later_instance_makes_the_instance_obsolete() {
     memory.settle(&mut p, 0);
     assert_eq!(p.poll_event(), Some(ProposerEvent::Obsolete { instance: 9 }));
     assert!(p.is_idle());
+    // Proposing it again spends no round (nor ballot): the later slot is known.
+    let rounds = p.stats().rounds;
+    p.propose(0, 9, b"again").expect("idle");
+    assert_eq!(memory.settle(&mut p, 0), [], "nothing posted");
+    assert_eq!(p.poll_event(), Some(ProposerEvent::Obsolete { instance: 9 }));
+    assert_eq!(p.stats().rounds, rounds);
 }
 
 #[test]
@@ -325,6 +331,9 @@ fn contending_proposers_agree_under_random_interleavings() {
                         }
                         ProposerEvent::Exhausted { instance } => {
                             panic!("seed {seed}: ballots ran out in {instance}")
+                        }
+                        ProposerEvent::Unchosen { instance } => {
+                            panic!("seed {seed}: no recovery of {instance}")
                         }
                     }
                 }
