@@ -213,6 +213,11 @@ impl<R: RngCore> ViewChange<R> {
         &self.proposer
     }
 
+    /// The learner (to describe it).
+    pub fn learner(&self) -> &Learner {
+        &self.learner
+    }
+
     /// The proposer, to trace it.
     pub fn proposer_mut(&mut self) -> &mut Proposer<R> {
         &mut self.proposer
