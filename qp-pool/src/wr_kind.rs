@@ -14,7 +14,7 @@
 //! | `0x01..=0x0f` | `usec-qp-pool` (none yet) |
 //! | `0x10..=0x1f` | `usec-lease-clock`: heartbeat reads, lease messages |
 //! | `0x20..=0x3f` | `usec-replication`, Mu (`cft`): replicate and commit writes, permission requests and acks, recovery reads of the first undecided offset, `min_proposal` and slots, catch-up writes, snapshot transfer |
-//! | `0x40..=0x5f` | `usec-replication`, uKharon (`membership`): CAS Paxos, view reads, lease renewal reads |
+//! | `0x40..=0x5f` | `usec-membership`, uKharon: CAS Paxos, view reads, lease renewal reads |
 //! | `0x60..=0x7f` | `usec-replication`, uBFT (`bft`): tail-broadcast writes, echoes, register writes and reads |
 //! | `0x80..=0xbf` | reserved |
 //! | `0xc0..=0xff` | applications: [`WrKind::application`]`(0..=63)` |
@@ -43,7 +43,7 @@ pub enum KindOwner {
     LeaseClock,
     /// `usec-replication`'s Mu.
     Mu,
-    /// `usec-replication`'s uKharon.
+    /// `usec-membership` (uKharon).
     UKharon,
     /// `usec-replication`'s uBFT.
     UBft,
@@ -121,6 +121,14 @@ registry! {
     MuSnapshotRead = 0x27, Mu, "Mu snapshot read";
     /// Mu: a WRITE into a peer's inbox (permission and snapshot requests, acks).
     MuMessage = 0x28, Mu, "Mu message";
+    /// uKharon: a compare-and-swap on an acceptor slot (a Paxos prepare or accept).
+    PaxosCas = 0x40, UKharon, "Paxos slot CAS";
+    /// uKharon: a WRITE of a value into the proposer's buffer on an acceptor.
+    PaxosWrite = 0x41, UKharon, "Paxos value write";
+    /// uKharon: a proposer's READ of another proposer's value buffers.
+    PaxosProposerRead = 0x42, UKharon, "Paxos proposer read";
+    /// uKharon: a learner's READ of an acceptor's slots or value buffers.
+    PaxosLearnerRead = 0x43, UKharon, "Paxos learner read";
 }
 
 // Every registered kind lies in its owner's range, and none in the application range:

@@ -1,0 +1,412 @@
+//! [`PaxosPort`]: the roles' [`Action`]s carried out on a qp-pool [`Cluster`] — on any
+//! provider, the simulator included.
+//!
+//! Every node has a `paxos` role (QPs that let peers READ, WRITE and CAS) and a scratch
+//! region (CAS results, staged WRITEs, READ buffers: one area per acceptor and kind, which
+//! is enough because a role keeps at most one proposer chain and one learner READ in
+//! flight per acceptor); acceptors also register the acceptor region of the
+//! [layout](crate::layout). An action on a remote acceptor is a work request whose
+//! `wr_id` is a qp-pool [`WrId`] (the class's registered kind, the acceptor's node, the
+//! token's sequence); an action on this node's own acceptor runs on local memory, with
+//! CPU atomics — which is why a node may be an acceptor and a proposer at once only on a
+//! device whose atomics are atomic with respect to the CPU (`atomics_global`: soft and
+//! sim are; a ConnectX is when it reports `IBV_ATOMIC_GLOB`).
+//!
+//! Completions go back to the role in the order each acceptor's QP completed them. A QP
+//! that fails is repaired: once everything posted on it has come back (flushed), the port
+//! asks the peer to reconnect it, again and again with a pause between tries, until it
+//! works or the peer is gone; posts meanwhile fail at once. When a reconnect resets a QP
+//! under requests still outstanding (the peer asked for it), they come back failed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller, RoleId, RoleSpec, WrId};
+use usec_regions::RemoteRegion;
+use usec_verbs::{AccessFlags, QpCaps, Region, RemoteAddr, SendWr};
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::op::{Action, OpClass, Outcome, Role, Token};
+
+/// Name of the role whose QPs carry the Paxos operations.
+pub const ROLE: &str = "paxos";
+/// Name of an acceptor's region.
+pub const ACCEPTOR_REGION: &str = "paxos-acceptor";
+/// Name of the scratch region (local only).
+pub const SCRATCH_REGION: &str = "paxos-scratch";
+/// Pause between two tries to reconnect a failed QP.
+pub const RECONNECT_RETRY_NS: u64 = 200_000;
+
+/// An acceptor, as this node reaches it.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Local,
+    Remote { node: NodeId, region: RemoteRegion },
+}
+
+/// What became of an action that did not go through a CQ.
+#[derive(Clone, Debug)]
+enum Finished {
+    Swapped(u64),
+    Written,
+    Read(Vec<u8>),
+    Failed,
+}
+
+/// Where a remote acceptor's QP stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    Up,
+    /// Failed: repaired once nothing is outstanding, not before `retry_at_ns`.
+    Broken {
+        retry_at_ns: u64,
+    },
+    /// The peer is gone for good.
+    Gone,
+}
+
+/// Offsets of one acceptor's areas in the scratch region.
+#[derive(Clone, Copy, Debug)]
+struct Areas {
+    cas: usize,
+    staging: usize,
+    proposer_read: usize,
+    learner_read: usize,
+}
+
+/// The Paxos operations of one node on its cluster; see the [module documentation](self).
+#[derive(Debug)]
+pub struct PaxosPort {
+    role: RoleId,
+    targets: Vec<Target>,
+    scratch: Arc<Region>,
+    areas: Vec<Areas>,
+    local: Option<Arc<Region>>,
+    finished: VecDeque<(Token, Finished)>,
+    outstanding: Vec<VecDeque<Token>>,
+    health: Vec<Health>,
+    read_buffer: Vec<u8>,
+}
+
+fn areas_for(layout: &Layout, acceptor: usize) -> (Areas, usize) {
+    let round = |bytes: usize| bytes.next_multiple_of(64);
+    let reads = round(2 * layout.bank_bytes());
+    let learner = round(reads.max(layout.ring_bytes()));
+    let stride = 64 + round(layout.bank_bytes()) + reads + learner;
+    let base = acceptor * stride;
+    let areas = Areas {
+        cas: base,
+        staging: base + 64,
+        proposer_read: base + 64 + round(layout.bank_bytes()),
+        learner_read: base + 64 + round(layout.bank_bytes()) + reads,
+    };
+    (areas, stride)
+}
+
+impl PaxosPort {
+    /// Adds the Paxos role and regions to a node's configuration, for up to `acceptors`
+    /// acceptors; `is_acceptor` says whether this node is one. Every node of the group
+    /// adds them with the same layout.
+    pub fn configure(
+        node: NodeConfig,
+        layout: &Layout,
+        acceptors: usize,
+        is_acceptor: bool,
+    ) -> Result<NodeConfig> {
+        layout.check()?;
+        let (_, stride) = areas_for(layout, 0);
+        let scratch =
+            Arc::new(Region::new(stride * acceptors.max(1)).map_err(Error::region("the Paxos scratch"))?);
+        let access = AccessFlags::REMOTE_READ | AccessFlags::REMOTE_WRITE | AccessFlags::REMOTE_ATOMIC;
+        let caps = QpCaps { max_send_wr: 64, ..QpCaps::default() };
+        let mut node = node.role(RoleSpec::new(ROLE, access).with_caps(caps)).region(
+            SCRATCH_REGION,
+            &scratch,
+            AccessFlags::LOCAL_WRITE,
+        );
+        if is_acceptor {
+            let memory =
+                Arc::new(Region::new(layout.acceptor_bytes()).map_err(Error::region("the acceptor region"))?);
+            node = node.region(ACCEPTOR_REGION, &memory, AccessFlags::all_remote());
+        }
+        Ok(node)
+    }
+
+    /// The port of a bootstrapped cluster, over `acceptors` (their order gives their
+    /// indexes; this node may be one of them).
+    pub fn new(cluster: &Cluster, layout: Layout, acceptors: &[NodeId]) -> Result<PaxosPort> {
+        let role = cluster.role(ROLE).map_err(Error::pool("the Paxos role"))?;
+        let scratch =
+            cluster.region(SCRATCH_REGION).map_err(Error::pool("the Paxos scratch"))?.region().clone();
+        let mut targets = Vec::with_capacity(acceptors.len());
+        let mut local = None;
+        for &node in acceptors {
+            if node == cluster.me() {
+                if !cluster.context().attributes().atomics_global {
+                    return Err(Error::Config(
+                        "this device's atomics are not atomic against the CPU: the local acceptor cannot be shared"
+                            .into(),
+                    ));
+                }
+                let region = cluster.region(ACCEPTOR_REGION).map_err(Error::pool("the local acceptor"))?;
+                local = Some(region.region().clone());
+                targets.push(Target::Local);
+            } else {
+                targets.push(Target::Remote { node, region: remote_acceptor(cluster, node, &layout)? });
+            }
+        }
+        let areas: Vec<Areas> = (0..acceptors.len()).map(|acceptor| areas_for(&layout, acceptor).0).collect();
+        if areas.last().is_some_and(|last| last.learner_read + 2 * layout.bank_bytes() > scratch.len()) {
+            return Err(Error::Config(format!(
+                "{} acceptors: more than the scratch region was made for",
+                acceptors.len()
+            )));
+        }
+        Ok(PaxosPort {
+            role,
+            targets,
+            scratch,
+            areas,
+            local,
+            finished: VecDeque::new(),
+            outstanding: vec![VecDeque::new(); acceptors.len()],
+            health: vec![Health::Up; acceptors.len()],
+            read_buffer: Vec::new(),
+        })
+    }
+
+    /// The Paxos role (to take its CQ into a poller).
+    pub fn role(&self) -> RoleId {
+        self.role
+    }
+
+    /// This node's acceptor memory, if it is an acceptor.
+    pub fn local_acceptor(&self) -> Option<&Arc<Region>> {
+        self.local.as_ref()
+    }
+
+    /// Carries out every action `role` has.
+    pub fn post_all(&mut self, cluster: &mut Cluster, role: &mut impl Role) {
+        while let Some(action) = role.poll_action() {
+            self.post(cluster, action);
+        }
+    }
+
+    /// Carries out one action: posts it, runs it locally, or fails it at once.
+    pub fn post(&mut self, cluster: &mut Cluster, action: Action) {
+        let token = action.token();
+        let acceptor = usize::from(token.acceptor);
+        match self.targets[acceptor] {
+            Target::Local => {
+                let finished = self.run_locally(&action);
+                self.finished.push_back((token, finished));
+            }
+            Target::Remote { node, region } => {
+                if self.health[acceptor] != Health::Up {
+                    self.finished.push_back((token, Finished::Failed));
+                    return;
+                }
+                match self.post_remote(cluster, acceptor, node, region, &action) {
+                    Ok(()) => self.outstanding[acceptor].push_back(token),
+                    Err(_) => {
+                        self.health[acceptor] = Health::Broken { retry_at_ns: 0 };
+                        self.finished.push_back((token, Finished::Failed));
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_locally(&mut self, action: &Action) -> Finished {
+        let memory = self.local.as_ref().expect("a local acceptor");
+        match action {
+            Action::Cas { offset, compare, swap, .. } => {
+                let word = memory.atomic_u64(*offset).expect("slots are aligned and in the region");
+                match word.compare_exchange(*compare, *swap, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(old) | Err(old) => Finished::Swapped(old),
+                }
+            }
+            Action::Write { offset, bytes, .. } => {
+                memory.write(*offset, bytes).expect("banks are in the region");
+                Finished::Written
+            }
+            Action::Read { offset, len, .. } => {
+                let mut bytes = vec![0; *len];
+                memory.read(*offset, &mut bytes).expect("reads are in the region");
+                Finished::Read(bytes)
+            }
+        }
+    }
+
+    fn post_remote(
+        &mut self,
+        cluster: &mut Cluster,
+        acceptor: usize,
+        node: NodeId,
+        region: RemoteRegion,
+        action: &Action,
+    ) -> Result<()> {
+        let token = action.token();
+        let wr_id = WrId::wrapping(token.class.kind(), node, token.sequence).to_raw();
+        let areas = self.areas[acceptor];
+        let mr = cluster.region(SCRATCH_REGION).map_err(Error::pool("the Paxos scratch"))?;
+        let remote = |offset: usize, len: usize| {
+            RemoteAddr::within(&region, offset as u64, len as u64).map_err(|error| {
+                Error::Config(format!("an operation outside acceptor {node}'s region: {error}"))
+            })
+        };
+        let local = |offset: usize, len: usize| {
+            mr.sge(offset, len as u32).map_err(|error| Error::Config(format!("the Paxos scratch: {error}")))
+        };
+        let post = |cluster: &mut Cluster, wr: SendWr<'_>| {
+            cluster.post_send(node, self.role, &[wr]).map_err(Error::pool("posting a Paxos operation"))
+        };
+        match action {
+            Action::Cas { offset, compare, swap, .. } => {
+                let result = local(areas.cas, 8)?;
+                let wr = SendWr::compare_swap(wr_id, remote(*offset, 8)?, *compare, *swap, &result);
+                post(cluster, wr)
+            }
+            Action::Write { offset, bytes, .. } => {
+                self.scratch.write(areas.staging, bytes).map_err(Error::region("staging a value"))?;
+                let source = local(areas.staging, bytes.len())?;
+                post(cluster, SendWr::write(wr_id, remote(*offset, bytes.len())?, &source))
+            }
+            Action::Read { offset, len, .. } => {
+                let into = if token.class == OpClass::LearnerRead {
+                    areas.learner_read
+                } else {
+                    areas.proposer_read
+                };
+                let into = local(into, *len)?;
+                post(cluster, SendWr::read(wr_id, remote(*offset, *len)?, &into))
+            }
+        }
+    }
+
+    /// Hands `role` every completion there is: of local actions, failed posts, and the
+    /// poller's (which polls the Paxos role's CQ). Whether there were any.
+    pub fn deliver(&mut self, poller: &mut Poller, now_ns: u64, role: &mut impl Role) -> bool {
+        let mut any = false;
+        while let Some((token, finished)) = self.finished.pop_front() {
+            any = true;
+            let outcome = match &finished {
+                Finished::Swapped(old) => Outcome::Swapped { old: *old },
+                Finished::Written => Outcome::Written,
+                Finished::Read(bytes) => Outcome::Read(bytes),
+                Finished::Failed => Outcome::Failed,
+            };
+            role.handle_completion(now_ns, token, outcome);
+        }
+        for polled in poller.poll() {
+            any = true;
+            let Some(acceptor) = self.acceptor_of(polled.wr_id.peer()) else { continue };
+            let Some(token) = self.outstanding[acceptor].pop_front() else { continue };
+            assert_eq!(
+                WrId::wrapping(token.class.kind(), polled.wr_id.peer(), token.sequence),
+                polled.wr_id,
+                "completions of one QP come in the order posted"
+            );
+            if !polled.completion.status.is_success() {
+                if self.health[acceptor] == Health::Up {
+                    self.health[acceptor] = Health::Broken { retry_at_ns: now_ns };
+                }
+                role.handle_completion(now_ns, token, Outcome::Failed);
+                continue;
+            }
+            let areas = self.areas[acceptor];
+            match token.class {
+                OpClass::Cas => {
+                    let old = self.scratch.read_pod::<u64>(areas.cas).expect("in the scratch");
+                    role.handle_completion(now_ns, token, Outcome::Swapped { old });
+                }
+                OpClass::Write => role.handle_completion(now_ns, token, Outcome::Written),
+                OpClass::ProposerRead | OpClass::LearnerRead => {
+                    let from = if token.class == OpClass::LearnerRead {
+                        areas.learner_read
+                    } else {
+                        areas.proposer_read
+                    };
+                    let len = polled.completion.byte_len as usize;
+                    self.read_buffer.resize(len, 0);
+                    self.scratch.read(from, &mut self.read_buffer).expect("in the scratch");
+                    role.handle_completion(now_ns, token, Outcome::Read(&self.read_buffer));
+                }
+            }
+        }
+        any
+    }
+
+    fn acceptor_of(&self, node: NodeId) -> Option<usize> {
+        self.targets
+            .iter()
+            .position(|target| matches!(target, Target::Remote { node: remote, .. } if *remote == node))
+    }
+
+    /// Takes a control event of the cluster (the driver polls them, for every layer):
+    /// reconnected QPs are up again, requests they dropped fail, a lost or restarted
+    /// acceptor stays down.
+    pub fn handle_control(&mut self, event: &ControlEvent) {
+        let (peer, up) = match event {
+            ControlEvent::Reconnected { peer, roles, .. } if roles.contains(&self.role) => (*peer, true),
+            ControlEvent::Rejoined { peer, .. } => (*peer, true),
+            ControlEvent::PeerLost { peer, .. } => (*peer, false),
+            _ => return,
+        };
+        let Some(acceptor) = self.acceptor_of(peer) else { return };
+        // Whatever was outstanding was dropped with the old QP: it fails, in order.
+        for token in std::mem::take(&mut self.outstanding[acceptor]) {
+            self.finished.push_back((token, Finished::Failed));
+        }
+        // An acceptor's memory is its promises: a new process of it has none, and taking
+        // its empty slots for the old ones' could decide an instance twice. It is not used
+        // again (replacing acceptors is a reconfiguration of the Paxos group, not done here).
+        let rejoined = matches!(event, ControlEvent::Rejoined { .. });
+        self.health[acceptor] = if up && !rejoined { Health::Up } else { Health::Gone };
+    }
+
+    /// Starts repairing failed QPs whose requests have all come back.
+    pub fn maintain(&mut self, cluster: &mut Cluster, now_ns: u64) {
+        for acceptor in 0..self.targets.len() {
+            let Target::Remote { node, .. } = self.targets[acceptor] else { continue };
+            let Health::Broken { retry_at_ns } = self.health[acceptor] else { continue };
+            if now_ns < retry_at_ns
+                || !self.outstanding[acceptor].is_empty()
+                || cluster.reconnect_pending(node)
+            {
+                continue;
+            }
+            self.health[acceptor] = match cluster.start_reconnect(node, &[self.role]) {
+                Err(usec_qp_pool::Error::PeerGone { .. }) => Health::Gone,
+                // Under way (ours or the peer's); the reconnected event brings it up.
+                _ => Health::Broken { retry_at_ns: now_ns + RECONNECT_RETRY_NS },
+            };
+        }
+    }
+
+    /// Its state in a line, for traces: per acceptor, the QP's health and what is
+    /// outstanding on it.
+    pub fn describe(&self) -> String {
+        let acceptors: Vec<String> = (0..self.targets.len())
+            .map(|acceptor| {
+                format!("{acceptor}: {:?} {:?}", self.health[acceptor], self.outstanding[acceptor])
+            })
+            .collect();
+        format!("{} completions to hand back; {}", self.finished.len(), acceptors.join("; "))
+    }
+
+    /// Whether acceptor `index`'s QP is usable now.
+    pub fn is_up(&self, acceptor: usize) -> bool {
+        self.health[acceptor] == Health::Up
+    }
+}
+
+fn remote_acceptor(cluster: &Cluster, node: NodeId, layout: &Layout) -> Result<RemoteRegion> {
+    let region = cluster.remote_region(node, ACCEPTOR_REGION).map_err(Error::pool("an acceptor's region"))?;
+    if (region.len() as usize) < layout.acceptor_bytes() {
+        return Err(Error::Config(format!("node {node}'s acceptor region is smaller than this layout's")));
+    }
+    Ok(region)
+}

@@ -1,0 +1,148 @@
+//! View changes on the simulator, end to end through the real drivers: heartbeat and
+//! peer-death detectors feed the view change, which decides views on one-sided Paxos.
+//!
+//! Nodes 0, 1, 2 are consensus members and the acceptors, node 3 an application member,
+//! node 4 a process not in the first view. For each seed: node 2 crashes and the others
+//! decide a view without it; an operator on node 0 adds node 4, which learns the view
+//! that let it in without proposing anything; node 1 is paused (SIGSTOP) until the others
+//! remove it, and once resumed learns that it is out and proposes nothing more. Every view
+//! id learned anywhere is the same view everywhere, learned in order.
+
+use std::collections::BTreeMap;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use usec_membership::driver::sim::SimCluster;
+use usec_membership::{Layout, Member, MemberKind, MembershipNode, View, ViewChangeConfig, ViewEvent};
+use usec_qp_pool::NodeId;
+
+fn node(id: u16) -> NodeId {
+    NodeId::new(id).expect("small")
+}
+
+struct Run {
+    sim: SimCluster,
+    members: Vec<Option<MembershipNode<ChaCha8Rng>>>,
+    learned: Vec<Vec<(View, u64, bool)>>,
+}
+
+impl Run {
+    fn start(seed: u64) -> Run {
+        let acceptors = [node(0), node(1), node(2)];
+        let layout = Layout::default();
+        let drift = [120, -80, 0, 40, -150];
+        let name = format!("views-sim-{seed}-{}", std::process::id());
+        let configure = |config| MembershipNode::<ChaCha8Rng>::configure(config, &layout, &acceptors);
+        let (sim, clusters) = SimCluster::bootstrap(&name, seed, 5, &drift, configure).expect("a cluster");
+        let mut first: Vec<Member> =
+            acceptors.iter().map(|&id| Member::new(id, 1, MemberKind::Consensus)).collect();
+        first.push(Member::new(node(3), 1, MemberKind::App));
+        let first = View::new(0, first).expect("a view");
+        let members = clusters
+            .into_iter()
+            .enumerate()
+            .map(|(index, cluster)| {
+                let me = node(index as u16);
+                let config = ViewChangeConfig::new(me, 1, layout, acceptors.len());
+                let rng = ChaCha8Rng::seed_from_u64(seed * 16 + index as u64);
+                let now = sim.now_ns(index);
+                let detectors = Default::default();
+                Some(
+                    MembershipNode::new(cluster, config, &acceptors, first.clone(), detectors, rng, now)
+                        .expect("a member"),
+                )
+            })
+            .collect();
+        Run { sim, members, learned: vec![Vec::new(); 5] }
+    }
+
+    fn step(&mut self) {
+        for index in 0..self.members.len() {
+            if !self.sim.runs(index) {
+                continue;
+            }
+            let Some(member) = self.members[index].as_mut() else { continue };
+            let now = self.sim.now_ns(index);
+            member.turn(now);
+            while let Some(ViewEvent::Learned { view, at_ns, proposed_here }) = member.poll_event() {
+                self.learned[index].push((view, at_ns, proposed_here));
+            }
+        }
+        self.sim.fabric.advance_by(500);
+    }
+
+    /// Steps for `ns` of virtual time.
+    fn run_for(&mut self, ns: u64) {
+        let until = self.sim.fabric.now_ns() + ns;
+        while self.sim.fabric.now_ns() < until {
+            self.step();
+        }
+    }
+
+    /// Steps until `done` holds, for at most `ns` of virtual time.
+    fn run_until(&mut self, ns: u64, what: &str, done: impl Fn(&Run) -> bool) {
+        let until = self.sim.fabric.now_ns() + ns;
+        while !done(self) {
+            assert!(self.sim.fabric.now_ns() < until, "{what}: not within {} µs", ns / 1_000);
+            self.step();
+        }
+    }
+
+    fn view(&self, index: usize) -> &View {
+        self.members[index].as_ref().expect("alive").view()
+    }
+}
+
+#[test]
+fn failures_remove_members_operators_add_them_and_everyone_learns_the_same_views() {
+    for seed in 0..4 {
+        println!("seed {seed}");
+        let mut run = Run::start(seed);
+        run.run_for(500_000);
+
+        run.sim.crash(2);
+        run.members[2] = None;
+        let crashed_at = run.sim.fabric.now_ns();
+        run.run_until(2_000_000, "node 2 removed", |run| {
+            [0, 1, 3, 4].iter().all(|&index| run.view(index).member(node(2)).is_none())
+        });
+        println!(
+            "  node 2 out everywhere {} µs after its crash",
+            (run.sim.fabric.now_ns() - crashed_at) / 1_000
+        );
+
+        let now = run.sim.now_ns(0);
+        run.members[0].as_mut().expect("alive").add(now, Member::new(node(4), 1, MemberKind::App));
+        run.run_until(2_000_000, "node 4 added", |run| {
+            [0, 1, 3, 4].iter().all(|&index| run.view(index).contains(node(4), 1))
+        });
+        let joined = run.learned[4].last().expect("node 4 learned its view");
+        assert!(!joined.2, "node 4 proposes nothing: it learned the view by reading");
+
+        run.sim.pause(1);
+        run.run_until(2_000_000, "node 1 removed", |run| run.view(0).member(node(1)).is_none());
+        run.sim.resume(1);
+        run.run_until(2_000_000, "node 1 learns it is out", |run| run.view(1).member(node(1)).is_none());
+        let final_id = run.view(0).id();
+        run.run_for(1_000_000);
+        assert_eq!(run.view(1).id(), final_id, "node 1, out, proposes nothing");
+        for index in [0, 1, 3, 4] {
+            assert_eq!(run.view(index), run.view(0), "node {index} ends with the same view");
+        }
+
+        let mut by_id: BTreeMap<u64, View> = BTreeMap::new();
+        for (index, views) in run.learned.iter().enumerate() {
+            assert!(views.windows(2).all(|pair| pair[0].0.id() < pair[1].0.id()), "node {index}: ids grow");
+            assert!(views.windows(2).all(|pair| pair[0].1 <= pair[1].1), "node {index}: times grow");
+            for (view, _, _) in views {
+                assert_eq!(
+                    by_id.entry(view.id()).or_insert_with(|| view.clone()),
+                    view,
+                    "view {}",
+                    view.id()
+                );
+            }
+        }
+        println!("  {} views decided", by_id.len());
+    }
+}
