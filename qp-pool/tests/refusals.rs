@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use usec_qp_pool::wire::{Hello, Message};
+use usec_qp_pool::wire::{Entry, Hello, Message};
 use usec_qp_pool::{ClusterSpec, Error};
 
 /// Connects to `addr`, sends `bytes` (then closes our side if `shut`), and returns every
@@ -52,7 +52,8 @@ fn hello_of(spec: &ClusterSpec, node: u16) -> Message {
         nonce: [node as u8; 32],
         keyed: spec.key.is_some(),
         incarnation: 0,
-        rejoin: false,
+        entry: Entry::Start,
+        addr: None,
     })
 }
 
@@ -204,9 +205,9 @@ fn malformed_frames_are_refused_and_the_bootstrap_goes_on() {
     let reason = reject_reason(&raw_exchange(addr, &damaged, false));
     assert!(reason.contains("malformed frame (checksum)"), "{reason}");
     let mut future = hello.clone();
-    future[4] = 4;
+    future[4] = 5;
     let reason = reject_reason(&raw_exchange(addr, &future, false));
-    assert!(reason.contains("the peer speaks version 4, this build speaks version 3"), "{reason}");
+    assert!(reason.contains("the peer speaks version 5, this build speaks version 4"), "{reason}");
     let mut absurd = hello.clone();
     absurd[7..11].copy_from_slice(&u32::MAX.to_le_bytes());
     let reason = reject_reason(&raw_exchange(addr, &absurd[..15], false));
