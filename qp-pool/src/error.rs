@@ -197,6 +197,19 @@ pub enum Error {
         /// The incarnation of its process that was removed, if one had been admitted.
         incarnation: Option<u64>,
     },
+    /// This process was fenced out of the cluster (a newer process of its node took its
+    /// place, or its node was removed): it takes no one in any more.
+    #[error(
+        "this process of node {node} (incarnation {incarnation}) was fenced out of the cluster by {reason}"
+    )]
+    Fenced {
+        /// Its node.
+        node: NodeId,
+        /// Its incarnation.
+        incarnation: u64,
+        /// Who fenced it, and why.
+        reason: String,
+    },
     /// No such peer in the cluster.
     #[error("node {0} is not a peer of this node")]
     UnknownPeer(NodeId),

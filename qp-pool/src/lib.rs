@@ -35,9 +35,10 @@
 //! over the same authenticated channel, and it connects to every one of them; each
 //! reports [`ControlEvent::Joined`] (QPs for it come from spare sets,
 //! [`NodeConfig::spare_peers`]). [`Cluster::remove_peer`], called on each member when a
-//! membership view drops a node, tears down its QPs, forgets its regions, and tells its
-//! process why; whatever that process sends afterwards is refused, and a newer process of
-//! the same id may join again.
+//! membership view drops a node, tears down its QPs, forgets its regions, and fences its
+//! process out: it is told why ([`PeerLoss::Fenced`]), takes no one in any more
+//! ([`Cluster::fenced`]), and whatever it sends is refused; a newer process of the same id
+//! may join again. A process replaced by a newer one of its node is fenced the same way.
 //!
 //! The completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
 //! sequence; the kinds come from one [registry](wr_kind) that every layer of the workspace

@@ -283,12 +283,14 @@ fn a_removed_member_is_torn_down_and_everything_it_sends_after_is_refused() {
         let lost: Vec<ControlEvent> = std::iter::from_fn(|| old.poll_control()).collect();
         assert_eq!(lost.len(), 2, "seed {seed}: {lost:?}");
         for event in &lost {
-            let ControlEvent::PeerLost { peer, reason: PeerLoss::Refused { reason } } = event else {
+            let ControlEvent::PeerLost { peer, reason: PeerLoss::Fenced { reason } } = event else {
                 panic!("seed {seed}: {event:?}")
             };
             let expected = format!("node {peer} removed node 2 (incarnation 1) from the cluster");
             assert_eq!(reason, &expected);
         }
+        let fenced = old.fenced().expect("fenced").to_string();
+        assert!(fenced.ends_with("removed node 2 (incarnation 1) from the cluster"), "{fenced}");
         // ...its WRITE fails and lands nowhere, it cannot reconnect...
         let role = old.role(REPLICATION).unwrap();
         let target = RemoteAddr::within(&old_view, 1024, 8).unwrap();
@@ -324,6 +326,16 @@ fn a_removed_member_is_torn_down_and_everything_it_sends_after_is_refused() {
             let refused = sim.clusters[member].refused_connections().join("\n");
             assert!(refused.contains("its incarnation 1 was removed"), "seed {seed}: {refused}");
         }
+        // Nor does the removed process take anyone in: a node that comes to it is told.
+        sim.clusters.push(old);
+        let config = joiner(seed, 5, 1, &[addr(2)]).deadline(Duration::from_millis(200));
+        let (result, _, _, _) = sim.start_process(config, addr(5));
+        let old = sim.clusters.pop().unwrap();
+        let error = result.unwrap_err().to_string();
+        let expected =
+            format!("this process of node 2 (incarnation 1) was fenced out of the cluster by {fenced}");
+        assert!(error.contains(&expected), "seed {seed}: {error}");
+        assert_eq!(ids(&old), [node(0), node(1)], "seed {seed}: it took no one in");
         let outcome = sim.replicate(0, &mut QuorumWaiter::new(), 3, 1).unwrap();
         assert_eq!(outcome.acked, [node(1)], "seed {seed}: the members go on without it");
     }
@@ -512,10 +524,26 @@ fn a_joined_node_that_dies_is_replaced_by_a_newer_process_of_its_id() {
     assert_eq!((outcome.acked.len(), sim.read(3, 2)), (3, 2));
 }
 
+/// How a node joins while a stopped old process of node 2 is back at node 2's address.
+#[derive(Clone, Copy, Debug)]
+enum ThroughStale {
+    /// Through the old process alone, which read its fence before the node came: refused.
+    AloneFenced,
+    /// Through the old process alone, which admits the node and tells it the members, then
+    /// reads its fence and ends the connection: what it said arrives with its refusal, and
+    /// nothing of it is acted on.
+    AloneBeforeItsFence,
+    /// Through the old process and node 0 (in that order, or the other).
+    StaleFirst,
+    StaleSecond,
+}
+
 #[test]
 fn a_node_joining_through_a_stopped_old_process_connects_to_its_replacement() {
-    // Through the old process and node 0, in that order or the other.
-    for (seed, stale_first) in [(0, true), (1, false), (2, true), (3, false)] {
+    use ThroughStale::*;
+    let cases = [AloneFenced, AloneBeforeItsFence, StaleFirst, StaleSecond];
+    for (seed, case) in cases.into_iter().cycle().take(8).enumerate() {
+        let seed = seed as u64;
         let _guard = SeedGuard(seed);
         let mut sim = SimCluster::new("join-stale", seed, 3);
         // Node 2 stops (SIGSTOP) and is replaced by a newer process listening elsewhere.
@@ -527,22 +555,61 @@ fn a_node_joining_through_a_stopped_old_process_connects_to_its_replacement() {
         let (two, two_sim, _, _) = sim.start_process(config, second_addr(2));
         sim.install(2, two.unwrap(), two_sim);
         // The old process resumes, still listening at the address the description gives
-        // node 2: a node that joins through it is told an old story.
+        // node 2, with a fence from each member waiting to be read.
         sim.fabric.resume(old_sim_node);
         sim.clusters.push(old);
-        let contacts = if stale_first { [addr(2), addr(0)] } else { [addr(0), addr(2)] };
-        let (fresh, sim_node, _, _) = sim.start_process(joiner(seed, 5, 1, &contacts), addr(5));
+        let contacts: &[u16] = match case {
+            AloneFenced | AloneBeforeItsFence => &[2],
+            StaleFirst => &[2, 0],
+            StaleSecond => &[0, 2],
+        };
+        let contacts: Vec<SocketAddr> = contacts.iter().map(|&id| addr(id)).collect();
+        let config = joiner(seed, 5, 1, &contacts).deadline(Duration::from_millis(500));
+        let (fresh, sim_node) = match case {
+            AloneBeforeItsFence => {
+                // The joining node moves first in each round: its hello reaches the old
+                // process before that one read its fence.
+                let (sim_node, context) = sim.fabric.open_node().unwrap();
+                let network = sim.hub.listen(addr(5)).unwrap();
+                let mut boot = Bootstrap::start(&context, config, Box::new(network)).unwrap();
+                let (mut now_ns, mut events) = (0, Events::new());
+                let fresh = loop {
+                    let progress = boot.poll(now_ns);
+                    poll_all(&mut sim.clusters, now_ns, &mut events);
+                    match progress {
+                        Ok(Progress::Done) => break boot.finish(),
+                        Ok(_) => now_ns += 1_000_000,
+                        Err(error) => break Err(error),
+                    }
+                };
+                (fresh, sim_node)
+            }
+            _ => {
+                let (fresh, sim_node, _, _) = sim.start_process(config, addr(5));
+                (fresh, sim_node)
+            }
+        };
         let old = sim.clusters.pop().unwrap();
+        let fenced = old.fenced().expect("fenced by the members").to_string();
+        assert!(fenced.ends_with("node 2 restarted: incarnation 2 replaces this process"), "{fenced}");
+        assert_eq!(ids(&old), [node(0), node(1)], "seed {seed}: the old process took no one in");
+        if let AloneFenced | AloneBeforeItsFence = case {
+            let error = fresh.unwrap_err().to_string();
+            let expected =
+                format!("this process of node 2 (incarnation 1) was fenced out of the cluster by {fenced}");
+            assert!(error.contains(&expected), "seed {seed}: {error}");
+            continue;
+        }
         let fresh = fresh.unwrap();
-        assert_eq!(ids(&fresh), [node(0), node(1), node(2)], "seed {seed}");
-        assert_eq!(fresh.peer_incarnation(node(2)), Some(2), "seed {seed}: the live process of node 2");
+        assert_eq!(ids(&fresh), [node(0), node(1), node(2)], "seed {seed} {case:?}");
+        assert_eq!(fresh.peer_incarnation(node(2)), Some(2), "seed {seed} {case:?}: the live process");
         assert_eq!(fresh.peer_addr(node(2)), Some(second_addr(2)));
         let new_region = sim.clusters[2].region(REGION).unwrap().remote_region();
-        assert_eq!(fresh.remote_region(node(2), REGION).unwrap(), new_region, "seed {seed}");
+        assert_eq!(fresh.remote_region(node(2), REGION).unwrap(), new_region, "seed {seed} {case:?}");
         drop(old);
         sim.install(3, fresh, sim_node);
         let outcome = sim.replicate(3, &mut QuorumWaiter::new(), 1, 3).unwrap();
-        assert_eq!((outcome.acked.len(), sim.read(2, 1)), (3, 1), "seed {seed}");
+        assert_eq!((outcome.acked.len(), sim.read(2, 1)), (3, 1), "seed {seed} {case:?}");
     }
 }
 

@@ -142,11 +142,13 @@ fn a_stopped_old_process_is_superseded_and_stays_fenced_when_it_resumes() {
         let lost: Vec<ControlEvent> = std::iter::from_fn(|| old.poll_control()).collect();
         assert_eq!(lost.len(), 2, "seed {seed}: {lost:?}");
         for event in &lost {
-            let ControlEvent::PeerLost { reason: PeerLoss::Refused { reason }, .. } = event else {
+            let ControlEvent::PeerLost { reason: PeerLoss::Fenced { reason }, .. } = event else {
                 panic!("seed {seed}: {event:?}")
             };
             assert!(reason.contains("node 2 restarted: incarnation 2 replaces this process"), "{reason}");
         }
+        let fenced = old.fenced().expect("fenced");
+        assert!(fenced.ends_with(": node 2 restarted: incarnation 2 replaces this process"), "{fenced}");
         let error = old.start_reconnect(node(0), &[]).unwrap_err();
         assert!(matches!(error, Error::PeerGone { .. }), "{error}");
         assert_eq!(old.remote_region(node(0), REGION).unwrap(), old_view, "it learnt nothing new");

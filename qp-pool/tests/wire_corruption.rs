@@ -45,8 +45,8 @@ const KIND_AT: usize = 5;
 const FLAGS_AT: usize = 6;
 const LENGTH_AT: usize = 7;
 const CRC_AT: usize = 11;
-/// Frame kinds are 1 to 9.
-const KINDS: std::ops::RangeInclusive<u8> = 1..=9;
+/// Frame kinds are 1 to 10.
+const KINDS: std::ops::RangeInclusive<u8> = 1..=10;
 /// The largest node id.
 const NODE_ID_MAX: u16 = 4095;
 /// The one flag: a tag follows the body.
@@ -177,7 +177,7 @@ fn within_limits(message: &Message) -> bool {
         Message::Hello(hello) => name_ok(&hello.cluster, ":+") && name_ok(&hello.run, ":+"),
         Message::Offer(offer) => roles_ok(&offer.roles) && regions_ok(&offer.regions),
         Message::Ready | Message::Proof => true,
-        Message::Reject(reject) => reject.reason.len() <= MAX_REASON_LEN,
+        Message::Reject(reject) | Message::Fence(reject) => reject.reason.len() <= MAX_REASON_LEN,
         Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => {
             roles_ok(&reconnect.roles)
         }
@@ -231,6 +231,7 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Ready),
         Just(Message::Proof),
         "\\PC{0,100}".prop_map(|reason| Message::Reject(Reject { reason })),
+        "\\PC{0,100}".prop_map(|reason| Message::Fence(Reject { reason })),
         (any::<u64>(), role_offers(0))
             .prop_map(|(epoch, roles)| Message::ReconnectRequest(Reconnect { epoch, roles })),
         (any::<u64>(), role_offers(0))
@@ -487,6 +488,8 @@ fn over_a_limit() -> impl Strategy<Value = (Message, Verdict)> {
         }),
         (MAX_REASON_LEN + 1..MAX_REASON_LEN + 64)
             .prop_map(|len| (Message::Reject(Reject { reason: "r".repeat(len) }), Verdict::Reason)),
+        (MAX_REASON_LEN + 1..MAX_REASON_LEN + 64)
+            .prop_map(|len| (Message::Fence(Reject { reason: "r".repeat(len) }), Verdict::Reason)),
         (members(1), any::<usize>()).prop_map(|(mut members, at)| {
             let at = at % members.len();
             members.push(members[at]);

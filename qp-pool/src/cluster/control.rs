@@ -334,6 +334,7 @@ impl Cluster {
                 }
             },
             Message::Reject(reject) => self.lose(node, PeerLoss::Refused { reason: reject.reason }),
+            Message::Fence(fence) => self.fence(node, fence.reason),
             other => self.lose(node, ProtocolViolation::UnexpectedFrame(other.kind()).into()),
         }
     }

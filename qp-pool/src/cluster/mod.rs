@@ -135,6 +135,8 @@ pub struct Cluster {
     newcomers: BTreeMap<NodeId, Newcomer>,
     /// Peers removed, with the incarnation removed (if one had been admitted).
     removed: BTreeMap<NodeId, Option<u64>>,
+    /// Who fenced this process out of the cluster and why, once a peer did.
+    fenced: Option<String>,
     qp_owners: HashMap<u32, (NodeId, RoleId)>,
     control_events: VecDeque<ControlEvent>,
     rejections: Vec<String>,
@@ -208,6 +210,7 @@ impl Cluster {
             peers,
             newcomers: BTreeMap::new(),
             removed: BTreeMap::new(),
+            fenced: None,
             qp_owners,
             control_events,
             rejections,

@@ -111,7 +111,7 @@ impl Cluster {
         }
         let reason = format!("node {node} restarted: incarnation {incarnation} replaces this process");
         let control = peer.control.as_mut().expect("a live peer has its connection");
-        control.channel.send(&Message::Reject(Reject { reason }));
+        control.channel.send(&Message::Fence(Reject { reason }));
         // Whether the old process reads it or not, it is gone.
         let _ = self.flush_peer(node);
         self.lose(node, PeerLoss::Superseded { incarnation });
@@ -132,6 +132,7 @@ impl Cluster {
 
 impl Host for Cluster {
     fn admit(&mut self, node: NodeId, joining: Joining, dialed: Option<SocketAddr>) -> Result<Offer> {
+        self.check_not_fenced()?;
         let Some(peer) = self.peers.get(&node) else {
             return self.admit_newcomer(node, joining, dialed);
         };

@@ -10,8 +10,9 @@
 //! their handshake; and reports [`ControlEvent::Removed`].
 //!
 //! From then on, everything of the removed process is refused with the reason: its control
-//! connection is closed (its process sees [`PeerLoss::Refused`](crate::PeerLoss::Refused),
-//! "node 0 removed node 2 (incarnation 7) from the cluster"), and cannot be reconnected;
+//! connection is closed, after a `Fence` saying why (its process sees
+//! [`PeerLoss::Fenced`](crate::PeerLoss::Fenced), "node 0 removed node 2 (incarnation 7)
+//! from the cluster", and is fenced: see [`Cluster::fenced`]), and cannot be reconnected;
 //! its QPs find ours in ERROR or reconnected to someone else; a new connection of its
 //! incarnation, or of an older one, is refused ([`Error::JoinRefused`]). Calls naming it
 //! here fail with [`Error::PeerRemoved`]. A newer process of the same id may join again: it
@@ -19,7 +20,7 @@
 //!
 //! Removing a peer that is already dead is the same, less the message to its process.
 
-use super::{Cluster, ControlEvent};
+use super::{Cluster, ControlEvent, PeerLoss};
 use crate::error::{Error, Result};
 use crate::spec::NodeId;
 use crate::transport::Received;
@@ -47,7 +48,7 @@ impl Cluster {
         if let Some(peer) = self.peers.get_mut(&node) {
             if peer.lost.is_none() {
                 let control = peer.control.as_mut().expect("a live peer has its connection");
-                control.channel.send(&Message::Reject(Reject { reason }));
+                control.channel.send(&Message::Fence(Reject { reason }));
                 // Whether its process reads it or not, the connection goes; what it sent is
                 // read first, so that the close is a FIN behind the reason, not a reset.
                 let _ = self.flush_peer(node);
@@ -88,6 +89,48 @@ impl Cluster {
             return Ok(());
         };
         Err(Error::JoinRefused { node, reason })
+    }
+
+    /// Whether this process was fenced out of the cluster, and by whom and why ("node 0:
+    /// node 2 restarted: incarnation 9 replaces this process"): a peer told it that a newer
+    /// process of its node took its place, or that its node was removed.
+    ///
+    /// A fenced process takes no one in any more: a node that joins through it, or a
+    /// restarted peer, is refused ([`Error::Fenced`]), and connections in their handshake
+    /// are ended, so that a process stopped and resumed after its replacement joined cannot
+    /// lure a joining node into taking it for the live one. Its other connections stay
+    /// until their peers fence it too; what runs above should stop acting for the node.
+    pub fn fenced(&self) -> Option<&str> {
+        self.fenced.as_deref()
+    }
+
+    /// `by` fenced this process out of the cluster, for `reason`.
+    pub(super) fn fence(&mut self, by: NodeId, reason: String) {
+        if self.fenced.is_none() {
+            let fenced = format!("node {by}: {reason}");
+            let (node, incarnation) = (self.me, self.joining.incarnation);
+            if let Some(connections) = &mut self.connections {
+                connections.abandon_all(|| Error::Fenced { node, incarnation, reason: fenced.clone() });
+            }
+            self.fenced = Some(fenced);
+            for newcomer in std::mem::take(&mut self.newcomers).into_keys() {
+                self.give_back_qps(newcomer);
+            }
+        }
+        self.lose(by, PeerLoss::Fenced { reason });
+    }
+
+    /// Refuses to take anyone in once fenced.
+    pub(super) fn check_not_fenced(&self) -> Result<()> {
+        match self.fenced {
+            Some(_) => Err(self.fenced_error()),
+            None => Ok(()),
+        }
+    }
+
+    fn fenced_error(&self) -> Error {
+        let reason = self.fenced.clone().unwrap_or_default();
+        Error::Fenced { node: self.me, incarnation: self.joining.incarnation, reason }
     }
 
     /// Why `node` is not a peer: removed, or never one.

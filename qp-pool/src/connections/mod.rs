@@ -252,6 +252,15 @@ impl Connections {
         self.list.iter().any(|connection| connection.is_live() && connection.addr == Some(addr))
     }
 
+    /// Ends every connection in its handshake, telling each `error`.
+    pub(crate) fn abandon_all(&mut self, error: impl Fn() -> Error) {
+        for index in 0..self.list.len() {
+            if self.list[index].is_live() {
+                self.drop_quietly(index, error());
+            }
+        }
+    }
+
     /// Ends the connections that speak for `node` (it was removed), telling it `error`.
     pub(crate) fn abandon(&mut self, node: NodeId, error: impl Fn() -> Error) {
         for index in 0..self.list.len() {

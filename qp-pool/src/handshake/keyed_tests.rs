@@ -273,7 +273,7 @@ mod forged {
             Just(Message::Offer(offer("forged")).body()),
             proptest::collection::vec(any::<u8>(), 0..64),
         ];
-        (1u8..=9, body, proptest::option::of(any::<[u8; 32]>()))
+        (1u8..=10, body, proptest::option::of(any::<[u8; 32]>()))
     }
 
     proptest! {

@@ -7,7 +7,7 @@ pub const MAGIC: [u8; 4] = *b"uQPP";
 /// The protocol version this build speaks. Version 2 added the flags byte, the tag of
 /// authenticated frames, the nonce and key flag of `Hello`, and `Proof`; version 3 the
 /// incarnation and rejoin flag of `Hello`; version 4 the entry (start, rejoin, join) and
-/// control address of `Hello` in place of the rejoin flag, and `Members`.
+/// control address of `Hello` in place of the rejoin flag, `Members` and `Fence`.
 pub const VERSION: u8 = 4;
 /// Bytes before the body: magic, version, kind, flags, length, checksum.
 pub const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 4 + 4;
@@ -42,6 +42,8 @@ pub enum FrameKind {
     Proof = 8,
     /// The members the sender knows, for a node that joins a running cluster.
     Members = 9,
+    /// The receiver's process is fenced out of the cluster (replaced, or removed), and why.
+    Fence = 10,
 }
 
 impl FrameKind {
@@ -57,6 +59,7 @@ impl FrameKind {
             7 => FrameKind::RegionUpdate,
             8 => FrameKind::Proof,
             9 => FrameKind::Members,
+            10 => FrameKind::Fence,
             _ => return None,
         })
     }

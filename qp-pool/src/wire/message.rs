@@ -168,6 +168,11 @@ pub enum Message {
     Proof,
     /// The members the sender knows, for a node that joins.
     Members(Members),
+    /// On a control connection: the receiver's process no longer speaks for its node (a
+    /// newer process of it took its place, or it was removed), and why. Unlike `Reject`,
+    /// tagged on a keyed connection: it changes what the receiver does beyond the one
+    /// connection, so only a holder of the key may say it.
+    Fence(Reject),
 }
 
 impl Message {
@@ -183,6 +188,7 @@ impl Message {
             Message::RegionUpdate(_) => FrameKind::RegionUpdate,
             Message::Proof => FrameKind::Proof,
             Message::Members(_) => FrameKind::Members,
+            Message::Fence(_) => FrameKind::Fence,
         }
     }
 
@@ -192,7 +198,7 @@ impl Message {
             Message::Hello(hello) => to_body(hello),
             Message::Offer(offer) => to_body(offer),
             Message::Ready | Message::Proof => Vec::new(),
-            Message::Reject(reject) => to_body(reject),
+            Message::Reject(reject) | Message::Fence(reject) => to_body(reject),
             Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => to_body(reconnect),
             Message::RegionUpdate(update) => to_body(update),
             Message::Members(members) => to_body(members),
@@ -238,6 +244,7 @@ impl Message {
             FrameKind::ReconnectReply => Message::ReconnectReply(from_body(body)?),
             FrameKind::RegionUpdate => Message::RegionUpdate(from_body(body)?),
             FrameKind::Members => Message::Members(from_body(body)?),
+            FrameKind::Fence => Message::Fence(from_body(body)?),
         };
         message.check()?;
         Ok(message)
@@ -267,10 +274,10 @@ impl Message {
                 check_regions(&offer.regions)
             }
             Message::Ready | Message::Proof => Ok(()),
-            Message::Reject(reject) if reject.reason.len() > MAX_REASON_LEN => {
+            Message::Reject(reject) | Message::Fence(reject) if reject.reason.len() > MAX_REASON_LEN => {
                 Err(Error::malformed("body", format!("a reason of {} bytes", reject.reason.len())))
             }
-            Message::Reject(_) => Ok(()),
+            Message::Reject(_) | Message::Fence(_) => Ok(()),
             Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => {
                 check_roles(&reconnect.roles)
             }
@@ -401,6 +408,7 @@ mod tests {
                 .prop_map(|(roles, regions)| Message::Offer(Offer { roles, regions })),
             Just(Message::Ready),
             "\\PC{0,100}".prop_map(|reason| Message::Reject(Reject { reason })),
+            "\\PC{0,100}".prop_map(|reason| Message::Fence(Reject { reason })),
             (any::<u64>(), role_offers())
                 .prop_map(|(epoch, roles)| Message::ReconnectRequest(Reconnect { epoch, roles })),
             (any::<u64>(), role_offers())
@@ -468,7 +476,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=9, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=10, body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut frame = Vec::new();
             encode_frame(FrameKind::from_code(kind).unwrap(), &body, &mut frame);
             let _ = Message::decode_exact(&frame);
