@@ -1,6 +1,7 @@
 //! What a node is started with: the cluster description, its roles, its regions.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +10,10 @@ use usec_verbs::{AccessFlags, ConnectOptions, QpOptions, Region};
 use crate::error::{Error, Result};
 use crate::role::{RoleSpec, MAX_ROLES};
 use crate::spec::{check_name, ClusterSpec, NodeId};
-use crate::wire::MAX_REGIONS;
+use crate::wire::{Entry, MAX_REGIONS};
+
+/// Spare QP sets a node makes by default for nodes that join after it started.
+pub const DEFAULT_SPARE_PEERS: usize = 2;
 
 /// A region the node registers at bootstrap and offers to every peer by name.
 #[derive(Clone, Debug)]
@@ -45,14 +49,22 @@ pub struct NodeConfig {
     /// supersedes the old process, and refuse a lower one as stale. Defaults to the
     /// realtime clock in nanoseconds when the config was made ([`NodeConfig::incarnation`]).
     pub incarnation: u64,
-    /// Whether the node joins a cluster that runs already (a restarted node): it dials
-    /// every peer, and may finish with some of them missing ([`NodeConfig::rejoin`]).
-    pub rejoin: bool,
+    /// How the node enters the cluster: with the others of the description, restarted
+    /// into it ([`NodeConfig::rejoin`]), or joining it from members' addresses
+    /// ([`NodeConfig::join`]).
+    pub entry: Entry,
+    /// Members' control addresses to join through ([`NodeConfig::join`]).
+    pub contacts: Vec<SocketAddr>,
+    /// How many nodes may join after this one started without a QP being made for them
+    /// ([`NodeConfig::spare_peers`]).
+    pub spare_peers: usize,
 }
 
 impl NodeConfig {
     /// Node `me` of `spec`, with no roles or regions yet, default connection options, a
-    /// 30-second bootstrap deadline, and as incarnation the realtime clock now.
+    /// 30-second bootstrap deadline, as incarnation the realtime clock now, starting with the
+    /// others of the description, with QPs to spare for [`DEFAULT_SPARE_PEERS`] nodes that
+    /// join later.
     pub fn new(spec: ClusterSpec, me: NodeId) -> NodeConfig {
         NodeConfig {
             spec,
@@ -63,7 +75,9 @@ impl NodeConfig {
             qp: QpOptions::default(),
             deadline: Duration::from_secs(30),
             incarnation: realtime_incarnation(),
-            rejoin: false,
+            entry: Entry::Start,
+            contacts: Vec::new(),
+            spare_peers: DEFAULT_SPARE_PEERS,
         }
     }
 
@@ -98,14 +112,49 @@ impl NodeConfig {
         self
     }
 
-    /// Joins a cluster that runs already, as a restarted node does: bootstrap dials every
-    /// peer (lower ids too: they finished dialing long ago), each of which takes the
-    /// connection as a newer incarnation of this node. It finishes as soon as every peer
-    /// accepted it; at the deadline it finishes with those it reached (at least one; the
-    /// others are reported lost, and may connect later when they restart themselves),
-    /// and fails only if it reached none.
+    /// Joins a cluster that runs already, as a restarted node of the description does:
+    /// bootstrap dials every peer (lower ids too: they finished dialing long ago), each of
+    /// which takes the connection as a newer incarnation of this node, and tells it the
+    /// members it knows, so that it also connects to nodes that joined since the
+    /// description was written. It finishes as soon as every member it knows of accepted
+    /// it; at the deadline it finishes with those it reached (at least one; the others are
+    /// reported lost, and may connect later when they restart themselves), and fails only
+    /// if it reached none. `false` starts with the others of the description.
     pub fn rejoin(mut self, rejoin: bool) -> NodeConfig {
-        self.rejoin = rejoin;
+        self.entry = if rejoin { Entry::Rejoin } else { Entry::Start };
+        self
+    }
+
+    /// Joins a running cluster knowing only `contacts`, some members' control addresses:
+    /// a new node (an id the description never listed), or a newer process of any node.
+    /// The description needs only the cluster's name, the run, the key if the cluster has
+    /// one, and this node's own control address (the addresses of any other nodes it lists
+    /// are contacts too).
+    ///
+    /// Bootstrap dials the contacts; each member that answers proves who it is (with a
+    /// cluster key, that it holds the key), admits this node, and sends the members it
+    /// knows, over the same authenticated connection, before its offer. The node dials each
+    /// member it learns of, and learns from each in turn, until it is connected to every
+    /// member it knows of; then it is done, and every member reports
+    /// [`ControlEvent::Joined`](crate::ControlEvent::Joined) (or
+    /// [`Rejoined`](crate::ControlEvent::Rejoined) where it replaces a process of its id). At
+    /// the deadline it finishes with the members it reached, and fails only if it reached
+    /// none ([`Error::JoinFailed`](crate::Error::JoinFailed), naming each contact).
+    pub fn join(mut self, contacts: impl IntoIterator<Item = SocketAddr>) -> NodeConfig {
+        self.entry = Entry::Join;
+        self.contacts = contacts.into_iter().collect();
+        self
+    }
+
+    /// How many nodes may join after this one started without a QP being made for them.
+    ///
+    /// A QP is made on its role's CQ, which goes to a [`Poller`](crate::Poller) once the
+    /// cluster runs; so a running node cannot make QPs any more, and keeps spare sets (a QP
+    /// per role each) made when its bootstrap finished. A node that joins takes one; a peer
+    /// removed ([`Cluster::remove_peer`](crate::Cluster::remove_peer)) gives its own back.
+    /// With none left, a node that joins is refused, saying so.
+    pub fn spare_peers(mut self, count: usize) -> NodeConfig {
+        self.spare_peers = count;
         self
     }
 
@@ -119,6 +168,11 @@ impl NodeConfig {
     /// distinct names; CQs of at least one entry.
     pub fn check(&self) -> Result<()> {
         self.spec.check_member(self.me)?;
+        if self.entry == Entry::Join && self.contacts().is_empty() {
+            return Err(Error::config(
+                "a node that joins a running cluster needs at least one member's control address",
+            ));
+        }
         if self.roles.is_empty() || self.roles.len() > MAX_ROLES {
             return Err(Error::config(format!(
                 "{} roles given: a node needs 1 to {MAX_ROLES}",
@@ -149,6 +203,21 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// The addresses a joining node dials first: its contacts, and the addresses of the
+    /// other nodes its description lists, each once, in that order.
+    pub(crate) fn contacts(&self) -> Vec<SocketAddr> {
+        let listed = self.spec.nodes.iter().filter(|(&node, _)| node != self.me).map(|(_, &addr)| addr);
+        let mut contacts: Vec<SocketAddr> = Vec::new();
+        for addr in self.contacts.iter().copied().chain(listed) {
+            if !contacts.contains(&addr) {
+                contacts.push(addr);
+            }
+        }
+        contacts
     }
 }
 

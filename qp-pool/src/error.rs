@@ -1,6 +1,7 @@
 //! The crate's error type: one enum, each variant saying which peer, role, line or frame
 //! field it is about.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::spec::NodeId;
@@ -158,6 +159,57 @@ pub enum Error {
         /// claimed: kept apart so that no missing node is blamed for them.
         impostors: Vec<String>,
     },
+    /// A node that joins the cluster (a new node, or a newer process of a removed one) was
+    /// refused: the reason says why (its incarnation was removed, no QPs are left for it,
+    /// this node is still starting…).
+    #[error("node {node} may not join: {reason}")]
+    JoinRefused {
+        /// The node that tried to join.
+        node: NodeId,
+        /// Why it may not.
+        reason: String,
+    },
+    /// A node that joins a running cluster reached no member before its deadline.
+    #[error(
+        "node {me} could not join: no member was reached within {waited:?}; contacts: {}{}{}",
+        describe_contacts(contacts),
+        describe_refused(refused),
+        describe_impostors(impostors)
+    )]
+    JoinFailed {
+        /// Our id.
+        me: NodeId,
+        /// How long it tried.
+        waited: Duration,
+        /// Each member address it was given, with the last thing that went wrong there.
+        contacts: Vec<(SocketAddr, String)>,
+        /// Connections refused, as for [`Error::Deadline`].
+        refused: Vec<String>,
+        /// Connections refused for failing the cluster key check.
+        impostors: Vec<String>,
+    },
+    /// The peer was removed from the cluster ([`Cluster::remove_peer`](crate::Cluster::remove_peer)):
+    /// its QPs are torn down and its regions forgotten.
+    #[error("node {node} was removed from the cluster{}", describe_incarnation(*incarnation))]
+    PeerRemoved {
+        /// The node.
+        node: NodeId,
+        /// The incarnation of its process that was removed, if one had been admitted.
+        incarnation: Option<u64>,
+    },
+    /// This process was fenced out of the cluster (a newer process of its node took its
+    /// place, or its node was removed): it takes no one in any more.
+    #[error(
+        "this process of node {node} (incarnation {incarnation}) was fenced out of the cluster by {reason}"
+    )]
+    Fenced {
+        /// Its node.
+        node: NodeId,
+        /// Its incarnation.
+        incarnation: u64,
+        /// Who fenced it, and why.
+        reason: String,
+    },
     /// No such peer in the cluster.
     #[error("node {0} is not a peer of this node")]
     UnknownPeer(NodeId),
@@ -276,6 +328,14 @@ pub enum Error {
 
 fn describe_missing(missing: &[(NodeId, String)]) -> String {
     missing.iter().map(|(node, last)| format!("node {node} ({last})")).collect::<Vec<_>>().join(", ")
+}
+
+fn describe_contacts(contacts: &[(SocketAddr, String)]) -> String {
+    contacts.iter().map(|(addr, last)| format!("{addr} ({last})")).collect::<Vec<_>>().join(", ")
+}
+
+fn describe_incarnation(incarnation: Option<u64>) -> String {
+    incarnation.map(|incarnation| format!(" (incarnation {incarnation})")).unwrap_or_default()
 }
 
 fn describe_refused(refused: &[String]) -> String {

@@ -1,12 +1,15 @@
 //! The per-connection handshake, sans IO: bytes received go in, bytes to send and events
 //! come out; the caller moves the bytes and does the verbs work the events ask for.
 //!
-//! Both ends send `Hello` at once. Each checks the other's (cluster, run, description
-//! digest, node id: not ours, in the description, the one we dialed, and dialing in the
-//! right direction: lower ids dial higher, unless the dialer says it rejoins a running
-//! cluster; and that both or neither have a cluster key). The hello also carries the
-//! sender's incarnation ([`Joining`]), which the caller weighs against what it knows of
-//! that node ([`Handshake::peer_joining`]).
+//! Both ends send `Hello` at once. Each checks the other's (cluster, run, node id: not ours,
+//! the one we dialed; and that both or neither have a cluster key). How the two enter the
+//! cluster decides the rest ([`Entry`]): between nodes of the description (starting, or
+//! restarted into the running cluster) the description digests must match, the id must be
+//! in it, and lower ids dial higher ones unless the dialer rejoins; a node that joins with
+//! no description ([`Entry::Join`]) is checked for none of that (its id is new, or its
+//! description is only itself) and must say where it takes connections. The hello also
+//! carries the sender's incarnation ([`Joining`]), which the caller weighs against what it
+//! knows of that node ([`Handshake::peer_joining`]).
 //! Without a cluster key it then reports [`HandshakeEvent::Identified`]. With one, each
 //! end derives the connection's session key from both hellos, authenticates the channel
 //! (every later frame is tagged; see [`wire::auth`](crate::wire::auth)) and sends `Proof`,
@@ -14,9 +17,12 @@
 //! identified only once its own `Proof` verifies (so an incarnation is believed only from
 //! a holder of the key). Nothing about our QPs or regions leaves before that. The caller
 //! then checks the id and incarnation against its other connections (duplicates, stale
-//! incarnations) and sends its `Offer`: the QP endpoints it made for that peer and its
-//! region descriptors. On the peer's offer ([`HandshakeEvent::Offer`]) the caller
-//! connects its QPs to the peer's
+//! incarnations). To a peer that joins a running cluster it first sends the members it
+//! knows ([`Handshake::send_members`], reported on the other end as
+//! [`HandshakeEvent::Members`]): that is how a joining node learns whom else to connect
+//! to, over the same authenticated channel. Then it sends its `Offer`: the QP endpoints it
+//! made for that peer and its region descriptors. On the peer's offer
+//! ([`HandshakeEvent::Offer`]) the caller connects its QPs to the peer's
 //! endpoints and confirms ([`Handshake::confirm_connected`]), which sends `Ready`. With
 //! `Ready` sent and received the connection is [`HandshakeEvent::Established`]: both
 //! sides' QPs are ready to send, and the connection carries control messages from then on
@@ -26,12 +32,14 @@
 //! instead of seeing a bare disconnect; the caller flushes it and closes.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::spec::{ClusterSpec, NodeId};
 use crate::wire::auth::Session;
-use crate::wire::{Channel, Hello, Message, Offer, Reject};
+pub use crate::wire::Entry;
+use crate::wire::{Channel, Hello, Members, Message, Offer, Reject};
 
 /// Which end of the connection we are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,19 +49,32 @@ pub enum Side {
         /// The node we meant to reach.
         expected: NodeId,
     },
-    /// We accepted the connection (the peer's id must be lower than ours).
+    /// We accepted the connection (the peer's id must be lower than ours, unless it joins
+    /// a running cluster).
     Listener,
+    /// We dialed a member's address given to a joining node, not knowing which node
+    /// answers there.
+    Contact,
+}
+
+impl Side {
+    /// Whether we dialed.
+    pub fn dialed(self) -> bool {
+        self != Side::Listener
+    }
 }
 
 /// Which process of a node a hello speaks for: its incarnation (a restarted node presents
-/// a higher one than the process it replaces), and whether it joins a cluster that runs
-/// already (then it dials every peer, lower ids included).
+/// a higher one than the process it replaces), how it enters the cluster, and where it
+/// takes connections.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Joining {
     /// The incarnation.
     pub incarnation: u64,
-    /// Whether it rejoins a running cluster.
-    pub rejoin: bool,
+    /// How it enters the cluster.
+    pub entry: Entry,
+    /// Its control address, if it says.
+    pub addr: Option<SocketAddr>,
 }
 
 /// What the caller must act on.
@@ -62,6 +83,8 @@ pub enum HandshakeEvent {
     /// The peer said who it is and passed the checks (with a cluster key: proved that it
     /// holds it); send it an offer.
     Identified(NodeId),
+    /// The members the peer knows (we join a running cluster): connect to them too.
+    Members(Members),
     /// The peer's endpoints and descriptors; connect the QPs, then confirm.
     Offer(Offer),
     /// Both sides' QPs are connected.
@@ -80,10 +103,11 @@ pub struct Handshake {
     hello: Hello,
     /// The id the peer's hello claimed, once the hello passed the checks.
     claimed: Option<NodeId>,
-    /// The incarnation and rejoin flag of the peer's hello (meaningful once `claimed`).
+    /// The incarnation, entry and address of the peer's hello (meaningful once `claimed`).
     theirs: Joining,
     /// The peer, once identified (with a cluster key, once it proved that it holds it).
     peer: Option<NodeId>,
+    members_received: bool,
     offer_sent: bool,
     offer_received: bool,
     ready_sent: bool,
@@ -97,14 +121,15 @@ impl Handshake {
     /// the peer is identified (e.g. its address). `nonce` must be fresh and unpredictable
     /// for every connection (the caller draws it from the operating system): with a
     /// cluster key, it is what makes frames recorded on another connection useless here.
-    /// Our `Hello` is queued at once. It presents incarnation 0 of a node that is not
-    /// rejoining: [`Handshake::for_incarnation`] says otherwise.
+    /// Our `Hello` is queued at once. It presents incarnation 0 of a node of the description
+    /// that starts with the others: [`Handshake::for_incarnation`] says otherwise.
     pub fn new(spec: Arc<ClusterSpec>, me: NodeId, side: Side, label: &str, nonce: [u8; 32]) -> Handshake {
         Handshake::for_incarnation(spec, me, Joining::default(), side, label, nonce)
     }
 
     /// [`Handshake::new`] for the process of `me` that `joining` describes: its
-    /// incarnation, and whether it rejoins a running cluster (then it may dial lower ids).
+    /// incarnation, how it enters the cluster (joining a running one, it may dial lower
+    /// ids) and where it takes connections.
     pub fn for_incarnation(
         spec: Arc<ClusterSpec>,
         me: NodeId,
@@ -121,7 +146,8 @@ impl Handshake {
             nonce,
             keyed: spec.key.is_some(),
             incarnation: joining.incarnation,
-            rejoin: joining.rejoin,
+            entry: joining.entry,
+            addr: joining.addr,
         };
         let mut channel = Channel::default();
         channel.send(&Message::Hello(hello.clone()));
@@ -135,6 +161,7 @@ impl Handshake {
             claimed: None,
             theirs: Joining::default(),
             peer: None,
+            members_received: false,
             offer_sent: false,
             offer_received: false,
             ready_sent: false,
@@ -149,7 +176,7 @@ impl Handshake {
         self.peer
     }
 
-    /// The incarnation of the peer, and whether it rejoins, once identified.
+    /// The incarnation of the peer, how it enters and where it listens, once identified.
     pub fn peer_joining(&self) -> Option<Joining> {
         self.peer.map(|_| self.theirs)
     }
@@ -164,7 +191,7 @@ impl Handshake {
     pub fn who(&self) -> String {
         match (self.peer, self.claimed) {
             (Some(peer), _) => format!("node {peer}"),
-            (None, Some(claimed)) if self.side == Side::Listener => {
+            (None, Some(claimed)) if matches!(self.side, Side::Listener | Side::Contact) => {
                 format!("{} (claiming node {claimed})", self.label)
             }
             (None, _) => self.label.clone(),
@@ -233,6 +260,14 @@ impl Handshake {
         self.events.pop_front()
     }
 
+    /// Sends the members we know to the identified peer, which joins a running cluster;
+    /// before the offer.
+    pub fn send_members(&mut self, members: Members) {
+        assert!(self.peer.is_some() && !self.offer_sent && !self.failed, "members sent out of turn");
+        assert!(self.theirs.entry.joins_running(), "members sent to a node that does not join");
+        self.channel.send(&Message::Members(members));
+    }
+
     /// Sends our offer to the identified peer.
     pub fn send_offer(&mut self, offer: Offer) {
         assert!(self.peer.is_some() && !self.offer_sent && !self.failed, "offer sent out of turn");
@@ -293,6 +328,20 @@ impl Handshake {
             }
             Message::Offer(_) if self.peer.is_none() => Err(self.protocol("sent an offer before its proof")),
             Message::Offer(_) if self.offer_received => Err(self.protocol("sent a second offer")),
+            Message::Members(_) if !self.hello.entry.joins_running() => {
+                Err(self.protocol("sent its members, and we do not join"))
+            }
+            Message::Members(_) if self.peer.is_none() => {
+                Err(self.protocol("sent its members before it proved who it is"))
+            }
+            Message::Members(_) if self.members_received || self.offer_received => {
+                Err(self.protocol("sent its members twice, or after its offer"))
+            }
+            Message::Members(members) => {
+                self.members_received = true;
+                self.events.push_back(HandshakeEvent::Members(members));
+                Ok(())
+            }
             Message::Offer(offer) => {
                 self.offer_received = true;
                 self.events.push_back(HandshakeEvent::Offer(offer));
@@ -326,30 +375,37 @@ impl Handshake {
         if hello.run != self.spec.run {
             return Err(Error::WrongRun { peer, theirs: hello.run, ours: self.spec.run.clone() });
         }
+        // A node that joins has no description to compare, and may bring an id that no
+        // description lists: it is checked for who it says it is, and (with a key) for
+        // holding the key, like anyone.
+        let described = self.hello.entry != Entry::Join && hello.entry != Entry::Join;
         let digest = self.spec.digest();
-        if hello.spec_digest != digest {
+        if described && hello.spec_digest != digest {
             return Err(Error::SpecMismatch { peer, theirs: hello.spec_digest, ours: digest });
         }
         if peer == self.me {
             return Err(Error::DuplicateNode { node: peer, reason: "the peer claims our own id".into() });
         }
-        if !self.spec.nodes.contains_key(&peer) {
+        if described && !self.spec.nodes.contains_key(&peer) {
             return Err(Error::UnknownNode { node: peer.get(), members: members() });
+        }
+        if hello.entry == Entry::Join && hello.addr.is_none() {
+            return Err(self.protocol(format!("node {peer} joins without saying where it takes connections")));
         }
         match self.side {
             Side::Dialer { expected } if expected != peer => {
                 return Err(self.protocol(format!("we dialed node {expected}, but node {peer} answered")));
             }
-            Side::Listener if peer > self.me && !hello.rejoin => {
+            Side::Listener if peer > self.me && !hello.entry.joins_running() => {
                 return Err(self.protocol(format!(
-                    "node {peer} dialed node {}, but lower ids dial higher ones (unless rejoining)",
+                    "node {peer} dialed node {}, but lower ids dial higher ones (unless joining a running cluster)",
                     self.me
                 )));
             }
             _ => {}
         }
         self.claimed = Some(peer);
-        self.theirs = Joining { incarnation: hello.incarnation, rejoin: hello.rejoin };
+        self.theirs = Joining { incarnation: hello.incarnation, entry: hello.entry, addr: hello.addr };
         let Some(key) = &self.spec.key else {
             if hello.keyed {
                 return Err(self.unauthenticated("it has a cluster key, this node has none"));
@@ -360,7 +416,7 @@ impl Handshake {
         if !hello.keyed {
             return Err(self.unauthenticated("it has no cluster key, and this cluster requires one"));
         }
-        let we_dialed = matches!(self.side, Side::Dialer { .. });
+        let we_dialed = self.side.dialed();
         let (dialer, listener) = if we_dialed { (&self.hello, &hello) } else { (&hello, &self.hello) };
         self.channel.authenticate(Session::new(key, dialer, listener, we_dialed));
         self.channel.send(&Message::Proof);

@@ -29,6 +29,17 @@
 //! [`ControlEvent::Rejoined`]. A stale incarnation is refused for good, and with a cluster
 //! key only a holder of the key may claim one.
 //!
+//! Membership changes while the cluster runs. A new node (an id no description listed, or
+//! a newer process of any node) bootstraps with [`NodeConfig::join`] knowing only some
+//! members' control addresses: each member it reaches sends it the members it knows,
+//! over the same authenticated channel, and it connects to every one of them; each
+//! reports [`ControlEvent::Joined`] (QPs for it come from spare sets,
+//! [`NodeConfig::spare_peers`]). [`Cluster::remove_peer`], called on each member when a
+//! membership view drops a node, tears down its QPs, forgets its regions, and fences its
+//! process out: it is told why ([`PeerLoss::Fenced`]), takes no one in any more
+//! ([`Cluster::fenced`]), and whatever it sends is refused; a newer process of the same id
+//! may join again. A process replaced by a newer one of its node is fenced the same way.
+//!
 //! The completion loop is a [`Poller`] over the role CQs, typed [`WrId`]s (kind, peer,
 //! sequence; the kinds come from one [registry](wr_kind) that every layer of the workspace
 //! draws from, so completions of different roles on one CQ are never confused), a sans-IO
@@ -123,7 +134,8 @@
 //! - byte transports (TCP, and in-memory for simulations): [`transport`];
 //! - bootstrap, non-blocking and time-driven: [`Bootstrap`];
 //! - a connected node: [`Cluster`] (rights: [`Cluster::grant_write`]; reconnect, control
-//!   messages and restarted peers rejoining: [`Cluster::poll_control`]);
+//!   messages, restarted peers rejoining and new nodes joining: [`Cluster::poll_control`];
+//!   removing a peer: [`Cluster::remove_peer`]);
 //! - the completion loop: [`Poller`], [`WrId`] and the kinds' registry [`wr_kind`],
 //!   [`QuorumWaiter`], [`wait_for`]; who runs
 //!   it and on which clock: [`Driver`], [`clock`].
@@ -153,7 +165,7 @@ pub mod wr_kind;
 pub use bootstrap::{Bootstrap, Progress};
 pub use cluster::{Cluster, ControlEvent, PeerLoss, PoolEvent, ProtocolViolation, ReconnectFailure};
 pub use cluster_key::ClusterKey;
-pub use config::{NodeConfig, RegionSpec};
+pub use config::{NodeConfig, RegionSpec, DEFAULT_SPARE_PEERS};
 pub use driver::{BusyPoll, Driver, PollMode, SimDriver};
 pub use error::{Error, Result};
 pub use poller::{Batch, CompletionSink, Polled, Poller, BATCH};

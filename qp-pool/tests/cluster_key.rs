@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use usec_qp_pool::handshake::{Handshake, HandshakeEvent, Joining, Side};
+use usec_qp_pool::handshake::{Entry, Handshake, HandshakeEvent, Joining, Side};
 use usec_qp_pool::wire::{parse_frame, FrameKind, Offer};
 use usec_qp_pool::{Cluster, ClusterKey, ClusterSpec, Error};
 
@@ -246,7 +246,7 @@ fn an_impostor_cannot_rejoin_in_the_place_of_a_running_node() {
     });
     // Claiming to be node 2 restarted, with the highest incarnation there is: with
     // another key, and with none.
-    let joining = Joining { incarnation: u64::MAX, rejoin: true };
+    let joining = Joining { incarnation: u64::MAX, entry: Entry::Rejoin, addr: None };
     let side = Side::Dialer { expected: node(0) };
     let mut keyless = spec.clone();
     keyless.key = None;

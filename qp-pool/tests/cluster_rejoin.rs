@@ -11,63 +11,24 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::sim::{addr, seeds, sim_config, sim_spec, SeedGuard, SimCluster};
+use common::sim::{addr, of, poll_all, seeds, sim_config, sim_spec, SeedGuard, SimCluster, Started};
 use common::{node, ELECTION, LOG_WRITE, REGION, REPLICATION};
 use usec_qp_pool::{
     wait_for, Bootstrap, Cluster, ClusterKey, ClusterSpec, ControlEvent, Error, MemoryHub, NodeConfig,
-    NodeId, PeerLoss, Progress, QuorumWaiter, SimDriver, WrId,
+    PeerLoss, Progress, QuorumWaiter, SimDriver, WrId,
 };
 use usec_verbs::sim;
 use usec_verbs::{AccessFlags, AsyncEventKind, Payload, RemoteAddr, SendWr, Status};
 
-/// What each survivor reported while a node rejoined.
-type Events = Vec<(NodeId, ControlEvent)>;
-
 /// A fresh process of `config.me` (a new sim node) that rejoins with `config`, listening
-/// on `listen`: it and every cluster of `sim` are polled in virtual time, 1 ms a round,
-/// until it is done. Returns its outcome, its sim node, what the clusters reported, and
-/// how long it took.
-fn rejoin(
-    sim: &mut SimCluster,
-    config: NodeConfig,
-    listen: SocketAddr,
-) -> (usec_qp_pool::Result<Cluster>, sim::NodeId, Events, Duration) {
-    let (sim_node, context) = sim.fabric.open_node().unwrap();
-    let network = sim.hub.listen(listen).unwrap();
-    let mut boot = Bootstrap::start(&context, config.rejoin(true), Box::new(network)).unwrap();
-    let mut events = Vec::new();
-    let mut now_ns = 0;
-    let result = loop {
-        poll_all(&mut sim.clusters, now_ns, &mut events);
-        match boot.poll(now_ns) {
-            Ok(Progress::Done) => break boot.finish(),
-            Ok(_) => now_ns += 1_000_000,
-            Err(error) => break Err(error),
-        }
-    };
-    // The survivors see the end of the handshake on their next poll.
-    poll_all(&mut sim.clusters, now_ns, &mut events);
-    (result, sim_node, events, Duration::from_nanos(now_ns))
+/// on `listen` (see [`SimCluster::start_process`]).
+fn rejoin(sim: &mut SimCluster, config: NodeConfig, listen: SocketAddr) -> Started {
+    sim.start_process(config.rejoin(true), listen)
 }
 
-fn poll_all(clusters: &mut [Cluster], now_ns: u64, events: &mut Events) {
-    for cluster in clusters {
-        let me = cluster.me();
-        events.extend(std::iter::from_fn(|| cluster.poll_control_at(now_ns)).map(|event| (me, event)));
-    }
-}
-
-/// What `observer` reported.
-fn of(events: &Events, observer: NodeId) -> Vec<ControlEvent> {
-    events.iter().filter(|(me, _)| *me == observer).map(|(_, event)| event.clone()).collect()
-}
-
-/// Puts a node that rejoined into `sim` at `index` (its clusters, pollers and sim nodes are
-/// in id order).
-fn install(sim: &mut SimCluster, index: usize, mut cluster: Cluster, sim_node: sim::NodeId) {
-    sim.pollers.insert(index, cluster.take_poller(&[]).unwrap());
-    sim.clusters.insert(index, cluster);
-    sim.sim_nodes[index] = sim_node;
+/// Puts a node that rejoined into `sim` at `index`.
+fn install(sim: &mut SimCluster, index: usize, cluster: Cluster, sim_node: sim::NodeId) {
+    sim.install(index, cluster, sim_node);
 }
 
 #[test]
@@ -181,11 +142,13 @@ fn a_stopped_old_process_is_superseded_and_stays_fenced_when_it_resumes() {
         let lost: Vec<ControlEvent> = std::iter::from_fn(|| old.poll_control()).collect();
         assert_eq!(lost.len(), 2, "seed {seed}: {lost:?}");
         for event in &lost {
-            let ControlEvent::PeerLost { reason: PeerLoss::Refused { reason }, .. } = event else {
+            let ControlEvent::PeerLost { reason: PeerLoss::Fenced { reason }, .. } = event else {
                 panic!("seed {seed}: {event:?}")
             };
             assert!(reason.contains("node 2 restarted: incarnation 2 replaces this process"), "{reason}");
         }
+        let fenced = old.fenced().expect("fenced");
+        assert!(fenced.ends_with(": node 2 restarted: incarnation 2 replaces this process"), "{fenced}");
         let error = old.start_reconnect(node(0), &[]).unwrap_err();
         assert!(matches!(error, Error::PeerGone { .. }), "{error}");
         assert_eq!(old.remote_region(node(0), REGION).unwrap(), old_view, "it learnt nothing new");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::sim::{addr, drive, seeds, sim_config, sim_spec, SeedGuard, SimCluster};
 use common::{node, LOG_WRITE, REPLICATION};
-use usec_qp_pool::wire::{FrameKind, Hello, Message, Reconnect, Reject, RoleOffer};
+use usec_qp_pool::wire::{Entry, FrameKind, Hello, Message, Reconnect, Reject, RoleOffer};
 use usec_qp_pool::{
     majority, wait_for, Bootstrap, ControlEvent, Error, MemoryHub, PeerLoss, ProtocolViolation, QuorumWaiter,
     ReconnectFailure, SimDriver,
@@ -226,7 +226,8 @@ fn a_lost_control_connection_says_why_in_a_type_callers_can_branch_on() {
         nonce: [0; 32],
         keyed: false,
         incarnation: 0,
-        rejoin: false,
+        entry: Entry::Start,
+        addr: None,
     });
     let late_hello = loss_after("loss-hello", |sim| sim.taps[0].inject(&hello));
     assert!(

@@ -1,15 +1,19 @@
 //! Bootstrap under adversity, over loopback TCP on the soft provider: late and missing
 //! peers, strangers (another cluster, another run, a stale process of an earlier run),
-//! duplicate and unknown ids, and raw clients sending garbage, cut or damaged frames.
+//! duplicate and unknown ids, and raw clients sending garbage, cut or damaged frames; and
+//! the same, and bad joins, at the control port of a cluster that runs.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use usec_qp_pool::wire::{Hello, Message};
+use usec_qp_pool::wire::{Entry, Hello, Message};
+use usec_qp_pool::ControlEvent;
 use usec_qp_pool::{ClusterSpec, Error};
 
 /// Connects to `addr`, sends `bytes` (then closes our side if `shut`), and returns every
@@ -52,7 +56,8 @@ fn hello_of(spec: &ClusterSpec, node: u16) -> Message {
         nonce: [node as u8; 32],
         keyed: spec.key.is_some(),
         incarnation: 0,
-        rejoin: false,
+        entry: Entry::Start,
+        addr: None,
     })
 }
 
@@ -204,9 +209,9 @@ fn malformed_frames_are_refused_and_the_bootstrap_goes_on() {
     let reason = reject_reason(&raw_exchange(addr, &damaged, false));
     assert!(reason.contains("malformed frame (checksum)"), "{reason}");
     let mut future = hello.clone();
-    future[4] = 4;
+    future[4] = 5;
     let reason = reject_reason(&raw_exchange(addr, &future, false));
-    assert!(reason.contains("the peer speaks version 4, this build speaks version 3"), "{reason}");
+    assert!(reason.contains("the peer speaks version 5, this build speaks version 4"), "{reason}");
     let mut absurd = hello.clone();
     absurd[7..11].copy_from_slice(&u32::MAX.to_le_bytes());
     let reason = reject_reason(&raw_exchange(addr, &absurd[..15], false));
@@ -219,4 +224,92 @@ fn malformed_frames_are_refused_and_the_bootstrap_goes_on() {
     let rejections = node_one.bootstrap_rejections();
     assert_eq!(rejections.len(), 5, "{rejections:#?}");
     assert!(rejections.iter().all(|rejection| rejection.starts_with("127.0.0.1:")), "{rejections:#?}");
+}
+
+/// A hello of node `node` joining a running cluster as `incarnation`, taking connections at
+/// `addr`.
+fn join_hello(spec: &ClusterSpec, node: u16, incarnation: u64, addr: Option<SocketAddr>) -> Message {
+    let Message::Hello(hello) = hello_of(spec, node) else { unreachable!() };
+    Message::Hello(Hello { incarnation, entry: Entry::Join, addr, spec_digest: 0, ..hello })
+}
+
+#[test]
+fn garbage_and_bad_joins_at_a_running_clusters_control_port_are_refused_with_the_reason() {
+    let (listeners, spec) = loopback(2, "running");
+    let device = soft_device();
+    let mut clusters = start_threads(&device, listeners, &spec);
+    let mut zero = clusters.remove(0);
+    let one_incarnation = zero.peer_incarnation(node(1)).unwrap();
+    let addr = zero.control_addr().unwrap();
+    // Node 0 serves its control port, as its loop would.
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let mut events = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                events.extend(zero.poll_control());
+                std::thread::yield_now();
+            }
+            (zero, events)
+        }
+    });
+    let somewhere = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+    let mut other_run = spec.clone();
+    other_run.run = format!("{}-other", spec.run);
+    let full = join_hello(&spec, 7, 1, somewhere).to_frame();
+    let cases: [(Vec<u8>, bool, String); 8] = [
+        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), false, "malformed frame (magic)".into()),
+        (
+            full[..full.len() - 3].to_vec(),
+            true,
+            format!("truncated frame: {} of {} bytes", full.len() - 3, full.len()),
+        ),
+        (join_hello(&other_run, 7, 1, somewhere).to_frame(), false, "belongs to run".into()),
+        (
+            join_hello(&spec, 7, 1, None).to_frame(),
+            false,
+            "node 7 joins without saying where it takes connections".into(),
+        ),
+        (
+            join_hello(&spec, 0, 1, somewhere).to_frame(),
+            false,
+            "duplicate node id 0: the peer claims our own id".into(),
+        ),
+        (
+            join_hello(&spec, 1, one_incarnation, somewhere).to_frame(),
+            false,
+            "duplicate node id 1: already connected".into(),
+        ),
+        (
+            join_hello(&spec, 1, one_incarnation - 1, somewhere).to_frame(),
+            false,
+            format!(
+                "node 1's incarnation {} is stale: incarnation {one_incarnation} has joined since",
+                one_incarnation - 1
+            ),
+        ),
+        (join_hello(&spec, 5000, 1, somewhere).to_frame(), false, "unknown node id 5000".into()),
+    ];
+    for (bytes, shut, expected) in &cases {
+        let reason = reject_reason(&raw_exchange(addr, bytes, *shut));
+        assert!(reason.contains(expected.as_str()), "{reason:?} lacks {expected:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut zero, events) = server.join().unwrap();
+    assert!(events.is_empty(), "nothing joined, nothing was lost: {events:?}");
+    let refused = zero.refused_connections();
+    assert_eq!(refused.len(), cases.len(), "{refused:#?}");
+    for (_, _, expected) in &cases {
+        assert!(
+            refused.iter().any(|line| line.contains(expected.as_str())),
+            "{expected:?} not in {refused:#?}"
+        );
+    }
+    assert!(!events.iter().any(|event| matches!(event, ControlEvent::Joined { .. })));
+    assert_eq!(zero.peers().collect::<Vec<_>>(), [node(1)]);
+    let mut poller = zero.take_poller(&[]).unwrap();
+    let status = write_and_wait(&mut zero, &mut poller, node(1), REPLICATION, 64, b"still 1!");
+    assert_eq!(status, usec_verbs::Status::Success);
+    assert_eq!(read_local(&clusters[0], 64, 8), b"still 1!");
 }

@@ -16,9 +16,12 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestRunner};
+use std::net::SocketAddr;
+
 use usec_qp_pool::wire::{
-    encode_frame, encode_frame_with_tag, FrameKind, Hello, Message, Offer, Reconnect, RegionOffer,
-    RegionUpdate, Reject, RoleOffer, HEADER_LEN, MAX_BODY_LEN, MAX_REGIONS, VERSION,
+    encode_frame, encode_frame_with_tag, Entry, FrameKind, Hello, Member, Members, Message, Offer, Reconnect,
+    RegionOffer, RegionUpdate, Reject, RoleOffer, HEADER_LEN, MAX_BODY_LEN, MAX_MEMBERS, MAX_REGIONS,
+    VERSION,
 };
 use usec_qp_pool::{Error, MAX_ROLES};
 
@@ -42,8 +45,10 @@ const KIND_AT: usize = 5;
 const FLAGS_AT: usize = 6;
 const LENGTH_AT: usize = 7;
 const CRC_AT: usize = 11;
-/// Frame kinds are 1 to 8.
-const KINDS: std::ops::RangeInclusive<u8> = 1..=8;
+/// Frame kinds are 1 to 10.
+const KINDS: std::ops::RangeInclusive<u8> = 1..=10;
+/// The largest node id.
+const NODE_ID_MAX: u16 = 4095;
 /// The one flag: a tag follows the body.
 const FLAG_TAGGED: u8 = 1;
 const NAME_MAX_LEN: usize = 64;
@@ -78,6 +83,8 @@ enum Verdict {
     Count,
     Blob,
     Reason,
+    /// A member list naming an id beyond the largest, or one twice.
+    Member,
 }
 
 impl Verdict {
@@ -121,6 +128,9 @@ fn decode(frame: &[u8]) -> (Verdict, Option<Message>) {
                 ("an endpoint of", Verdict::Blob),
                 ("a descriptor of", Verdict::Blob),
                 ("a reason of", Verdict::Reason),
+                ("members, at most", Verdict::Count),
+                ("member id", Verdict::Member),
+                ("listed twice", Verdict::Member),
             ]
             .into_iter()
             .find(|(words, _)| reason.contains(words))
@@ -167,11 +177,17 @@ fn within_limits(message: &Message) -> bool {
         Message::Hello(hello) => name_ok(&hello.cluster, ":+") && name_ok(&hello.run, ":+"),
         Message::Offer(offer) => roles_ok(&offer.roles) && regions_ok(&offer.regions),
         Message::Ready | Message::Proof => true,
-        Message::Reject(reject) => reject.reason.len() <= MAX_REASON_LEN,
+        Message::Reject(reject) | Message::Fence(reject) => reject.reason.len() <= MAX_REASON_LEN,
         Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => {
             roles_ok(&reconnect.roles)
         }
         Message::RegionUpdate(update) => regions_ok(&update.regions),
+        Message::Members(members) => {
+            let ids: std::collections::BTreeSet<u16> = members.members.iter().map(|m| m.node).collect();
+            members.members.len() <= MAX_MEMBERS
+                && ids.len() == members.members.len()
+                && members.members.iter().all(|member| member.node <= NODE_ID_MAX)
+        }
         other => panic!("a message this test does not know: {other:?}"),
     }
 }
@@ -215,12 +231,37 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Ready),
         Just(Message::Proof),
         "\\PC{0,100}".prop_map(|reason| Message::Reject(Reject { reason })),
+        "\\PC{0,100}".prop_map(|reason| Message::Fence(Reject { reason })),
         (any::<u64>(), role_offers(0))
             .prop_map(|(epoch, roles)| Message::ReconnectRequest(Reconnect { epoch, roles })),
         (any::<u64>(), role_offers(0))
             .prop_map(|(epoch, roles)| Message::ReconnectReply(Reconnect { epoch, roles })),
         region_offers(0).prop_map(|regions| Message::RegionUpdate(RegionUpdate { regions })),
+        members(0).prop_map(|members| Message::Members(Members { members })),
     ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    prop_oneof![Just(Entry::Start), Just(Entry::Rejoin), Just(Entry::Join)]
+}
+
+fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(SocketAddr::from),
+        (any::<[u16; 8]>(), any::<u16>()).prop_map(SocketAddr::from),
+    ]
+}
+
+/// Valid members, distinct ids.
+fn members(min: usize) -> impl Strategy<Value = Vec<Member>> {
+    proptest::collection::btree_map(0..=NODE_ID_MAX, (any::<u64>(), socket_addr()), min..6).prop_map(
+        |members| {
+            members
+                .into_iter()
+                .map(|(node, (incarnation, addr))| Member { node, incarnation, addr })
+                .collect()
+        },
+    )
 }
 
 // ---- damage -------------------------------------------------------------------------------
@@ -447,15 +488,42 @@ fn over_a_limit() -> impl Strategy<Value = (Message, Verdict)> {
         }),
         (MAX_REASON_LEN + 1..MAX_REASON_LEN + 64)
             .prop_map(|len| (Message::Reject(Reject { reason: "r".repeat(len) }), Verdict::Reason)),
+        (MAX_REASON_LEN + 1..MAX_REASON_LEN + 64)
+            .prop_map(|len| (Message::Fence(Reject { reason: "r".repeat(len) }), Verdict::Reason)),
+        (members(1), any::<usize>()).prop_map(|(mut members, at)| {
+            let at = at % members.len();
+            members.push(members[at]);
+            (Message::Members(Members { members }), Verdict::Member)
+        }),
+        (members(1), NODE_ID_MAX + 1.., any::<usize>()).prop_map(|(mut members, beyond, at)| {
+            let at = at % members.len();
+            members[at].node = beyond;
+            (Message::Members(Members { members }), Verdict::Member)
+        }),
+        (socket_addr(), MAX_MEMBERS + 1..MAX_MEMBERS + 4).prop_map(|(addr, count)| {
+            let members = (0..count as u16).map(|node| Member { node, incarnation: 1, addr }).collect();
+            (Message::Members(Members { members }), Verdict::Count)
+        }),
     ]
 }
 
 fn message_hello() -> impl Strategy<Value = Hello> {
     let names = (spec_name(), spec_name(), any::<u16>(), any::<u32>());
-    let session = (any::<[u8; 32]>(), any::<bool>(), any::<u64>(), any::<bool>());
-    (names, session).prop_map(|((cluster, run, node, spec_digest), (nonce, keyed, incarnation, rejoin))| {
-        Hello { cluster, run, node, spec_digest, nonce, keyed, incarnation, rejoin }
-    })
+    let session =
+        (any::<[u8; 32]>(), any::<bool>(), any::<u64>(), entry(), proptest::option::of(socket_addr()));
+    (names, session).prop_map(
+        |((cluster, run, node, spec_digest), (nonce, keyed, incarnation, entry, addr))| Hello {
+            cluster,
+            run,
+            node,
+            spec_digest,
+            nonce,
+            keyed,
+            incarnation,
+            entry,
+            addr,
+        },
+    )
 }
 
 // ---- the properties -----------------------------------------------------------------------
@@ -555,6 +623,7 @@ fn coverage_mostly_reaches_the_body() {
         Verdict::Count,
         Verdict::Blob,
         Verdict::Reason,
+        Verdict::Member,
     ];
     let missed: Vec<_> = all.iter().filter(|verdict| !verdicts.contains_key(verdict)).collect();
     assert!(missed.is_empty(), "never reached: {missed:?}");

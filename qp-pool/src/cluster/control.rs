@@ -88,6 +88,26 @@ pub enum ControlEvent {
         /// Its new incarnation.
         incarnation: u64,
     },
+    /// A node new to us (not in our description, or removed since) joined through the full
+    /// handshake: our QPs to it (a spare set, see
+    /// [`NodeConfig::spare_peers`](crate::NodeConfig::spare_peers)) are connected to its QPs
+    /// for every role, with its roles' default rights, and its region descriptors are
+    /// known. It is among [`Cluster::peers`] from now on; what uses the peers (quorums,
+    /// heartbeats, a membership view) may take it in.
+    Joined {
+        /// The node.
+        peer: NodeId,
+        /// The incarnation of its process.
+        incarnation: u64,
+    },
+    /// `peer` was removed ([`Cluster::remove_peer`]): its QPs are torn down, its regions
+    /// forgotten, its process refused from now on.
+    Removed {
+        /// The node.
+        peer: NodeId,
+        /// The incarnation removed, if one had been admitted.
+        incarnation: Option<u64>,
+    },
 }
 
 /// Bytes read per `read_some`.
@@ -95,8 +115,8 @@ const READ_CHUNK: usize = 4096;
 
 impl Cluster {
     /// Serves the control connections without blocking (peers' reconnect requests and
-    /// replies, region updates, restarted peers rejoining) and returns the next event, if
-    /// any. Call it from the node's loop; a peer that waits for our answer waits for this
+    /// replies, region updates, restarted peers rejoining, new nodes joining) and returns
+    /// the next event, if any. Call it from the node's loop; a peer that waits for our answer waits for this
     /// call.
     ///
     /// It takes no time, so the handshakes of rejoining peers are timed on the latest
@@ -314,6 +334,7 @@ impl Cluster {
                 }
             },
             Message::Reject(reject) => self.lose(node, PeerLoss::Refused { reason: reject.reason }),
+            Message::Fence(fence) => self.fence(node, fence.reason),
             other => self.lose(node, ProtocolViolation::UnexpectedFrame(other.kind()).into()),
         }
     }

@@ -1,7 +1,16 @@
 //! A node's own verbs objects: its PD, one CQ per role, one QP per role per peer, its
 //! registered regions, and the rights each peer has on each role.
+//!
+//! Nodes that join after bootstrap need QPs too, and a QP is made on its role's CQ, which a
+//! [`Poller`](crate::Poller) takes away once the cluster runs. So QPs for them are made
+//! while the CQs are still here: as many as a joining node needs during bootstrap, and
+//! [`NodeConfig::spare_peers`] sets of spares when it finishes. A node that joins takes a
+//! set ([`LocalNode::attach`]); a removed one gives its set back in ERROR
+//! ([`LocalNode::detach`]), to be reset when another node takes it. QPs are never
+//! destroyed while the cluster lives: on a NIC, destroying a QP in ERROR may lose the
+//! flushed completions of its requests, which callers wait for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use usec_regions::RemoteRegion;
 use usec_verbs::{
@@ -29,11 +38,15 @@ pub(crate) struct LocalNode {
     /// Per peer, the rights it has (or will have once reconnected) on each role's QP.
     pub(crate) access: BTreeMap<NodeId, Vec<AccessFlags>>,
     pub(crate) connect: ConnectOptions,
+    /// Sets of QPs (one per role) for nodes that join: fresh ones first, then those given
+    /// back by removed nodes, oldest first.
+    spare: VecDeque<Vec<QueuePair>>,
+    qp_options: QpOptions,
 }
 
 impl LocalNode {
-    /// Allocates everything `config` asks for, QPs in RESET.
-    pub(crate) fn create(context: &Context, config: &NodeConfig) -> Result<LocalNode> {
+    /// Allocates everything `config` asks for, with QPs in RESET for `peers`.
+    pub(crate) fn create(context: &Context, config: &NodeConfig, peers: &[NodeId]) -> Result<LocalNode> {
         config.check()?;
         let pd = context.alloc_pd().map_err(Error::verbs("allocating the protection domain"))?;
         let mut cqs = Vec::with_capacity(config.roles.len());
@@ -50,29 +63,97 @@ impl LocalNode {
                 .map_err(Error::verbs(format!("registering region {:?}", region.name)))?;
             regions.insert(region.name.clone(), mr);
         }
-        let (mut qps, mut access) = (BTreeMap::new(), BTreeMap::new());
-        for &peer in config.spec.nodes.keys().filter(|&&node| node != config.me) {
-            let mut per_role = Vec::with_capacity(config.roles.len());
-            for (role, cq) in config.roles.iter().zip(&cqs) {
-                let options = QpOptions { caps: role.caps, ..config.qp };
-                let qp = pd
-                    .create_qp(cq, cq, &options)
-                    .map_err(Error::verbs(format!("creating the {:?} QP for node {peer}", role.name)))?;
-                per_role.push(qp);
-            }
-            qps.insert(peer, per_role);
-            access.insert(peer, config.roles.iter().map(|role| role.access).collect());
-        }
-        Ok(LocalNode {
+        let mut local = LocalNode {
             context: context.clone(),
             pd,
             roles: config.roles.clone(),
             cqs: cqs.into_iter().map(Some).collect(),
             regions,
-            qps,
-            access,
+            qps: BTreeMap::new(),
+            access: BTreeMap::new(),
             connect: config.connect,
-        })
+            spare: VecDeque::new(),
+            qp_options: config.qp,
+        };
+        for &peer in peers {
+            let set = local.create_set().map_err(|error| error.for_peer(peer))?;
+            local.give(peer, set);
+        }
+        Ok(local)
+    }
+
+    /// One QP per role, in RESET, on the role CQs (which must all still be here).
+    fn create_set(&self) -> std::result::Result<Vec<QueuePair>, QpCreation> {
+        let mut set = Vec::with_capacity(self.roles.len());
+        for (role, cq) in self.roles.iter().zip(&self.cqs) {
+            let Some(cq) = cq else { return Err(QpCreation::CqTaken) };
+            let options = QpOptions { caps: role.caps, ..self.qp_options };
+            let qp = self
+                .pd
+                .create_qp(cq, cq, &options)
+                .map_err(|source| QpCreation::Verbs { role: role.name.clone(), source })?;
+            set.push(qp);
+        }
+        Ok(set)
+    }
+
+    /// Hands `set` to `peer`, with its roles' default rights.
+    fn give(&mut self, peer: NodeId, set: Vec<QueuePair>) {
+        self.qps.insert(peer, set);
+        self.access.insert(peer, self.roles.iter().map(|role| role.access).collect());
+    }
+
+    /// Makes sure `peer` has its QPs: a spare set, else a new one while the CQs are still
+    /// here; returns the numbers of the QPs it was given (none if it had them).
+    pub(crate) fn attach(&mut self, peer: NodeId) -> Result<Vec<u32>> {
+        if self.qps.contains_key(&peer) {
+            return Ok(Vec::new());
+        }
+        let set = match self.spare.pop_front() {
+            Some(set) => set,
+            None => self.create_set().map_err(|error| error.for_peer(peer))?,
+        };
+        let numbers = set.iter().map(QueuePair::qp_num).collect();
+        self.give(peer, set);
+        Ok(numbers)
+    }
+
+    /// Takes `peer`'s QPs away (moved to ERROR first, so that its requests still
+    /// outstanding complete, flushed) and keeps them as a spare set; forgets its rights.
+    /// Returns the numbers of the QPs taken (none if it had none).
+    pub(crate) fn detach(&mut self, peer: NodeId) -> Vec<u32> {
+        let Some(mut set) = self.qps.remove(&peer) else { return Vec::new() };
+        self.access.remove(&peer);
+        for qp in &mut set {
+            // This fails only if the device is gone; the QP is kept anyway, and reset
+            // before anyone uses it again.
+            if !matches!(qp.state(), QpState::Reset | QpState::Error) {
+                let _ = qp.modify_to_error();
+            }
+        }
+        let numbers = set.iter().map(QueuePair::qp_num).collect();
+        self.spare.push_back(set);
+        numbers
+    }
+
+    /// Makes spare sets until there are `count` (the CQs must still be here).
+    pub(crate) fn add_spares(&mut self, count: usize) -> Result<()> {
+        while self.spare.len() < count {
+            let set = self.create_set().map_err(|error| match error {
+                QpCreation::CqTaken => unreachable!("spares are made before any poller exists"),
+                QpCreation::Verbs { role, source } => Error::Verbs {
+                    context: format!("creating a spare {role:?} QP for nodes that join"),
+                    source,
+                },
+            })?;
+            self.spare.push_back(set);
+        }
+        Ok(())
+    }
+
+    /// How many nodes may still join without a QP being made.
+    pub(crate) fn spares(&self) -> usize {
+        self.spare.len()
     }
 
     /// The role called `name`.
@@ -184,6 +265,29 @@ impl LocalNode {
             self.connect_qp(peer, RoleId(index as u8), &role.endpoint)?;
         }
         Ok(regions)
+    }
+}
+
+/// Why a set of QPs could not be made.
+#[derive(Debug)]
+enum QpCreation {
+    /// A role's CQ belongs to a poller: no QP can be made on it any more.
+    CqTaken,
+    /// The device refused.
+    Verbs { role: String, source: usec_verbs::Error },
+}
+
+impl QpCreation {
+    fn for_peer(self, peer: NodeId) -> Error {
+        match self {
+            QpCreation::CqTaken => Error::JoinRefused {
+                node: peer,
+                reason: "no QPs left for a node that joins (see NodeConfig::spare_peers)".into(),
+            },
+            QpCreation::Verbs { role, source } => {
+                Error::Verbs { context: format!("creating the {role:?} QP for node {peer}"), source }
+            }
+        }
     }
 }
 

@@ -5,19 +5,24 @@
 //! - rights per peer and per region: [`permissions`];
 //! - the control connections kept from bootstrap (reconnect, region updates): [`control`];
 //!   why one was lost or a reconnect failed: [`reasons`];
-//! - restarted peers rejoining, over the listener kept from bootstrap: [`rejoin`].
+//! - restarted peers rejoining, over the listener kept from bootstrap: [`rejoin`];
+//! - new nodes joining, and the member list a joining node is told: [`joins`];
+//! - peers removed, and what of them is refused afterwards: [`removal`].
 //!
 //! A `Cluster` is built only by [`Bootstrap`](crate::Bootstrap) (which also defines
 //! [`Cluster::bootstrap`]): this module knows nothing of bootstrap, so the dependency runs
 //! one way, bootstrap to cluster.
 
 mod control;
+mod joins;
 pub(crate) mod local;
 mod permissions;
 mod reasons;
 mod rejoin;
+mod removal;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use usec_regions::RemoteRegion;
@@ -28,6 +33,7 @@ pub use reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
 
 use crate::connections::{Connections, EstablishedPeer};
 use crate::error::{Error, Result};
+use crate::handshake::Joining;
 use crate::poller::Poller;
 use crate::role::{RoleId, RoleSpec};
 use crate::spec::{ClusterSpec, NodeId};
@@ -61,6 +67,8 @@ struct Peer {
     pending: Option<PendingReconnect>,
     /// The incarnation of the peer's process admitted last; none for a peer never reached.
     incarnation: Option<u64>,
+    /// Where it takes connections (told to nodes that join).
+    addr: SocketAddr,
 }
 
 /// A control connection.
@@ -70,21 +78,32 @@ struct ControlLink {
     channel: Channel,
 }
 
-/// How bootstrap left a peer: connected, or (rejoining) never reached.
+/// How bootstrap left a peer: connected, or (rejoining or joining) never reached.
 #[derive(Debug)]
 pub(crate) enum PeerStart {
     /// Connected to the process of that incarnation.
     Joined {
         /// Its incarnation.
         incarnation: u64,
+        /// Where it takes connections.
+        addr: SocketAddr,
         /// Its control connection and regions.
         established: EstablishedPeer,
     },
     /// Not reached before the deadline of a rejoining node, for this reason.
     Unreached {
+        /// Where it was dialed.
+        addr: SocketAddr,
         /// The last thing that went wrong with it.
         reason: String,
     },
+}
+
+/// A node new to us, admitted, its handshake still under way.
+#[derive(Clone, Copy, Debug)]
+struct Newcomer {
+    incarnation: u64,
+    addr: SocketAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +118,8 @@ struct PendingReconnect {
 /// registered regions, the peers' region descriptors, and the control connection to each
 /// peer. The role CQs go to [`Poller`]s ([`Cluster::take_poller`]). Call
 /// [`Cluster::poll_control`] from the node's loop: peers' reconnect requests and region
-/// updates are served there, and restarted peers rejoin there ([`ControlEvent::Rejoined`]).
+/// updates are served there, restarted peers rejoin there ([`ControlEvent::Rejoined`]) and
+/// new nodes join there ([`ControlEvent::Joined`]). [`Cluster::remove_peer`] removes one.
 /// It costs one non-blocking read per peer and one accept, so a hot loop calls it every so
 /// often (say every thousand polls), not on every iteration.
 #[derive(Debug)]
@@ -108,8 +128,15 @@ pub struct Cluster {
     local: LocalNode,
     spec: Arc<ClusterSpec>,
     me: NodeId,
-    incarnation: u64,
+    /// Our incarnation, how we entered the cluster, where we take connections.
+    joining: Joining,
     peers: BTreeMap<NodeId, Peer>,
+    /// Nodes new to us in their handshake.
+    newcomers: BTreeMap<NodeId, Newcomer>,
+    /// Peers removed, with the incarnation removed (if one had been admitted).
+    removed: BTreeMap<NodeId, Option<u64>>,
+    /// Who fenced this process out of the cluster and why, once a peer did.
+    fenced: Option<String>,
     qp_owners: HashMap<u32, (NodeId, RoleId)>,
     control_events: VecDeque<ControlEvent>,
     rejections: Vec<String>,
@@ -132,7 +159,7 @@ impl Cluster {
         local: LocalNode,
         spec: Arc<ClusterSpec>,
         me: NodeId,
-        incarnation: u64,
+        joining: Joining,
         starts: BTreeMap<NodeId, PeerStart>,
         connections: Connections,
         rejections: Vec<String>,
@@ -147,7 +174,7 @@ impl Cluster {
         let mut peers = BTreeMap::new();
         for (node, start) in starts {
             let peer = match start {
-                PeerStart::Joined { incarnation, established } => {
+                PeerStart::Joined { incarnation, addr, established } => {
                     let EstablishedPeer { link, channel, regions } = established;
                     Peer {
                         regions,
@@ -156,9 +183,10 @@ impl Cluster {
                         epoch: 0,
                         pending: None,
                         incarnation: Some(incarnation),
+                        addr,
                     }
                 }
-                PeerStart::Unreached { reason } => {
+                PeerStart::Unreached { addr, reason } => {
                     let lost = PeerLoss::Unreached { reason };
                     control_events.push_back(ControlEvent::PeerLost { peer: node, reason: lost.clone() });
                     Peer {
@@ -168,6 +196,7 @@ impl Cluster {
                         epoch: 0,
                         pending: None,
                         incarnation: None,
+                        addr,
                     }
                 }
             };
@@ -177,8 +206,11 @@ impl Cluster {
             local,
             spec,
             me,
-            incarnation,
+            joining,
             peers,
+            newcomers: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            fenced: None,
             qp_owners,
             control_events,
             rejections,
@@ -194,12 +226,14 @@ impl Cluster {
         self.me
     }
 
-    /// The cluster description.
+    /// The cluster description this node started from (for a node that joined: only its
+    /// own address); the members now are [`Cluster::peers`].
     pub fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
 
-    /// The peers, in id order.
+    /// The peers, in id order: those of the description (or, for a node that joined, those
+    /// it learned of) and those that joined since, less those removed.
     pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.peers.keys().copied()
     }
@@ -226,6 +260,9 @@ impl Cluster {
 
     /// The QP of `role` to `peer`.
     pub fn qp(&self, peer: NodeId, role: RoleId) -> Result<&QueuePair> {
+        if !self.peers.contains_key(&peer) {
+            return Err(self.no_peer(peer));
+        }
         self.local.qp(peer, role)
     }
 
@@ -233,12 +270,21 @@ impl Cluster {
     /// behind the cluster's back is allowed but then [`Cluster::grant_write`] and
     /// [`Cluster::reconnect`] no longer know its rights.
     pub fn qp_mut(&mut self, peer: NodeId, role: RoleId) -> Result<&mut QueuePair> {
+        if !self.peers.contains_key(&peer) {
+            return Err(self.no_peer(peer));
+        }
         self.local.qp_mut(peer, role)
     }
 
     /// Posts `wrs` on the QP of `role` to `peer` (see [`QueuePair::post_send`]).
     pub fn post_send(&mut self, peer: NodeId, role: RoleId, wrs: &[SendWr<'_>]) -> Result<()> {
-        let qp = self.local.qp_mut(peer, role)?;
+        let qp = match self.local.qp_mut(peer, role) {
+            // A node new to us has QPs before it is a peer: nothing goes to it before then.
+            Ok(qp) if !self.newcomers.contains_key(&peer) => qp,
+            Ok(_) => return Err(Error::UnknownPeer(peer)),
+            Err(Error::UnknownPeer(_)) => return Err(self.no_peer(peer)),
+            Err(error) => return Err(error),
+        };
         qp.post_send(wrs).map_err(|source| Error::Verbs {
             context: format!("posting to node {peer} on role #{}", role.index()),
             source,
@@ -255,7 +301,7 @@ impl Cluster {
 
     /// The descriptor of `peer`'s region `name` (as of its latest update).
     pub fn remote_region(&self, peer: NodeId, name: &str) -> Result<RemoteRegion> {
-        let owner = self.peers.get(&peer).ok_or(Error::UnknownPeer(peer))?;
+        let owner = self.peer(peer)?;
         owner.regions.get(name).copied().ok_or_else(|| Error::UnknownRegion {
             name: name.to_string(),
             owner: format!("offered by node {peer}"),
@@ -311,6 +357,6 @@ impl Cluster {
     }
 
     fn peer(&self, node: NodeId) -> Result<&Peer> {
-        self.peers.get(&node).ok_or(Error::UnknownPeer(node))
+        self.peers.get(&node).ok_or_else(|| self.no_peer(node))
     }
 }

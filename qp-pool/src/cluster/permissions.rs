@@ -47,7 +47,8 @@ impl Cluster {
     /// The rights `peer` has (or gets on reconnecting) on the QP of `role`.
     pub fn peer_access(&self, peer: NodeId, role: RoleId) -> Result<AccessFlags> {
         self.local.check_role(role)?;
-        let rights = self.local.access.get(&peer).ok_or(Error::UnknownPeer(peer))?;
+        let rights = self.local.access.get(&peer).filter(|_| self.peers.contains_key(&peer));
+        let rights = rights.ok_or_else(|| self.no_peer(peer))?;
         Ok(rights[role.index()])
     }
 

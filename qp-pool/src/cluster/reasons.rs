@@ -53,6 +53,14 @@ pub enum PeerLoss {
         /// Its reason.
         reason: String,
     },
+    /// The peer fenced this process out of the cluster: a newer process of our node took
+    /// its place, or our node was removed. This process no longer speaks for its node
+    /// ([`Cluster::fenced`](crate::Cluster::fenced)).
+    #[error("it fenced this process out of the cluster: {reason}")]
+    Fenced {
+        /// Its reason.
+        reason: String,
+    },
     /// A newer process of the peer (a restart) connected: the connection to the process it
     /// replaces is closed, whether that one is dead or only stopped.
     #[error("a newer process of it (incarnation {incarnation}) rejoined in its place")]
@@ -83,6 +91,11 @@ impl PeerLoss {
     /// Whether a restarted process of the peer took its place.
     pub fn is_superseded(&self) -> bool {
         matches!(self, PeerLoss::Superseded { .. })
+    }
+
+    /// Whether the peer fenced this process out (it was replaced or removed).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, PeerLoss::Fenced { .. })
     }
 }
 

@@ -2,8 +2,10 @@
 //! address, and a new process of a peer goes through the full handshake again.
 //!
 //! When node 2 restarts, its new process bootstraps with
-//! [`NodeConfig::rejoin`](crate::NodeConfig::rejoin) and a higher incarnation than the
-//! process it replaces. On each of its peers, in [`Cluster::poll_control`]:
+//! [`NodeConfig::rejoin`](crate::NodeConfig::rejoin) (or
+//! [`NodeConfig::join`](crate::NodeConfig::join), knowing only some members' addresses) and
+//! a higher incarnation than the process it replaces. On each of its peers, in
+//! [`Cluster::poll_control`]:
 //!
 //! 1. Its connection is accepted under the same admission limits as at bootstrap (a flood
 //!    is shed), and runs the same handshake: cluster, run and description checked, and with
@@ -49,8 +51,9 @@ use super::{Cluster, ControlEvent, ControlLink, PeerLoss};
 use crate::connections::incarnation::{admit, Admission};
 use crate::connections::{EstablishedPeer, Host, Joined};
 use crate::error::Result;
+use crate::handshake::Joining;
 use crate::spec::NodeId;
-use crate::wire::{Message, Offer, Reject};
+use crate::wire::{Members, Message, Offer, Reject};
 
 /// Failures of rejoining peers' connections remembered; later ones are dropped.
 const FAILURES_KEPT: usize = 32;
@@ -60,12 +63,14 @@ impl Cluster {
     pub(super) fn serve_rejoins(&mut self, now_ns: u64) {
         let Some(mut connections) = self.connections.take() else { return };
         connections.poll(now_ns, self);
-        for failure in connections.take_failures() {
+        let failures = connections.take_failures();
+        self.connections = Some(connections);
+        for failure in failures {
             if self.rejoin_failures.len() < FAILURES_KEPT {
                 self.rejoin_failures.push(format!("node {}: {}", failure.node, failure.reason));
             }
+            self.newcomer_failed(failure.node);
         }
-        self.connections = Some(connections);
     }
 
     /// Where this node listens for restarted peers (the network bootstrap used).
@@ -75,7 +80,7 @@ impl Cluster {
 
     /// This node's incarnation: which process of it this is.
     pub fn incarnation(&self) -> u64 {
-        self.incarnation
+        self.joining.incarnation
     }
 
     /// The incarnation of `peer`'s process admitted last (`None` for a peer never reached).
@@ -106,7 +111,7 @@ impl Cluster {
         }
         let reason = format!("node {node} restarted: incarnation {incarnation} replaces this process");
         let control = peer.control.as_mut().expect("a live peer has its connection");
-        control.channel.send(&Message::Reject(Reject { reason }));
+        control.channel.send(&Message::Fence(Reject { reason }));
         // Whether the old process reads it or not, it is gone.
         let _ = self.flush_peer(node);
         self.lose(node, PeerLoss::Superseded { incarnation });
@@ -114,7 +119,7 @@ impl Cluster {
 
     /// Drops the verbs events still queued about the QPs to `node`: they are about the
     /// connection to a process that is being replaced. The others wait, in order.
-    fn drop_stale_events(&mut self, node: NodeId) {
+    pub(super) fn drop_stale_events(&mut self, node: NodeId) {
         while let Some(event) = self.local.context.poll_event() {
             self.early_events.push_back(event);
         }
@@ -126,8 +131,12 @@ impl Cluster {
 }
 
 impl Host for Cluster {
-    fn admit(&mut self, node: NodeId, incarnation: u64) -> Result<Offer> {
-        let peer = self.peers.get(&node).expect("the handshake checked membership");
+    fn admit(&mut self, node: NodeId, joining: Joining, dialed: Option<SocketAddr>) -> Result<Offer> {
+        self.check_not_fenced()?;
+        let Some(peer) = self.peers.get(&node) else {
+            return self.admit_newcomer(node, joining, dialed);
+        };
+        let incarnation = joining.incarnation;
         if let Admission::Newer { .. } = admit(node, peer.incarnation, peer.lost.is_none(), incarnation)? {
             self.supersede(node, incarnation);
         }
@@ -144,13 +153,28 @@ impl Host for Cluster {
         self.local.offer_for(node)
     }
 
+    fn members(&self, to: NodeId) -> Members {
+        self.member_list(to)
+    }
+
+    fn learn(&mut self, _from: NodeId, _members: &Members) -> Result<()> {
+        // A running cluster never dials: nodes that join come to it.
+        Ok(())
+    }
+
     fn accept_offer(&mut self, node: NodeId, offer: &Offer) -> Result<BTreeMap<String, RemoteRegion>> {
         self.local.accept_offer(node, offer)
     }
 
     fn joined(&mut self, joined: Joined) {
-        let Joined { node, incarnation, peer: EstablishedPeer { link, channel, regions } } = joined;
+        if !self.peers.contains_key(&joined.node) {
+            return self.newcomer_joined(joined);
+        }
+        let Joined { node, incarnation, addr, peer: EstablishedPeer { link, channel, regions } } = joined;
         let peer = self.peers.get_mut(&node).expect("a peer");
+        if let Some(addr) = addr {
+            peer.addr = addr;
+        }
         peer.control = Some(ControlLink { link, channel });
         peer.regions = regions;
         peer.lost = None;

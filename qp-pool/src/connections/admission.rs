@@ -150,7 +150,7 @@ impl Connections {
 
     fn take_in(&mut self, link: Box<dyn Link>, now_ns: u64) {
         let label = link.describe();
-        self.push(link, Side::Listener, &label, None, now_ns);
+        self.push(link, Side::Listener, &label, None, None, now_ns);
     }
 
     /// Connections accepted that have not said who they are.

@@ -12,6 +12,11 @@
 //!   for a node at all ([`incarnation`]);
 //! - the handshake timeout, refusals with their reasons, impostors kept apart
 //!   ([`refusals`]).
+//!
+//! A node that joins a running cluster dials members' addresses without knowing their ids
+//! (contacts): what answers there is taken for the node it proves to be. The member lists
+//! it is sent ([`Host::learn`]) also retire its connections to processes of a member older
+//! than the one listed (a stopped process still at an old address).
 
 mod admission;
 pub(crate) mod incarnation;
@@ -29,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::handshake::{Handshake, HandshakeEvent, Joining, Side};
 use crate::spec::{ClusterSpec, NodeId};
 use crate::transport::{Link, Network, Received};
-use crate::wire::{Channel, Offer};
+use crate::wire::{Channel, Members, Offer};
 pub(crate) use admission::out_of_descriptors;
 use admission::Admission;
 use incarnation::{prefer_new, Claim};
@@ -57,11 +62,13 @@ pub(crate) struct EstablishedPeer {
     pub(crate) regions: BTreeMap<String, RemoteRegion>,
 }
 
-/// A connection that finished its handshake: who, which process of it, and the connection.
+/// A connection that finished its handshake: who, which process of it, where it takes
+/// connections (the address we dialed, else the one its hello gave), and the connection.
 #[derive(Debug)]
 pub(crate) struct Joined {
     pub(crate) node: NodeId,
     pub(crate) incarnation: u64,
+    pub(crate) addr: Option<SocketAddr>,
     pub(crate) peer: EstablishedPeer,
 }
 
@@ -72,12 +79,25 @@ pub(crate) struct PeerFailure {
     pub(crate) reason: String,
 }
 
+/// A contact (a member's address given to a joining node) whose connection failed before
+/// it said who answered there.
+#[derive(Debug)]
+pub(crate) struct ContactFailure {
+    pub(crate) addr: SocketAddr,
+    pub(crate) reason: String,
+}
+
 /// What the owner of the connections decides and does.
 pub(crate) trait Host {
-    /// A connection proved that it speaks for `node` as `incarnation` (and won against any
-    /// other connection for it): refuse it, or return the offer to send (making it resets
-    /// our QPs to `node`).
-    fn admit(&mut self, node: NodeId, incarnation: u64) -> Result<Offer>;
+    /// A connection proved that it speaks for `node`, whose hello said `joining` (and won
+    /// against any other connection for it); we dialed it at `dialed`, or it dialed us:
+    /// refuse it, or return the offer to send (making it resets our QPs to `node`).
+    fn admit(&mut self, node: NodeId, joining: Joining, dialed: Option<SocketAddr>) -> Result<Offer>;
+    /// The members we know, for `node`, which joins a running cluster.
+    fn members(&self, to: NodeId) -> Members;
+    /// `node` sent the members it knows (we join a running cluster); refusing them ends
+    /// the connection.
+    fn learn(&mut self, from: NodeId, members: &Members) -> Result<()>;
     /// `node`'s offer arrived on the connection admitted: connect our QPs, return its regions.
     fn accept_offer(&mut self, node: NodeId, offer: &Offer) -> Result<BTreeMap<String, RemoteRegion>>;
     /// The handshake is over: the connection is `node`'s from now on.
@@ -90,6 +110,8 @@ struct Connection {
     handshake: Handshake,
     /// The peer this connection speaks for (set when dialed, or once admitted).
     peer: Option<NodeId>,
+    /// The address we dialed, if we did.
+    addr: Option<SocketAddr>,
     regions: BTreeMap<String, RemoteRegion>,
     finished: bool,
     established: bool,
@@ -107,7 +129,7 @@ impl Connection {
 
     fn claim(&self) -> Claim {
         Claim {
-            dialed: matches!(self.handshake.side(), Side::Dialer { .. }),
+            dialed: self.handshake.side().dialed(),
             incarnation: self.handshake.peer_joining().map(|joining| joining.incarnation),
         }
     }
@@ -124,6 +146,7 @@ pub(crate) struct Connections {
     admission: Admission,
     refusals: Refusals,
     failures: Vec<PeerFailure>,
+    contact_failures: Vec<ContactFailure>,
 }
 
 impl Connections {
@@ -145,6 +168,7 @@ impl Connections {
             admission: Admission::new(dialers),
             refusals: Refusals::default(),
             failures: Vec::new(),
+            contact_failures: Vec::new(),
         }
     }
 
@@ -157,6 +181,7 @@ impl Connections {
         self.admission = Admission::new(dialers);
         self.refusals = Refusals::default();
         self.failures.clear();
+        self.contact_failures.clear();
     }
 
     /// Accepts what waits, moves every connection's bytes, acts on their handshakes (asking
@@ -181,14 +206,35 @@ impl Connections {
         busy | self.sweep(host)
     }
 
-    /// Dials `node`; a failure is returned (and counted as nothing else).
-    pub(crate) fn dial(&mut self, node: NodeId, now_ns: u64) -> std::result::Result<(), String> {
-        let addr = self.spec.addr_of(node).expect("peers come from the description");
+    /// Dials `node` at `addr`; a failure is returned (and counted as nothing else).
+    pub(crate) fn dial(
+        &mut self,
+        node: NodeId,
+        addr: SocketAddr,
+        now_ns: u64,
+    ) -> std::result::Result<(), String> {
+        // Not "node 2": until it is identified, whoever answers may be anyone.
+        let label = format!("{addr} (node {node}'s address)");
+        self.dial_as(addr, Side::Dialer { expected: node }, &label, Some(node), now_ns)
+    }
+
+    /// Dials a contact: a member's address, whichever node answers there.
+    pub(crate) fn dial_contact(&mut self, addr: SocketAddr, now_ns: u64) -> std::result::Result<(), String> {
+        let label = format!("{addr} (a member's address)");
+        self.dial_as(addr, Side::Contact, &label, None, now_ns)
+    }
+
+    fn dial_as(
+        &mut self,
+        addr: SocketAddr,
+        side: Side,
+        label: &str,
+        peer: Option<NodeId>,
+        now_ns: u64,
+    ) -> std::result::Result<(), String> {
         match self.network.dial(addr) {
             Ok(link) => {
-                // Not "node 2": until it is identified, whoever answers may be anyone.
-                let label = format!("{addr} (node {node}'s address)");
-                self.push(link, Side::Dialer { expected: node }, &label, Some(node), now_ns);
+                self.push(link, side, label, peer, Some(addr), now_ns);
                 Ok(())
             }
             Err(error) => {
@@ -196,6 +242,31 @@ impl Connections {
                     self.relieve_descriptors();
                 }
                 Err(format!("dialing {addr}: {error}"))
+            }
+        }
+    }
+
+    /// Whether a connection we dialed to `addr` is still in its handshake (so there is no
+    /// need to dial it again, whoever answers there).
+    pub(crate) fn dialing(&self, addr: SocketAddr) -> bool {
+        self.list.iter().any(|connection| connection.is_live() && connection.addr == Some(addr))
+    }
+
+    /// Ends every connection in its handshake, telling each `error`.
+    pub(crate) fn abandon_all(&mut self, error: impl Fn() -> Error) {
+        for index in 0..self.list.len() {
+            if self.list[index].is_live() {
+                self.drop_quietly(index, error());
+            }
+        }
+    }
+
+    /// Ends the connections that speak for `node` (it was removed), telling it `error`.
+    pub(crate) fn abandon(&mut self, node: NodeId, error: impl Fn() -> Error) {
+        for index in 0..self.list.len() {
+            let connection = &self.list[index];
+            if connection.is_live() && connection.peer == Some(node) {
+                self.drop_quietly(index, error());
             }
         }
     }
@@ -208,6 +279,12 @@ impl Connections {
     /// The failures of connections that spoke for a peer, since the last call.
     pub(crate) fn take_failures(&mut self) -> Vec<PeerFailure> {
         std::mem::take(&mut self.failures)
+    }
+
+    /// The failures of contacts' connections before they said who answered, since the
+    /// last call.
+    pub(crate) fn take_contact_failures(&mut self) -> Vec<ContactFailure> {
+        std::mem::take(&mut self.contact_failures)
     }
 
     /// The connections refused (for what they claimed or sent; impostors apart).
@@ -232,7 +309,15 @@ impl Connections {
         self.refusals.impostors.report("impostors")
     }
 
-    fn push(&mut self, link: Box<dyn Link>, side: Side, label: &str, peer: Option<NodeId>, now_ns: u64) {
+    fn push(
+        &mut self,
+        link: Box<dyn Link>,
+        side: Side,
+        label: &str,
+        peer: Option<NodeId>,
+        addr: Option<SocketAddr>,
+        now_ns: u64,
+    ) {
         let handshake = Handshake::for_incarnation(
             Arc::clone(&self.spec),
             self.me,
@@ -245,6 +330,7 @@ impl Connections {
             link,
             handshake,
             peer,
+            addr,
             regions: BTreeMap::new(),
             finished: false,
             established: false,
@@ -293,6 +379,14 @@ impl Connections {
         while let Some(event) = self.list[index].handshake.poll_event() {
             match event {
                 HandshakeEvent::Identified(node) => self.identified(index, node, host)?,
+                HandshakeEvent::Members(members) => {
+                    let connection = &mut self.list[index];
+                    let node = connection.peer.expect("members come after the admission");
+                    if let Err(error) = host.learn(node, &members) {
+                        return Err(connection.handshake.reject(error));
+                    }
+                    self.retire_outdated(index, &members);
+                }
                 HandshakeEvent::Offer(offer) => {
                     let connection = &mut self.list[index];
                     let node = connection.peer.expect("an offer comes after the admission");
@@ -332,13 +426,36 @@ impl Connections {
             self.drop_quietly(other, Error::DuplicateNode { node, reason });
         }
         let connection = &mut self.list[index];
-        match host.admit(node, incarnation) {
+        let joining = connection.handshake.peer_joining().expect("identified");
+        match host.admit(node, joining, connection.addr) {
             Ok(offer) => {
                 connection.peer = Some(node);
+                if joining.entry.joins_running() {
+                    connection.handshake.send_members(host.members(node));
+                }
                 connection.handshake.send_offer(offer);
                 Ok(())
             }
             Err(error) => Err(connection.handshake.reject(error)),
+        }
+    }
+
+    /// Ends the other connections, still in their handshake, to processes of a node older
+    /// than the one `members` lists: a member vouches that a newer one joined since.
+    fn retire_outdated(&mut self, index: usize, members: &Members) {
+        for member in &members.members {
+            let Ok(node) = NodeId::new(member.node) else { continue };
+            for other in 0..self.list.len() {
+                let connection = &self.list[other];
+                let claimed = connection.claim().incarnation;
+                if other == index || !connection.is_live() || connection.peer != Some(node) {
+                    continue;
+                }
+                if let Some(theirs) = claimed.filter(|&theirs| theirs < member.incarnation) {
+                    let current = member.incarnation;
+                    self.drop_quietly(other, Error::StaleIncarnation { node, theirs, current });
+                }
+            }
         }
     }
 
@@ -359,17 +476,21 @@ impl Connections {
             // Whatever id it claimed, an impostor says nothing about that node: listed
             // apart, and a node we dialed is only told that its address answered wrong.
             self.refusals.impostors.push(error.to_string());
-            if let Some(node) = connection.peer {
-                let addr = self.spec.addr_of(node).expect("peers come from the description");
-                let reason =
-                    format!("what answered at {addr} failed the cluster key check (see the impostors)");
-                self.failures.push(PeerFailure { node, reason });
+            let addr = connection.addr.map_or_else(|| "its address".to_string(), |addr| addr.to_string());
+            let reason = format!("what answered at {addr} failed the cluster key check (see the impostors)");
+            match (connection.peer, connection.addr) {
+                (Some(node), _) => self.failures.push(PeerFailure { node, reason }),
+                (None, Some(addr)) => self.contact_failures.push(ContactFailure { addr, reason }),
+                (None, None) => {}
             }
             return;
         }
-        match connection.peer {
-            Some(node) => self.failures.push(PeerFailure { node, reason: error.to_string() }),
-            None => {
+        match (connection.peer, connection.addr) {
+            (Some(node), _) => self.failures.push(PeerFailure { node, reason: error.to_string() }),
+            (None, Some(addr)) => {
+                self.contact_failures.push(ContactFailure { addr, reason: error.to_string() })
+            }
+            (None, None) => {
                 let who = connection.handshake.who();
                 self.refusals.rejected.push(format!("{who}: {error}"));
             }
@@ -398,13 +519,14 @@ impl Connections {
         for connection in std::mem::take(&mut self.list) {
             if connection.established {
                 let node = connection.peer.expect("established with an admitted peer");
-                let incarnation = connection.handshake.peer_joining().expect("identified").incarnation;
+                let joining = connection.handshake.peer_joining().expect("identified");
+                let addr = connection.addr.or(joining.addr);
                 let peer = EstablishedPeer {
                     link: connection.link,
                     channel: connection.handshake.into_channel(),
                     regions: connection.regions,
                 };
-                host.joined(Joined { node, incarnation, peer });
+                host.joined(Joined { node, incarnation: joining.incarnation, addr, peer });
                 handed = true;
             } else if !connection.finished {
                 self.list.push(connection);

@@ -70,6 +70,7 @@ fn establish(spec: &Arc<ClusterSpec>) -> (Handshake, Handshake, Vec<u8>, Vec<u8>
                     }
                     HandshakeEvent::Offer(_) => handshake.confirm_connected(),
                     HandshakeEvent::Established => {}
+                    HandshakeEvent::Members(_) => panic!("members sent to a node that does not join"),
                 }
             }
         }
@@ -272,7 +273,7 @@ mod forged {
             Just(Message::Offer(offer("forged")).body()),
             proptest::collection::vec(any::<u8>(), 0..64),
         ];
-        (1u8..=8, body, proptest::option::of(any::<[u8; 32]>()))
+        (1u8..=10, body, proptest::option::of(any::<[u8; 32]>()))
     }
 
     proptest! {

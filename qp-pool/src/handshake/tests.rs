@@ -83,7 +83,8 @@ fn listener_refusal(ours: Arc<ClusterSpec>, theirs: Arc<ClusterSpec>, claimed: u
         nonce: fresh_nonce(),
         keyed: theirs.key.is_some(),
         incarnation: 0,
-        rejoin: false,
+        entry: Entry::Start,
+        addr: None,
     });
     let error = listener.handle_bytes(&hello.to_frame()).unwrap_err();
     assert!(listener.has_failed());

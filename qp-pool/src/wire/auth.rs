@@ -137,7 +137,8 @@ mod tests {
             nonce: [nonce; 32],
             keyed: true,
             incarnation: 0,
-            rejoin: false,
+            entry: crate::wire::Entry::Start,
+            addr: None,
         }
     }
 

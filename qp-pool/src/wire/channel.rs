@@ -166,7 +166,8 @@ mod tests {
             nonce: [node as u8; 32],
             keyed: true,
             incarnation: 0,
-            rejoin: false,
+            entry: crate::wire::Entry::Start,
+            addr: None,
         };
         let key = ClusterKey::from_bytes([9; 32]);
         let (mut dialer, mut listener) = (Channel::default(), Channel::default());

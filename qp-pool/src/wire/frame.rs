@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 pub const MAGIC: [u8; 4] = *b"uQPP";
 /// The protocol version this build speaks. Version 2 added the flags byte, the tag of
 /// authenticated frames, the nonce and key flag of `Hello`, and `Proof`; version 3 the
-/// incarnation and rejoin flag of `Hello`.
-pub const VERSION: u8 = 3;
+/// incarnation and rejoin flag of `Hello`; version 4 the entry (start, rejoin, join) and
+/// control address of `Hello` in place of the rejoin flag, `Members` and `Fence`.
+pub const VERSION: u8 = 4;
 /// Bytes before the body: magic, version, kind, flags, length, checksum.
 pub const HEADER_LEN: usize = 4 + 1 + 1 + 1 + 4 + 4;
 /// The largest body accepted: far above any real offer (16 roles and 64 regions take
@@ -23,7 +24,7 @@ pub const FLAG_TAGGED: u8 = 1;
 #[non_exhaustive]
 pub enum FrameKind {
     /// Who we are: cluster, run, node id, description digest, nonce, whether keyed,
-    /// incarnation, whether rejoining.
+    /// incarnation, how we enter the cluster, our control address.
     Hello = 1,
     /// The QP endpoints made for the receiver, and our region descriptors.
     Offer = 2,
@@ -39,6 +40,10 @@ pub enum FrameKind {
     RegionUpdate = 7,
     /// No body: its tag proves that the sender holds the cluster key.
     Proof = 8,
+    /// The members the sender knows, for a node that joins a running cluster.
+    Members = 9,
+    /// The receiver's process is fenced out of the cluster (replaced, or removed), and why.
+    Fence = 10,
 }
 
 impl FrameKind {
@@ -53,6 +58,8 @@ impl FrameKind {
             6 => FrameKind::ReconnectReply,
             7 => FrameKind::RegionUpdate,
             8 => FrameKind::Proof,
+            9 => FrameKind::Members,
+            10 => FrameKind::Fence,
             _ => return None,
         })
     }
@@ -192,13 +199,13 @@ mod tests {
         assert!(error.contains("malformed frame (magic)"), "{error}");
         assert!(parse_frame(b"uQ").unwrap().is_none());
         assert!(parse_frame(b"uX").is_err());
-        let error = parse_frame(b"uQPP\x04").unwrap_err().to_string();
-        assert!(error.contains("the peer speaks version 4, this build speaks version 3"), "{error}");
-        let error = parse_frame(b"uQPP\x02").unwrap_err().to_string();
-        assert!(error.contains("the peer speaks version 2, this build speaks version 3"), "{error}");
-        assert!(parse_frame(b"uQPP\x03\x63").unwrap_err().to_string().contains("unknown kind 99"));
-        assert!(parse_frame(b"uQPP\x03\x02\x02").unwrap_err().to_string().contains("unknown flags 0x02"));
-        let mut huge = b"uQPP\x03\x02\x00".to_vec();
+        let error = parse_frame(b"uQPP\x05").unwrap_err().to_string();
+        assert!(error.contains("the peer speaks version 5, this build speaks version 4"), "{error}");
+        let error = parse_frame(b"uQPP\x03").unwrap_err().to_string();
+        assert!(error.contains("the peer speaks version 3, this build speaks version 4"), "{error}");
+        assert!(parse_frame(b"uQPP\x04\x63").unwrap_err().to_string().contains("unknown kind 99"));
+        assert!(parse_frame(b"uQPP\x04\x02\x02").unwrap_err().to_string().contains("unknown flags 0x02"));
+        let mut huge = b"uQPP\x04\x02\x00".to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&[0; 4]);
         let error = parse_frame(&huge).unwrap_err().to_string();

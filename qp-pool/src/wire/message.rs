@@ -1,12 +1,15 @@
 //! The messages of the handshake and of the control connection, and their encoding in
 //! frames.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::role::MAX_ROLES;
-use crate::spec::check_name;
+use crate::spec::{check_name, NodeId};
 use crate::wire::frame::{announced_len, encode_frame, parse_frame, Frame, FrameKind};
 
 /// The most regions one node may offer.
@@ -15,6 +18,34 @@ pub const MAX_REGIONS: usize = 64;
 const MAX_BLOB_LEN: usize = 256;
 /// The longest rejection reason accepted.
 const MAX_REASON_LEN: usize = 4096;
+/// The most members a member list may name: what fits a frame, with room to spare
+/// (an IPv6 entry takes under 40 bytes).
+pub const MAX_MEMBERS: usize = 1024;
+
+/// How the sender of a `Hello` enters the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Entry {
+    /// One of the nodes of the description, starting with the others: the description
+    /// must be the same on both ends, and lower ids dial higher ones.
+    #[default]
+    Start,
+    /// A node of the description restarted (a new process, a higher incarnation) into a
+    /// running cluster: it dials every member, and learns the member list from them.
+    Rejoin,
+    /// A node that knows the cluster's name, run and key but not its description: it was
+    /// given some members' control addresses, learns the member list from the members it
+    /// reaches, and dials every member. Its id need not be in anyone's description, and no
+    /// description digest is compared with it.
+    Join,
+}
+
+impl Entry {
+    /// Whether the sender joins a running cluster (it dials every member, lower ids too,
+    /// and is sent the member list).
+    pub fn joins_running(self) -> bool {
+        self != Entry::Start
+    }
+}
 
 /// Who the sender is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +67,31 @@ pub struct Hello {
     /// the process it replaces, and the higher one wins (see
     /// [`Cluster`](crate::Cluster)'s rejoin rules).
     pub incarnation: u64,
-    /// Whether the sender is joining a cluster that already runs: it dials every peer,
-    /// lower ids included.
-    pub rejoin: bool,
+    /// How the sender enters the cluster.
+    pub entry: Entry,
+    /// Where the sender takes connections from nodes that join later (its control
+    /// address), so that members can tell joining nodes; required with [`Entry::Join`].
+    pub addr: Option<SocketAddr>,
+}
+
+/// One member of a cluster, as another member knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its node id.
+    pub node: u16,
+    /// The incarnation of its process admitted last.
+    pub incarnation: u64,
+    /// Its control address.
+    pub addr: SocketAddr,
+}
+
+/// The members a node knows (itself included): sent to a node that joins a running
+/// cluster, right after it proved who it is (with a cluster key, tagged like every frame)
+/// and before the offer, so that it learns whom else to connect to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// The members, each once.
+    pub members: Vec<Member>,
 }
 
 /// One role's endpoint.
@@ -113,6 +166,13 @@ pub enum Message {
     RegionUpdate(RegionUpdate),
     /// With a cluster key: the sender holds it (the proof is the frame's tag).
     Proof,
+    /// The members the sender knows, for a node that joins.
+    Members(Members),
+    /// On a control connection: the receiver's process no longer speaks for its node (a
+    /// newer process of it took its place, or it was removed), and why. Unlike `Reject`,
+    /// tagged on a keyed connection: it changes what the receiver does beyond the one
+    /// connection, so only a holder of the key may say it.
+    Fence(Reject),
 }
 
 impl Message {
@@ -127,6 +187,8 @@ impl Message {
             Message::ReconnectReply(_) => FrameKind::ReconnectReply,
             Message::RegionUpdate(_) => FrameKind::RegionUpdate,
             Message::Proof => FrameKind::Proof,
+            Message::Members(_) => FrameKind::Members,
+            Message::Fence(_) => FrameKind::Fence,
         }
     }
 
@@ -136,9 +198,10 @@ impl Message {
             Message::Hello(hello) => to_body(hello),
             Message::Offer(offer) => to_body(offer),
             Message::Ready | Message::Proof => Vec::new(),
-            Message::Reject(reject) => to_body(reject),
+            Message::Reject(reject) | Message::Fence(reject) => to_body(reject),
             Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => to_body(reconnect),
             Message::RegionUpdate(update) => to_body(update),
+            Message::Members(members) => to_body(members),
         }
     }
 
@@ -180,6 +243,8 @@ impl Message {
             FrameKind::ReconnectRequest => Message::ReconnectRequest(from_body(body)?),
             FrameKind::ReconnectReply => Message::ReconnectReply(from_body(body)?),
             FrameKind::RegionUpdate => Message::RegionUpdate(from_body(body)?),
+            FrameKind::Members => Message::Members(from_body(body)?),
+            FrameKind::Fence => Message::Fence(from_body(body)?),
         };
         message.check()?;
         Ok(message)
@@ -209,16 +274,33 @@ impl Message {
                 check_regions(&offer.regions)
             }
             Message::Ready | Message::Proof => Ok(()),
-            Message::Reject(reject) if reject.reason.len() > MAX_REASON_LEN => {
+            Message::Reject(reject) | Message::Fence(reject) if reject.reason.len() > MAX_REASON_LEN => {
                 Err(Error::malformed("body", format!("a reason of {} bytes", reject.reason.len())))
             }
-            Message::Reject(_) => Ok(()),
+            Message::Reject(_) | Message::Fence(_) => Ok(()),
             Message::ReconnectRequest(reconnect) | Message::ReconnectReply(reconnect) => {
                 check_roles(&reconnect.roles)
             }
             Message::RegionUpdate(update) => check_regions(&update.regions),
+            Message::Members(members) => check_members(&members.members),
         }
     }
+}
+
+fn check_members(members: &[Member]) -> Result<()> {
+    if members.len() > MAX_MEMBERS {
+        return Err(Error::malformed("body", format!("{} members, at most {MAX_MEMBERS}", members.len())));
+    }
+    let mut seen = BTreeSet::new();
+    for member in members {
+        if member.node > NodeId::MAX {
+            return Err(Error::malformed("body", format!("member id {} above {}", member.node, NodeId::MAX)));
+        }
+        if !seen.insert(member.node) {
+            return Err(Error::malformed("body", format!("member {} listed twice", member.node)));
+        }
+    }
+    Ok(())
 }
 
 fn body_check(result: std::result::Result<(), String>) -> Result<()> {
@@ -304,10 +386,11 @@ mod tests {
                 any::<[u8; 32]>(),
                 any::<bool>(),
                 any::<u64>(),
-                any::<bool>()
+                entry(),
+                proptest::option::of(socket_addr())
             )
                 .prop_map(
-                    |(cluster, run, node, spec_digest, nonce, keyed, incarnation, rejoin)| {
+                    |(cluster, run, node, spec_digest, nonce, keyed, incarnation, entry, addr)| {
                         Message::Hello(Hello {
                             cluster,
                             run,
@@ -316,7 +399,8 @@ mod tests {
                             nonce,
                             keyed,
                             incarnation,
-                            rejoin,
+                            entry,
+                            addr,
                         })
                     }
                 ),
@@ -324,12 +408,32 @@ mod tests {
                 .prop_map(|(roles, regions)| Message::Offer(Offer { roles, regions })),
             Just(Message::Ready),
             "\\PC{0,100}".prop_map(|reason| Message::Reject(Reject { reason })),
+            "\\PC{0,100}".prop_map(|reason| Message::Fence(Reject { reason })),
             (any::<u64>(), role_offers())
                 .prop_map(|(epoch, roles)| Message::ReconnectRequest(Reconnect { epoch, roles })),
             (any::<u64>(), role_offers())
                 .prop_map(|(epoch, roles)| Message::ReconnectReply(Reconnect { epoch, roles })),
             region_offers().prop_map(|regions| Message::RegionUpdate(RegionUpdate { regions })),
             Just(Message::Proof),
+            proptest::collection::btree_map(0..=NodeId::MAX, (any::<u64>(), socket_addr()), 0..8).prop_map(
+                |members| Message::Members(Members {
+                    members: members
+                        .into_iter()
+                        .map(|(node, (incarnation, addr))| Member { node, incarnation, addr })
+                        .collect(),
+                })
+            ),
+        ]
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        prop_oneof![Just(Entry::Start), Just(Entry::Rejoin), Just(Entry::Join)]
+    }
+
+    fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(SocketAddr::from),
+            (any::<[u16; 8]>(), any::<u16>()).prop_map(SocketAddr::from),
         ]
     }
 
@@ -372,7 +476,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=8, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn arbitrary_bodies_in_valid_frames_never_panic(kind in 1u8..=10, body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut frame = Vec::new();
             encode_frame(FrameKind::from_code(kind).unwrap(), &body, &mut frame);
             let _ = Message::decode_exact(&frame);
@@ -408,5 +512,16 @@ mod tests {
         assert!(error.contains("malformed frame (flags): a tagged frame"), "{error}");
         let parsed = parse_frame(&frame).unwrap().unwrap();
         assert_eq!(Message::from_frame(&parsed).unwrap(), Message::Proof);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let member = |node| Member { node, incarnation: 1, addr };
+        let twice = Message::Members(Members { members: vec![member(3), member(3)] });
+        let error = Message::decode_exact(&twice.to_frame()).unwrap_err().to_string();
+        assert!(error.contains("(body): member 3 listed twice"), "{error}");
+        let beyond = Message::Members(Members { members: vec![member(4096)] });
+        let error = Message::decode_exact(&beyond.to_frame()).unwrap_err().to_string();
+        assert!(error.contains("(body): member id 4096 above 4095"), "{error}");
+        let many = Message::Members(Members { members: (0..=MAX_MEMBERS as u16).map(member).collect() });
+        let error = Message::decode_exact(&many.to_frame()).unwrap_err().to_string();
+        assert!(error.contains("(body): 1025 members, at most 1024"), "{error}");
     }
 }

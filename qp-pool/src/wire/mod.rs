@@ -27,5 +27,6 @@ pub use frame::{
     MAX_BODY_LEN, TAG_LEN, VERSION,
 };
 pub use message::{
-    Hello, Message, Offer, Reconnect, RegionOffer, RegionUpdate, Reject, RoleOffer, MAX_REGIONS,
+    Entry, Hello, Member, Members, Message, Offer, Reconnect, RegionOffer, RegionUpdate, Reject, RoleOffer,
+    MAX_MEMBERS, MAX_REGIONS,
 };

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use usec_qp_pool::wire::Message;
 use usec_qp_pool::{
-    wait_for, Bootstrap, Cluster, ClusterSpec, Link, MemoryHub, MemoryNetwork, Network, NodeConfig, NodeId,
-    Poller, Progress, QuorumWaiter, Received, RoleSpec, SimDriver, WrId, WrKind,
+    wait_for, Bootstrap, Cluster, ClusterSpec, ControlEvent, Link, MemoryHub, MemoryNetwork, Network,
+    NodeConfig, NodeId, Poller, Progress, QuorumWaiter, Received, RoleSpec, SimDriver, WrId, WrKind,
 };
 use usec_verbs::sim::{self, SimFabric};
 use usec_verbs::{AccessFlags, Payload, RemoteAddr, SendWr};
@@ -133,6 +133,63 @@ impl Link for TappedLink {
     }
 }
 
+/// What each node reported, in order.
+pub type Events = Vec<(NodeId, ControlEvent)>;
+
+/// What [`SimCluster::start_process`] gives back.
+pub type Started = (usec_qp_pool::Result<Cluster>, sim::NodeId, Events, Duration);
+
+/// Every cluster's control events at `now_ns`, into `events`.
+pub fn poll_all(clusters: &mut [Cluster], now_ns: u64, events: &mut Events) {
+    for cluster in clusters {
+        let me = cluster.me();
+        events.extend(std::iter::from_fn(|| cluster.poll_control_at(now_ns)).map(|event| (me, event)));
+    }
+}
+
+/// What `observer` reported.
+pub fn of(events: &Events, observer: NodeId) -> Vec<ControlEvent> {
+    events.iter().filter(|(me, _)| *me == observer).map(|(_, event)| event.clone()).collect()
+}
+
+/// A node's process seen by a test that drives several at once: bootstrapping, then
+/// serving its cluster.
+pub struct Process {
+    boot: Option<Bootstrap>,
+    cluster: Option<Cluster>,
+}
+
+impl Process {
+    pub fn new(boot: Bootstrap) -> Process {
+        Process { boot: Some(boot), cluster: None }
+    }
+
+    /// One turn at `now_ns`: a poll of its bootstrap (finished once done), or of its
+    /// cluster's control connections (their events into `events`).
+    pub fn turn(&mut self, now_ns: u64, events: &mut Events) {
+        if let Some(boot) = &mut self.boot {
+            if boot.poll(now_ns).unwrap() == Progress::Done {
+                self.cluster = Some(self.boot.take().expect("booting").finish().unwrap());
+            }
+        } else if let Some(cluster) = &mut self.cluster {
+            let me = cluster.me();
+            events.extend(std::iter::from_fn(|| cluster.poll_control_at(now_ns)).map(|event| (me, event)));
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    pub fn boot(&self) -> Option<&Bootstrap> {
+        self.boot.as_ref()
+    }
+
+    pub fn into_cluster(self) -> Cluster {
+        self.cluster.expect("a running process")
+    }
+}
+
 pub fn addr(id: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, id as u8 + 1], 7000))
 }
@@ -181,6 +238,16 @@ impl SimCluster {
 
     /// The nodes of `spec` (whose addresses are [`addr`]'s), bootstrapped.
     pub fn with_spec(test: &str, seed: u64, spec: ClusterSpec) -> SimCluster {
+        SimCluster::with_configs(test, seed, spec, |config| config)
+    }
+
+    /// The nodes of `spec`, each with [`sim_config`] changed by `tweak`, bootstrapped.
+    pub fn with_configs(
+        test: &str,
+        seed: u64,
+        spec: ClusterSpec,
+        tweak: impl Fn(NodeConfig) -> NodeConfig,
+    ) -> SimCluster {
         let fabric = SimFabric::create(&format!("qp-pool-{test}-{seed}"), seed).unwrap();
         let hub = MemoryHub::new();
         let n = spec.nodes.len() as u16;
@@ -192,11 +259,52 @@ impl SimCluster {
             sim_nodes.push(sim_node);
             let network =
                 TappedNetwork { inner: hub.listen(addr(id)).unwrap(), tap: taps[id as usize].clone() };
-            boots.push(Bootstrap::start(&context, sim_config(&spec, node(id)), Box::new(network)).unwrap());
+            let config = tweak(sim_config(&spec, node(id)));
+            boots.push(Bootstrap::start(&context, config, Box::new(network)).unwrap());
         }
         let mut clusters: Vec<Cluster> = drive(boots).into_iter().map(|result| result.unwrap()).collect();
         let pollers = clusters.iter_mut().map(|cluster| cluster.take_poller(&[]).unwrap()).collect();
         SimCluster { fabric, sim_nodes, clusters, pollers, taps, hub }
+    }
+
+    /// A fresh process (a new sim node) that starts with `config` (rejoining or joining the
+    /// running cluster), listening on `listen`: it and every cluster are polled in virtual
+    /// time, 1 ms a round, until it is done. Returns its outcome, its sim node, what the
+    /// clusters reported, and how long it took.
+    pub fn start_process(&mut self, config: NodeConfig, listen: SocketAddr) -> Started {
+        let (sim_node, context) = self.fabric.open_node().unwrap();
+        let network = self.hub.listen(listen).unwrap();
+        let mut boot = Bootstrap::start(&context, config, Box::new(network)).unwrap();
+        let mut events = Vec::new();
+        let mut now_ns = 0;
+        let result = loop {
+            poll_all(&mut self.clusters, now_ns, &mut events);
+            match boot.poll(now_ns) {
+                Ok(Progress::Done) => break boot.finish(),
+                Ok(_) => now_ns += 1_000_000,
+                Err(error) => break Err(error),
+            }
+        };
+        // The others see the end of the handshake on their next poll.
+        poll_all(&mut self.clusters, now_ns, &mut events);
+        (result, sim_node, events, Duration::from_nanos(now_ns))
+    }
+
+    /// Puts a process that (re)joined into the cluster at `index` (clusters, pollers and
+    /// sim nodes keep the same order), or after the others when `index` is their count.
+    pub fn install(&mut self, index: usize, mut cluster: Cluster, sim_node: sim::NodeId) {
+        self.pollers.insert(index, cluster.take_poller(&[]).unwrap());
+        self.clusters.insert(index, cluster);
+        if index == self.sim_nodes.len() {
+            self.sim_nodes.push(sim_node);
+        } else {
+            self.sim_nodes[index] = sim_node;
+        }
+    }
+
+    /// The index of node `id` among the clusters.
+    pub fn index_of(&self, id: NodeId) -> usize {
+        self.clusters.iter().position(|cluster| cluster.me() == id).expect("a node of the cluster")
     }
 
     /// Posts one WRITE of `entry` from `from` to `to` at the entry's slot.
