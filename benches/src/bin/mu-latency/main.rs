@@ -67,6 +67,12 @@ struct Options {
     /// starved of its core for a few hundred microseconds would otherwise depose the leader.
     #[arg(long, default_value_t = 100_000)]
     heartbeat_period_ns: u64,
+    /// Slots in each replica's log ring (of 4 KiB + 256 B each). Each entry takes a slot
+    /// of its own, so the leader's WRITEs walk through this many slots of every log: the
+    /// default ring is larger than the caches and TLBs of small machines hold, a smaller
+    /// one shows what that costs (the bare WRITEs always reuse one place).
+    #[arg(long, default_value_t = GroupSettings::default().capacity)]
+    log_slots: u64,
     /// Idle turns of a follower before it yields its core.
     #[arg(long, default_value_t = 16)]
     follower_spins: u32,
@@ -130,8 +136,11 @@ fn main() -> Result<()> {
     }
     sizes.sort_unstable();
     sizes.dedup();
-    let settings =
-        GroupSettings { heartbeat_period_ns: options.heartbeat_period_ns, ..GroupSettings::default() };
+    let settings = GroupSettings {
+        heartbeat_period_ns: options.heartbeat_period_ns,
+        capacity: options.log_slots,
+        ..GroupSettings::default()
+    };
     let max = settings.mu().max_command_bytes();
     if let Some(&size) = sizes.iter().find(|&&size| size == 0 || size > max) {
         bail!("a command of {size} B: sizes go from 1 to {max} B");
