@@ -266,7 +266,7 @@ impl Leader {
     }
 
     /// Moves the commit index to what a majority holds, and applies.
-    fn decide<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &Peers) {
+    pub(crate) fn decide<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &Peers) {
         let mut held: [u64; 16] = [0; 16];
         let mut count = 0;
         held[count] = self.next_index;
