@@ -16,6 +16,12 @@
 //!   leadership on that QP precedes it) and copying starts where its log stops being
 //!   known-decided — or, if the leader's ring moved past that point, with a snapshot
 //!   WRITTEN into its snapshot area.
+//! - **Applying its own entries.** The leader applies the entries it created from the
+//!   batches it built, not from its log: nobody else writes its log while it leads (it
+//!   took back every write right when it became a candidate, and grants one only after
+//!   stepping down), so a batch is the payload its followers were sent, byte for byte, and
+//!   reading the entry back and checking its checksum again would only cost time. Entries
+//!   it adopted in recovery are applied from its log, as a follower applies.
 //! - **Recycling without waiting.** The slot of entry `i − capacity` is reused for entry
 //!   `i` only once a majority (read from followers' status records every
 //!   `status_read_period_ns`) has applied it, and no WRITE of it is still in flight. A
@@ -23,6 +29,7 @@
 //!   ring gets a snapshot.
 
 use std::cmp::Reverse;
+use std::collections::VecDeque;
 
 use usec_qp_pool::majority;
 
@@ -72,9 +79,15 @@ pub(crate) struct Leader {
     permission_number: u64,
     asked_ns: u64,
     batch: BatchBuilder,
+    /// Entries created in this leadership and not applied yet, oldest first: index and
+    /// batch (see the module doc on applying them).
+    own: VecDeque<(u64, Vec<u8>)>,
+    /// Buffers of batches applied, to build the next ones in.
+    spare: Vec<Vec<u8>>,
     last_entry_ns: u64,
-    /// The snapshot in its own snapshot area, and the pushes of it in flight.
-    snapshot: Option<HeldSnapshot>,
+    /// The snapshot in its own snapshot area, and the pushes of it in flight. (Boxed: a
+    /// leader rarely holds one, and the role it is a variant of stays small.)
+    snapshot: Option<Box<HeldSnapshot>>,
     pushes: usize,
     group: usize,
     header: Vec<u8>,
@@ -111,6 +124,8 @@ impl Leader {
             permission_number,
             asked_ns: now_ns,
             batch: BatchBuilder::new(limit),
+            own: VecDeque::new(),
+            spare: Vec::new(),
             last_entry_ns: now_ns,
             snapshot: None,
             pushes: 0,
@@ -240,8 +255,11 @@ impl Leader {
                 return; // cannot be transferred: the follower stays behind
             }
             let record = local.log.store_snapshot(local.applied, &bytes);
-            self.snapshot =
-                Some(HeldSnapshot { index: local.applied, len: bytes.len(), record: record.encode() });
+            self.snapshot = Some(Box::new(HeldSnapshot {
+                index: local.applied,
+                len: bytes.len(),
+                record: record.encode(),
+            }));
         }
         let held = self.snapshot.as_ref().expect("stored above");
         let area = Place::log(local.log.layout().snapshot_offset());
@@ -281,6 +299,16 @@ impl Leader {
         if count >= need {
             held[..count].sort_unstable_by_key(|&value| Reverse(value));
             local.learn_commit(held[need - 1]);
+        }
+        while let Some(&(index, _)) = self.own.front() {
+            if index >= local.commit || index > local.applied {
+                break; // not decided yet, or entries before it are to be applied from the log
+            }
+            let (_, batch) = self.own.pop_front().expect("just looked");
+            if index == local.applied {
+                local.apply_own(&batch);
+            }
+            self.spare.push(batch);
         }
         local.apply_decided();
     }
@@ -336,6 +364,12 @@ impl Leader {
             local.log.write_entry(&header, self.batch.bytes(), &mut slot);
             local.slot = slot;
             let (index, commands) = (self.next_index, self.batch.len());
+            if self.own.len() >= local.config.capacity as usize {
+                // Its applying stalls (it cannot, while it leads): the log serves instead.
+                self.own.pop_front();
+            }
+            let batch = self.batch.take(self.spare.pop().unwrap_or_default());
+            self.own.push_back((index, batch));
             local.note(|| format!("creates {index} ({commands} commands)"));
             self.next_index += 1;
             self.last_entry_ns = now_ns;

@@ -123,19 +123,9 @@ impl<S: StateMachine> Local<S> {
             match self.log.read_slot(index, &mut self.slot) {
                 SlotRead::Entry(header) => {
                     if header.kind == EntryKind::Commands {
-                        let payload = entry_payload(&self.slot, &header);
-                        let batch = commands(payload).expect("a leader writes only well-formed batches");
-                        for (id, command) in batch {
-                            let applied = self.applier.apply(id, command, &mut self.response);
-                            if self.awaiting.remove(&id) {
-                                self.events.push_back(match applied {
-                                    Applied::Fresh | Applied::Repeat => {
-                                        Event::Committed { id, response: self.response.clone() }
-                                    }
-                                    Applied::Stale => Event::Superseded { id },
-                                });
-                            }
-                        }
+                        let slot = std::mem::take(&mut self.slot);
+                        self.apply_batch(entry_payload(&slot, &header));
+                        self.slot = slot;
                     }
                     self.applied += 1;
                     self.behind = false;
@@ -157,6 +147,30 @@ impl<S: StateMachine> Local<S> {
             if confirm > 0 && self.applied >= confirm {
                 self.eligible = true;
                 self.note(|| format!("counts again: applied {confirm}, confirmed by its leader"));
+            }
+        }
+    }
+
+    /// Applies the next entry to apply, decided, from `batch`, its payload as this replica
+    /// built it: a leader's own entry, which it need not read back from its log.
+    pub(crate) fn apply_own(&mut self, batch: &[u8]) {
+        debug_assert!(self.applied < self.commit, "only a decided entry is applied");
+        self.apply_batch(batch);
+        self.applied += 1;
+        self.behind = false;
+    }
+
+    /// Applies the commands of a batch, reporting the outcome of those proposed here.
+    fn apply_batch(&mut self, batch: &[u8]) {
+        for (id, command) in commands(batch).expect("a leader writes only well-formed batches") {
+            let applied = self.applier.apply(id, command, &mut self.response);
+            if self.awaiting.remove(&id) {
+                self.events.push_back(match applied {
+                    Applied::Fresh | Applied::Repeat => {
+                        Event::Committed { id, response: self.response.clone() }
+                    }
+                    Applied::Stale => Event::Superseded { id },
+                });
             }
         }
     }
