@@ -350,8 +350,9 @@ impl Leader {
                 {
                     break;
                 }
-                let Queued { id, .. } = local.queue.pop_front().expect("just looked");
+                let Queued { id, command } = local.queue.pop_front().expect("just looked");
                 local.awaiting.insert(id);
+                local.recycle(command);
             }
             let header = EntryHeader {
                 index: self.next_index,

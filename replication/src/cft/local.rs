@@ -36,6 +36,9 @@ pub struct Stats {
     pub grants: u64,
 }
 
+/// Buffers of commands kept for reuse at most.
+const SPARE_COMMANDS: usize = 64;
+
 /// A command waiting for a leader to put it in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Queued {
@@ -62,6 +65,8 @@ pub(crate) struct Local<S> {
     pub(crate) behind: bool,
     /// Commands waiting to be put in the log.
     pub(crate) queue: VecDeque<Queued>,
+    /// Buffers of commands put in the log, for the next proposals to be copied into.
+    spare_commands: Vec<Vec<u8>>,
     /// Commands in the log whose outcome this replica reports when it applies them.
     pub(crate) awaiting: BTreeSet<CommandId>,
     pub(crate) events: VecDeque<Event>,
@@ -87,6 +92,7 @@ impl<S: StateMachine> Local<S> {
             behind: false,
             scanned: 0,
             queue: VecDeque::new(),
+            spare_commands: Vec::new(),
             awaiting: BTreeSet::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -98,6 +104,22 @@ impl<S: StateMachine> Local<S> {
         };
         local.log.publish_status(local.status(local.applied));
         local
+    }
+
+    /// Queues a command, copied into the buffer of an earlier one if there is one: a
+    /// replica that proposes one command at a time allocates nothing for it.
+    pub(crate) fn enqueue(&mut self, id: CommandId, command: &[u8]) {
+        let mut buffer = self.spare_commands.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(command);
+        self.queue.push_back(Queued { id, command: buffer });
+    }
+
+    /// Takes back the buffer of a command that left the queue for the log.
+    pub(crate) fn recycle(&mut self, command: Vec<u8>) {
+        if self.spare_commands.len() < SPARE_COMMANDS {
+            self.spare_commands.push(command);
+        }
     }
 
     /// Records a decision when tracing is on.

@@ -29,7 +29,7 @@ use crate::cft::config::MuConfig;
 use crate::cft::event::{Event, ProposeError, RoleKind, Takeover};
 use crate::cft::follower::{agrees, Follower};
 use crate::cft::leader::Leader;
-use crate::cft::local::{Local, Queued};
+use crate::cft::local::Local;
 use crate::cft::op::Op;
 use crate::cft::peers::{Head, Peers};
 use crate::cft::port::{Channel, Port};
@@ -240,7 +240,7 @@ impl<S: StateMachine> Replica<S> {
         if self.local.queue.len() >= self.local.config.queue_limit {
             return Err(ProposeError::QueueFull(self.local.queue.len()));
         }
-        self.local.queue.push_back(Queued { id, command: command.to_vec() });
+        self.local.enqueue(id, command);
         Ok(())
     }
 
