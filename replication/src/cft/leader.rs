@@ -386,17 +386,14 @@ impl Leader {
         while peer.next < self.next_index && peer.next - peer.acked < local.config.pipeline {
             let index = peer.next;
             let offset = local.log.layout().entry_offset(index);
-            local.log.log_region().read(offset, &mut self.header).expect("slots lie inside the log");
-            let Some(header) =
-                EntryHeader::peek(&self.header, local.config.slot_bytes).filter(|h| h.index == index)
-            else {
+            let Some(len) = self.own_entry_len(index).or_else(|| self.logged_entry_len(local, index)) else {
                 // Not in its own log after all: start this follower over from a snapshot.
                 peer.live = false;
                 peer.head = None;
                 return;
             };
             let wr_id = Op::new(OpKind::Entry, peer.id, term_sequence(self.term, index)).wr_id();
-            let source = Source::Local(Place::log(offset), header.total_len());
+            let source = Source::Local(Place::log(offset), len);
             if port.write(peer.id, wr_id, source, Place::log(offset)).is_err() {
                 peer.broken[Channel::Log.index()] = true;
                 peer.drop_out();
@@ -404,6 +401,22 @@ impl Leader {
             }
             peer.next += 1;
         }
+    }
+
+    /// The length of entry `index` if this leadership created it and has not applied it:
+    /// it is in its own slot as built (see the module doc on applying), no need to look.
+    fn own_entry_len(&self, index: u64) -> Option<usize> {
+        let &(first, _) = self.own.front()?;
+        let (at, batch) = self.own.get(usize::try_from(index.checked_sub(first)?).ok()?)?;
+        (*at == index).then_some(ENTRY_HEADER_BYTES + batch.len())
+    }
+
+    /// The length of entry `index` as its own slot's header says, if the slot holds it.
+    fn logged_entry_len<S>(&mut self, local: &Local<S>, index: u64) -> Option<usize> {
+        let offset = local.log.layout().entry_offset(index);
+        local.log.log_region().read(offset, &mut self.header).expect("slots lie inside the log");
+        let header = EntryHeader::peek(&self.header, local.config.slot_bytes)?;
+        (header.index == index).then(|| header.total_len())
     }
 
     fn idle_commit<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
