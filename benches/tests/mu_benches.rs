@@ -54,6 +54,8 @@ fn latency() {
         "8,64",
         "--heartbeat-period-ns",
         "1000000",
+        "--log-slots",
+        "100",
     ];
     let stdout = run(env!("CARGO_BIN_EXE_mu-latency"), &args, &path);
     let last = stdout.lines().last().expect("some output");
@@ -68,11 +70,14 @@ fn latency() {
     let sizes = report["sizes"].as_array().expect("sizes");
     assert_eq!(sizes.iter().map(|size| size["size"].as_u64().unwrap()).collect::<Vec<_>>(), [8, 64]);
     for size in sizes {
-        for side in ["bare", "mu"] {
+        for side in ["bare", "mu", "ring"] {
             assert_eq!(size[side]["count"], 300, "{size}");
             assert!(size[side]["p50_ns"].as_u64().is_some_and(|p50| p50 > 0), "{size}");
         }
+        assert!(size["ring_ratio"].as_f64().is_some_and(|ratio| ratio.is_finite() && ratio > 0.0), "{size}");
     }
+    assert_eq!(report["group"]["capacity"], 100, "the log ring of --log-slots");
+    assert_eq!(report["group"]["bare_ring"], true);
     assert_eq!(report["ratio_size"], 64);
     assert!(report["ratio"].as_f64().is_some_and(|json_ratio| (json_ratio - ratio).abs() < 0.006));
     assert_svg(report["cdf_svg"].as_str().expect("a CDF next to the JSON"));

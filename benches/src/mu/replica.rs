@@ -7,7 +7,7 @@
 //! [`Mark`]: crate::mu::marks::Mark
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 use usec_lease_clock::clock::Clock;
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::driver::MuDriver;
-use usec_verbs::Context;
+use usec_verbs::{AccessFlags, Context, Region};
 
 use crate::mu::clock::SharedClock;
 use crate::mu::machine::Machine;
 use crate::mu::marks::Marks;
 use crate::mu::observer::Observer;
-use crate::mu::settings::GroupSettings;
+use crate::mu::settings::{GroupSettings, BARE_RING_REGION};
 use crate::peer::Channel;
 use crate::pinning::{pin_current_thread, Pinning};
 
@@ -185,7 +185,12 @@ pub fn bootstrap(
     let spec = ClusterSpec::parse(&setup.spec).context("the group's description")?;
     let context = Context::open(&setup.device).with_context(|| format!("opening {}", setup.device))?;
     let mu = setup.settings.mu();
-    let node = MuDriver::<Machine>::configure(NodeConfig::new(spec, me).deadline(BOOTSTRAP_DEADLINE), &mu)?;
+    let mut node =
+        MuDriver::<Machine>::configure(NodeConfig::new(spec, me).deadline(BOOTSTRAP_DEADLINE), &mu)?;
+    if setup.settings.bare_ring {
+        let ring = Arc::new(Region::new(setup.settings.bare_ring_bytes()).context("the bare WRITEs' ring")?);
+        node = node.region(BARE_RING_REGION, &ring, AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_WRITE);
+    }
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network))
         .with_context(|| format!("node {me} bootstrapping"))?;

@@ -32,7 +32,15 @@ pub struct GroupSettings {
     pub bump_period_ns: u64,
     /// The replicated state machine.
     pub machine: MachineKind,
+    /// Whether every replica registers a region of the log ring's geometry (`capacity`
+    /// slots of `slot_bytes`) that nobody reads, [`BARE_RING_REGION`], for bare WRITEs
+    /// that walk through memory as Mu's entries do.
+    #[serde(default)]
+    pub bare_ring: bool,
 }
+
+/// The name of the region of [`GroupSettings::bare_ring`].
+pub const BARE_RING_REGION: &str = "bench-bare-ring";
 
 impl Default for GroupSettings {
     /// The replication crate's defaults, with a log of 1,024 slots of 4 KiB + 256 B (room
@@ -51,6 +59,7 @@ impl Default for GroupSettings {
             heartbeat_timeout_ns: detectors.reader.timeout_ns,
             bump_period_ns: detectors.bump_period_ns,
             machine: MachineKind::Counter,
+            bare_ring: false,
         }
     }
 }
@@ -82,13 +91,18 @@ impl GroupSettings {
         }
     }
 
+    /// Bytes of the region of [`GroupSettings::bare_ring`].
+    pub fn bare_ring_bytes(&self) -> usize {
+        self.capacity as usize * self.slot_bytes
+    }
+
     /// One line for reports.
     pub fn describe(&self) -> String {
         let mu = self.mu();
         format!(
             "log {} slots of {} B, pipeline {}, batch {} commands; inbox every {} ns, idle commit after {} ns; \
              heartbeat READ every {} ns (timeout {} ns), bumped every {} ns, Mu score detector {:?} and the \
-             provider's dead-peer report",
+             provider's dead-peer report{}",
             mu.capacity,
             mu.slot_bytes,
             mu.pipeline,
@@ -98,7 +112,8 @@ impl GroupSettings {
             self.heartbeat_period_ns,
             self.heartbeat_timeout_ns,
             self.bump_period_ns,
-            ScoreConfig::default()
+            ScoreConfig::default(),
+            if self.bare_ring { "; a ring of the log's geometry on each replica for bare WRITEs" } else { "" }
         )
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use usec_qp_pool::{Cluster, NodeConfig, NodeId, RoleId, RoleSpec};
 use usec_regions::RemoteRegion;
-use usec_verbs::{AccessFlags, Payload, QpCaps, Region, RemoteAddr, SendWr};
+use usec_verbs::{AccessFlags, Payload, QpCaps, Region, RemoteAddr, SendWr, Sge};
 
 use crate::cft::config::MuConfig;
 use crate::cft::port::{Area, Channel, Place, Port, PortError, Source};
@@ -47,6 +47,33 @@ pub struct MuNode {
     /// of a role shares (a reconnected one is made from the same role), read once rather
     /// than on every post.
     inline_max: [usize; 2],
+    /// Per area, this replica's own registration, read once rather than looked up by name
+    /// on every post: Mu changes rights on QPs, never on these registrations, so their
+    /// keys stay as they were registered.
+    local_regions: [LocalRegion; 2],
+}
+
+/// Where one of the replica's own registrations lies, and its key.
+#[derive(Clone, Copy, Debug)]
+struct LocalRegion {
+    addr: u64,
+    len: usize,
+    lkey: u32,
+}
+
+impl LocalRegion {
+    fn of(cluster: &Cluster, name: &str) -> CrateResult<LocalRegion> {
+        let mr = cluster.region(name).map_err(Error::pool("a Mu region"))?;
+        Ok(LocalRegion { addr: mr.addr(), len: mr.len(), lkey: mr.lkey() })
+    }
+
+    /// The SGE of `len` bytes at `offset`, checked to lie inside.
+    fn sge(&self, offset: usize, len: usize) -> Result<Sge, String> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(format!("{len} bytes at {offset} overrun a registration of {} bytes", self.len));
+        }
+        Ok(Sge { addr: self.addr + offset as u64, len: len as u32, lkey: self.lkey })
+    }
 }
 
 impl MuNode {
@@ -91,6 +118,8 @@ impl MuNode {
             let caps = caps.collect::<Result<Vec<u32>, _>>().map_err(Error::pool("the Mu QPs"))?;
             inline_max[channel.index()] = caps.into_iter().min().unwrap_or(0) as usize;
         }
+        let local_regions =
+            [LocalRegion::of(cluster, LOG_REGION)?, LocalRegion::of(cluster, CONTROL_REGION)?];
         let log_region = cluster.region(LOG_REGION).map_err(Error::pool("the Mu log"))?.region().clone();
         let control =
             cluster.region(CONTROL_REGION).map_err(Error::pool("the Mu control region"))?.region().clone();
@@ -103,6 +132,7 @@ impl MuNode {
             staging_next: 0,
             log: LocalLog::new(layout, log_region, control),
             inline_max,
+            local_regions,
         })
     }
 
@@ -182,10 +212,10 @@ impl ClusterPort<'_> {
         Ok(RemoteAddr { addr, rkey: region.rkey() })
     }
 
-    fn local_name(area: Area) -> &'static str {
+    fn local(&self, area: Area) -> &LocalRegion {
         match area {
-            Area::Log => LOG_REGION,
-            Area::Control => CONTROL_REGION,
+            Area::Log => &self.node.local_regions[0],
+            Area::Control => &self.node.local_regions[1],
         }
     }
 
@@ -226,16 +256,11 @@ impl Port for ClusterPort<'_> {
                 let line = self.node.layout.control_len() + self.node.staging_next * STAGING_LINE_BYTES;
                 self.node.staging_next = (self.node.staging_next + 1) % STAGING_LINES;
                 self.node.staging.write(line, bytes).expect("the staging ring is in the control region");
-                let mr = self.cluster.region(CONTROL_REGION).map_err(|error| fail(error.to_string()))?;
-                let sge = mr.sge(line, bytes.len() as u32).map_err(|error| fail(error.to_string()))?;
+                let sge = self.local(Area::Control).sge(line, bytes.len()).map_err(fail)?;
                 self.post(peer, channel, &SendWr::write(wr_id, remote, &sge))
             }
             Source::Local(place, len) => {
-                let mr = self
-                    .cluster
-                    .region(Self::local_name(place.area))
-                    .map_err(|error| fail(error.to_string()))?;
-                let sge = mr.sge(place.offset, len as u32).map_err(|error| fail(error.to_string()))?;
+                let sge = self.local(place.area).sge(place.offset, len).map_err(fail)?;
                 self.post(peer, channel, &SendWr::write(wr_id, remote, &sge))
             }
         }
@@ -252,8 +277,7 @@ impl Port for ClusterPort<'_> {
         let channel = Channel::Control;
         let fail = |reason: String| PortError { peer, channel, reason };
         let remote = self.remote(peer, from, len).map_err(fail)?;
-        let mr = self.cluster.region(Self::local_name(into.area)).map_err(|error| fail(error.to_string()))?;
-        let sge = mr.sge(into.offset, len as u32).map_err(|error| fail(error.to_string()))?;
+        let sge = self.local(into.area).sge(into.offset, len).map_err(fail)?;
         self.post(peer, channel, &SendWr::read(wr_id, remote, &sge))
     }
 

@@ -16,6 +16,12 @@
 //!   leadership on that QP precedes it) and copying starts where its log stops being
 //!   known-decided — or, if the leader's ring moved past that point, with a snapshot
 //!   WRITTEN into its snapshot area.
+//! - **Applying its own entries.** The leader applies the entries it created from the
+//!   batches it built, not from its log: nobody else writes its log while it leads (it
+//!   took back every write right when it became a candidate, and grants one only after
+//!   stepping down), so a batch is the payload its followers were sent, byte for byte, and
+//!   reading the entry back and checking its checksum again would only cost time. Entries
+//!   it adopted in recovery are applied from its log, as a follower applies.
 //! - **Recycling without waiting.** The slot of entry `i − capacity` is reused for entry
 //!   `i` only once a majority (read from followers' status records every
 //!   `status_read_period_ns`) has applied it, and no WRITE of it is still in flight. A
@@ -23,6 +29,7 @@
 //!   ring gets a snapshot.
 
 use std::cmp::Reverse;
+use std::collections::VecDeque;
 
 use usec_qp_pool::majority;
 
@@ -72,9 +79,15 @@ pub(crate) struct Leader {
     permission_number: u64,
     asked_ns: u64,
     batch: BatchBuilder,
+    /// Entries created in this leadership and not applied yet, oldest first: index and
+    /// batch (see the module doc on applying them).
+    own: VecDeque<(u64, Vec<u8>)>,
+    /// Buffers of batches applied, to build the next ones in.
+    spare: Vec<Vec<u8>>,
     last_entry_ns: u64,
-    /// The snapshot in its own snapshot area, and the pushes of it in flight.
-    snapshot: Option<HeldSnapshot>,
+    /// The snapshot in its own snapshot area, and the pushes of it in flight. (Boxed: a
+    /// leader rarely holds one, and the role it is a variant of stays small.)
+    snapshot: Option<Box<HeldSnapshot>>,
     pushes: usize,
     group: usize,
     header: Vec<u8>,
@@ -111,6 +124,8 @@ impl Leader {
             permission_number,
             asked_ns: now_ns,
             batch: BatchBuilder::new(limit),
+            own: VecDeque::new(),
+            spare: Vec::new(),
             last_entry_ns: now_ns,
             snapshot: None,
             pushes: 0,
@@ -240,8 +255,11 @@ impl Leader {
                 return; // cannot be transferred: the follower stays behind
             }
             let record = local.log.store_snapshot(local.applied, &bytes);
-            self.snapshot =
-                Some(HeldSnapshot { index: local.applied, len: bytes.len(), record: record.encode() });
+            self.snapshot = Some(Box::new(HeldSnapshot {
+                index: local.applied,
+                len: bytes.len(),
+                record: record.encode(),
+            }));
         }
         let held = self.snapshot.as_ref().expect("stored above");
         let area = Place::log(local.log.layout().snapshot_offset());
@@ -266,7 +284,7 @@ impl Leader {
     }
 
     /// Moves the commit index to what a majority holds, and applies.
-    fn decide<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &Peers) {
+    pub(crate) fn decide<S: StateMachine>(&mut self, local: &mut Local<S>, peers: &Peers) {
         let mut held: [u64; 16] = [0; 16];
         let mut count = 0;
         held[count] = self.next_index;
@@ -281,6 +299,16 @@ impl Leader {
         if count >= need {
             held[..count].sort_unstable_by_key(|&value| Reverse(value));
             local.learn_commit(held[need - 1]);
+        }
+        while let Some(&(index, _)) = self.own.front() {
+            if index >= local.commit || index > local.applied {
+                break; // not decided yet, or entries before it are to be applied from the log
+            }
+            let (_, batch) = self.own.pop_front().expect("just looked");
+            if index == local.applied {
+                local.apply_own(&batch);
+            }
+            self.spare.push(batch);
         }
         local.apply_decided();
     }
@@ -322,8 +350,9 @@ impl Leader {
                 {
                     break;
                 }
-                let Queued { id, .. } = local.queue.pop_front().expect("just looked");
+                let Queued { id, command } = local.queue.pop_front().expect("just looked");
                 local.awaiting.insert(id);
+                local.recycle(command);
             }
             let header = EntryHeader {
                 index: self.next_index,
@@ -336,6 +365,12 @@ impl Leader {
             local.log.write_entry(&header, self.batch.bytes(), &mut slot);
             local.slot = slot;
             let (index, commands) = (self.next_index, self.batch.len());
+            if self.own.len() >= local.config.capacity as usize {
+                // Its applying stalls (it cannot, while it leads): the log serves instead.
+                self.own.pop_front();
+            }
+            let batch = self.batch.take(self.spare.pop().unwrap_or_default());
+            self.own.push_back((index, batch));
             local.note(|| format!("creates {index} ({commands} commands)"));
             self.next_index += 1;
             self.last_entry_ns = now_ns;
@@ -351,17 +386,14 @@ impl Leader {
         while peer.next < self.next_index && peer.next - peer.acked < local.config.pipeline {
             let index = peer.next;
             let offset = local.log.layout().entry_offset(index);
-            local.log.log_region().read(offset, &mut self.header).expect("slots lie inside the log");
-            let Some(header) =
-                EntryHeader::peek(&self.header, local.config.slot_bytes).filter(|h| h.index == index)
-            else {
+            let Some(len) = self.own_entry_len(index).or_else(|| self.logged_entry_len(local, index)) else {
                 // Not in its own log after all: start this follower over from a snapshot.
                 peer.live = false;
                 peer.head = None;
                 return;
             };
             let wr_id = Op::new(OpKind::Entry, peer.id, term_sequence(self.term, index)).wr_id();
-            let source = Source::Local(Place::log(offset), header.total_len());
+            let source = Source::Local(Place::log(offset), len);
             if port.write(peer.id, wr_id, source, Place::log(offset)).is_err() {
                 peer.broken[Channel::Log.index()] = true;
                 peer.drop_out();
@@ -369,6 +401,22 @@ impl Leader {
             }
             peer.next += 1;
         }
+    }
+
+    /// The length of entry `index` if this leadership created it and has not applied it:
+    /// it is in its own slot as built (see the module doc on applying), no need to look.
+    fn own_entry_len(&self, index: u64) -> Option<usize> {
+        let &(first, _) = self.own.front()?;
+        let (at, batch) = self.own.get(usize::try_from(index.checked_sub(first)?).ok()?)?;
+        (*at == index).then_some(ENTRY_HEADER_BYTES + batch.len())
+    }
+
+    /// The length of entry `index` as its own slot's header says, if the slot holds it.
+    fn logged_entry_len<S>(&mut self, local: &Local<S>, index: u64) -> Option<usize> {
+        let offset = local.log.layout().entry_offset(index);
+        local.log.log_region().read(offset, &mut self.header).expect("slots lie inside the log");
+        let header = EntryHeader::peek(&self.header, local.config.slot_bytes)?;
+        (header.index == index).then(|| header.total_len())
     }
 
     fn idle_commit<S>(&mut self, now_ns: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {

@@ -36,6 +36,9 @@ pub struct Stats {
     pub grants: u64,
 }
 
+/// Buffers of commands kept for reuse at most.
+const SPARE_COMMANDS: usize = 64;
+
 /// A command waiting for a leader to put it in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Queued {
@@ -62,6 +65,8 @@ pub(crate) struct Local<S> {
     pub(crate) behind: bool,
     /// Commands waiting to be put in the log.
     pub(crate) queue: VecDeque<Queued>,
+    /// Buffers of commands put in the log, for the next proposals to be copied into.
+    spare_commands: Vec<Vec<u8>>,
     /// Commands in the log whose outcome this replica reports when it applies them.
     pub(crate) awaiting: BTreeSet<CommandId>,
     pub(crate) events: VecDeque<Event>,
@@ -87,6 +92,7 @@ impl<S: StateMachine> Local<S> {
             behind: false,
             scanned: 0,
             queue: VecDeque::new(),
+            spare_commands: Vec::new(),
             awaiting: BTreeSet::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -98,6 +104,22 @@ impl<S: StateMachine> Local<S> {
         };
         local.log.publish_status(local.status(local.applied));
         local
+    }
+
+    /// Queues a command, copied into the buffer of an earlier one if there is one: a
+    /// replica that proposes one command at a time allocates nothing for it.
+    pub(crate) fn enqueue(&mut self, id: CommandId, command: &[u8]) {
+        let mut buffer = self.spare_commands.pop().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(command);
+        self.queue.push_back(Queued { id, command: buffer });
+    }
+
+    /// Takes back the buffer of a command that left the queue for the log.
+    pub(crate) fn recycle(&mut self, command: Vec<u8>) {
+        if self.spare_commands.len() < SPARE_COMMANDS {
+            self.spare_commands.push(command);
+        }
     }
 
     /// Records a decision when tracing is on.
@@ -123,19 +145,9 @@ impl<S: StateMachine> Local<S> {
             match self.log.read_slot(index, &mut self.slot) {
                 SlotRead::Entry(header) => {
                     if header.kind == EntryKind::Commands {
-                        let payload = entry_payload(&self.slot, &header);
-                        let batch = commands(payload).expect("a leader writes only well-formed batches");
-                        for (id, command) in batch {
-                            let applied = self.applier.apply(id, command, &mut self.response);
-                            if self.awaiting.remove(&id) {
-                                self.events.push_back(match applied {
-                                    Applied::Fresh | Applied::Repeat => {
-                                        Event::Committed { id, response: self.response.clone() }
-                                    }
-                                    Applied::Stale => Event::Superseded { id },
-                                });
-                            }
-                        }
+                        let slot = std::mem::take(&mut self.slot);
+                        self.apply_batch(entry_payload(&slot, &header));
+                        self.slot = slot;
                     }
                     self.applied += 1;
                     self.behind = false;
@@ -157,6 +169,30 @@ impl<S: StateMachine> Local<S> {
             if confirm > 0 && self.applied >= confirm {
                 self.eligible = true;
                 self.note(|| format!("counts again: applied {confirm}, confirmed by its leader"));
+            }
+        }
+    }
+
+    /// Applies the next entry to apply, decided, from `batch`, its payload as this replica
+    /// built it: a leader's own entry, which it need not read back from its log.
+    pub(crate) fn apply_own(&mut self, batch: &[u8]) {
+        debug_assert!(self.applied < self.commit, "only a decided entry is applied");
+        self.apply_batch(batch);
+        self.applied += 1;
+        self.behind = false;
+    }
+
+    /// Applies the commands of a batch, reporting the outcome of those proposed here.
+    fn apply_batch(&mut self, batch: &[u8]) {
+        for (id, command) in commands(batch).expect("a leader writes only well-formed batches") {
+            let applied = self.applier.apply(id, command, &mut self.response);
+            if self.awaiting.remove(&id) {
+                self.events.push_back(match applied {
+                    Applied::Fresh | Applied::Repeat => {
+                        Event::Committed { id, response: self.response.clone() }
+                    }
+                    Applied::Stale => Event::Superseded { id },
+                });
             }
         }
     }

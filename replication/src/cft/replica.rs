@@ -12,7 +12,9 @@
 //!    the completions flushed from the old one's QPs);
 //! 2. hands over client commands with [`Replica::propose`];
 //! 3. calls [`Replica::tick`] with the time and a [`Port`] — the only place the replica
-//!    posts work or changes rights;
+//!    posts work or changes rights — and, if [`Replica::awaits_completions`] then says
+//!    so, may feed the completions that are in already (on a fabric that completes
+//!    WRITEs at once, a leader decides the commands the tick replicated in this turn);
 //! 4. drains [`Replica::poll_event`] (responses to proposals, role changes).
 //!
 //! Nothing in it reads a clock, sleeps or blocks, so the same code runs in a pinned
@@ -27,7 +29,7 @@ use crate::cft::config::MuConfig;
 use crate::cft::event::{Event, ProposeError, RoleKind, Takeover};
 use crate::cft::follower::{agrees, Follower};
 use crate::cft::leader::Leader;
-use crate::cft::local::{Local, Queued};
+use crate::cft::local::Local;
 use crate::cft::op::Op;
 use crate::cft::peers::{Head, Peers};
 use crate::cft::port::{Channel, Port};
@@ -111,7 +113,9 @@ impl<S: StateMachine> Replica<S> {
         Op::decode(wr_id).is_some()
     }
 
-    /// A completion of one of its work requests.
+    /// A completion of one of its work requests. On a leader, the acknowledgement of an
+    /// entry by the follower that completes a majority decides it here, and the outcomes
+    /// of the commands it decides are among the next [`Replica::poll_event`]s.
     pub fn handle_completion(&mut self, wr_id: u64, status: Status) {
         let Some(op) = Op::decode(wr_id) else { return };
         self.in_flight.completed(op.peer, op.channel());
@@ -149,7 +153,15 @@ impl<S: StateMachine> Replica<S> {
         }
         match &mut self.role {
             Role::Candidate(candidate) => candidate.on_success(op, &mut self.peers),
-            Role::Leader(leader) => leader.on_success(op, &mut self.peers),
+            Role::Leader(leader) => {
+                leader.on_success(op, &mut self.peers);
+                // The acknowledgement that completes a majority decides at once: the
+                // command's outcome need not wait for the next tick (a WRITE that landed
+                // on a majority is decided whatever this leader learns afterwards).
+                if op.kind == crate::cft::op::OpKind::Entry {
+                    leader.decide(&mut self.local, &self.peers);
+                }
+            }
             Role::Follower => {}
         }
     }
@@ -228,7 +240,7 @@ impl<S: StateMachine> Replica<S> {
         if self.local.queue.len() >= self.local.config.queue_limit {
             return Err(ProposeError::QueueFull(self.local.queue.len()));
         }
-        self.local.queue.push_back(Queued { id, command: command.to_vec() });
+        self.local.enqueue(id, command);
         Ok(())
     }
 
@@ -389,6 +401,13 @@ impl<S: StateMachine> Replica<S> {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.local.events.pop_front()
+    }
+
+    /// Whether work it posted has not completed yet: a driver that finds this true right
+    /// after a tick may poll for completions again before handing out events (on a fabric
+    /// that completes WRITEs as they are posted, a leader then decides in the same turn).
+    pub fn awaits_completions(&self) -> bool {
+        self.in_flight.any()
     }
 
     /// When the next tick is due if nothing arrives before: the next inbox look.

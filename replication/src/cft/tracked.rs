@@ -27,6 +27,11 @@ impl InFlight {
         self.counts.get(usize::from(peer.get())).map_or(0, |counts| counts[channel.index()])
     }
 
+    /// Whether any post is outstanding.
+    pub(crate) fn any(&self) -> bool {
+        self.counts.iter().any(|counts| counts != &[0; 2])
+    }
+
     /// A completion came back.
     pub(crate) fn completed(&mut self, peer: NodeId, channel: Channel) {
         if let Some(counts) = self.counts.get_mut(usize::from(peer.get())) {

@@ -39,6 +39,18 @@ impl BatchBuilder {
         BatchBuilder { bytes, limit, count: 0 }
     }
 
+    /// Hands over the batch built so far, and starts an empty one in `buffer` (its
+    /// allocation reused, grown to the limit if need be): a built batch leaves without a
+    /// copy, and a builder fed back the buffers it handed over allocates nothing.
+    pub fn take(&mut self, buffer: Vec<u8>) -> Vec<u8> {
+        let mut fresh = buffer;
+        fresh.clear();
+        fresh.reserve(self.limit);
+        fresh.extend_from_slice(&0u32.to_le_bytes());
+        self.count = 0;
+        std::mem::replace(&mut self.bytes, fresh)
+    }
+
     /// Empties it for reuse, keeping its buffer.
     pub fn clear(&mut self) {
         self.bytes.truncate(BATCH_HEADER_BYTES);
@@ -154,6 +166,21 @@ mod tests {
         assert_eq!(seen, vec![(id(1), &b"abc"[..]), (id(2), &b"def"[..])]);
         batch.clear();
         assert_eq!(commands(batch.bytes()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_taken_batch_leaves_an_empty_builder_in_the_given_buffer() {
+        let mut batch = BatchBuilder::new(BATCH_HEADER_BYTES + 2 * BatchBuilder::cost(3));
+        let id = |sequence| CommandId { client: 1, sequence };
+        assert!(batch.push(id(1), b"abc"));
+        let taken = batch.take(b"old bytes".to_vec());
+        assert_eq!(commands(&taken).unwrap().collect::<Vec<_>>(), vec![(id(1), &b"abc"[..])]);
+        assert!(batch.is_empty());
+        assert_eq!(commands(batch.bytes()).unwrap().count(), 0);
+        assert!(batch.push(id(2), b"def") && batch.push(id(3), b"ghi"), "the limit is kept");
+        assert!(!batch.push(id(4), b"j"));
+        let seen: Vec<_> = commands(batch.bytes()).unwrap().collect();
+        assert_eq!(seen, vec![(id(2), &b"def"[..]), (id(3), &b"ghi"[..])]);
     }
 
     proptest! {

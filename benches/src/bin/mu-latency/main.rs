@@ -4,6 +4,11 @@
 //! follower, until the first completion) — for each command size. Prints percentiles per
 //! size and, last, `ratio <Mu median / bare median>` for `--size`.
 //!
+//! A second bare loop, for explanation, WRITEs Mu's entry size one slot further at each
+//! sample through a ring of the log's geometry: the baseline always WRITEs the same place,
+//! which stays in the leader's caches and TLB, while Mu's entries walk through the
+//! followers' logs (see `bare.rs`).
+//!
 //! This process is replica 0 and leads (the lowest id does); it measures in its own loop,
 //! pinned to the leader core: propose, turn the driver until the `Committed` event. The
 //! followers are two replica processes sharing the other core, yielding it when idle: on
@@ -67,6 +72,12 @@ struct Options {
     /// starved of its core for a few hundred microseconds would otherwise depose the leader.
     #[arg(long, default_value_t = 100_000)]
     heartbeat_period_ns: u64,
+    /// Slots in each replica's log ring (of 4 KiB + 256 B each). Each entry takes a slot
+    /// of its own, so the leader's WRITEs walk through this many slots of every log: the
+    /// default ring is larger than the caches and TLBs of small machines hold, a smaller
+    /// one shows what that costs (the bare WRITEs always reuse one place).
+    #[arg(long, default_value_t = GroupSettings::default().capacity)]
+    log_slots: u64,
     /// Idle turns of a follower before it yields its core.
     #[arg(long, default_value_t = 16)]
     follower_spins: u32,
@@ -87,7 +98,11 @@ struct SizeFigures {
     entry_bytes: usize,
     bare: LatencySummary,
     mu: LatencySummary,
+    /// Bare WRITEs of the entry's size walking a ring of the log's geometry.
+    ring: LatencySummary,
     ratio: f64,
+    /// Mu's median over the ring's.
+    ring_ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,8 +145,12 @@ fn main() -> Result<()> {
     }
     sizes.sort_unstable();
     sizes.dedup();
-    let settings =
-        GroupSettings { heartbeat_period_ns: options.heartbeat_period_ns, ..GroupSettings::default() };
+    let settings = GroupSettings {
+        heartbeat_period_ns: options.heartbeat_period_ns,
+        capacity: options.log_slots,
+        bare_ring: true,
+        ..GroupSettings::default()
+    };
     let max = settings.mu().max_command_bytes();
     if let Some(&size) = sizes.iter().find(|&&size| size == 0 || size > max) {
         bail!("a command of {size} B: sizes go from 1 to {max} B");
@@ -208,17 +227,23 @@ fn main() -> Result<()> {
     let cdf_svg = options.json.as_ref().map(|json| plot::beside(json, "-cdf"));
     if let Some(path) = &cdf_svg {
         let mut series = Vec::new();
-        for (index, Measured { size, bare, mu }) in measured.iter().enumerate() {
+        for (index, Measured { size, bare, mu, ring }) in measured.iter().enumerate() {
             series.push(CdfSeries {
                 label: format!("Mu {size} B"),
                 histogram: mu.histogram(),
-                colour: 2 * index,
+                colour: 3 * index,
                 thin: false,
             });
             series.push(CdfSeries {
                 label: format!("bare {size} B"),
                 histogram: bare.histogram(),
-                colour: 2 * index + 1,
+                colour: 3 * index + 1,
+                thin: true,
+            });
+            series.push(CdfSeries {
+                label: format!("bare ring {size} B"),
+                histogram: ring.histogram(),
+                colour: 3 * index + 2,
                 thin: true,
             });
         }
@@ -227,14 +252,16 @@ fn main() -> Result<()> {
     }
     let sizes: Vec<SizeFigures> = measured
         .iter()
-        .map(|Measured { size, bare, mu }| {
-            let (bare, mu) = (bare.summary(), mu.summary());
+        .map(|Measured { size, bare, mu, ring }| {
+            let (bare, mu, ring) = (bare.summary(), mu.summary(), ring.summary());
             SizeFigures {
                 size: *size,
                 entry_bytes: proposer::entry_bytes(*size),
                 bare,
                 mu,
                 ratio: mu.p50_ns as f64 / bare.p50_ns.max(1) as f64,
+                ring,
+                ring_ratio: mu.p50_ns as f64 / ring.p50_ns.max(1) as f64,
             }
         })
         .collect();
@@ -285,6 +312,15 @@ struct Measured {
     size: usize,
     bare: Recorder,
     mu: Recorder,
+    ring: Recorder,
+}
+
+/// The scenarios of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    Bare,
+    Mu,
+    Ring,
 }
 
 /// How long samples may go on failing after a leader change.
@@ -293,7 +329,7 @@ const RECOVERY_LIMIT_NS: u64 = 10_000_000_000;
 /// Leadership losses a run survives; past that, the machine is too busy to measure on.
 const INTERRUPTIONS_MAX: usize = 100;
 
-/// Measures both scenarios at each size, alternating blocks. A sample interrupted by a
+/// Measures the three scenarios at each size, taking turns block by block. A sample interrupted by a
 /// loss of leadership (a follower suspected the leader: on a loaded machine the leader's
 /// core is taken away for longer than the detector's patience) is not recorded: the run
 /// waits for replica 0 to lead again, discards a block warm-up, and goes on; the reasons
@@ -312,18 +348,22 @@ fn measure(
     let mut recovering: Option<u64> = None;
     for &size in sizes {
         eprintln!("{size} B ...");
-        let mut bare = BareWrites::new(driver, &settings.mu(), size)?;
+        let mut bare = BareWrites::fixed(driver, settings, size)?;
+        let mut ring = BareWrites::ring(driver, settings, proposer::entry_bytes(size))?;
         proposer.set_size(size);
-        let (mut bare_recorder, mut mu_recorder) = (Recorder::new(), Recorder::new());
+        let (mut bare_recorder, mut mu_recorder, mut ring_recorder) =
+            (Recorder::new(), Recorder::new(), Recorder::new());
         for (index, (warmup, iterations)) in blocks.blocks().into_iter().enumerate() {
-            let mu_first = index % 2 == 1;
-            for mu in [mu_first, !mu_first] {
+            let mut order = [Scenario::Bare, Scenario::Mu, Scenario::Ring];
+            order.rotate_left(index % 3);
+            for scenario in order {
                 let (mut recorded, mut discard) = (0, warmup);
                 while recorded < iterations {
-                    let sample = if mu {
+                    let sample = if scenario == Scenario::Mu {
                         proposer.sample(driver, clock)?
                     } else {
-                        let sample = bare.sample(driver, clock)?;
+                        let walk = if scenario == Scenario::Bare { &mut bare } else { &mut ring };
+                        let sample = walk.sample(driver, clock)?;
                         // Heartbeats, and the replica's own work, go on between samples.
                         driver.turn(clock.now_ns());
                         driver.drain_events().for_each(drop);
@@ -339,7 +379,11 @@ fn measure(
                         }
                         Sample::Took(latency_ns) => {
                             recovering = None;
-                            let recorder = if mu { &mut mu_recorder } else { &mut bare_recorder };
+                            let recorder = match scenario {
+                                Scenario::Bare => &mut bare_recorder,
+                                Scenario::Mu => &mut mu_recorder,
+                                Scenario::Ring => &mut ring_recorder,
+                            };
                             recorder.record_ns(latency_ns);
                             recorded += 1;
                         }
@@ -375,7 +419,7 @@ fn measure(
                 }
             }
         }
-        measured.push(Measured { size, bare: bare_recorder, mu: mu_recorder });
+        measured.push(Measured { size, bare: bare_recorder, mu: mu_recorder, ring: ring_recorder });
     }
     Ok((measured, interruptions))
 }
@@ -434,7 +478,8 @@ fn print(report: &Report) {
         println!("{} B commands ({} B entries):", figures.size, figures.entry_bytes);
         println!("    (a) bare WRITE to each follower, first completion: {}", figures.bare);
         println!("    (b) Mu propose -> commit at the leader:            {}", figures.mu);
-        println!("    Mu/bare medians: {:.2}", figures.ratio);
+        println!("    (c) as (a), entry-sized, walking a log-like ring:  {}", figures.ring);
+        println!("    Mu/bare medians: {:.2}; Mu/(c) medians: {:.2}", figures.ratio, figures.ring_ratio);
     }
     if let Some(path) = &report.cdf_svg {
         println!("latency CDFs: {}", path.display());
