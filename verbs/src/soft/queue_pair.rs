@@ -242,7 +242,7 @@ impl SoftQp {
         let recv = install_queue(&shared, queue, 0);
         let word = SlotWord { generation, state: QpState::Reset, access: Default::default(), valid: true };
         owner.word.store(word.pack(), Ordering::SeqCst);
-        node.tables.lock().expect("node tables").live_qps[slot] = Some(Arc::downgrade(&shared));
+        node.tables.lock().expect("node tables").live_qps.insert(slot, Arc::downgrade(&shared));
         Ok(SoftQp {
             shared,
             caps: options.caps,
@@ -526,7 +526,7 @@ impl Drop for SoftQp {
             link.peer.liveness.unlisten(&shared.node.events, shared.qp_num);
         }
         let mut tables = shared.node.tables.lock().expect("node tables");
-        tables.live_qps[shared.slot] = None;
+        tables.live_qps.remove(&shared.slot);
         tables.qps.release(shared.slot);
     }
 }
