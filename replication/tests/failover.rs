@@ -6,7 +6,7 @@
 //! driver's periods, the simulator's quantum), never from a wall clock.
 
 use usec_qp_pool::NodeId;
-use usec_replication::cft::MuConfig;
+use usec_replication::cft::{MuConfig, RoleKind};
 use usec_replication::driver::sim::SimGroup;
 use usec_replication::driver::{DetectorConfig, PROVIDER_EVENTS_PERIOD_NS};
 use usec_replication::History;
@@ -60,5 +60,47 @@ fn a_dead_leader_is_suspected_as_soon_as_the_provider_reports_it() {
                 "round {round}: node {index} suspected the dead leader {after} ns after the crash (bound {bound})"
             );
         }
+    }
+}
+
+/// A follower that refused a candidate because it still trusted the leader grants it as
+/// soon as it stops trusting the leader, without waiting for the candidate to ask again
+/// (`permission_retry_ns` later): with Mu's timings, the follower that asks first is
+/// often a few microseconds ahead of the other in seeing the leader die.
+///
+/// Node 1 loses sight of node 0 (a cut link) and campaigns; node 2 still sees 0 and
+/// refuses. Then 0 crashes: once 2 suspects 0, it grants 1 within one inbox period.
+#[test]
+fn a_refused_candidate_is_granted_once_the_leader_is_suspected() {
+    let config = config();
+    for round in 0..4 {
+        let mut group = group(&format!("deferred-{round}"), DetectorConfig::default());
+        group.partition(0, 1);
+        assert!(
+            group.run_until(5 * MS, |group| group.driver(1).unwrap().replica().role() == RoleKind::Candidate),
+            "node 1 never campaigned"
+        );
+        // Node 2 has seen (and refused) a request; crash the leader at different phases of
+        // node 1's asking.
+        group.run_for(20_000 + round * 37_000);
+        assert_eq!(group.driver(2).unwrap().replica().leader(), Some(node(0)), "node 2 still follows 0");
+        let grants = group.driver(2).unwrap().replica().stats().grants;
+        group.crash(0);
+        let mut suspected_at = None;
+        let limit = group.fabric.now_ns() + MS;
+        while group.fabric.now_ns() < limit && group.driver(2).unwrap().replica().stats().grants == grants {
+            group.step();
+            if suspected_at.is_none() && group.driver(2).unwrap().suspects(node(0)) {
+                suspected_at = Some(group.fabric.now_ns());
+            }
+        }
+        let suspected_at = suspected_at.expect("node 2 suspected the dead leader");
+        let granted_after = group.fabric.now_ns() - suspected_at;
+        let bound = config.inbox_period_ns + 2 * group.quantum_ns;
+        assert!(
+            granted_after <= bound,
+            "round {round}: node 2 granted node 1 {granted_after} ns after suspecting the leader (bound {bound})"
+        );
+        assert_eq!(group.driver(2).unwrap().replica().leader(), Some(node(1)));
     }
 }
