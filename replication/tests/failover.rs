@@ -6,11 +6,13 @@
 //! driver's periods, the simulator's quantum), never from a wall clock.
 
 use usec_qp_pool::NodeId;
+use usec_replication::cft::op::{Op, OpKind};
 use usec_replication::cft::{MuConfig, RoleKind};
 use usec_replication::driver::sim::SimGroup;
 use usec_replication::driver::{DetectorConfig, PROVIDER_EVENTS_PERIOD_NS};
+use usec_replication::log::CommandId;
 use usec_replication::History;
-use usec_verbs::sim::PEER_LOST_DELAY_NS;
+use usec_verbs::sim::{TraceKind, PEER_LOST_DELAY_NS};
 
 const MS: u64 = 1_000_000;
 const SEED: u64 = 29;
@@ -103,4 +105,40 @@ fn a_refused_candidate_is_granted_once_the_leader_is_suspected() {
         );
         assert_eq!(group.driver(2).unwrap().replica().leader(), Some(node(1)));
     }
+}
+
+/// Recovery READs the slots the quorum may hold, not a fixed run: every member published
+/// where its log stops (`present`) when it granted, and nothing can land there since, so
+/// a new leader after a quiet crash reads one slot from each member (the first empty one,
+/// which ends recovery), not `read_chunk` slots of 4 KiB each.
+#[test]
+fn recovery_reads_only_what_the_quorum_holds() {
+    let config = MuConfig { read_chunk: 16, ..config() };
+    println!("seed {SEED}");
+    let name = format!("failover-recovery-reads-{}", std::process::id());
+    let mut group =
+        SimGroup::new(&name, SEED, 3, &config, DetectorConfig::default(), &[], History::default).unwrap();
+    assert!(group.run_until(10 * MS, |group| group.leaders() == [0]), "node 0 never led");
+    for sequence in 1..=5 {
+        let id = CommandId { client: 1, sequence };
+        group.driver_mut(0).unwrap().replica_mut().propose(id, b"a command").unwrap();
+        assert!(group.run_until(MS, |group| group.driver(0).unwrap().replica().applied_index() == sequence));
+    }
+    // Idle: the commit record tells the followers.
+    group.run_for(100_000);
+    group.fabric.record_trace(true);
+    group.crash(0);
+    assert!(group.run_until(10 * MS, |group| group.leaders().len() == 1), "nobody took over");
+    let new = group.leaders()[0] as u16;
+    let sim_node = group.members[usize::from(new)].sim_node;
+    let read: u64 = group
+        .fabric
+        .trace()
+        .iter()
+        .filter(|event| event.kind == TraceKind::Completion && event.node == sim_node)
+        .filter(|event| Op::decode(event.wr_id).is_some_and(|op| op.kind == OpKind::SlotRead))
+        .map(|event| event.len)
+        .sum();
+    let slot = config.slot_bytes as u64;
+    assert!(read <= slot, "node {new} read {read} bytes of slots in recovery, more than one slot ({slot} B)");
 }
