@@ -142,3 +142,22 @@ fn recovery_reads_only_what_the_quorum_holds() {
     let slot = config.slot_bytes as u64;
     assert!(read <= slot, "node {new} read {read} bytes of slots in recovery, more than one slot ({slot} B)");
 }
+
+/// A deposed leader that wakes up finds its WRITEs refused: its log QPs to the others
+/// break and are reconnected (qp-pool's repair, over the control plane). It campaigns,
+/// since it is the lowest id — but a grant is worth nothing while the QP to that
+/// follower's log is down: the promise cannot be written, the member drops out, and the
+/// candidacy starts over. It must wait for the repair instead of campaigning again and
+/// again (each time making the others step down for nothing).
+#[test]
+fn a_candidate_waits_for_its_log_qps_to_be_repaired() {
+    let mut group = group("repair", DetectorConfig::default());
+    group.pause(0);
+    // Node 0 still believes it leads: it is paused.
+    assert!(group.run_until(10 * MS, |group| group.leaders() == [0, 1]), "node 1 never took over");
+    let candidacies = group.driver(0).unwrap().replica().stats().candidacies;
+    group.resume(0);
+    assert!(group.run_until(20 * MS, |group| group.leaders() == [0]), "node 0 never led again");
+    let again = group.driver(0).unwrap().replica().stats().candidacies - candidacies;
+    assert!(again <= 1, "node 0 campaigned {again} times before it led again");
+}

@@ -511,12 +511,17 @@ impl Candidate {
 }
 
 /// Sends permission request `number` to every peer that did not grant and was not asked
-/// under it yet, once nothing of this replica's to that peer's log is in flight.
+/// under it yet, once nothing of this replica's to that peer's log is in flight and its
+/// QP to that log works. A grant is worth nothing while that QP is down (the promise
+/// could not be written: the member would drop out and the candidacy start over, again
+/// and again until the repair), and it would make the peer revoke its current writer for
+/// nothing; the peer is asked once the repair is done.
 pub(crate) fn ask_permission<S>(number: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
     let request = Record::new(RecordKind::PermissionRequest, &[u64::from(local.me.get()), number]);
     let missing: Vec<NodeId> = peers
         .iter()
-        .filter(|peer| !peer.granted && peer.asked < number && port.log_drained(peer.id))
+        .filter(|peer| !peer.granted && peer.asked < number && peer.usable(Channel::Log))
+        .filter(|peer| port.log_drained(peer.id))
         .map(|peer| peer.id)
         .collect();
     for peer in missing {
