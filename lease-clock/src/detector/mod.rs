@@ -9,7 +9,11 @@
 //!   completion, or no completion in time), which [`crate::heartbeat::HeartbeatReader`]
 //!   produces from RDMA READs;
 //! - the provider's own word that the peer is gone ([`Observation::PeerLost`]: the soft
-//!   provider sees a process exit through a pidfd, the sim provider reports a crash).
+//!   provider sees a process exit through a pidfd, the sim provider reports a crash);
+//! - the observer's own stalls: a read made after the observer itself was not running for
+//!   a while is [`Observation::UnwatchedRead`] — only a change counts, as evidence of
+//!   life — and the stall is [`Observation::ObserverStalled`], time that silence-measuring
+//!   detectors leave out. Silence is evidence of failure only if someone was watching.
 //!
 //! The detectors:
 //!
@@ -63,8 +67,19 @@ pub enum ReadOutcome {
 /// What a detector is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Observation {
-    /// A heartbeat read ended.
+    /// A heartbeat read ended, and the observer ran throughout the span it covers.
     Read(ReadOutcome),
+    /// A heartbeat read ended after a stall of the observer itself (see
+    /// [`crate::heartbeat::HeartbeatReader`]): a changed value is evidence of life; no
+    /// change, an error or a timeout is no evidence of anything, since a peer that shares
+    /// the observer's core was held up as long as the observer.
+    UnwatchedRead(ReadOutcome),
+    /// The observer was not running from `since_ns` until now: silence over that time was
+    /// not watched. Detectors that measure silence in time leave it out.
+    ObserverStalled {
+        /// When the stall began (the observer's last call before it).
+        since_ns: u64,
+    },
     /// The provider reports that the peer is gone.
     PeerLost,
 }

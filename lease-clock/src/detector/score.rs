@@ -87,7 +87,11 @@ impl ScoreDetector {
 
 impl FailureDetector for ScoreDetector {
     fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
-        let Observation::Read(outcome) = observation else { return None };
+        let (outcome, watched) = match observation {
+            Observation::Read(outcome) => (outcome, true),
+            Observation::UnwatchedRead(outcome) => (outcome, false),
+            Observation::ObserverStalled { .. } | Observation::PeerLost => return None,
+        };
         let changed = match outcome {
             ReadOutcome::Value(value) => match self.counter.update(value) {
                 CounterChange::First => return None,
@@ -96,6 +100,9 @@ impl FailureDetector for ScoreDetector {
             },
             ReadOutcome::Error(_) | ReadOutcome::Timeout => false,
         };
+        if !changed && !watched {
+            return None;
+        }
         let config = &self.config;
         self.score = if changed {
             (self.score + config.score_up).min(config.score_max)
@@ -142,6 +149,27 @@ mod tests {
         assert_eq!(read(&mut detector, 6, 11), None, "4 is below trust_at");
         assert_eq!(read(&mut detector, 7, 12), Some(Verdict::Trusted));
         assert_eq!(detector.score(), 6);
+    }
+
+    #[test]
+    fn unwatched_reads_count_only_when_they_show_a_change() {
+        let mut detector = ScoreDetector::new(ScoreConfig::default());
+        read(&mut detector, 0, 10);
+        let unwatched = |detector: &mut ScoreDetector, at, outcome| {
+            detector.observe(at, Observation::UnwatchedRead(outcome))
+        };
+        for at in 1..=10 {
+            assert_eq!(unwatched(&mut detector, at, ReadOutcome::Value(10)), None);
+            assert_eq!(unwatched(&mut detector, at, ReadOutcome::Timeout), None);
+        }
+        assert_eq!(detector.score(), 6, "no evidence of silence");
+        for at in 11..=14 {
+            read(&mut detector, at, 10);
+        }
+        assert!(detector.verdict().is_suspected(), "four watched misses");
+        assert_eq!(detector.score(), 2);
+        let changed = unwatched(&mut detector, 15, ReadOutcome::Value(11));
+        assert_eq!(changed, Some(Verdict::Trusted), "a change is evidence of life, watched or not");
     }
 
     #[test]

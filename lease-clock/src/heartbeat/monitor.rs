@@ -44,15 +44,28 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
     /// `others`, untouched and in the order polled, for the driver to hand to its owner.
     pub fn tick(&mut self, now_ns: u64, port: &mut impl HeartbeatReads, others: &mut dyn FnMut(Completion)) {
         drive(&mut self.reader, port, now_ns, others);
-        while let Some(PeerObservation { peer, at_ns, outcome }) = self.reader.poll_observation(now_ns) {
-            self.feed(peer, at_ns, Observation::Read(outcome));
+        if let Some(since_ns) = self.reader.take_stall() {
+            self.each_enabled(|detector| detector.observe(now_ns, Observation::ObserverStalled { since_ns }));
         }
+        while let Some(PeerObservation { peer, at_ns, outcome, watched }) =
+            self.reader.poll_observation(now_ns)
+        {
+            let observation =
+                if watched { Observation::Read(outcome) } else { Observation::UnwatchedRead(outcome) };
+            self.feed(peer, at_ns, observation);
+        }
+        self.each_enabled(|detector| detector.tick(now_ns));
+    }
+
+    /// Runs `step` on the detector of every peer the reader reads (the others are not
+    /// judged), queueing the changes of verdict it returns.
+    fn each_enabled(&mut self, mut step: impl FnMut(&mut D) -> Option<Verdict>) {
         for (index, detector) in self.detectors.iter_mut().enumerate() {
             let (peer, enabled) = self.reader.peer_at(index);
             if !enabled {
                 continue;
             }
-            if let Some(verdict) = detector.tick(now_ns) {
+            if let Some(verdict) = step(detector) {
                 self.changes.push_back(PeerChange { peer, verdict });
             }
         }
@@ -123,6 +136,34 @@ mod tests {
     use crate::detector::{ScoreConfig, ScoreDetector};
     use crate::heartbeat::reader::tests::{other_roles_write, Script};
     use crate::heartbeat::ReaderConfig;
+
+    /// A peer whose counter never moves, read by an observer that is itself descheduled
+    /// between its reads (its ticks a period and more apart): what it reads after each of
+    /// its own gaps is no evidence of the peer's silence (a peer sharing its core did not
+    /// run either), so it does not suspect. Once it watches without gaps, four reads in a
+    /// row without a change do make it suspect.
+    #[test]
+    fn the_observers_own_gaps_are_not_the_peers_silence() {
+        let peer = NodeId::new(1).unwrap();
+        let config = ReaderConfig { period_ns: 100, timeout_ns: 40 };
+        let reader = HeartbeatReader::new(config, [peer], 0);
+        let mut monitor = HeartbeatMonitor::new(reader, vec![ScoreDetector::new(ScoreConfig::default())]);
+        let mut port = Script::new();
+        let mut now = 0;
+        for _ in 0..20 {
+            monitor.tick(now, &mut port, &mut |_| {});
+            now += 250;
+        }
+        assert_eq!(monitor.verdict(peer), Verdict::Trusted, "suspected for what it did not watch");
+        // Watching: a tick every 10 ns, a read every 100.
+        let watched_from = now;
+        while !monitor.verdict(peer).is_suspected() {
+            monitor.tick(now, &mut port, &mut |_| {});
+            now += 10;
+            assert!(now < watched_from + 1_000, "a silent peer watched for 10 periods is not suspected");
+        }
+        assert!(now - watched_from <= 5 * 100, "suspected after {} ns of watching", now - watched_from);
+    }
 
     #[test]
     fn another_roles_completion_on_the_same_cq_comes_back_out() {

@@ -108,6 +108,41 @@ fn a_paused_node_is_suspected_then_trusted_again_on_resume() {
     }
 }
 
+/// Nodes 0 and 1 share a core that another process keeps taking: node 0 gets it back for
+/// a moment now and then, node 1 not at all. Each time, node 0 reads node 1 at once and
+/// finds no change — but node 0 was not running either since its previous read, so
+/// that is no evidence against node 1, and it must not suspect it. Once node 0 runs on
+/// its own for the detector's misses, it does.
+#[test]
+fn an_observer_does_not_count_its_own_stalls_as_the_peers_silence() {
+    for seed in seeds("observer stalls", 3) {
+        let options = ClusterOptions::new(3, seed, DetectorKind::Score);
+        let (period, bound) = (options.reader.period_ns, options.detection_bound_ns());
+        let mut cluster = Cluster::new(options);
+        cluster.run_for(WARM_UP_NS);
+        let taken_at = cluster.now_ns();
+        cluster.pause(1);
+        for _ in 0..8 {
+            cluster.pause(0);
+            cluster.run_for(10 * period);
+            cluster.resume(0);
+            cluster.run_for(5_000);
+        }
+        assert_eq!(
+            cluster.suspected_at(0, 1, taken_at),
+            None,
+            "seed {seed}: node 0 suspected node 1 for silence it did not watch"
+        );
+        let watching_from = cluster.now_ns();
+        cluster.run_for(bound);
+        let at = cluster.suspected_at(0, 1, watching_from);
+        assert!(
+            at.is_some(),
+            "seed {seed}: node 0 watched the stopped node 1 for {bound} ns without suspecting it"
+        );
+    }
+}
+
 #[test]
 fn a_partitioned_node_is_suspected_and_trusted_after_healing() {
     for seed in seeds("partition", 2) {
