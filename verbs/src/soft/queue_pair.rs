@@ -9,6 +9,7 @@ use crate::emulation::checks;
 use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
 use crate::primitive::sync::atomic::{AtomicBool, Ordering};
+use crate::probe::PeerProbe;
 use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{
     Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes,
@@ -506,6 +507,16 @@ impl QpOps for SoftQp {
             self.post_one_recv(wr).map_err(|reason| Error::PostRejected { index, reason })?;
         }
         Ok(())
+    }
+
+    fn probe_peer(&self) -> PeerProbe {
+        let Some(link) = &self.link else { return PeerProbe::Unknown };
+        let peer = &link.peer;
+        if peer.is_gone() {
+            return PeerProbe::Exiting;
+        }
+        let start_time = peer.block().header.start_time.load(Ordering::Acquire);
+        crate::soft::process::probe(peer.identity.pid, start_time)
     }
 }
 
