@@ -10,6 +10,10 @@
 //!   produces from RDMA READs;
 //! - the provider's own word that the peer is gone ([`Observation::PeerLost`]: the soft
 //!   provider sees a process exit through a pidfd, the sim provider reports a crash);
+//! - what the provider sees of the peer's process when asked after a silent read
+//!   ([`Observation::Probe`]: the soft provider reads /proc, where a killed process is
+//!   exiting and a stopped one stopped microseconds after the signal, long before the
+//!   exit is reported);
 //! - the observer's own stalls: a read made after the observer itself was not running for
 //!   a while is [`Observation::UnwatchedRead`] — only a change counts, as evidence of
 //!   life — and the stall is [`Observation::ObserverStalled`], time that silence-measuring
@@ -50,7 +54,7 @@ pub use peer_loss::PeerLossDetector;
 pub use score::{ScoreConfig, ScoreDetector};
 pub use timeout::{TimeoutConfig, TimeoutDetector};
 
-use usec_verbs::Status;
+use usec_verbs::{PeerProbe, Status};
 
 /// How one read of a peer's heartbeat counter ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,6 +86,11 @@ pub enum Observation {
     },
     /// The provider reports that the peer is gone.
     PeerLost,
+    /// What the provider saw of the peer's process when asked, after a silent read
+    /// ([`usec_verbs::PeerProbe`]): `Exiting` or `Stopped` is certain evidence that it
+    /// does not run, and every counter-based detector suspects at once; a later change of
+    /// the counter (a stopped peer resumed) restores trust as usual.
+    Probe(PeerProbe),
 }
 
 impl From<ReadOutcome> for Observation {
@@ -134,6 +143,11 @@ impl<D: FailureDetector + ?Sized> FailureDetector for Box<D> {
     fn verdict(&self) -> Verdict {
         (**self).verdict()
     }
+}
+
+/// Whether a probe shows the peer's process cannot be running: exiting, or stopped.
+fn probe_rules_out(probe: PeerProbe) -> bool {
+    matches!(probe, PeerProbe::Exiting | PeerProbe::Stopped)
 }
 
 /// Moves `verdict` to `suspected` (keeping the first `since_ns`) and says whether it changed.

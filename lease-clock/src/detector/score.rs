@@ -1,7 +1,7 @@
 //! [`ScoreDetector`]: Mu's heartbeat score.
 
 use crate::detector::counter::{CounterChange, CounterTracker};
-use crate::detector::{set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
+use crate::detector::{probe_rules_out, set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
 use crate::error::{Error, Result};
 
 /// The score's arithmetic.
@@ -90,7 +90,13 @@ impl FailureDetector for ScoreDetector {
         let (outcome, watched) = match observation {
             Observation::Read(outcome) => (outcome, true),
             Observation::UnwatchedRead(outcome) => (outcome, false),
-            Observation::ObserverStalled { .. } | Observation::PeerLost => return None,
+            Observation::Probe(probe) if probe_rules_out(probe) => {
+                self.score = 0;
+                return set_verdict(&mut self.verdict, true, now_ns);
+            }
+            Observation::Probe(_) | Observation::ObserverStalled { .. } | Observation::PeerLost => {
+                return None
+            }
         };
         let changed = match outcome {
             ReadOutcome::Value(value) => match self.counter.update(value) {
@@ -128,7 +134,7 @@ impl FailureDetector for ScoreDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use usec_verbs::Status;
+    use usec_verbs::{PeerProbe, Status};
 
     fn read(detector: &mut ScoreDetector, at: u64, value: u64) -> Option<Verdict> {
         detector.observe(at, ReadOutcome::Value(value).into())
@@ -170,6 +176,20 @@ mod tests {
         assert_eq!(detector.score(), 2);
         let changed = unwatched(&mut detector, 15, ReadOutcome::Value(11));
         assert_eq!(changed, Some(Verdict::Trusted), "a change is evidence of life, watched or not");
+    }
+
+    #[test]
+    fn a_probe_that_rules_the_peer_out_suspects_at_once() {
+        let mut detector = ScoreDetector::new(ScoreConfig::default());
+        read(&mut detector, 0, 10);
+        assert_eq!(detector.observe(1, Observation::Probe(PeerProbe::Alive)), None);
+        assert_eq!(detector.observe(2, Observation::Probe(PeerProbe::Unknown)), None);
+        let stopped = detector.observe(3, Observation::Probe(PeerProbe::Stopped));
+        assert_eq!(stopped, Some(Verdict::Suspected { since_ns: 3 }));
+        read(&mut detector, 4, 11);
+        assert_eq!(read(&mut detector, 5, 12), Some(Verdict::Trusted), "resumed: two changes");
+        let exiting = detector.observe(6, Observation::Probe(PeerProbe::Exiting));
+        assert_eq!(exiting, Some(Verdict::Suspected { since_ns: 6 }));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`TimeoutDetector`]: uKharon's — no change for too long, or too many failed reads.
 
 use crate::detector::counter::{CounterChange, CounterTracker};
-use crate::detector::{set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
+use crate::detector::{probe_rules_out, set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
 use crate::error::{Error, Result};
 
 /// When silence means failure.
@@ -84,7 +84,10 @@ impl FailureDetector for TimeoutDetector {
                 self.last_change_ns = self.last_change_ns.saturating_add(stalled_ns).min(now_ns);
                 return self.tick(now_ns);
             }
-            Observation::PeerLost => return self.tick(now_ns),
+            Observation::Probe(probe) if probe_rules_out(probe) => {
+                return set_verdict(&mut self.verdict, true, now_ns);
+            }
+            Observation::Probe(_) | Observation::PeerLost => return self.tick(now_ns),
         };
         match outcome {
             ReadOutcome::Value(value) => {

@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 
 use usec_qp_pool::NodeId;
-use usec_verbs::Completion;
+use usec_verbs::{Completion, PeerProbe};
 
-use crate::detector::{FailureDetector, Observation, Verdict};
+use crate::detector::{FailureDetector, Observation, ReadOutcome, Verdict};
 use crate::heartbeat::reader::{drive, HeartbeatReader, HeartbeatReads, PeerObservation};
 
 /// A change of mind about one peer.
@@ -27,13 +27,16 @@ pub struct HeartbeatMonitor<D> {
     reader: HeartbeatReader,
     detectors: Vec<D>,
     changes: VecDeque<PeerChange>,
+    /// Per peer, the last value read: a read that finds it again is a silent one.
+    last_values: Vec<Option<u64>>,
 }
 
 impl<D: FailureDetector> HeartbeatMonitor<D> {
     /// One detector per peer of `reader`, in the order of [`HeartbeatReader::peers`].
     pub fn new(reader: HeartbeatReader, detectors: Vec<D>) -> HeartbeatMonitor<D> {
         assert_eq!(reader.peers().len(), detectors.len(), "one detector per peer");
-        HeartbeatMonitor { reader, detectors, changes: VecDeque::new() }
+        let last_values = vec![None; detectors.len()];
+        HeartbeatMonitor { reader, detectors, changes: VecDeque::new(), last_values }
     }
 
     /// Posts the reads due, collects completions and timeouts, feeds the detectors and lets
@@ -50,9 +53,24 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         while let Some(PeerObservation { peer, at_ns, outcome, watched }) =
             self.reader.poll_observation(now_ns)
         {
-            let observation =
-                if watched { Observation::Read(outcome) } else { Observation::UnwatchedRead(outcome) };
-            self.feed(peer, at_ns, observation);
+            let Some(index) = self.reader.index_of(peer) else { continue };
+            let silent = match outcome {
+                ReadOutcome::Value(value) => self.last_values[index].replace(value) == Some(value),
+                ReadOutcome::Error(_) | ReadOutcome::Timeout => true,
+            };
+            if !watched {
+                self.feed(peer, at_ns, Observation::UnwatchedRead(outcome));
+                continue;
+            }
+            self.feed(peer, at_ns, Observation::Read(outcome));
+            if silent {
+                // A silent peer may be a dead or stopped process, which the provider can
+                // see at once where more silent reads would take periods.
+                let probe = port.probe(peer);
+                if matches!(probe, PeerProbe::Exiting | PeerProbe::Stopped) {
+                    self.feed(peer, at_ns, Observation::Probe(probe));
+                }
+            }
         }
         self.each_enabled(|detector| detector.tick(now_ns));
     }
@@ -85,6 +103,7 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
     pub fn rejoined(&mut self, now_ns: u64, peer: NodeId, detector: D) {
         let index = self.index(peer);
         self.reader.restart(peer, now_ns);
+        self.last_values[index] = None;
         let before = self.detectors[index].verdict();
         self.detectors[index] = detector;
         let after = self.detectors[index].verdict();

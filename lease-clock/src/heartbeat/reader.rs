@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use usec_qp_pool::{NodeId, RegisteredKind, WrId};
-use usec_verbs::{Completion, Status};
+use usec_verbs::{Completion, PeerProbe, Status};
 
 use crate::detector::ReadOutcome;
 use crate::error::Result;
@@ -84,6 +84,13 @@ pub trait HeartbeatReads {
     /// What the last READ of `peer` left in its slot (`None` for a node it has no slot
     /// for). Read right after the READ's successful completion is polled.
     fn read_value(&self, peer: NodeId) -> Option<u64>;
+
+    /// What the provider can tell now of `peer`'s process ([`PeerProbe`]): asked when a
+    /// read finds the peer silent. A port that cannot tell says `Unknown` (the default).
+    fn probe(&mut self, peer: NodeId) -> PeerProbe {
+        let _ = peer;
+        PeerProbe::Unknown
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -143,6 +143,39 @@ fn an_observer_does_not_count_its_own_stalls_as_the_peers_silence() {
     }
 }
 
+/// A stopped or crashed peer is suspected at the first read that finds it silent, not
+/// after the detector's four: the provider (here the sim, like the soft provider's /proc)
+/// says on the spot that its process is stopped or exiting. Bound: the read that may
+/// still see the last bump, the silent one (or its timeout), and the usual margins.
+#[test]
+fn a_stopped_or_crashed_peer_is_suspected_at_the_first_silent_read() {
+    for seed in seeds("probe", 3) {
+        for crash in [false, true] {
+            let options = ClusterOptions::new(3, seed, DetectorKind::Score);
+            let reader = options.reader;
+            let slack = options.detection_bound_ns() - (reader.timeout_ns + 4 * reader.period_ns);
+            let bound = 2 * reader.period_ns + reader.timeout_ns + slack;
+            let mut cluster = Cluster::new(options);
+            cluster.run_for(WARM_UP_NS);
+            let at = cluster.now_ns();
+            if crash {
+                cluster.crash(1);
+            } else {
+                cluster.pause(1);
+            }
+            cluster.run_for(bound + 20_000);
+            for observer in [0, 2] {
+                let suspected = cluster.suspected_at(observer, 1, at).expect("suspected");
+                assert!(
+                    suspected - at <= bound,
+                    "seed {seed}, crash {crash}: node {observer} suspected after {} ns, bound {bound}",
+                    suspected - at
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_partitioned_node_is_suspected_and_trusted_after_healing() {
     for seed in seeds("partition", 2) {
