@@ -161,3 +161,29 @@ fn a_candidate_waits_for_its_log_qps_to_be_repaired() {
     let again = group.driver(0).unwrap().replica().stats().candidacies - candidacies;
     assert!(again <= 1, "node 0 campaigned {again} times before it led again");
 }
+
+/// A leader whose core is taken away for a while (descheduled, not stopped: its process
+/// probes alive) keeps its leadership when it gets the core back within the detectors'
+/// patience; a stopped one is replaced without waiting for it. Before the patience, a
+/// leader descheduled for four heartbeat periods (120 µs) was deposed.
+#[test]
+fn a_descheduled_leader_is_waited_for_and_a_stopped_one_is_not() {
+    let patience = DetectorConfig::default().alive_patience_ns;
+    let mut group = group("descheduled", DetectorConfig::default());
+    for round in 0..4 {
+        group.deschedule(0, patience / 2 + round * 50_000);
+        group.run_for(patience);
+        for index in [1, 2] {
+            let replica = group.driver(index).unwrap().replica();
+            assert_eq!(replica.stats().candidacies, 0, "round {round}: node {index} campaigned");
+            assert_eq!(replica.leader(), Some(node(0)), "round {round}");
+        }
+    }
+    let paused_at = group.fabric.now_ns();
+    group.pause(0);
+    assert!(
+        group.run_until(patience / 2, |group| group.leaders() == [0, 1]),
+        "node 1 waited for a stopped leader"
+    );
+    println!("a stopped leader replaced after {} ns", group.fabric.now_ns() - paused_at);
+}

@@ -15,9 +15,11 @@
 //!   exiting and a stopped one stopped microseconds after the signal, long before the
 //!   exit is reported);
 //! - the observer's own stalls: a read made after the observer itself was not running for
-//!   a while is [`Observation::UnwatchedRead`] — only a change counts, as evidence of
+//!   a while is [`Observation::Inconclusive`] — only a change counts, as evidence of
 //!   life — and the stall is [`Observation::ObserverStalled`], time that silence-measuring
-//!   detectors leave out. Silence is evidence of failure only if someone was watching.
+//!   detectors leave out. Silence is evidence of failure only if someone was watching;
+//!   and, with a patience, only if the peer could have run (see
+//!   [`crate::heartbeat::HeartbeatMonitor::with_alive_patience`]).
 //!
 //! The detectors:
 //!
@@ -73,11 +75,14 @@ pub enum ReadOutcome {
 pub enum Observation {
     /// A heartbeat read ended, and the observer ran throughout the span it covers.
     Read(ReadOutcome),
-    /// A heartbeat read ended after a stall of the observer itself (see
-    /// [`crate::heartbeat::HeartbeatReader`]): a changed value is evidence of life; no
-    /// change, an error or a timeout is no evidence of anything, since a peer that shares
-    /// the observer's core was held up as long as the observer.
-    UnwatchedRead(ReadOutcome),
+    /// A heartbeat read ended, but what it found is no evidence of silence: the observer
+    /// itself stalled during the span it covers (see [`crate::heartbeat::HeartbeatReader`];
+    /// a peer that shares the observer's core was held up as long), or the provider says
+    /// the silent peer's process is alive and not stopped — waiting for a CPU, at worst —
+    /// and the monitor's patience for that is not spent
+    /// ([`crate::heartbeat::HeartbeatMonitor::with_alive_patience`]). A changed value is
+    /// evidence of life all the same; nothing else counts.
+    Inconclusive(ReadOutcome),
     /// The observer was not running from `since_ns` until now: silence over that time was
     /// not watched. Detectors that measure silence in time leave it out.
     ObserverStalled {

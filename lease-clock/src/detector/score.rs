@@ -89,7 +89,7 @@ impl FailureDetector for ScoreDetector {
     fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
         let (outcome, watched) = match observation {
             Observation::Read(outcome) => (outcome, true),
-            Observation::UnwatchedRead(outcome) => (outcome, false),
+            Observation::Inconclusive(outcome) => (outcome, false),
             Observation::Probe(probe) if probe_rules_out(probe) => {
                 self.score = 0;
                 return set_verdict(&mut self.verdict, true, now_ns);
@@ -162,7 +162,7 @@ mod tests {
         let mut detector = ScoreDetector::new(ScoreConfig::default());
         read(&mut detector, 0, 10);
         let unwatched = |detector: &mut ScoreDetector, at, outcome| {
-            detector.observe(at, Observation::UnwatchedRead(outcome))
+            detector.observe(at, Observation::Inconclusive(outcome))
         };
         for at in 1..=10 {
             assert_eq!(unwatched(&mut detector, at, ReadOutcome::Value(10)), None);

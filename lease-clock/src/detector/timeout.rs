@@ -77,7 +77,7 @@ impl FailureDetector for TimeoutDetector {
     fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
         let (outcome, watched) = match observation {
             Observation::Read(outcome) => (outcome, true),
-            Observation::UnwatchedRead(outcome) => (outcome, false),
+            Observation::Inconclusive(outcome) => (outcome, false),
             Observation::ObserverStalled { since_ns } => {
                 // Silence is counted in watched time: the stall is left out.
                 let stalled_ns = now_ns.saturating_sub(since_ns);
@@ -152,11 +152,11 @@ mod tests {
         // Silent from 0; the observer did not run from 60 to 1,060: 60 ns of watched
         // silence so far.
         assert_eq!(detector.observe(1_060, Observation::ObserverStalled { since_ns: 60 }), None);
-        assert_eq!(detector.observe(1_060, Observation::UnwatchedRead(ReadOutcome::Timeout)), None);
-        assert_eq!(detector.observe(1_061, Observation::UnwatchedRead(ReadOutcome::Value(7))), None);
+        assert_eq!(detector.observe(1_060, Observation::Inconclusive(ReadOutcome::Timeout)), None);
+        assert_eq!(detector.observe(1_061, Observation::Inconclusive(ReadOutcome::Value(7))), None);
         assert_eq!(detector.tick(1_099), None);
         assert_eq!(detector.tick(1_100), Some(Verdict::Suspected { since_ns: 1_100 }), "100 ns watched");
-        let changed = detector.observe(1_200, Observation::UnwatchedRead(ReadOutcome::Value(8)));
+        let changed = detector.observe(1_200, Observation::Inconclusive(ReadOutcome::Value(8)));
         assert_eq!(changed, Some(Verdict::Trusted), "a change is evidence of life, watched or not");
     }
 

@@ -29,14 +29,45 @@ pub struct HeartbeatMonitor<D> {
     changes: VecDeque<PeerChange>,
     /// Per peer, the last value read: a read that finds it again is a silent one.
     last_values: Vec<Option<u64>>,
+    /// Silent reads of a peer the provider says is alive that are excused in a row, at
+    /// most (0: none).
+    patience_reads: u32,
+    /// Per peer, the silent reads excused since its last change.
+    excused: Vec<u32>,
 }
 
 impl<D: FailureDetector> HeartbeatMonitor<D> {
     /// One detector per peer of `reader`, in the order of [`HeartbeatReader::peers`].
     pub fn new(reader: HeartbeatReader, detectors: Vec<D>) -> HeartbeatMonitor<D> {
         assert_eq!(reader.peers().len(), detectors.len(), "one detector per peer");
-        let last_values = vec![None; detectors.len()];
-        HeartbeatMonitor { reader, detectors, changes: VecDeque::new(), last_values }
+        let (last_values, excused) = (vec![None; detectors.len()], vec![0; detectors.len()]);
+        HeartbeatMonitor {
+            reader,
+            detectors,
+            changes: VecDeque::new(),
+            last_values,
+            patience_reads: 0,
+            excused,
+        }
+    }
+
+    /// Excuses a peer's silence for up to `patience_ns` (in whole read periods) while the
+    /// provider says its process is alive and not stopped.
+    ///
+    /// A process that exists, runs no code of its own and is not stopped is waiting for a
+    /// CPU: its core was given to another process (or its virtual CPU to another guest),
+    /// and it will run again. Mu deposes a leader that does not bump its counter for four
+    /// reads (120 µs with reads every 30 µs); on a shared machine a leader is descheduled
+    /// that long many times a second, and each time the group changed leaders for nothing.
+    /// A dead or stopped process is told apart at once by the probe, so waiting out a live
+    /// one costs no detection time for them; the patience bounds how long a live process
+    /// that does not run — descheduled, or wedged in a loop that no longer bumps — is
+    /// trusted: after it, its silent reads count as misses again. Only detectors that count
+    /// reads are concerned; a provider that cannot tell (`Unknown`) excuses nothing.
+    pub fn with_alive_patience(mut self, patience_ns: u64) -> HeartbeatMonitor<D> {
+        let reads = patience_ns / self.reader.config().period_ns;
+        self.patience_reads = u32::try_from(reads).unwrap_or(u32::MAX);
+        self
     }
 
     /// Posts the reads due, collects completions and timeouts, feeds the detectors and lets
@@ -59,17 +90,27 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
                 ReadOutcome::Error(_) | ReadOutcome::Timeout => true,
             };
             if !watched {
-                self.feed(peer, at_ns, Observation::UnwatchedRead(outcome));
+                self.feed(peer, at_ns, Observation::Inconclusive(outcome));
                 continue;
             }
-            self.feed(peer, at_ns, Observation::Read(outcome));
-            if silent {
-                // A silent peer may be a dead or stopped process, which the provider can
-                // see at once where more silent reads would take periods.
-                let probe = port.probe(peer);
-                if matches!(probe, PeerProbe::Exiting | PeerProbe::Stopped) {
+            if !silent {
+                self.excused[index] = 0;
+                self.feed(peer, at_ns, Observation::Read(outcome));
+                continue;
+            }
+            // A silent peer may be a dead or stopped process, which the provider can see
+            // at once where more silent reads would take periods; or a live one waiting
+            // for a CPU, which the patience waits out.
+            match port.probe(peer) {
+                PeerProbe::Alive if self.excused[index] < self.patience_reads => {
+                    self.excused[index] += 1;
+                    self.feed(peer, at_ns, Observation::Inconclusive(outcome));
+                }
+                probe @ (PeerProbe::Exiting | PeerProbe::Stopped) => {
+                    self.feed(peer, at_ns, Observation::Read(outcome));
                     self.feed(peer, at_ns, Observation::Probe(probe));
                 }
+                _ => self.feed(peer, at_ns, Observation::Read(outcome)),
             }
         }
         self.each_enabled(|detector| detector.tick(now_ns));
@@ -104,6 +145,7 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         let index = self.index(peer);
         self.reader.restart(peer, now_ns);
         self.last_values[index] = None;
+        self.excused[index] = 0;
         let before = self.detectors[index].verdict();
         self.detectors[index] = detector;
         let after = self.detectors[index].verdict();
@@ -155,6 +197,7 @@ mod tests {
     use crate::detector::{ScoreConfig, ScoreDetector};
     use crate::heartbeat::reader::tests::{other_roles_write, Script};
     use crate::heartbeat::ReaderConfig;
+    use usec_verbs::PeerProbe;
 
     /// A peer whose counter never moves, read by an observer that is itself descheduled
     /// between its reads (its ticks a period and more apart): what it reads after each of
@@ -182,6 +225,35 @@ mod tests {
             assert!(now < watched_from + 1_000, "a silent peer watched for 10 periods is not suspected");
         }
         assert!(now - watched_from <= 5 * 100, "suspected after {} ns of watching", now - watched_from);
+    }
+
+    /// A silent peer, read every 100 ns without gaps: suspected after four misses if the
+    /// provider cannot tell; after the patience and four more if it says the process is
+    /// alive; at the first silent read if it says stopped or exiting.
+    #[test]
+    fn a_live_peer_is_waited_out_and_a_stopped_one_suspected_at_once() {
+        let peer = NodeId::new(1).unwrap();
+        let config = ReaderConfig { period_ns: 100, timeout_ns: 40 };
+        let suspected_after = |probe: PeerProbe, patience_ns: u64| {
+            let reader = HeartbeatReader::new(config, [peer], 0);
+            let monitor = HeartbeatMonitor::new(reader, vec![ScoreDetector::new(ScoreConfig::default())]);
+            let mut monitor = monitor.with_alive_patience(patience_ns);
+            let mut port = Script::new();
+            port.probe = probe;
+            let mut now = 0;
+            while !monitor.verdict(peer).is_suspected() {
+                monitor.tick(now, &mut port, &mut |_| {});
+                now += 10;
+                assert!(now < 100_000, "{probe:?}: never suspected");
+            }
+            // Reads from 0 on, the first a baseline: the nth silent one is at n * 100.
+            (now - 10) / 100
+        };
+        assert_eq!(suspected_after(PeerProbe::Unknown, 1_000), 4);
+        assert_eq!(suspected_after(PeerProbe::Alive, 0), 4);
+        assert_eq!(suspected_after(PeerProbe::Alive, 1_000), 14, "10 reads of patience");
+        assert_eq!(suspected_after(PeerProbe::Stopped, 1_000), 1);
+        assert_eq!(suspected_after(PeerProbe::Exiting, 0), 1);
     }
 
     #[test]

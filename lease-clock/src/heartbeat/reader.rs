@@ -479,11 +479,13 @@ pub(crate) mod tests {
         pub(crate) refuse: bool,
         /// Other roles' completions, polled before the reads'.
         pub(crate) also: Vec<Completion>,
+        /// What a probe of any peer finds.
+        pub(crate) probe: PeerProbe,
     }
 
     impl Script {
         pub(crate) fn new() -> Script {
-            Script { posted: Vec::new(), refuse: false, also: Vec::new() }
+            Script { posted: Vec::new(), refuse: false, also: Vec::new(), probe: PeerProbe::Unknown }
         }
     }
 
@@ -506,6 +508,10 @@ pub(crate) mod tests {
 
         fn read_value(&self, _peer: NodeId) -> Option<u64> {
             Some(9)
+        }
+
+        fn probe(&mut self, _peer: NodeId) -> PeerProbe {
+            self.probe
         }
     }
 

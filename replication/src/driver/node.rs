@@ -31,14 +31,25 @@ pub struct DetectorConfig {
     pub score: ScoreConfig,
     /// This node bumps its own counter this often (more often than peers read it).
     pub bump_period_ns: u64,
+    /// How long a silent peer whose process the provider says is alive (not stopped, not
+    /// exiting: waiting for a CPU) is not held against it
+    /// ([`HeartbeatMonitor::with_alive_patience`]). A dead or stopped process is suspected
+    /// at the first silent read whatever this is; a provider that cannot tell (a NIC)
+    /// gets no patience.
+    pub alive_patience_ns: u64,
 }
 
 impl Default for DetectorConfig {
+    /// Reads every 30 µs, Mu's score (four misses), bumps every 5 µs; a live process that
+    /// does not run is waited for 1 ms — above the scheduling hiccups of a shared machine
+    /// (a virtual CPU taken for a few hundred microseconds), below the time its clients
+    /// would wait for a leader whose core was taken for good.
     fn default() -> DetectorConfig {
         DetectorConfig {
             reader: ReaderConfig::default(),
             score: ScoreConfig::default(),
             bump_period_ns: 5_000,
+            alive_patience_ns: 1_000_000,
         }
     }
 }
@@ -129,7 +140,8 @@ impl<S: StateMachine> MuDriver<S> {
         let heartbeats = PoolHeartbeats::new(&mut cluster).map_err(Error::heartbeat("heartbeats"))?;
         let reader = heartbeats.reader(detectors.reader, now_ns);
         let detector_set = (0..reader.peers().len()).map(|_| detector(&detectors)).collect();
-        let monitor = HeartbeatMonitor::new(reader, detector_set);
+        let monitor =
+            HeartbeatMonitor::new(reader, detector_set).with_alive_patience(detectors.alive_patience_ns);
         let peers: Vec<NodeId> = cluster.peers().collect();
         let replica = Replica::new(cluster.me(), &peers, config.clone(), mu.local_log(), machine)?;
         Ok(MuDriver {

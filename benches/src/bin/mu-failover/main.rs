@@ -63,6 +63,10 @@ struct Options {
     /// Heartbeat READ period of the failure detectors.
     #[arg(long, default_value_t = GroupSettings::default().heartbeat_period_ns)]
     heartbeat_period_ns: u64,
+    /// How long a silent replica whose process is alive (waiting for a CPU) is waited for
+    /// before its silence counts against it (0: not at all, Mu's plain score).
+    #[arg(long, default_value_t = GroupSettings::default().alive_patience_ns)]
+    alive_patience_ns: u64,
     /// Core of replica 0 (the leader), then the core replicas 1 and 2 share.
     #[arg(long, default_value_t = CorePair::default())]
     cores: CorePair,
@@ -151,8 +155,11 @@ fn main() -> Result<()> {
     run.timer = "CLOCK_MONOTONIC (vDSO clock_gettime), shared by every process: the signal's instant here, \
                  the replicas' after the turns in which things happened"
         .into();
-    let settings =
-        GroupSettings { heartbeat_period_ns: options.heartbeat_period_ns, ..GroupSettings::default() };
+    let settings = GroupSettings {
+        heartbeat_period_ns: options.heartbeat_period_ns,
+        alive_patience_ns: options.alive_patience_ns,
+        ..GroupSettings::default()
+    };
     let setup = TrialSetup {
         fabric_prefix: format!("usec-mu-failover-{}", std::process::id()),
         settings,
