@@ -89,26 +89,26 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
                 ReadOutcome::Value(value) => self.last_values[index].replace(value) == Some(value),
                 ReadOutcome::Error(_) | ReadOutcome::Timeout => true,
             };
-            if !watched {
-                self.feed(peer, at_ns, Observation::Inconclusive(outcome));
-                continue;
-            }
             if !silent {
                 self.excused[index] = 0;
                 self.feed(peer, at_ns, Observation::Read(outcome));
                 continue;
             }
             // A silent peer may be a dead or stopped process, which the provider can see
-            // at once where more silent reads would take periods; or a live one waiting
-            // for a CPU, which the patience waits out.
+            // at once where more silent reads would take periods — whether or not this
+            // observer watched the silence; or a live one waiting for a CPU, which the
+            // patience waits out.
             match port.probe(peer) {
+                probe @ (PeerProbe::Exiting | PeerProbe::Stopped) => {
+                    let read =
+                        if watched { Observation::Read(outcome) } else { Observation::Inconclusive(outcome) };
+                    self.feed(peer, at_ns, read);
+                    self.feed(peer, at_ns, Observation::Probe(probe));
+                }
+                _ if !watched => self.feed(peer, at_ns, Observation::Inconclusive(outcome)),
                 PeerProbe::Alive if self.excused[index] < self.patience_reads => {
                     self.excused[index] += 1;
                     self.feed(peer, at_ns, Observation::Inconclusive(outcome));
-                }
-                probe @ (PeerProbe::Exiting | PeerProbe::Stopped) => {
-                    self.feed(peer, at_ns, Observation::Read(outcome));
-                    self.feed(peer, at_ns, Observation::Probe(probe));
                 }
                 _ => self.feed(peer, at_ns, Observation::Read(outcome)),
             }
@@ -225,6 +225,26 @@ mod tests {
             assert!(now < watched_from + 1_000, "a silent peer watched for 10 periods is not suspected");
         }
         assert!(now - watched_from <= 5 * 100, "suspected after {} ns of watching", now - watched_from);
+    }
+
+    /// An observer that only ever runs in short bursts, more than a read period apart,
+    /// watches no silence of its own: a stopped peer is suspected all the same, at the
+    /// first silent read, on the provider's word.
+    #[test]
+    fn a_stopped_peer_is_suspected_even_by_an_observer_that_always_stalls() {
+        let peer = NodeId::new(1).unwrap();
+        let config = ReaderConfig { period_ns: 100, timeout_ns: 40 };
+        let reader = HeartbeatReader::new(config, [peer], 0);
+        let mut monitor = HeartbeatMonitor::new(reader, vec![ScoreDetector::new(ScoreConfig::default())]);
+        let mut port = Script::new();
+        port.probe = PeerProbe::Alive;
+        for now in (0..20).map(|tick| tick * 250) {
+            monitor.tick(now, &mut port, &mut |_| {});
+        }
+        assert_eq!(monitor.verdict(peer), Verdict::Trusted);
+        port.probe = PeerProbe::Stopped;
+        monitor.tick(5_000, &mut port, &mut |_| {});
+        assert!(monitor.verdict(peer).is_suspected());
     }
 
     /// A silent peer, read every 100 ns without gaps: suspected after four misses if the
