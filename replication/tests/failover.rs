@@ -187,3 +187,37 @@ fn a_descheduled_leader_is_waited_for_and_a_stopped_one_is_not() {
     );
     println!("a stopped leader replaced after {} ns", group.fabric.now_ns() - paused_at);
 }
+
+/// A follower trusts its leader for a while after the leader's entries advanced its
+/// commit index (direct evidence of life, stronger than a stuck heartbeat READ). But when
+/// the provider says the leader's process is gone, that evidence is stale: the follower
+/// campaigns as soon as it knows, not when the grace runs out (200 µs later).
+#[test]
+fn a_dead_leader_is_not_trusted_on_stale_evidence() {
+    for round in 0..4 {
+        let mut group = group(&format!("stale-{round}"), DetectorConfig::default());
+        // Commands until the crash: the followers' commit indices advance until then.
+        let mut sequence = 0;
+        let until = group.fabric.now_ns() + 200_000 + round * 13_000;
+        while group.fabric.now_ns() < until {
+            if group.driver(0).unwrap().replica().queued() == 0 {
+                sequence += 1;
+                let id = CommandId { client: 1, sequence };
+                group.driver_mut(0).unwrap().replica_mut().propose(id, b"busy").unwrap();
+            }
+            group.step();
+        }
+        let crashed_at = group.fabric.now_ns();
+        group.crash(0);
+        let candidate = |group: &SimGroup<History>| {
+            [1, 2].iter().any(|&index| group.driver(index).unwrap().replica().role() != RoleKind::Follower)
+        };
+        assert!(group.run_until(MS, candidate), "round {round}: nobody campaigned");
+        let after = group.fabric.now_ns() - crashed_at;
+        let bound = PEER_LOST_DELAY_NS + PROVIDER_EVENTS_PERIOD_NS + 2 * group.quantum_ns;
+        assert!(
+            after <= bound,
+            "round {round}: the first candidacy came {after} ns after the crash (bound {bound})"
+        );
+    }
+}

@@ -34,6 +34,9 @@ pub struct HeartbeatMonitor<D> {
     patience_reads: u32,
     /// Per peer, the silent reads excused since its last change.
     excused: Vec<u32>,
+    /// Peers the provider said do not run (their process exiting or stopped, or lost), not
+    /// yet taken by [`Self::poll_ruled_out`].
+    ruled_out: VecDeque<NodeId>,
 }
 
 impl<D: FailureDetector> HeartbeatMonitor<D> {
@@ -48,6 +51,7 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
             last_values,
             patience_reads: 0,
             excused,
+            ruled_out: VecDeque::new(),
         }
     }
 
@@ -159,6 +163,14 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
         self.changes.pop_front()
     }
 
+    /// The next peer the provider said does not run — its process exiting or stopped (a
+    /// probe), or lost (`PeerLost`) — whether or not its verdict changed. Certain evidence
+    /// that outweighs any earlier sign of life the caller keeps of its own (a message, a
+    /// WRITE from the peer), which the detectors never saw.
+    pub fn poll_ruled_out(&mut self) -> Option<NodeId> {
+        self.ruled_out.pop_front()
+    }
+
     /// What `peer`'s detector thinks now. Panics if `peer` is not watched.
     pub fn verdict(&self, peer: NodeId) -> Verdict {
         self.detector(peer).verdict()
@@ -185,6 +197,12 @@ impl<D: FailureDetector> HeartbeatMonitor<D> {
 
     fn feed(&mut self, peer: NodeId, now_ns: u64, observation: Observation) {
         let Some(index) = self.reader.index_of(peer) else { return };
+        if matches!(
+            observation,
+            Observation::PeerLost | Observation::Probe(PeerProbe::Exiting | PeerProbe::Stopped)
+        ) {
+            self.ruled_out.push_back(peer);
+        }
         if let Some(verdict) = self.detectors[index].observe(now_ns, observation) {
             self.changes.push_back(PeerChange { peer, verdict });
         }
@@ -274,6 +292,20 @@ mod tests {
         assert_eq!(suspected_after(PeerProbe::Alive, 1_000), 14, "10 reads of patience");
         assert_eq!(suspected_after(PeerProbe::Stopped, 1_000), 1);
         assert_eq!(suspected_after(PeerProbe::Exiting, 0), 1);
+    }
+
+    #[test]
+    fn peers_ruled_out_are_reported_whether_or_not_their_verdict_changes() {
+        let peer = NodeId::new(1).unwrap();
+        let reader = HeartbeatReader::new(ReaderConfig::default(), [peer], 0);
+        let mut monitor = HeartbeatMonitor::new(reader, vec![ScoreDetector::new(ScoreConfig::default())]);
+        monitor.observe(1, peer, Observation::Probe(PeerProbe::Alive));
+        assert_eq!(monitor.poll_ruled_out(), None);
+        monitor.observe(2, peer, Observation::Probe(PeerProbe::Stopped));
+        monitor.observe(3, peer, Observation::PeerLost);
+        assert_eq!(monitor.poll_ruled_out(), Some(peer));
+        assert_eq!(monitor.poll_ruled_out(), Some(peer), "again, though it was suspected already");
+        assert_eq!(monitor.poll_ruled_out(), None);
     }
 
     #[test]

@@ -185,6 +185,17 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// The provider says `peer`'s process does not run (exiting, stopped or lost):
+    /// whatever this replica heard from it before (a permission request, entries that
+    /// advanced its commit index) no longer keeps it trusted. Call it with the verdict.
+    pub fn handle_ruled_out(&mut self, peer: NodeId) {
+        if self.election.forget_heard(peer) {
+            let id = peer.get();
+            self.local.note(|| format!("{id} ruled out: what was heard from it no longer counts"));
+            self.next_inbox_ns = 0;
+        }
+    }
+
     /// The `channel` QP to `peer` was reconnected (at this replica's request or the
     /// peer's): it works again, and whatever was in flight on it is gone without
     /// completions, so the peer starts over in the current candidacy or leadership.

@@ -320,6 +320,9 @@ impl<S: StateMachine> MuDriver<S> {
         while let Some(change) = self.monitor.poll_change() {
             self.replica.handle_verdict(change.peer, !change.verdict.is_suspected());
         }
+        while let Some(peer) = self.monitor.poll_ruled_out() {
+            self.replica.handle_ruled_out(peer);
+        }
     }
 
     /// A new process of `peer` joined in place of the old one.
