@@ -181,6 +181,11 @@ fn watch(group: &mut Group, signal: Signal, signalled_ns: u64, commits_before: u
             }
             return Ok(Outcome::Failover(failover));
         }
+        // A survivor that already suspected replica 0 or campaigned when the signal went
+        // out (its core was taken between the check and the signal) times nothing.
+        if let Some(why) = disputed_at(&reports, signalled_ns) {
+            return Ok(Outcome::Disturbed(why));
+        }
         if started.elapsed() > FAILOVER_LIMIT {
             let marks: Vec<String> = reports
                 .iter()
@@ -224,6 +229,27 @@ fn disputed(group: &mut Group) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// Why a survivor was not following replica 0 at `signalled_ns`, if one was not: its last
+/// verdict on replica 0 before then was a suspicion, or its last role mark a candidacy or
+/// a leadership.
+fn disputed_at(reports: &[ReplicaReport], signalled_ns: u64) -> Option<String> {
+    reports.iter().find_map(|report| {
+        let before = report.marks.marks.iter().rev().filter(|mark| mark.at_ns <= signalled_ns);
+        let last = before.map(|mark| mark.kind).find(|kind| {
+            matches!(
+                kind,
+                MarkKind::Suspected { peer: OLD_LEADER }
+                    | MarkKind::Trusted { peer: OLD_LEADER }
+                    | MarkKind::Candidate
+                    | MarkKind::Leader
+                    | MarkKind::Follower { .. }
+            )
+        })?;
+        let disputed = matches!(last, MarkKind::Suspected { .. } | MarkKind::Candidate | MarkKind::Leader);
+        disputed.then(|| format!("replica {} at the signal: {last:?}", report.me))
+    })
 }
 
 /// Polls replica 0 until it has led for 100 of its commands without a change of role, lets
