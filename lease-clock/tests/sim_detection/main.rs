@@ -121,11 +121,13 @@ fn an_observer_does_not_count_its_own_stalls_as_the_peers_silence() {
         let mut cluster = Cluster::new(options);
         cluster.run_for(WARM_UP_NS);
         let taken_at = cluster.now_ns();
-        cluster.pause(1);
+        // Descheduled, not stopped: a probe finds both processes alive, so only watching
+        // decides (a stopped node 1 would be suspected on the provider's word at once).
+        cluster.deschedule(1);
         for _ in 0..8 {
-            cluster.pause(0);
+            cluster.deschedule(0);
             cluster.run_for(10 * period);
-            cluster.resume(0);
+            cluster.reschedule(0);
             cluster.run_for(5_000);
         }
         assert_eq!(
