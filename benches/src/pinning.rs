@@ -108,6 +108,24 @@ pub fn pin_current_thread(core: Option<usize>) -> Pinning {
     Pinning { core: Some(id), pinned }
 }
 
+/// Keeps the calling thread off `core` (on every other usable core), so that a helper
+/// thread never preempts a loop that busy-polls `core`; leaves it alone if `core` is the
+/// only usable one. Whether it worked.
+pub fn keep_current_thread_off(core: usize) -> bool {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let others: Vec<usize> = usable_cores().into_iter().filter(|&other| other != core).collect();
+    if others.is_empty() {
+        return false;
+    }
+    let mut set = CpuSet::new();
+    for other in others {
+        if set.set(other).is_err() {
+            return false;
+        }
+    }
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,6 +112,7 @@ fn start<S: StateMachine + Default>(device: &str, config: &MuConfig) -> Vec<MuDr
         reader: ReaderConfig { period_ns: 100_000_000, timeout_ns: 1_000_000_000 },
         score: ScoreConfig { score_max: 10, ..ScoreConfig::default() },
         bump_period_ns: 250_000,
+        ..DetectorConfig::default()
     };
     std::thread::scope(|scope| {
         let threads: Vec<_> = listeners

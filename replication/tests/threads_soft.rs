@@ -27,6 +27,7 @@ fn start(device: &str, config: &MuConfig) -> Vec<MuDriver<History>> {
         reader: ReaderConfig { period_ns: 1_000_000, timeout_ns: 10_000_000 },
         score: ScoreConfig { score_max: 10, ..ScoreConfig::default() },
         bump_period_ns: 250_000,
+        ..DetectorConfig::default()
     };
     std::thread::scope(|scope| {
         let threads: Vec<_> = listeners

@@ -81,6 +81,7 @@ mod event;
 mod ibverbs;
 mod memory_region;
 mod primitive;
+mod probe;
 mod protection_domain;
 mod provider;
 pub mod qp;
@@ -95,6 +96,7 @@ pub use device::{devices, Context, DeviceAttributes, DeviceInfo, LinkLayer, Port
 pub use error::{BadEndpoint, Error, Incompatibility, PeerLoss, PostRejection, Result};
 pub use event::{AsyncEvent, AsyncEventKind};
 pub use memory_region::MemoryRegion;
+pub use probe::PeerProbe;
 pub use protection_domain::ProtectionDomain;
 pub use provider::ProviderKind;
 pub use qp::{ConnectOptions, Endpoint, QpCaps, QpOptions, QpState, QueuePair};

@@ -303,6 +303,10 @@ pub(crate) trait QpOps: Send + fmt::Debug {
     fn modify(&mut self, transition: Transition<'_>) -> Result<()>;
     fn post_send(&mut self, wrs: &[SendWr<'_>]) -> Result<()>;
     fn post_recv(&mut self, wrs: &[RecvWr<'_>]) -> Result<()>;
+    /// The state of the peer's process, if the provider can see it.
+    fn probe_peer(&self) -> crate::PeerProbe {
+        crate::PeerProbe::Unknown
+    }
 }
 
 #[cfg(test)]

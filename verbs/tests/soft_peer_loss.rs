@@ -7,10 +7,12 @@ use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use usec_verbs::qp::Address;
 use usec_verbs::{
-    AsyncEventKind, BadEndpoint, CompletionQueue, Context, Endpoint, Error, PeerLoss, ProtectionDomain,
-    ProviderKind, QpOptions, QueuePair,
+    AsyncEventKind, BadEndpoint, CompletionQueue, Context, Endpoint, Error, PeerLoss, PeerProbe,
+    ProtectionDomain, ProviderKind, QpOptions, QueuePair,
 };
 
 const CHILD_ENV: &str = "USEC_SOFT_PEER_LOSS_CHILD";
@@ -92,8 +94,24 @@ fn a_dead_peer_process_is_a_typed_loss() {
     let (first, second) = endpoints(&mut lines);
     let mut connected = Local::new(&context);
     connected.connect(&first).unwrap();
+    // Probed on the spot: running, stopped, running again, and dying as soon as killed.
+    assert_eq!(connected.qp.probe_peer(), PeerProbe::Alive);
+    let child = Pid::from_raw(watched.id() as i32);
+    let probed = |wanted: PeerProbe| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while connected.qp.probe_peer() != wanted {
+            assert!(Instant::now() < deadline, "the peer never probed {wanted:?}");
+            std::thread::yield_now();
+        }
+    };
+    signal::kill(child, Signal::SIGSTOP).unwrap();
+    probed(PeerProbe::Stopped);
+    signal::kill(child, Signal::SIGCONT).unwrap();
+    probed(PeerProbe::Alive);
     watched.kill().unwrap();
+    probed(PeerProbe::Exiting);
     watched.wait().unwrap();
+    assert_eq!(connected.qp.probe_peer(), PeerProbe::Exiting, "reaped");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match context.poll_event() {

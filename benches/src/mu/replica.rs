@@ -7,7 +7,7 @@
 //! [`Mark`]: crate::mu::marks::Mark
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -23,7 +23,13 @@ use crate::mu::marks::Marks;
 use crate::mu::observer::Observer;
 use crate::mu::settings::{GroupSettings, BARE_RING_REGION};
 use crate::peer::Channel;
-use crate::pinning::{pin_current_thread, Pinning};
+use crate::pinning::{keep_current_thread_off, pin_current_thread, Pinning};
+
+/// The environment variable that turns on each replica's trace (inherited by the replica
+/// processes): its decisions ([`usec_replication::cft::Replica::take_trace`]), its turns
+/// longer than 10 µs and its gaps of more than 20 µs between turns, in
+/// [`ReplicaReport::notes`].
+pub const TRACE_VARIABLE: &str = "USEC_MU_TRACE";
 
 /// The peer role name of a replica process.
 pub const PEER_ROLE: &str = "mu-replica";
@@ -120,24 +126,106 @@ pub struct ReplicaReport {
     pub entries: u64,
     /// Permissions it granted.
     pub grants: u64,
+    /// With [`TRACE_VARIABLE`] set: the replica's decisions, its long turns and its gaps
+    /// between turns, each with the instant of its turn (the latest 50,000).
+    #[serde(default)]
+    pub notes: Vec<(u64, String)>,
 }
 
-/// Turns between two looks at the parent's requests.
+/// Turns between two looks at the parent's requests, and between two updates of the
+/// published counters.
 const LOOK_EVERY: u64 = 64;
+
+/// The most trace notes a report keeps (the latest).
+const NOTES_MAX: usize = 50_000;
+
+/// What the replica's loop publishes for the thread that answers the parent: the report,
+/// brought up to date a little at a time (new marks as they are noted, counters every
+/// [`LOOK_EVERY`] turns), never waited for. Answering a report in the loop itself meant
+/// serializing every mark so far and writing it to a pipe between two turns: a gap in the
+/// heartbeat long enough, on replica 0, for its followers to suspect it.
+#[derive(Debug, Default)]
+struct Published {
+    report: ReplicaReport,
+}
+
+/// The loop's side of [`Published`]: what it has not handed over yet.
+#[derive(Debug, Default)]
+struct Publisher {
+    marks: usize,
+    notes: Vec<(u64, String)>,
+}
+
+impl Publisher {
+    /// Hands over what is new, unless the reporting thread holds the report just now.
+    fn try_publish(
+        &mut self,
+        shared: &Mutex<Published>,
+        driver: &MuDriver<Machine>,
+        observer: &Observer,
+        turns: u64,
+    ) {
+        if let Ok(mut published) = shared.try_lock() {
+            self.publish(&mut published.report, driver, observer, turns);
+        }
+    }
+
+    fn publish(
+        &mut self,
+        report: &mut ReplicaReport,
+        driver: &MuDriver<Machine>,
+        observer: &Observer,
+        turns: u64,
+    ) {
+        report.marks.marks.extend_from_slice(&observer.marks.marks[self.marks..]);
+        report.marks.dropped = observer.marks.dropped;
+        self.marks = observer.marks.marks.len();
+        report.notes.append(&mut self.notes);
+        let excess = report.notes.len().saturating_sub(NOTES_MAX);
+        report.notes.drain(..excess);
+        let stats = driver.replica().stats();
+        report.me = driver.replica().id().get();
+        report.commits = observer.commits;
+        report.turns = turns;
+        report.candidacies = stats.candidacies;
+        report.leaderships = stats.leaderships;
+        report.entries = stats.entries;
+        report.grants = stats.grants;
+    }
+
+    fn behind(&self, observer: &Observer) -> bool {
+        observer.marks.marks.len() > self.marks || !self.notes.is_empty()
+    }
+}
 
 /// Serves the replica role until the parent says stop or goes away.
 pub fn serve() -> Result<()> {
     let mut channel = Channel::new(std::io::empty(), std::io::stdout());
     let (sender, requests) = mpsc::channel();
+    let published = Arc::new(Mutex::new(Published::default()));
     // Stdin is read by one thread for the process's whole life, so nothing it buffered
-    // is lost between the set-up and the requests.
+    // is lost between the set-up and the requests. It answers reports itself, from what
+    // the loop published.
     let mut reader = Channel::new(std::io::stdin(), std::io::sink());
-    std::thread::spawn(move || {
+    let mut answers = Channel::new(std::io::empty(), std::io::stdout());
+    let shared = published.clone();
+    std::thread::spawn(move || -> Result<()> {
         while let Ok(Some(request)) = reader.receive::<ToReplica>() {
-            if sender.send(request).is_err() {
+            if let ToReplica::Setup(setup) = &request {
+                // Answering a report takes a while: never on the core a busy-polling loop
+                // owns, whose heartbeat would stop meanwhile.
+                if let (Pacing::BusyPoll, Some(core)) = (setup.pacing, setup.core) {
+                    keep_current_thread_off(core);
+                }
+            }
+            if let ToReplica::Report = request {
+                let report = shared.lock().expect("the loop does not panic holding it").report.clone();
+                answers.send(&FromReplica::Report(Box::new(report)))?;
+            } else if sender.send(request).is_err() {
                 break;
             }
         }
+        Ok(())
     });
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the control address")?;
     channel.send(&FromReplica::Listening { addr: listener.local_addr()? })?;
@@ -147,17 +235,43 @@ pub fn serve() -> Result<()> {
     let mut driver = bootstrap(&setup, listener, clock)?;
     driver.keep_events(true);
     let mut observer = Observer::new(&driver, setup.load, setup.command_bytes);
+    let mut publisher = Publisher::default();
+    publisher.try_publish(&published, &driver, &observer, 0);
     channel.send(&FromReplica::Ready { pinning })?;
     let (mut turns, mut idle) = (0u64, 0u32);
+    let trace = std::env::var_os(TRACE_VARIABLE).is_some();
+    driver.replica_mut().set_trace(trace);
+    let mut last_end = 0u64;
     loop {
         let now_ns = clock.now_ns();
         let busy = driver.turn(now_ns);
         observer.after_turn(&mut driver, now_ns);
+        if trace {
+            let end = clock.now_ns();
+            let notes = &mut publisher.notes;
+            if last_end != 0 && now_ns - last_end > 20_000 {
+                let gap = (now_ns - last_end) as f64 / 1e3;
+                notes.push((last_end, format!("gap of {gap:.1} us before the next turn")));
+            }
+            if end - now_ns > 10_000 {
+                notes.push((now_ns, format!("long turn {:.1} us", (end - now_ns) as f64 / 1e3)));
+            }
+            notes.extend(driver.replica_mut().take_trace().into_iter().map(|note| (now_ns, note)));
+            last_end = end;
+        }
         turns += 1;
+        if publisher.behind(&observer) || turns % LOOK_EVERY == 0 {
+            publisher.try_publish(&published, &driver, &observer, turns);
+        }
         if turns % LOOK_EVERY == 0 {
             match requests.try_recv() {
-                Ok(ToReplica::Report) => channel.send(&report(&driver, &observer, turns))?,
-                Ok(ToReplica::Stop) => return channel.send(&report(&driver, &observer, turns)),
+                Ok(ToReplica::Stop) => {
+                    // Everything, waiting for the lock if it must: the loop ends here.
+                    let mut published = published.lock().expect("the reporter does not panic holding it");
+                    publisher.publish(&mut published.report, &driver, &observer, turns);
+                    return channel.send(&FromReplica::Report(Box::new(published.report.clone())));
+                }
+                Ok(ToReplica::Report) => unreachable!("answered by the reading thread"),
                 Ok(ToReplica::Setup(_)) => bail!("a second set-up"),
                 Err(mpsc::TryRecvError::Empty) => {}
                 Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
@@ -202,18 +316,4 @@ pub fn bootstrap(
         clock.now_ns(),
     )?;
     Ok(driver)
-}
-
-fn report(driver: &MuDriver<Machine>, observer: &Observer, turns: u64) -> FromReplica {
-    let stats = driver.replica().stats();
-    FromReplica::Report(Box::new(ReplicaReport {
-        me: driver.replica().id().get(),
-        marks: observer.marks.clone(),
-        commits: observer.commits,
-        turns,
-        candidacies: stats.candidacies,
-        leaderships: stats.leaderships,
-        entries: stats.entries,
-        grants: stats.grants,
-    }))
 }

@@ -30,6 +30,10 @@ pub struct GroupSettings {
     pub heartbeat_timeout_ns: u64,
     /// Each replica bumps its own heartbeat this often.
     pub bump_period_ns: u64,
+    /// How long a silent peer whose process is alive (waiting for a CPU) is waited for
+    /// before its silence counts ([`DetectorConfig::alive_patience_ns`]).
+    #[serde(default = "default_alive_patience_ns")]
+    pub alive_patience_ns: u64,
     /// The replicated state machine.
     pub machine: MachineKind,
     /// Whether every replica registers a region of the log ring's geometry (`capacity`
@@ -58,6 +62,7 @@ impl Default for GroupSettings {
             heartbeat_period_ns: detectors.reader.period_ns,
             heartbeat_timeout_ns: detectors.reader.timeout_ns,
             bump_period_ns: detectors.bump_period_ns,
+            alive_patience_ns: detectors.alive_patience_ns,
             machine: MachineKind::Counter,
             bare_ring: false,
         }
@@ -88,6 +93,7 @@ impl GroupSettings {
             },
             score: ScoreConfig::default(),
             bump_period_ns: self.bump_period_ns,
+            alive_patience_ns: self.alive_patience_ns,
         }
     }
 
@@ -101,8 +107,9 @@ impl GroupSettings {
         let mu = self.mu();
         format!(
             "log {} slots of {} B, pipeline {}, batch {} commands; inbox every {} ns, idle commit after {} ns; \
-             heartbeat READ every {} ns (timeout {} ns), bumped every {} ns, Mu score detector {:?} and the \
-             provider's dead-peer report{}",
+             heartbeat READ every {} ns (timeout {} ns), bumped every {} ns, Mu score detector {:?}, a silent \
+             peer probed (stopped or exiting: suspected at once; alive: waited for {} ns), and the provider's \
+             dead-peer report{}",
             mu.capacity,
             mu.slot_bytes,
             mu.pipeline,
@@ -113,7 +120,12 @@ impl GroupSettings {
             self.heartbeat_timeout_ns,
             self.bump_period_ns,
             ScoreConfig::default(),
+            self.alive_patience_ns,
             if self.bare_ring { "; a ring of the log's geometry on each replica for bare WRITEs" } else { "" }
         )
     }
+}
+
+fn default_alive_patience_ns() -> u64 {
+    DetectorConfig::default().alive_patience_ns
 }

@@ -9,7 +9,17 @@
 //!   completion, or no completion in time), which [`crate::heartbeat::HeartbeatReader`]
 //!   produces from RDMA READs;
 //! - the provider's own word that the peer is gone ([`Observation::PeerLost`]: the soft
-//!   provider sees a process exit through a pidfd, the sim provider reports a crash).
+//!   provider sees a process exit through a pidfd, the sim provider reports a crash);
+//! - what the provider sees of the peer's process when asked after a silent read
+//!   ([`Observation::Probe`]: the soft provider reads /proc, where a killed process is
+//!   exiting and a stopped one stopped microseconds after the signal, long before the
+//!   exit is reported);
+//! - the observer's own stalls: a read made after the observer itself was not running for
+//!   a while is [`Observation::Inconclusive`] — only a change counts, as evidence of
+//!   life — and the stall is [`Observation::ObserverStalled`], time that silence-measuring
+//!   detectors leave out. Silence is evidence of failure only if someone was watching;
+//!   and, with a patience, only if the peer could have run (see
+//!   [`crate::heartbeat::HeartbeatMonitor::with_alive_patience`]).
 //!
 //! The detectors:
 //!
@@ -46,7 +56,7 @@ pub use peer_loss::PeerLossDetector;
 pub use score::{ScoreConfig, ScoreDetector};
 pub use timeout::{TimeoutConfig, TimeoutDetector};
 
-use usec_verbs::Status;
+use usec_verbs::{PeerProbe, Status};
 
 /// How one read of a peer's heartbeat counter ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,10 +73,29 @@ pub enum ReadOutcome {
 /// What a detector is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Observation {
-    /// A heartbeat read ended.
+    /// A heartbeat read ended, and the observer ran throughout the span it covers.
     Read(ReadOutcome),
+    /// A heartbeat read ended, but what it found is no evidence of silence: the observer
+    /// itself stalled during the span it covers (see [`crate::heartbeat::HeartbeatReader`];
+    /// a peer that shares the observer's core was held up as long), or the provider says
+    /// the silent peer's process is alive and not stopped — waiting for a CPU, at worst —
+    /// and the monitor's patience for that is not spent
+    /// ([`crate::heartbeat::HeartbeatMonitor::with_alive_patience`]). A changed value is
+    /// evidence of life all the same; nothing else counts.
+    Inconclusive(ReadOutcome),
+    /// The observer was not running from `since_ns` until now: silence over that time was
+    /// not watched. Detectors that measure silence in time leave it out.
+    ObserverStalled {
+        /// When the stall began (the observer's last call before it).
+        since_ns: u64,
+    },
     /// The provider reports that the peer is gone.
     PeerLost,
+    /// What the provider saw of the peer's process when asked, after a silent read
+    /// ([`usec_verbs::PeerProbe`]): `Exiting` or `Stopped` is certain evidence that it
+    /// does not run, and every counter-based detector suspects at once; a later change of
+    /// the counter (a stopped peer resumed) restores trust as usual.
+    Probe(PeerProbe),
 }
 
 impl From<ReadOutcome> for Observation {
@@ -119,6 +148,11 @@ impl<D: FailureDetector + ?Sized> FailureDetector for Box<D> {
     fn verdict(&self) -> Verdict {
         (**self).verdict()
     }
+}
+
+/// Whether a probe shows the peer's process cannot be running: exiting, or stopped.
+fn probe_rules_out(probe: PeerProbe) -> bool {
+    matches!(probe, PeerProbe::Exiting | PeerProbe::Stopped)
 }
 
 /// Moves `verdict` to `suspected` (keeping the first `since_ns`) and says whether it changed.

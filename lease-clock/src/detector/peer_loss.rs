@@ -32,7 +32,7 @@ impl FailureDetector for PeerLossDetector {
     fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
         match observation {
             Observation::PeerLost => set_verdict(&mut self.verdict, true, now_ns),
-            Observation::Read(_) => None,
+            _ => None,
         }
     }
 

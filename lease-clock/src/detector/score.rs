@@ -1,7 +1,7 @@
 //! [`ScoreDetector`]: Mu's heartbeat score.
 
 use crate::detector::counter::{CounterChange, CounterTracker};
-use crate::detector::{set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
+use crate::detector::{probe_rules_out, set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
 use crate::error::{Error, Result};
 
 /// The score's arithmetic.
@@ -87,7 +87,17 @@ impl ScoreDetector {
 
 impl FailureDetector for ScoreDetector {
     fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
-        let Observation::Read(outcome) = observation else { return None };
+        let (outcome, watched) = match observation {
+            Observation::Read(outcome) => (outcome, true),
+            Observation::Inconclusive(outcome) => (outcome, false),
+            Observation::Probe(probe) if probe_rules_out(probe) => {
+                self.score = 0;
+                return set_verdict(&mut self.verdict, true, now_ns);
+            }
+            Observation::Probe(_) | Observation::ObserverStalled { .. } | Observation::PeerLost => {
+                return None
+            }
+        };
         let changed = match outcome {
             ReadOutcome::Value(value) => match self.counter.update(value) {
                 CounterChange::First => return None,
@@ -96,6 +106,9 @@ impl FailureDetector for ScoreDetector {
             },
             ReadOutcome::Error(_) | ReadOutcome::Timeout => false,
         };
+        if !changed && !watched {
+            return None;
+        }
         let config = &self.config;
         self.score = if changed {
             (self.score + config.score_up).min(config.score_max)
@@ -121,7 +134,7 @@ impl FailureDetector for ScoreDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use usec_verbs::Status;
+    use usec_verbs::{PeerProbe, Status};
 
     fn read(detector: &mut ScoreDetector, at: u64, value: u64) -> Option<Verdict> {
         detector.observe(at, ReadOutcome::Value(value).into())
@@ -142,6 +155,41 @@ mod tests {
         assert_eq!(read(&mut detector, 6, 11), None, "4 is below trust_at");
         assert_eq!(read(&mut detector, 7, 12), Some(Verdict::Trusted));
         assert_eq!(detector.score(), 6);
+    }
+
+    #[test]
+    fn unwatched_reads_count_only_when_they_show_a_change() {
+        let mut detector = ScoreDetector::new(ScoreConfig::default());
+        read(&mut detector, 0, 10);
+        let unwatched = |detector: &mut ScoreDetector, at, outcome| {
+            detector.observe(at, Observation::Inconclusive(outcome))
+        };
+        for at in 1..=10 {
+            assert_eq!(unwatched(&mut detector, at, ReadOutcome::Value(10)), None);
+            assert_eq!(unwatched(&mut detector, at, ReadOutcome::Timeout), None);
+        }
+        assert_eq!(detector.score(), 6, "no evidence of silence");
+        for at in 11..=14 {
+            read(&mut detector, at, 10);
+        }
+        assert!(detector.verdict().is_suspected(), "four watched misses");
+        assert_eq!(detector.score(), 2);
+        let changed = unwatched(&mut detector, 15, ReadOutcome::Value(11));
+        assert_eq!(changed, Some(Verdict::Trusted), "a change is evidence of life, watched or not");
+    }
+
+    #[test]
+    fn a_probe_that_rules_the_peer_out_suspects_at_once() {
+        let mut detector = ScoreDetector::new(ScoreConfig::default());
+        read(&mut detector, 0, 10);
+        assert_eq!(detector.observe(1, Observation::Probe(PeerProbe::Alive)), None);
+        assert_eq!(detector.observe(2, Observation::Probe(PeerProbe::Unknown)), None);
+        let stopped = detector.observe(3, Observation::Probe(PeerProbe::Stopped));
+        assert_eq!(stopped, Some(Verdict::Suspected { since_ns: 3 }));
+        read(&mut detector, 4, 11);
+        assert_eq!(read(&mut detector, 5, 12), Some(Verdict::Trusted), "resumed: two changes");
+        let exiting = detector.observe(6, Observation::Probe(PeerProbe::Exiting));
+        assert_eq!(exiting, Some(Verdict::Suspected { since_ns: 6 }));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`TimeoutDetector`]: uKharon's — no change for too long, or too many failed reads.
 
 use crate::detector::counter::{CounterChange, CounterTracker};
-use crate::detector::{set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
+use crate::detector::{probe_rules_out, set_verdict, FailureDetector, Observation, ReadOutcome, Verdict};
 use crate::error::{Error, Result};
 
 /// When silence means failure.
@@ -75,7 +75,20 @@ impl TimeoutDetector {
 
 impl FailureDetector for TimeoutDetector {
     fn observe(&mut self, now_ns: u64, observation: Observation) -> Option<Verdict> {
-        let Observation::Read(outcome) = observation else { return self.tick(now_ns) };
+        let (outcome, watched) = match observation {
+            Observation::Read(outcome) => (outcome, true),
+            Observation::Inconclusive(outcome) => (outcome, false),
+            Observation::ObserverStalled { since_ns } => {
+                // Silence is counted in watched time: the stall is left out.
+                let stalled_ns = now_ns.saturating_sub(since_ns);
+                self.last_change_ns = self.last_change_ns.saturating_add(stalled_ns).min(now_ns);
+                return self.tick(now_ns);
+            }
+            Observation::Probe(probe) if probe_rules_out(probe) => {
+                return set_verdict(&mut self.verdict, true, now_ns);
+            }
+            Observation::Probe(_) | Observation::PeerLost => return self.tick(now_ns),
+        };
         match outcome {
             ReadOutcome::Value(value) => {
                 self.failed_in_a_row = 0;
@@ -84,6 +97,7 @@ impl FailureDetector for TimeoutDetector {
                     return set_verdict(&mut self.verdict, false, now_ns);
                 }
             }
+            ReadOutcome::Error(_) | ReadOutcome::Timeout if !watched => {}
             ReadOutcome::Error(_) | ReadOutcome::Timeout => {
                 self.failed_in_a_row = self.failed_in_a_row.saturating_add(1);
                 let limit = self.config.failed_reads;
@@ -128,6 +142,22 @@ mod tests {
         assert_eq!(value(&mut detector, 1_160, 8), Some(Verdict::Trusted));
         assert_eq!(value(&mut detector, 1_259, 8), None);
         assert_eq!(value(&mut detector, 1_260, 8), Some(Verdict::Suspected { since_ns: 1_260 }));
+    }
+
+    #[test]
+    fn the_observers_stalls_are_left_out_of_the_silence() {
+        let config = TimeoutConfig { silence_ns: 100, failed_reads: 2 };
+        let mut detector = TimeoutDetector::new(config, 0);
+        value(&mut detector, 10, 7);
+        // Silent from 0; the observer did not run from 60 to 1,060: 60 ns of watched
+        // silence so far.
+        assert_eq!(detector.observe(1_060, Observation::ObserverStalled { since_ns: 60 }), None);
+        assert_eq!(detector.observe(1_060, Observation::Inconclusive(ReadOutcome::Timeout)), None);
+        assert_eq!(detector.observe(1_061, Observation::Inconclusive(ReadOutcome::Value(7))), None);
+        assert_eq!(detector.tick(1_099), None);
+        assert_eq!(detector.tick(1_100), Some(Verdict::Suspected { since_ns: 1_100 }), "100 ns watched");
+        let changed = detector.observe(1_200, Observation::Inconclusive(ReadOutcome::Value(8)));
+        assert_eq!(changed, Some(Verdict::Trusted), "a change is evidence of life, watched or not");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller, PoolEvent, RoleId, RoleSpec, WrId};
-use usec_verbs::{AccessFlags, AsyncEventKind, Completion, Region, RemoteAddr, SendWr};
+use usec_verbs::{AccessFlags, AsyncEventKind, Completion, PeerProbe, Region, RemoteAddr, SendWr};
 
 use crate::error::{Error, Result};
 use crate::heartbeat::reader::{HeartbeatReader, HeartbeatReads, ReaderConfig};
@@ -162,6 +162,10 @@ impl HeartbeatReads for PoolReads<'_> {
             heartbeats.pending.extend(heartbeats.poller.poll().map(|polled| polled.completion));
         }
         heartbeats.pending.pop_front()
+    }
+
+    fn probe(&mut self, peer: NodeId) -> PeerProbe {
+        self.cluster.qp(peer, self.heartbeats.role).map_or(PeerProbe::Unknown, |qp| qp.probe_peer())
     }
 
     fn read_value(&self, peer: NodeId) -> Option<u64> {

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use usec_qp_pool::{NodeId, RegisteredKind, WrId};
-use usec_verbs::{Completion, Status};
+use usec_verbs::{Completion, PeerProbe, Status};
 
 use crate::detector::ReadOutcome;
 use crate::error::Result;
@@ -58,6 +58,12 @@ pub struct PeerObservation {
     pub at_ns: u64,
     /// The outcome.
     pub outcome: ReadOutcome,
+    /// Whether the reader was running throughout the span this outcome covers (since the
+    /// previous read of the peer was posted, or the previous timeout of this one): no
+    /// stall of its own in it (see [`HeartbeatReader`]). A value that changed is evidence
+    /// of life either way; no change, an error or a timeout is evidence of silence only
+    /// if watched.
+    pub watched: bool,
 }
 
 /// The tiny interface the reader needs from a fabric: post a READ of a peer's heartbeat
@@ -78,6 +84,13 @@ pub trait HeartbeatReads {
     /// What the last READ of `peer` left in its slot (`None` for a node it has no slot
     /// for). Read right after the READ's successful completion is polled.
     fn read_value(&self, peer: NodeId) -> Option<u64>;
+
+    /// What the provider can tell now of `peer`'s process ([`PeerProbe`]): asked when a
+    /// read finds the peer silent. A port that cannot tell says `Unknown` (the default).
+    fn probe(&mut self, peer: NodeId) -> PeerProbe {
+        let _ = peer;
+        PeerProbe::Unknown
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +98,10 @@ struct InFlight {
     wr_id: WrId,
     /// When the next Timeout is due.
     next_timeout_ns: u64,
+    /// The reader's stall count when it was posted.
+    posted_stalls: u64,
+    /// The reader's stall count when it was posted or last reported timed out.
+    timeout_stalls: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +111,9 @@ struct PeerState {
     next_read_ns: u64,
     in_flight: Option<InFlight>,
     sequence: u64,
+    /// The reader's stall count when the last completed read was posted: the span a new
+    /// completion covers starts there.
+    previous_stalls: u64,
 }
 
 /// Decides when to read each peer (one read in flight per peer, one started every
@@ -104,12 +124,30 @@ struct PeerState {
 /// Call order on each tick: [`Self::poll_read`] until `None` (posting each), then
 /// [`Self::on_completion`] for each completion, then [`Self::poll_observation`] until
 /// `None`. [`drive`] does the first two against a [`HeartbeatReads`].
+///
+/// # The reader's own stalls
+///
+/// A read that finds a peer's counter unchanged says the peer did not run in between —
+/// but only if the reader did. Between two calls more than a read period apart, the
+/// reader itself was not running (descheduled, its core or virtual CPU taken by another
+/// process, the process paused), and a peer sharing its core was held up just as long:
+/// after such a *stall*, the next outcome of each peer (a value, an error, a timeout) is
+/// marked unwatched ([`PeerObservation::watched`]), and [`Self::take_stall`] reports the
+/// stall for detectors that measure silence in time. A changed value remains evidence of
+/// life. Completeness is kept: a peer that stopped is suspected once the reader has run
+/// for the detector's misses without a stall of its own, a few read periods; a reader
+/// that always stalls for longer than a period reads too seldom to judge anyway.
 #[derive(Clone, Debug)]
 pub struct HeartbeatReader {
     config: ReaderConfig,
     peers: Vec<PeerState>,
     observations: VecDeque<PeerObservation>,
     latest_now_ns: u64,
+    /// Stalls of the reader so far.
+    stalls: u64,
+    /// The start of the stall not yet taken by [`Self::take_stall`] (the earliest, if
+    /// several).
+    stall_since_ns: Option<u64>,
 }
 
 impl HeartbeatReader {
@@ -135,9 +173,17 @@ impl HeartbeatReader {
                 next_read_ns: now_ns + spread(index),
                 in_flight: None,
                 sequence: 0,
+                previous_stalls: 0,
             })
             .collect();
-        HeartbeatReader { config, peers, observations: VecDeque::new(), latest_now_ns: now_ns }
+        HeartbeatReader {
+            config,
+            peers,
+            observations: VecDeque::new(),
+            latest_now_ns: now_ns,
+            stalls: 0,
+            stall_since_ns: None,
+        }
     }
 
     /// Its configuration.
@@ -160,10 +206,12 @@ impl HeartbeatReader {
     pub fn set_enabled(&mut self, peer: NodeId, enabled: bool) {
         let latest_now_ns = self.latest_now_ns;
         let index = self.index_of(peer).unwrap_or_else(|| panic!("node {peer} is not read"));
+        let stalls = self.stalls;
         let state = &mut self.peers[index];
         state.enabled = enabled;
         state.in_flight = None;
         state.next_read_ns = latest_now_ns;
+        state.previous_stalls = stalls;
     }
 
     /// `peer` restarted (a new process rejoined in its place, on new QPs): forgets its read
@@ -175,10 +223,12 @@ impl HeartbeatReader {
     pub fn restart(&mut self, peer: NodeId, now_ns: u64) {
         self.see(now_ns);
         let index = self.index_of(peer).unwrap_or_else(|| panic!("node {peer} is not read"));
+        let stalls = self.stalls;
         let state = &mut self.peers[index];
         state.enabled = true;
         state.in_flight = None;
         state.next_read_ns = now_ns;
+        state.previous_stalls = stalls;
         self.observations.retain(|observation| observation.peer != peer);
     }
 
@@ -202,8 +252,12 @@ impl HeartbeatReader {
             .find(|state| state.enabled && state.in_flight.is_none() && now_ns >= state.next_read_ns)?;
         state.sequence = (state.sequence + 1) & WrId::MAX_SEQUENCE;
         let (peer, wr_id) = (state.node, WrId::wrapping(READ_KIND, state.node, state.sequence));
-        state.in_flight =
-            Some(InFlight { wr_id, next_timeout_ns: now_ns.saturating_add(self.config.timeout_ns) });
+        state.in_flight = Some(InFlight {
+            wr_id,
+            next_timeout_ns: now_ns.saturating_add(self.config.timeout_ns),
+            posted_stalls: self.stalls,
+            timeout_stalls: self.stalls,
+        });
         state.next_read_ns = now_ns.saturating_add(self.config.period_ns);
         Some(ReadRequest { peer, wr_id })
     }
@@ -226,15 +280,17 @@ impl HeartbeatReader {
         let peer = completion.wr_id.peer();
         let Some(index) = self.index_of(peer) else { return false };
         let state = &mut self.peers[index];
-        if state.in_flight.map(|read| read.wr_id) != Some(completion.wr_id) {
+        let Some(read) = state.in_flight.filter(|read| read.wr_id == completion.wr_id) else {
             return false;
-        }
+        };
         state.in_flight = None;
+        let watched = state.previous_stalls == self.stalls;
+        state.previous_stalls = read.posted_stalls;
         let outcome = match completion.status {
             Status::Success => ReadOutcome::Value(completion.value),
             status => ReadOutcome::Error(status),
         };
-        self.observations.push_back(PeerObservation { peer, at_ns: now_ns, outcome });
+        self.observations.push_back(PeerObservation { peer, at_ns: now_ns, outcome, watched });
         true
     }
 
@@ -245,15 +301,28 @@ impl HeartbeatReader {
         if let Some(observation) = self.observations.pop_front() {
             return Some(observation);
         }
-        let period_ns = self.config.period_ns;
+        let (period_ns, stalls) = (self.config.period_ns, self.stalls);
         for state in &mut self.peers {
             if let Some(read) = state.in_flight.as_mut().filter(|read| now_ns >= read.next_timeout_ns) {
                 read.next_timeout_ns = now_ns.saturating_add(period_ns);
-                let peer = state.node;
-                return Some(PeerObservation { peer, at_ns: now_ns, outcome: ReadOutcome::Timeout });
+                let watched = read.timeout_stalls == stalls;
+                read.timeout_stalls = stalls;
+                let (peer, outcome) = (state.node, ReadOutcome::Timeout);
+                return Some(PeerObservation { peer, at_ns: now_ns, outcome, watched });
             }
         }
         None
+    }
+
+    /// The reader's latest stall not yet taken, as its start: it was not running from then
+    /// until the call that noticed it (see the type's docs).
+    pub fn take_stall(&mut self) -> Option<u64> {
+        self.stall_since_ns.take()
+    }
+
+    /// How many times the reader stalled so far.
+    pub fn stalls(&self) -> u64 {
+        self.stalls
     }
 
     /// When the reader next has something to do (a read to start or a timeout to report).
@@ -267,6 +336,10 @@ impl HeartbeatReader {
 
     fn see(&mut self, now_ns: u64) {
         assert!(now_ns >= self.latest_now_ns, "time went backwards from {} to {now_ns}", self.latest_now_ns);
+        if now_ns - self.latest_now_ns > self.config.period_ns {
+            self.stalls += 1;
+            self.stall_since_ns.get_or_insert(self.latest_now_ns);
+        }
         self.latest_now_ns = now_ns;
     }
 }
@@ -328,7 +401,12 @@ pub(crate) mod tests {
         assert!(reader.on_completion(60, success(first, 5)));
         assert_eq!(
             reader.poll_observation(60),
-            Some(PeerObservation { peer: node(40), at_ns: 60, outcome: ReadOutcome::Value(5) })
+            Some(PeerObservation {
+                peer: node(40),
+                at_ns: 60,
+                outcome: ReadOutcome::Value(5),
+                watched: true
+            })
         );
         assert_eq!(reader.poll_read(99), None);
         assert_eq!(reader.poll_read(100).unwrap().peer, node(40));
@@ -401,11 +479,13 @@ pub(crate) mod tests {
         pub(crate) refuse: bool,
         /// Other roles' completions, polled before the reads'.
         pub(crate) also: Vec<Completion>,
+        /// What a probe of any peer finds.
+        pub(crate) probe: PeerProbe,
     }
 
     impl Script {
         pub(crate) fn new() -> Script {
-            Script { posted: Vec::new(), refuse: false, also: Vec::new() }
+            Script { posted: Vec::new(), refuse: false, also: Vec::new(), probe: PeerProbe::Unknown }
         }
     }
 
@@ -428,6 +508,10 @@ pub(crate) mod tests {
 
         fn read_value(&self, _peer: NodeId) -> Option<u64> {
             Some(9)
+        }
+
+        fn probe(&mut self, _peer: NodeId) -> PeerProbe {
+            self.probe
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use usec_regions::RemoteRegion;
 use usec_verbs::{
     AccessFlags, AsyncEventKind, Completion, CompletionQueue, ConnectOptions, Context, Endpoint,
-    MemoryRegion, ProtectionDomain, QpOptions, QueuePair, Region, RemoteAddr, SendWr, Sge,
+    MemoryRegion, PeerProbe, ProtectionDomain, QpOptions, QueuePair, Region, RemoteAddr, SendWr, Sge,
 };
 
 use usec_qp_pool::{NodeId, WrId};
@@ -212,6 +212,10 @@ impl HeartbeatReads for VerbsHeartbeats {
             self.pending.extend(&self.batch[..count]);
         }
         self.pending.pop_front()
+    }
+
+    fn probe(&mut self, peer: NodeId) -> PeerProbe {
+        self.index_of(peer).map_or(PeerProbe::Unknown, |index| self.qps[index].probe_peer())
     }
 
     fn read_value(&self, peer: NodeId) -> Option<u64> {

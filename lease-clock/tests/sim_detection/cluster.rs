@@ -241,6 +241,17 @@ impl Cluster {
         self.stopped[node] = false;
     }
 
+    /// The node's process stays alive but gets no CPU (another process has its core): it
+    /// does not run, and the provider probes it alive — unlike [`Cluster::pause`].
+    pub fn deschedule(&mut self, node: usize) {
+        self.stopped[node] = true;
+    }
+
+    /// A descheduled node gets its core back.
+    pub fn reschedule(&mut self, node: usize) {
+        self.stopped[node] = false;
+    }
+
     /// Cuts `node` off from every other node (or reconnects it).
     pub fn isolate(&mut self, node: usize, isolated: bool) {
         for other in 0..self.nodes.len() {

@@ -108,6 +108,76 @@ fn a_paused_node_is_suspected_then_trusted_again_on_resume() {
     }
 }
 
+/// Nodes 0 and 1 share a core that another process keeps taking: node 0 gets it back for
+/// a moment now and then, node 1 not at all. Each time, node 0 reads node 1 at once and
+/// finds no change — but node 0 was not running either since its previous read, so
+/// that is no evidence against node 1, and it must not suspect it. Once node 0 runs on
+/// its own for the detector's misses, it does.
+#[test]
+fn an_observer_does_not_count_its_own_stalls_as_the_peers_silence() {
+    for seed in seeds("observer stalls", 3) {
+        let options = ClusterOptions::new(3, seed, DetectorKind::Score);
+        let (period, bound) = (options.reader.period_ns, options.detection_bound_ns());
+        let mut cluster = Cluster::new(options);
+        cluster.run_for(WARM_UP_NS);
+        let taken_at = cluster.now_ns();
+        // Descheduled, not stopped: a probe finds both processes alive, so only watching
+        // decides (a stopped node 1 would be suspected on the provider's word at once).
+        cluster.deschedule(1);
+        for _ in 0..8 {
+            cluster.deschedule(0);
+            cluster.run_for(10 * period);
+            cluster.reschedule(0);
+            cluster.run_for(5_000);
+        }
+        assert_eq!(
+            cluster.suspected_at(0, 1, taken_at),
+            None,
+            "seed {seed}: node 0 suspected node 1 for silence it did not watch"
+        );
+        let watching_from = cluster.now_ns();
+        cluster.run_for(bound);
+        let at = cluster.suspected_at(0, 1, watching_from);
+        assert!(
+            at.is_some(),
+            "seed {seed}: node 0 watched the stopped node 1 for {bound} ns without suspecting it"
+        );
+    }
+}
+
+/// A stopped or crashed peer is suspected at the first read that finds it silent, not
+/// after the detector's four: the provider (here the sim, like the soft provider's /proc)
+/// says on the spot that its process is stopped or exiting. Bound: the read that may
+/// still see the last bump, the silent one (or its timeout), and the usual margins.
+#[test]
+fn a_stopped_or_crashed_peer_is_suspected_at_the_first_silent_read() {
+    for seed in seeds("probe", 3) {
+        for crash in [false, true] {
+            let options = ClusterOptions::new(3, seed, DetectorKind::Score);
+            let reader = options.reader;
+            let slack = options.detection_bound_ns() - (reader.timeout_ns + 4 * reader.period_ns);
+            let bound = 2 * reader.period_ns + reader.timeout_ns + slack;
+            let mut cluster = Cluster::new(options);
+            cluster.run_for(WARM_UP_NS);
+            let at = cluster.now_ns();
+            if crash {
+                cluster.crash(1);
+            } else {
+                cluster.pause(1);
+            }
+            cluster.run_for(bound + 20_000);
+            for observer in [0, 2] {
+                let suspected = cluster.suspected_at(observer, 1, at).expect("suspected");
+                assert!(
+                    suspected - at <= bound,
+                    "seed {seed}, crash {crash}: node {observer} suspected after {} ns, bound {bound}",
+                    suspected - at
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_partitioned_node_is_suspected_and_trusted_after_healing() {
     for seed in seeds("partition", 2) {

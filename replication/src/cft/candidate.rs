@@ -92,6 +92,11 @@ pub(crate) struct Candidate {
     rank: u64,
     /// When the current snapshot pull was first asked for.
     pull_started_ns: u64,
+    /// Where the quorum's logs stop, as they were when it granted (the highest `present`
+    /// of its members' heads and of its own log): recovery READs slots up to here at
+    /// once. Only a size for the READs: recovery still stops at the first index nobody
+    /// holds.
+    present: u64,
 }
 
 /// The smallest proposal number above `promised` that is `rank` modulo `group`.
@@ -126,6 +131,7 @@ impl Candidate {
             group: peers.len() + 1,
             rank,
             pull_started_ns: 0,
+            present: 0,
         };
         candidate.ask_permission(local, peers, port);
         candidate
@@ -191,6 +197,7 @@ impl Candidate {
         local.log.set_promise(proposal);
         self.proposal = Some(proposal);
         self.commit = heads.iter().map(Head::commit).max().unwrap_or(0).max(local.commit);
+        self.present = heads.iter().map(|head| head.status.present).max().unwrap_or(0).max(local.present());
         let members: Vec<String> = peers
             .iter()
             .filter(|peer| peer.member)
@@ -427,7 +434,10 @@ impl Candidate {
             return Outcome::Lead { next_index: next };
         }
         if count == 0 {
-            let count = run_length(next, self.commit + layout.capacity, layout.capacity, layout.read_chunk);
+            // Up to the first slot past the quorum's logs, which ends recovery; a run of
+            // one slot at a time beyond, should some member hold more after all.
+            let end = (self.present + 1).min(self.commit + layout.capacity);
+            let count = run_length(next, end, layout.capacity, layout.read_chunk);
             for peer in peers.iter_mut().filter(|peer| peer.member) {
                 post_slot_read(self.term, peer, next, count, local, port);
             }
@@ -501,12 +511,17 @@ impl Candidate {
 }
 
 /// Sends permission request `number` to every peer that did not grant and was not asked
-/// under it yet, once nothing of this replica's to that peer's log is in flight.
+/// under it yet, once nothing of this replica's to that peer's log is in flight and its
+/// QP to that log works. A grant is worth nothing while that QP is down (the promise
+/// could not be written: the member would drop out and the candidacy start over, again
+/// and again until the repair), and it would make the peer revoke its current writer for
+/// nothing; the peer is asked once the repair is done.
 pub(crate) fn ask_permission<S>(number: u64, local: &Local<S>, peers: &mut Peers, port: &mut Tracked<'_>) {
     let request = Record::new(RecordKind::PermissionRequest, &[u64::from(local.me.get()), number]);
     let missing: Vec<NodeId> = peers
         .iter()
-        .filter(|peer| !peer.granted && peer.asked < number && port.log_drained(peer.id))
+        .filter(|peer| !peer.granted && peer.asked < number && peer.usable(Channel::Log))
+        .filter(|peer| port.log_drained(peer.id))
         .map(|peer| peer.id)
         .collect();
     for peer in missing {

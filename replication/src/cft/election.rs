@@ -52,6 +52,12 @@ impl Election {
         }
     }
 
+    /// Forgets what was heard from `peer` (the provider says its process does not run:
+    /// that evidence of life is stale); true if it kept `peer` trusted until later.
+    pub fn forget_heard(&mut self, peer: NodeId) -> bool {
+        self.heard_until.remove(&peer).is_some_and(|until| until > self.now_ns)
+    }
+
     /// Records a detector's verdict; true when it changed something.
     pub fn set_trusted(&mut self, peer: NodeId, trusted: bool) -> bool {
         match self.trusted.get_mut(&peer) {
@@ -138,5 +144,11 @@ mod tests {
         assert_eq!(election.choice(true), Some(node(1)), "a restarted 0 without its state may not lead");
         election.set_eligible(node(0), true);
         assert_eq!(election.choice(true), Some(node(0)));
+        election.set_trusted(node(0), false);
+        election.heard_from(node(0), 50);
+        assert_eq!(election.choice(true), Some(node(0)), "heard from");
+        assert!(election.forget_heard(node(0)));
+        assert_eq!(election.choice(true), Some(node(1)), "the provider says 0 does not run");
+        assert!(!election.forget_heard(node(0)));
     }
 }

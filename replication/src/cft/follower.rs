@@ -31,6 +31,10 @@ pub(crate) struct Follower {
     snapshot_seen: Vec<u64>,
     /// Who may write this replica's log (`None`: nobody, or this replica itself).
     pub(crate) holder: Option<NodeId>,
+    /// Per sender: its latest permission request, refused, and when it came. Granted as
+    /// soon as the election agrees, while the request is younger than the candidate's
+    /// `permission_retry_ns` (by then it asked again, or gave up).
+    refused: Vec<Option<(Request, u64)>>,
 }
 
 /// A permission request found in the inbox.
@@ -42,7 +46,31 @@ pub(crate) struct Request {
 
 impl Follower {
     pub(crate) fn new(nodes: usize) -> Follower {
-        Follower { permission_seen: vec![0; nodes], snapshot_seen: vec![0; nodes], holder: None }
+        Follower {
+            permission_seen: vec![0; nodes],
+            snapshot_seen: vec![0; nodes],
+            holder: None,
+            refused: vec![None; nodes],
+        }
+    }
+
+    /// Keeps `request`, refused at `now_ns`, to grant it if the election comes to agree
+    /// (the sender's next request replaces it).
+    pub(crate) fn refuse(&mut self, request: Request, now_ns: u64) {
+        self.refused[usize::from(request.from.get())] = Some((request, now_ns));
+    }
+
+    /// The refused requests still young at `now_ns`, oldest sender id first; older ones
+    /// are dropped.
+    pub(crate) fn refused(&mut self, now_ns: u64, life_ns: u64) -> Vec<Request> {
+        let mut young = Vec::new();
+        for kept in &mut self.refused {
+            match *kept {
+                Some((request, at_ns)) if now_ns.saturating_sub(at_ns) < life_ns => young.push(request),
+                _ => *kept = None,
+            }
+        }
+        young
     }
 
     /// Forgets `peer`'s requests: a new process of it took the old one's place. It numbers
@@ -111,6 +139,7 @@ impl Follower {
         port: &mut Tracked<'_>,
     ) {
         let old = self.holder;
+        self.refused[usize::from(request.from.get())] = None;
         if let Some(old) = self.holder.filter(|&old| old != request.from) {
             // A failure here leaves the old holder's QP broken, which serves nothing.
             let _ = port.allow_log_writer(old, false);

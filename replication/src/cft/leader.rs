@@ -73,7 +73,8 @@ pub(crate) struct Leader {
     proposal: u64,
     /// The next entry to create.
     pub(crate) next_index: u64,
-    /// Its own log holds every entry from here to `next_index`.
+    /// Its own log holds every entry from here to `next_index`, as far as it checked
+    /// ([`Leader::holds_from`] checks further down on demand).
     floor: u64,
     first_number: u64,
     permission_number: u64,
@@ -113,13 +114,12 @@ impl Leader {
         local: &mut Local<S>,
         peers: &Peers,
     ) -> Leader {
-        let floor = own_floor(local, next_index);
         let limit = local.config.slot_bytes - ENTRY_HEADER_BYTES;
         Leader {
             term,
             proposal,
             next_index,
-            floor,
+            floor: next_index,
             first_number,
             permission_number,
             asked_ns: now_ns,
@@ -220,7 +220,7 @@ impl Leader {
                     let id = peer.id.get();
                     local
                         .note(|| format!("copies to {id} from {from} (log from {log_start}), head {head:?}"));
-                    if from >= log_start {
+                    if self.holds_from(local, from) {
                         peer.next = from;
                         peer.acked = from;
                         peer.commit_sent = 0;
@@ -234,9 +234,29 @@ impl Leader {
         Ok(())
     }
 
-    /// The oldest entry its own log still holds.
+    /// The oldest entry its own log holds, as far as it checked.
     fn log_start<S>(&self, local: &Local<S>) -> u64 {
         self.floor.max(self.next_index.saturating_sub(local.config.capacity))
+    }
+
+    /// Whether its own log holds every entry from `from` to `next_index`: the slots below
+    /// what it checked so far are checked now, down to `from` at most. A new leader used to
+    /// check its whole ring at once, backwards until a slot did not hold its entry: with a
+    /// full ring of 1,024 slots, 0.3 ms in the turn it took over, before its first entry;
+    /// a follower usually needs the last entry or two.
+    fn holds_from<S: StateMachine>(&mut self, local: &mut Local<S>, from: u64) -> bool {
+        let lowest = self.next_index.saturating_sub(local.config.capacity);
+        if from < lowest {
+            return false;
+        }
+        while self.floor > from.max(lowest) {
+            local.stats.own_slots_checked += 1;
+            match local.log.read_slot(self.floor - 1, &mut local.slot) {
+                SlotRead::Entry(_) => self.floor -= 1,
+                _ => return false,
+            }
+        }
+        true
     }
 
     fn push_snapshot<S: StateMachine>(
@@ -245,8 +265,8 @@ impl Leader {
         peer: &mut Peer,
         port: &mut Tracked<'_>,
     ) {
-        let log_start = self.log_start(local);
-        if self.snapshot.as_ref().is_none_or(|held| held.index < log_start) {
+        let stale = self.snapshot.as_ref().map(|held| held.index);
+        if stale.is_none_or(|index| !self.holds_from(local, index)) {
             if self.pushes > 0 {
                 return; // the area is being read by another push
             }
@@ -508,19 +528,6 @@ fn restore_index(low: u64, next: u64) -> u64 {
     } else {
         candidate
     }
-}
-
-/// The first index from which its own log holds every entry up to `next_index`.
-fn own_floor<S: StateMachine>(local: &mut Local<S>, next_index: u64) -> u64 {
-    let mut floor = next_index;
-    let lowest = next_index.saturating_sub(local.config.capacity);
-    while floor > lowest {
-        match local.log.read_slot(floor - 1, &mut local.slot) {
-            SlotRead::Entry(_) => floor -= 1,
-            _ => break,
-        }
-    }
-    floor
 }
 
 /// Whether a follower's acknowledgements count towards a majority: it granted as a replica

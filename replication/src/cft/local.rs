@@ -34,6 +34,9 @@ pub struct Stats {
     pub snapshots_restored: u64,
     /// Permissions granted to candidates.
     pub grants: u64,
+    /// Slots of its own log checked as leader, to know from how far back it can copy
+    /// entries to a follower (rather than push a snapshot).
+    pub own_slots_checked: u64,
 }
 
 /// Buffers of commands kept for reuse at most.

@@ -177,7 +177,23 @@ impl<S: StateMachine> Replica<S> {
 
     /// A failure detector changed its mind about `peer`.
     pub fn handle_verdict(&mut self, peer: NodeId, trusted: bool) {
-        self.election.set_trusted(peer, trusted);
+        if self.election.set_trusted(peer, trusted) {
+            let id = peer.get();
+            self.local.note(|| format!("verdict on {id}: trusted {trusted}"));
+            // A request refused under the old verdict may be granted now: look at once.
+            self.next_inbox_ns = 0;
+        }
+    }
+
+    /// The provider says `peer`'s process does not run (exiting, stopped or lost):
+    /// whatever this replica heard from it before (a permission request, entries that
+    /// advanced its commit index) no longer keeps it trusted. Call it with the verdict.
+    pub fn handle_ruled_out(&mut self, peer: NodeId) {
+        if self.election.forget_heard(peer) {
+            let id = peer.get();
+            self.local.note(|| format!("{id} ruled out: what was heard from it no longer counts"));
+            self.next_inbox_ns = 0;
+        }
     }
 
     /// The `channel` QP to `peer` was reconnected (at this replica's request or the
@@ -319,19 +335,36 @@ impl<S: StateMachine> Replica<S> {
             self.election.heard_from(request.from, self.local.config.permission_retry_ns);
             // Only a replica that counts campaigns.
             self.election.set_eligible(request.from, true);
-            if !agrees(&self.election, request, self.local.eligible) {
-                continue;
+            if agrees(&self.election, request, self.local.eligible) {
+                self.grant(request, port);
+            } else {
+                let (from, number) = (request.from.get(), request.number);
+                self.local.note(|| format!("refuses {from}'s request {number}"));
+                self.follower.refuse(request, now_ns);
             }
-            if !matches!(self.role, Role::Follower) {
-                self.step_down(Some(request.from));
+        }
+        // A refusal is not final: a request refused because this replica still trusted
+        // the leader is granted once it does not, rather than when the candidate asks
+        // again. The election changes its mind at most a few microseconds apart on two
+        // replicas, which would otherwise cost the candidate a whole retry period.
+        for request in self.follower.refused(now_ns, self.local.config.permission_retry_ns) {
+            if agrees(&self.election, request, self.local.eligible) {
+                let (from, number) = (request.from.get(), request.number);
+                self.local.note(|| format!("grants {from}'s request {number}, refused before"));
+                self.grant(request, port);
             }
-            self.leader = Some(request.from);
-            self.follower.grant(request, &mut self.local, &mut self.peers, port);
         }
         while let Some(request) = self.follower.next_snapshot_request(&self.local, &self.peers) {
             self.follower.serve_snapshot(request, &mut self.local, &mut self.peers, port);
         }
-        let _ = now_ns;
+    }
+
+    fn grant(&mut self, request: crate::cft::follower::Request, port: &mut Tracked<'_>) {
+        if !matches!(self.role, Role::Follower) {
+            self.step_down(Some(request.from));
+        }
+        self.leader = Some(request.from);
+        self.follower.grant(request, &mut self.local, &mut self.peers, port);
     }
 
     fn next_number(&mut self, now_ns: u64) -> u64 {

@@ -13,6 +13,6 @@ pub mod status;
 pub mod threads;
 
 pub use client::{ClientError, ClientHandle, Ticket};
-pub use node::{DetectorConfig, DriverCounts, MuDriver};
+pub use node::{DetectorConfig, DriverCounts, MuDriver, PROVIDER_EVENTS_PERIOD_NS};
 pub use status::ReplicaStatus;
 pub use threads::{NodeThread, Pacing};

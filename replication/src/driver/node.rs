@@ -31,20 +31,37 @@ pub struct DetectorConfig {
     pub score: ScoreConfig,
     /// This node bumps its own counter this often (more often than peers read it).
     pub bump_period_ns: u64,
+    /// How long a silent peer whose process the provider says is alive (not stopped, not
+    /// exiting: waiting for a CPU) is not held against it
+    /// ([`HeartbeatMonitor::with_alive_patience`]). A dead or stopped process is suspected
+    /// at the first silent read whatever this is; a provider that cannot tell (a NIC)
+    /// gets no patience.
+    pub alive_patience_ns: u64,
 }
 
 impl Default for DetectorConfig {
+    /// Reads every 30 µs, Mu's score (four misses), bumps every 5 µs; a live process that
+    /// does not run is waited for 1 ms — above the scheduling hiccups of a shared machine
+    /// (a virtual CPU taken for a few hundred microseconds), below the time its clients
+    /// would wait for a leader whose core was taken for good.
     fn default() -> DetectorConfig {
         DetectorConfig {
             reader: ReaderConfig::default(),
             score: ScoreConfig::default(),
             bump_period_ns: 5_000,
+            alive_patience_ns: 1_000_000,
         }
     }
 }
 
-/// Control-plane work (reconnects, provider events) is looked at every this many turns.
+/// Control-plane work (reconnects, rejoins: messages over TCP) is looked at every this
+/// many turns.
 const CONTROL_EVERY: u64 = 256;
+/// The provider's events (a peer process's death above all: the fastest failure signal
+/// there is) are looked at this often. A look costs about 100 ns on the soft provider,
+/// a few per cent of a busy leader's time at this period; a death waits at most this long
+/// after the provider reported it.
+pub const PROVIDER_EVENTS_PERIOD_NS: u64 = 2_000;
 /// Client commands taken per turn at most.
 const INTAKE_PER_TURN: usize = 64;
 
@@ -60,6 +77,7 @@ pub struct MuDriver<S> {
     intake: Arc<ArrayQueue<Submission>>,
     waiting: HashMap<crate::log::CommandId, Submission>,
     turns: u64,
+    next_provider_events_ns: u64,
     events: Vec<Event>,
     keep_events: bool,
     counts: DriverCounts,
@@ -122,7 +140,8 @@ impl<S: StateMachine> MuDriver<S> {
         let heartbeats = PoolHeartbeats::new(&mut cluster).map_err(Error::heartbeat("heartbeats"))?;
         let reader = heartbeats.reader(detectors.reader, now_ns);
         let detector_set = (0..reader.peers().len()).map(|_| detector(&detectors)).collect();
-        let monitor = HeartbeatMonitor::new(reader, detector_set);
+        let monitor =
+            HeartbeatMonitor::new(reader, detector_set).with_alive_patience(detectors.alive_patience_ns);
         let peers: Vec<NodeId> = cluster.peers().collect();
         let replica = Replica::new(cluster.me(), &peers, config.clone(), mu.local_log(), machine)?;
         Ok(MuDriver {
@@ -136,6 +155,7 @@ impl<S: StateMachine> MuDriver<S> {
             intake: Arc::new(ArrayQueue::new(config.queue_limit)),
             waiting: HashMap::new(),
             turns: 0,
+            next_provider_events_ns: 0,
             events: Vec::new(),
             keep_events: false,
             counts: DriverCounts::default(),
@@ -182,8 +202,10 @@ impl<S: StateMachine> MuDriver<S> {
         }
         // The heartbeat role has a CQ of its own: nothing else completes there.
         self.monitor.tick(now_ns, &mut self.heartbeats.port(&mut self.cluster), &mut |_| {});
-        while let Some(change) = self.monitor.poll_change() {
-            self.replica.handle_verdict(change.peer, !change.verdict.is_suspected());
+        self.verdicts();
+        if now_ns >= self.next_provider_events_ns {
+            self.next_provider_events_ns = now_ns + PROVIDER_EVENTS_PERIOD_NS;
+            self.provider_events(now_ns);
         }
         let mut busy = false;
         busy |= self.completions();
@@ -281,10 +303,25 @@ impl<S: StateMachine> MuDriver<S> {
                 _ => {}
             }
         }
+    }
+
+    /// Hands the detectors the provider's word that a peer is gone, and passes the
+    /// verdicts it changes to the replica at once.
+    fn provider_events(&mut self, now_ns: u64) {
         while let Some(event) = self.cluster.poll_event() {
             if let Some(peer) = self.heartbeats.lost_peer(&event) {
                 self.monitor.observe(now_ns, peer, Observation::PeerLost);
             }
+        }
+        self.verdicts();
+    }
+
+    fn verdicts(&mut self) {
+        while let Some(change) = self.monitor.poll_change() {
+            self.replica.handle_verdict(change.peer, !change.verdict.is_suspected());
+        }
+        while let Some(peer) = self.monitor.poll_ruled_out() {
+            self.replica.handle_ruled_out(peer);
         }
     }
 

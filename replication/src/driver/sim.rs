@@ -28,6 +28,9 @@ pub struct SimMember<S> {
     pub clock: SimClock,
     /// Whether it is paused (its thread stopped, as by SIGSTOP).
     pub paused: bool,
+    /// It does not turn before this virtual time: descheduled, its core taken by another
+    /// process — not stopped, so its process probes alive ([`SimGroup::deschedule`]).
+    pub descheduled_until_ns: u64,
     /// A restarted process bootstrapping into the running group, with the state machine
     /// it will start with.
     booting: Option<(Bootstrap, S)>,
@@ -88,6 +91,7 @@ impl<S: StateMachine> SimGroup<S> {
                 sim_node,
                 clock,
                 paused: false,
+                descheduled_until_ns: 0,
                 booting: None,
                 incarnation: 1,
             });
@@ -120,6 +124,7 @@ impl<S: StateMachine> SimGroup<S> {
         member.paused = false;
         // A new process's clock counts from its own start, as a real one's does.
         member.clock = member.clock.restarted();
+        member.descheduled_until_ns = 0;
         member.booting = Some((boot, machine));
         Ok(())
     }
@@ -132,8 +137,9 @@ impl<S: StateMachine> SimGroup<S> {
     /// Turns every live, running node once, then moves virtual time on by a quantum
     /// (running the fabric's events on the way).
     pub fn step(&mut self) {
+        let now_ns = self.fabric.now_ns();
         for member in &mut self.members {
-            if member.paused {
+            if member.paused || now_ns < member.descheduled_until_ns {
                 continue;
             }
             if let Some(driver) = member.driver.as_mut() {
@@ -173,12 +179,20 @@ impl<S: StateMachine> SimGroup<S> {
         member.driver = None;
         member.booting = None;
         member.paused = false;
+        member.descheduled_until_ns = 0;
     }
 
     /// Stops member `index`'s thread (its NIC goes on serving one-sided operations).
     pub fn pause(&mut self, index: usize) {
         self.fabric.pause(self.members[index].sim_node);
         self.members[index].paused = true;
+    }
+
+    /// Takes member `index`'s core away for `ns` of virtual time: it does not turn, but it
+    /// is not stopped either — the provider probes its process alive, as the soft provider
+    /// would a process waiting for a CPU — and its NIC serves one-sided operations.
+    pub fn deschedule(&mut self, index: usize, ns: u64) {
+        self.members[index].descheduled_until_ns = self.fabric.now_ns() + ns;
     }
 
     /// Lets member `index` run again.

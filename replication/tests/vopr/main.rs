@@ -5,7 +5,8 @@
 //! faults — crashes (of the leader half the time), restarts of crashed members as new
 //! processes without their state (they rejoin, are caught up, and count again only once a
 //! leader confirmed them), pauses and resumes (a paused leader wakes up and keeps
-//! writing), partitions and heals. Crashed and not-yet-confirmed members together stay a
+//! writing), members descheduled for a while (their core taken: not stopped, so their
+//! processes probe alive), partitions and heals. Crashed and not-yet-confirmed members together stay a
 //! minority. A safety phase with faults, then a liveness phase without: every paused node
 //! resumes, every link heals, every crashed member restarts.
 //!

@@ -414,6 +414,16 @@ impl World {
                 self.log(|| format!("partition {a} {b}"));
                 self.group.partition(a, b);
             }
+        } else if roll < 94 {
+            // Another process takes a member's core for a while: it does not turn, and is
+            // not stopped either (its process probes alive).
+            let victim = match self.guess_leader() {
+                Some(leader) if self.rng.gen_bool(0.5) => leader,
+                _ => live[self.rng.gen_range(0..live.len())],
+            };
+            let ns = self.rng.gen_range(20_000..3_000_000);
+            self.log(|| format!("deschedule {victim} for {ns} ns"));
+            self.group.deschedule(victim, ns);
         } else {
             let cut: Vec<_> = self.partitions.iter().copied().collect();
             if let Some(&(a, b)) = cut.get(self.rng.gen_range(0..cut.len().max(1))) {

@@ -185,6 +185,7 @@ impl Args {
             score,
             // Several bumps per read: a reader never sees the same value from a live node.
             bump_period_ns: (period_ns / 4).max(1),
+            ..DetectorConfig::default()
         }
     }
 

@@ -16,6 +16,7 @@ pub use state::QpState;
 
 use crate::access::AccessFlags;
 use crate::error::{Error, Result};
+use crate::probe::PeerProbe;
 use crate::protection_domain::ProtectionDomain;
 use crate::provider::{QpOps, Transition};
 use crate::work_request::{RecvWr, SendWr};
@@ -124,6 +125,14 @@ impl QueuePair {
     /// Requests posted while the QP is in ERROR complete as flushed.
     pub fn post_send(&mut self, wrs: &[SendWr<'_>]) -> Result<()> {
         self.inner.post_send(wrs)
+    }
+
+    /// What the provider can tell now of the process at the other end ([`PeerProbe`]):
+    /// the soft provider reads the peer's `/proc/<pid>/stat` (about a microsecond), the sim
+    /// provider knows whether the peer node crashed or is paused, a NIC cannot tell
+    /// (`Unknown`).
+    pub fn probe_peer(&self) -> PeerProbe {
+        self.inner.probe_peer()
     }
 
     /// Posts receive-queue work requests, in order, with the same partial-post rule.

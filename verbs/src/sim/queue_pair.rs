@@ -10,6 +10,7 @@ use crate::access::AccessFlags;
 use crate::completion::{Completion, CompletionOpcode, Status};
 use crate::emulation::checks;
 use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
+use crate::probe::PeerProbe;
 use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{Address, Endpoint, Mtu, QpCaps, QpState, RtsAttributes};
 use crate::sim::completion_queue::WorkQueue;
@@ -481,6 +482,23 @@ impl QpOps for SimQp {
 
     fn post_recv(&mut self, wrs: &[RecvWr<'_>]) -> Result<()> {
         self.fabric.world().post_recv(self.node, self.qp_num, wrs)
+    }
+
+    /// What the soft provider would read in /proc: a crashed peer node is `Exiting` at
+    /// once (a killed process is, microseconds after the signal), a paused one `Stopped`.
+    fn probe_peer(&self) -> PeerProbe {
+        let world = self.fabric.world();
+        let Some(remote) = world.qp(self.node, self.qp_num).and_then(|qp| qp.remote) else {
+            return PeerProbe::Unknown;
+        };
+        let peer = world.node(remote.node);
+        if peer.crashed {
+            PeerProbe::Exiting
+        } else if peer.paused {
+            PeerProbe::Stopped
+        } else {
+            PeerProbe::Alive
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use crate::probe::PeerProbe;
+
 /// The start time of process `pid` (clock ticks since boot, field 22 of /proc/<pid>/stat).
 pub(crate) fn start_time_of(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -23,6 +25,41 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat.rfind(')').and_then(|at| stat[at + 1..].split_whitespace().next()) != Some("Z"),
         Err(_) => false,
+    }
+}
+
+/// The kernel's task flag of a task in `do_exit` (`PF_EXITING`, field 9 of
+/// /proc/<pid>/stat): set as soon as a killed process starts dying, long before its
+/// memory is torn down and its pidfd turns readable.
+const PF_EXITING: u64 = 0x4;
+
+/// What /proc says of process `pid`, which must have started at `start_time` (otherwise
+/// it is gone and its pid reused): [`PeerProbe::Exiting`] from the moment it starts
+/// dying (its main thread in `do_exit`, a zombie, or no such process), `Stopped` while
+/// stopped or traced, `Alive` otherwise.
+pub(crate) fn probe(pid: u32, start_time: u64) -> PeerProbe {
+    // One read of a short file: about a microsecond.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => parse_probe(&stat, start_time),
+        Err(_) => PeerProbe::Exiting,
+    }
+}
+
+fn parse_probe(stat: &str, start_time: u64) -> PeerProbe {
+    let Some(fields) = stat.rfind(')').map(|at| stat[at + 1..].split_whitespace().collect::<Vec<_>>()) else {
+        return PeerProbe::Unknown;
+    };
+    // Fields from 3 on: the state is field 3, the flags field 9, the start time field 22.
+    let field = |number: usize| fields.get(number - 3).copied();
+    let flags = field(9).and_then(|flags| flags.parse::<u64>().ok());
+    let started = field(22).and_then(|started| started.parse::<u64>().ok());
+    match (field(3), flags, started) {
+        (_, _, Some(started)) if started != start_time => PeerProbe::Exiting,
+        (Some("Z" | "X" | "x"), _, _) => PeerProbe::Exiting,
+        (_, Some(flags), _) if flags & PF_EXITING != 0 => PeerProbe::Exiting,
+        (Some("T" | "t"), _, _) => PeerProbe::Stopped,
+        (Some(_), Some(_), Some(_)) => PeerProbe::Alive,
+        _ => PeerProbe::Unknown,
     }
 }
 
@@ -54,5 +91,28 @@ mod tests {
         assert!(own_start_time() > 0);
         assert!(process_alive(std::process::id()));
         assert!(!process_alive(u32::MAX / 2));
+    }
+
+    #[test]
+    fn probes_tell_running_stopped_exiting_and_reused() {
+        // Fields 3..=22 of a stat line: state, then 17 fields (flags is the 7th of them),
+        // then the start time.
+        let line = |state: &str, flags: u64, started: u64| {
+            let mut fields = vec![state.to_string()];
+            fields.extend((4..=22).map(|n| n.to_string()));
+            fields[9 - 3] = flags.to_string();
+            fields[22 - 3] = started.to_string();
+            format!("42 (re ply) {}", fields.join(" "))
+        };
+        assert_eq!(parse_probe(&line("R", 0x40_0040, 7), 7), PeerProbe::Alive);
+        assert_eq!(parse_probe(&line("S", 0, 7), 7), PeerProbe::Alive);
+        assert_eq!(parse_probe(&line("T", 0, 7), 7), PeerProbe::Stopped);
+        assert_eq!(parse_probe(&line("t", 0, 7), 7), PeerProbe::Stopped);
+        assert_eq!(parse_probe(&line("R", 0x40_0044, 7), 7), PeerProbe::Exiting, "PF_EXITING");
+        assert_eq!(parse_probe(&line("Z", 0, 7), 7), PeerProbe::Exiting);
+        assert_eq!(parse_probe(&line("R", 0, 8), 7), PeerProbe::Exiting, "a later process with its pid");
+        assert_eq!(parse_probe("garbage", 7), PeerProbe::Unknown);
+        assert_eq!(probe(std::process::id(), own_start_time()), PeerProbe::Alive);
+        assert_eq!(probe(u32::MAX / 2, 1), PeerProbe::Exiting);
     }
 }

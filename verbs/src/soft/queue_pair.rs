@@ -9,6 +9,7 @@ use crate::emulation::checks;
 use crate::error::{BadEndpoint, Error, PeerLoss, PostRejection, Result};
 use crate::event::{AsyncEvent, AsyncEventKind};
 use crate::primitive::sync::atomic::{AtomicBool, Ordering};
+use crate::probe::PeerProbe;
 use crate::provider::{ProviderKind, QpOps, Transition};
 use crate::qp::{
     Address, Endpoint, InitAttributes, Mtu, QpCaps, QpOptions, QpState, RtrAttributes, RtsAttributes,
@@ -242,7 +243,7 @@ impl SoftQp {
         let recv = install_queue(&shared, queue, 0);
         let word = SlotWord { generation, state: QpState::Reset, access: Default::default(), valid: true };
         owner.word.store(word.pack(), Ordering::SeqCst);
-        node.tables.lock().expect("node tables").live_qps[slot] = Some(Arc::downgrade(&shared));
+        node.tables.lock().expect("node tables").live_qps.insert(slot, Arc::downgrade(&shared));
         Ok(SoftQp {
             shared,
             caps: options.caps,
@@ -507,6 +508,16 @@ impl QpOps for SoftQp {
         }
         Ok(())
     }
+
+    fn probe_peer(&self) -> PeerProbe {
+        let Some(link) = &self.link else { return PeerProbe::Unknown };
+        let peer = &link.peer;
+        if peer.is_gone() {
+            return PeerProbe::Exiting;
+        }
+        let start_time = peer.block().header.start_time.load(Ordering::Acquire);
+        crate::soft::process::probe(peer.identity.pid, start_time)
+    }
 }
 
 impl Drop for SoftQp {
@@ -526,7 +537,7 @@ impl Drop for SoftQp {
             link.peer.liveness.unlisten(&shared.node.events, shared.qp_num);
         }
         let mut tables = shared.node.tables.lock().expect("node tables");
-        tables.live_qps[shared.slot] = None;
+        tables.live_qps.remove(&shared.slot);
         tables.qps.release(shared.slot);
     }
 }

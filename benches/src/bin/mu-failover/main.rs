@@ -17,6 +17,9 @@
 //! Then a group with no load is watched for `--quiet-secs` and its candidacies,
 //! leaderships and suspicions are counted: each is a spurious leader change (or the
 //! start of one).
+//!
+//! `USEC_MU_TRACE=1` prints, around each failover and for the quiet group, what every
+//! replica decided, and its long turns and gaps between turns, on one time line.
 #![forbid(unsafe_code)]
 
 mod trial;
@@ -44,8 +47,8 @@ const DISTURBED_MAX: u64 = 20;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Options {
-    /// Trials per signal.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Trials per signal (0: none, only the quiet group).
+    #[arg(long, default_value_t = 20)]
     trials: u64,
     /// Signals sent to the leader, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,stop")]
@@ -60,6 +63,10 @@ struct Options {
     /// Heartbeat READ period of the failure detectors.
     #[arg(long, default_value_t = GroupSettings::default().heartbeat_period_ns)]
     heartbeat_period_ns: u64,
+    /// How long a silent replica whose process is alive (waiting for a CPU) is waited for
+    /// before its silence counts against it (0: not at all, Mu's plain score).
+    #[arg(long, default_value_t = GroupSettings::default().alive_patience_ns)]
+    alive_patience_ns: u64,
     /// Core of replica 0 (the leader), then the core replicas 1 and 2 share.
     #[arg(long, default_value_t = CorePair::default())]
     cores: CorePair,
@@ -148,8 +155,11 @@ fn main() -> Result<()> {
     run.timer = "CLOCK_MONOTONIC (vDSO clock_gettime), shared by every process: the signal's instant here, \
                  the replicas' after the turns in which things happened"
         .into();
-    let settings =
-        GroupSettings { heartbeat_period_ns: options.heartbeat_period_ns, ..GroupSettings::default() };
+    let settings = GroupSettings {
+        heartbeat_period_ns: options.heartbeat_period_ns,
+        alive_patience_ns: options.alive_patience_ns,
+        ..GroupSettings::default()
+    };
     let setup = TrialSetup {
         fabric_prefix: format!("usec-mu-failover-{}", std::process::id()),
         settings,
@@ -159,7 +169,7 @@ fn main() -> Result<()> {
     };
     let mut signals = Vec::new();
     let mut number = 0;
-    for &kind in &options.signals {
+    for &kind in options.signals.iter().filter(|_| options.trials > 0) {
         eprintln!("{kind:?}: {} trials ...", options.trials);
         let (mut trials, mut disturbed, mut stalled) = (Vec::new(), Vec::new(), Vec::new());
         while (trials.len() as u64) < options.trials {

@@ -169,12 +169,22 @@ fn watch(group: &mut Group, signal: Signal, signalled_ns: u64, commits_before: u
             reports.push(group.process_mut(me).expect("launched").report()?);
         }
         if let Some(failover) = failover_of(&reports, signalled_ns, commits_before) {
+            if tracing() {
+                let from = signalled_ns.saturating_sub(TRACE_BEFORE_NS);
+                eprintln!("---- trial: {failover:?}; from the signal:");
+                eprint!("{}", timeline(&reports, from..=signalled_ns + failover.committed_ns, signalled_ns));
+            }
             if signal == Signal::SIGSTOP {
                 // Not left stopped: dropping the group kills it (SIGKILL works on a stopped
                 // process), and nothing it holds is waited for.
                 group.process_mut(OLD_LEADER).expect("launched").signal(Signal::SIGKILL)?;
             }
             return Ok(Outcome::Failover(failover));
+        }
+        // A survivor that already suspected replica 0 or campaigned when the signal went
+        // out (its core was taken between the check and the signal) times nothing.
+        if let Some(why) = disputed_at(&reports, signalled_ns) {
+            return Ok(Outcome::Disturbed(why));
         }
         if started.elapsed() > FAILOVER_LIMIT {
             let marks: Vec<String> = reports
@@ -221,6 +231,27 @@ fn disputed(group: &mut Group) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// Why a survivor was not following replica 0 at `signalled_ns`, if one was not: its last
+/// verdict on replica 0 before then was a suspicion, or its last role mark a candidacy or
+/// a leadership.
+fn disputed_at(reports: &[ReplicaReport], signalled_ns: u64) -> Option<String> {
+    reports.iter().find_map(|report| {
+        let before = report.marks.marks.iter().rev().filter(|mark| mark.at_ns <= signalled_ns);
+        let last = before.map(|mark| mark.kind).find(|kind| {
+            matches!(
+                kind,
+                MarkKind::Suspected { peer: OLD_LEADER }
+                    | MarkKind::Trusted { peer: OLD_LEADER }
+                    | MarkKind::Candidate
+                    | MarkKind::Leader
+                    | MarkKind::Follower { .. }
+            )
+        })?;
+        let disputed = matches!(last, MarkKind::Suspected { .. } | MarkKind::Candidate | MarkKind::Leader);
+        disputed.then(|| format!("replica {} at the signal: {last:?}", report.me))
+    })
+}
+
 /// Polls replica 0 until it has led for 100 of its commands without a change of role, lets
 /// it run `warmup` longer, and returns how many of its commands were committed by then.
 pub fn await_leading(group: &mut Group, warmup: Duration) -> Result<u64> {
@@ -245,8 +276,8 @@ pub fn await_leading(group: &mut Group, warmup: Duration) -> Result<u64> {
         if started.elapsed() > Duration::from_secs(20) {
             let last_ns = report.marks.marks.last().map_or(0, |mark| mark.at_ns);
             bail!(
-                "replica 0 did not lead steadily within 20 s; its marks (before the last):\n{}",
-                report.marks.describe(last_ns)
+                "replica 0 did not lead steadily within 20 s; its marks and notes (before the last):\n{}",
+                timeline(std::slice::from_ref(&report), 0..=last_ns, last_ns)
             );
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -337,8 +368,15 @@ pub fn quiet(setup: &TrialSetup, watch: Duration) -> Result<Quiet> {
     std::thread::sleep(watch);
     let until_ns = clock.now_ns();
     let mut per_replica = Vec::new();
+    let mut reports = Vec::new();
     for process in group.processes.drain(..) {
-        let report = process.stop()?;
+        reports.push(process.stop()?);
+    }
+    if tracing() {
+        eprintln!("---- the quiet group, from the start of the watch:");
+        eprint!("{}", timeline(&reports, from_ns..=until_ns, from_ns));
+    }
+    for report in reports {
         let within = |kind: fn(&MarkKind) -> bool| {
             report
                 .marks
@@ -361,4 +399,33 @@ pub fn quiet(setup: &TrialSetup, watch: Duration) -> Result<Quiet> {
         suspicions: per_replica.iter().map(|entry| entry.3).sum(),
         per_replica,
     })
+}
+
+/// With `USEC_MU_TRACE` set (inherited by the replica processes), each replica records its
+/// decisions, its turns longer than 10 µs and its gaps of more than 20 µs between turns
+/// (see `usec_benches::mu::replica`), and this process prints them as timelines: around
+/// each failover, for the quiet group, and when replica 0 does not settle.
+pub fn tracing() -> bool {
+    std::env::var_os(usec_benches::mu::replica::TRACE_VARIABLE).is_some()
+}
+
+/// A failover's timeline starts this long before the signal.
+const TRACE_BEFORE_NS: u64 = 300_000;
+
+/// The marks and notes of `reports` within `range`, merged in time order, one per line, in
+/// microseconds from `origin_ns`.
+fn timeline(reports: &[ReplicaReport], range: std::ops::RangeInclusive<u64>, origin_ns: u64) -> String {
+    let mut lines: Vec<(u64, u16, String)> = Vec::new();
+    for report in reports {
+        let notes = report.notes.iter().map(|(at, note)| (*at, note.clone()));
+        let marks = report.marks.marks.iter().map(|mark| (mark.at_ns, format!("MARK {:?}", mark.kind)));
+        lines.extend(
+            notes.chain(marks).filter(|(at, _)| range.contains(at)).map(|(at, what)| (at, report.me, what)),
+        );
+    }
+    lines.sort_by_key(|line| line.0);
+    lines
+        .iter()
+        .map(|(at, me, what)| format!("{:+12.1} us  r{me}  {what}\n", (*at as f64 - origin_ns as f64) / 1e3))
+        .collect()
 }
