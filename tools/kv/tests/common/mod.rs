@@ -233,7 +233,10 @@ impl Client {
                 return self.buffer.drain(..len).collect();
             }
             let mut chunk = [0u8; 65536];
-            let n = self.stream.read(&mut chunk).expect("a reply in time");
+            let n = match self.stream.read(&mut chunk) {
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                result => result.expect("a reply in time"),
+            };
             assert!(
                 n > 0,
                 "the server closed the connection; got {:?}",
