@@ -2,68 +2,14 @@
 //! every spin of `wait_for`) are counted by a global allocator, over many random
 //! completions, failures and revivals.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use usec_check::allocations::{allocations_in, CountingAllocator};
 use usec_qp_pool::{NodeId, QuorumStatus, QuorumWaiter, WrId, WrKind};
 use usec_verbs::Status;
 
-/// The system allocator, counting the allocations of a thread while it asks to.
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: allocations during thread teardown, after the locals are gone, are not ours.
-    let counting = COUNTING.try_with(Cell::get).unwrap_or(false);
-    if counting {
-        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
-// `System`'s guarantees are ours; counting touches only thread-local cells, never the heap.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller keeps `alloc`'s contract (a non-zero-sized layout).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller passes a block of this allocator (hence of `System`) and its layout.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller passes a block of this allocator (hence of `System`) and its layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Allocations made by `body` on this thread.
-fn allocations_in(body: impl FnOnce()) -> u64 {
-    ALLOCATIONS.with(|count| count.set(0));
-    COUNTING.with(|counting| counting.set(true));
-    body();
-    COUNTING.with(|counting| counting.set(false));
-    ALLOCATIONS.with(Cell::get)
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn node(id: u16) -> NodeId {
     NodeId::new(id).unwrap()
@@ -88,7 +34,7 @@ fn observe_and_status_never_allocate() {
         })
         .collect();
     let mut met = 0;
-    let allocations = allocations_in(|| {
+    let (allocations, ()) = allocations_in(|| {
         for &(action, peer, sequence, success) in &steps {
             let peer = peers[peer];
             match action {

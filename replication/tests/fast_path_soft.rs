@@ -3,74 +3,21 @@
 //! turned by the test's thread, one turn at a time, so what a single turn of the leader
 //! does can be seen — and what it allocates, counted by this binary's global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::net::TcpListener;
+mod support;
+
 use std::time::{Duration, Instant};
 
+use usec_check::allocations::{allocations_in, CountingAllocator};
 use usec_lease_clock::clock::{Clock, MonotonicClock};
 use usec_lease_clock::detector::ScoreConfig;
 use usec_lease_clock::heartbeat::ReaderConfig;
-use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::cft::{Event, MuConfig, RoleKind};
 use usec_replication::driver::{DetectorConfig, MuDriver};
 use usec_replication::log::CommandId;
 use usec_replication::{History, RestoreError, StateMachine};
-use usec_verbs::Context;
-
-/// The system allocator, counting the allocations of a thread while it asks to.
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: allocations during thread teardown, after the locals are gone, are not ours.
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
-// `System`'s guarantees are ours; counting touches only thread-local cells, never the heap.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller keeps `alloc`'s contract (a non-zero-sized layout).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller passes a block of this allocator (hence of `System`) and its layout.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller passes a block of this allocator (hence of `System`) and its layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Allocations made by `body` on this thread.
-fn allocations_in<T>(body: impl FnOnce() -> T) -> (u64, T) {
-    ALLOCATIONS.with(|count| count.set(0));
-    COUNTING.with(|counting| counting.set(true));
-    let result = body();
-    COUNTING.with(|counting| counting.set(false));
-    (ALLOCATIONS.with(Cell::get), result)
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// A state machine that counts commands and answers nothing: an empty response is an
 /// event that allocates nothing, so what a test counts is the replica's own.
@@ -101,12 +48,6 @@ fn config() -> MuConfig {
 
 /// Three bootstrapped drivers (node 0 first), none turned yet.
 fn start<S: StateMachine + Default>(device: &str, config: &MuConfig) -> Vec<MuDriver<S>> {
-    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let nodes = listeners
-        .iter()
-        .enumerate()
-        .map(|(id, listener)| (NodeId::new(id as u16).unwrap(), listener.local_addr().unwrap()));
-    let spec = ClusterSpec::new("fast-path", &ClusterSpec::fresh_run(), nodes).unwrap();
     // Slow detectors: one thread turns all three replicas, on a machine others share.
     let detectors = DetectorConfig {
         reader: ReaderConfig { period_ns: 100_000_000, timeout_ns: 1_000_000_000 },
@@ -114,25 +55,7 @@ fn start<S: StateMachine + Default>(device: &str, config: &MuConfig) -> Vec<MuDr
         bump_period_ns: 250_000,
         ..DetectorConfig::default()
     };
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = listeners
-            .into_iter()
-            .enumerate()
-            .map(|(id, listener)| {
-                let spec = spec.clone();
-                scope.spawn(move || {
-                    let context = Context::open(device).unwrap();
-                    let node = NodeConfig::new(spec, NodeId::new(id as u16).unwrap());
-                    let node = MuDriver::<S>::configure(node, config).unwrap();
-                    let network = TcpNetwork::from_listener(listener).unwrap();
-                    let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).unwrap();
-                    let now = MonotonicClock::new().now_ns();
-                    MuDriver::new(cluster, config.clone(), detectors, S::default(), now).unwrap()
-                })
-            })
-            .collect();
-        threads.into_iter().map(|thread| thread.join().unwrap()).collect()
-    })
+    support::soft_group::start("fast-path", device, config, detectors)
 }
 
 fn committed(events: &[Event], id: CommandId) -> bool {

@@ -3,25 +3,18 @@
 //! client proposes from the test's thread through a [`ClientHandle`](usec_replication::driver::ClientHandle),
 //! and the test looks at the running replicas through [`NodeThread::with`].
 
-use std::net::TcpListener;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use usec_lease_clock::clock::MonotonicClock;
 use usec_lease_clock::detector::ScoreConfig;
 use usec_lease_clock::heartbeat::ReaderConfig;
-use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::cft::{MuConfig, RoleKind};
 use usec_replication::driver::{DetectorConfig, MuDriver, NodeThread, Pacing};
 use usec_replication::History;
-use usec_verbs::Context;
 
 fn start(device: &str, config: &MuConfig) -> Vec<MuDriver<History>> {
-    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let nodes = listeners
-        .iter()
-        .enumerate()
-        .map(|(id, l)| (NodeId::new(id as u16).unwrap(), l.local_addr().unwrap()));
-    let spec = ClusterSpec::new("threads", &ClusterSpec::fresh_run(), nodes).unwrap();
     // Slow detectors: three replicas and the test share the machine's cores.
     let detectors = DetectorConfig {
         reader: ReaderConfig { period_ns: 1_000_000, timeout_ns: 10_000_000 },
@@ -29,25 +22,7 @@ fn start(device: &str, config: &MuConfig) -> Vec<MuDriver<History>> {
         bump_period_ns: 250_000,
         ..DetectorConfig::default()
     };
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = listeners
-            .into_iter()
-            .enumerate()
-            .map(|(id, listener)| {
-                let spec = spec.clone();
-                scope.spawn(move || {
-                    let context = Context::open(device).unwrap();
-                    let node = NodeConfig::new(spec, NodeId::new(id as u16).unwrap());
-                    let node = MuDriver::<History>::configure(node, config).unwrap();
-                    let network = TcpNetwork::from_listener(listener).unwrap();
-                    let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).unwrap();
-                    let now = usec_lease_clock::clock::Clock::now_ns(&MonotonicClock::new());
-                    MuDriver::new(cluster, config.clone(), detectors, History::default(), now).unwrap()
-                })
-            })
-            .collect();
-        threads.into_iter().map(|thread| thread.join().unwrap()).collect()
-    })
+    support::soft_group::start("threads", device, config, detectors)
 }
 
 #[test]

@@ -1,0 +1,3 @@
+//! What several integration tests of this crate share.
+
+pub mod soft_group;
