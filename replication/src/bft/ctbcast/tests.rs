@@ -477,3 +477,133 @@ fn a_second_write_to_a_busy_register_slot_waits_for_the_first() {
         "{actions:?}"
     );
 }
+
+mod state_machine {
+    //! Random input sequences against one receiver: whatever arrives, in whatever order,
+    //! it never panics, never delivers an index twice, only delivers the first message the
+    //! broadcaster's ring gave it for an index, and keeps its queues bounded.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A well-formed entry from `from` (sender field honest or not).
+        Entry { from: u16, honest_sender: bool, index: u64, kind: u8, payload: Vec<u8> },
+        /// A valid signature from the broadcaster over `message` at `index`.
+        Signed { index: u64, message: Vec<u8> },
+        /// Raw bytes from `from`.
+        Garbage { from: u16, bytes: Vec<u8> },
+        /// Time passes.
+        Advance(u64),
+        /// The `n`th pending register write completes.
+        Written(usize),
+        /// The `n`th pending register read completes with `result`.
+        Read { n: usize, result: u8, incarnation: u64, value: Vec<u8> },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Mostly from a small alphabet, so echoes and signatures often match a message.
+        let small = prop_oneof![
+            3 => prop_oneof![Just(b"a".to_vec()), Just(b"b".to_vec()), Just(Vec::new())],
+            1 => proptest::collection::vec(any::<u8>(), 0..6),
+        ];
+        let index = prop_oneof![8 => 0..12u64, 1 => any::<u64>()];
+        prop_oneof![
+            6 => (0..4u16, proptest::bool::weighted(0.9), index.clone(), 1..6u8, small.clone())
+                .prop_map(|(from, honest_sender, index, kind, payload)| Op::Entry { from, honest_sender, index, kind, payload }),
+            2 => (0..12u64, small.clone()).prop_map(|(index, message)| Op::Signed { index, message }),
+            1 => (0..4u16, proptest::collection::vec(any::<u8>(), 0..80)).prop_map(|(from, bytes)| Op::Garbage { from, bytes }),
+            2 => (0..3_000u64).prop_map(Op::Advance),
+            2 => (0..4usize).prop_map(Op::Written),
+            2 => (0..4usize, 0..5u8, 0..6u64, proptest::collection::vec(any::<u8>(), 96..=96))
+                .prop_map(|(n, result, incarnation, value)| Op::Read { n, result, incarnation, value }),
+        ]
+    }
+
+    fn body(kind: u8, payload: &[u8]) -> Body<'_> {
+        let hash = message_hash(payload);
+        match kind {
+            1 => Body::Message(payload),
+            2 => Body::EchoCopy(payload),
+            3 => Body::EchoHash(hash),
+            4 => Body::Signature([payload.first().copied().unwrap_or(0); 64]),
+            _ => Body::SignatureRequest,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn any_input_sequence_keeps_the_receiver_sound(ops in proptest::collection::vec(op(), 1..120)) {
+            let config = config();
+            let mut receiver = Receiver::new(config.clone(), node(1), keyring()).unwrap();
+            let mut now = 0;
+            let mut first_message: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let mut delivered: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let (mut writes, mut reads) = (Vec::new(), Vec::new());
+            for op in ops {
+                match op {
+                    Op::Entry { from, honest_sender, index, kind, payload } => {
+                        let sender = if honest_sender { from } else { (from + 1) % 4 };
+                        let bytes = Entry { index, broadcaster: 0, sender, body: body(kind, &payload) }.encode();
+                        let accepted = receiver.handle_entry(now, node(from), &bytes).is_ok();
+                        if accepted && kind == 1 {
+                            prop_assert!(first_message.insert(index, payload).is_none(), "a second message accepted");
+                        }
+                    }
+                    Op::Signed { index, message } => {
+                        let bytes = Entry { index, broadcaster: 0, sender: 0, body: Body::Signature(signed(index, &message).signature) }.encode();
+                        let _ = receiver.handle_entry(now, node(0), &bytes);
+                    }
+                    Op::Garbage { from, bytes } => prop_assert!(receiver.handle_entry(now, node(from), &bytes).is_err()),
+                    Op::Advance(ns) => {
+                        now += ns;
+                        receiver.tick(now);
+                    }
+                    Op::Written(n) if !writes.is_empty() => {
+                        let index: u64 = writes.remove(n % writes.len());
+                        receiver.handle_register_written(index);
+                    }
+                    Op::Read { n, result, incarnation, value } if !reads.is_empty() => {
+                        let (index, owner): (u64, NodeId) = reads.remove(n % reads.len());
+                        let genuine = signed(index, b"other").to_register_value();
+                        let result = match result {
+                            0 => RegisterReadResult::Value(None),
+                            1 => RegisterReadResult::ByzantineOwner,
+                            2 => RegisterReadResult::Value(Some((index / 4 + 1, &genuine))),
+                            _ => RegisterReadResult::Value(Some((incarnation, &value))),
+                        };
+                        receiver.handle_register_read(index, owner, result);
+                    }
+                    Op::Written(_) | Op::Read { .. } => {}
+                }
+                while let Some(action) = receiver.poll_action() {
+                    match action {
+                        Action::RegisterWrite { index, slot, incarnation, .. } => {
+                            prop_assert_eq!((slot, incarnation), (index % 4, index / 4 + 1));
+                            prop_assert!(!writes.iter().any(|&w| w % 4 == slot), "two writes in flight on slot {}", slot);
+                            writes.push(index);
+                        }
+                        Action::RegisterRead { index, owner, .. } => reads.push((index, owner)),
+                        Action::Send { .. } => {}
+                    }
+                }
+                while let Some(event) = receiver.poll_event() {
+                    match event {
+                        Event::Delivered { index, message, .. } => {
+                            prop_assert_eq!(Some(&message), first_message.get(&index), "delivered what the ring did not give first");
+                            prop_assert!(delivered.insert(index, message).is_none(), "index {} delivered twice", index);
+                        }
+                        Event::Abandoned { index, .. } => prop_assert!(!delivered.contains_key(&index)),
+                        Event::Equivocation(proof) => prop_assert!(proof.verify(&keyring())),
+                    }
+                }
+                prop_assert!(receiver.deadlines_len() <= 4 * 4 + 1);
+            }
+        }
+    }
+}
