@@ -51,6 +51,19 @@ fn measure(options: &Options, mut operation: impl FnMut(u64)) -> LatencySummary 
     recorder.summary()
 }
 
+/// Like [`measure`], for operations that need unmeasured setup: `operation` times its own
+/// part and returns it in nanoseconds.
+fn measure_part(options: &Options, mut operation: impl FnMut(u64) -> u64) -> LatencySummary {
+    let mut recorder = Recorder::new();
+    for iteration in 0..options.warmup {
+        operation(iteration);
+    }
+    for iteration in 0..options.iterations {
+        recorder.record_ns(operation(options.warmup + iteration));
+    }
+    recorder.summary()
+}
+
 fn node(id: u16) -> NodeId {
     NodeId::new(id).expect("small id")
 }
@@ -62,9 +75,9 @@ struct Stream {
     entries: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
 }
 
-fn stream(count: u64, message: &[u8]) -> Result<Stream> {
+fn stream(count: u64, message: &[u8], verify_ahead: bool) -> Result<Stream> {
     let key = SigningKey::from_bytes(&[1; 32]);
-    let config = CtbConfig { tail: 128, fast_path_timeout_ns: 1_000, ..CtbConfig::default() };
+    let config = CtbConfig { tail: 128, fast_path_timeout_ns: 1_000, verify_ahead, ..CtbConfig::default() };
     let keys = Keyring::new([(node(0), key.verifying_key())]);
     let mut broadcaster = Broadcaster::new(config.clone(), key)?;
     let mut entries = Vec::new();
@@ -132,7 +145,7 @@ fn main() -> Result<()> {
 
     // The receiver's whole fast path: message in, echo in, delivered.
     let samples = options.warmup + options.iterations;
-    let mut fast = stream(samples, &message)?;
+    let mut fast = stream(samples, &message, false)?;
     rows.push((
         "receiver fast path (message + echo -> delivered)".into(),
         measure(&options, |i| {
@@ -144,32 +157,41 @@ fn main() -> Result<()> {
         }),
     ));
 
-    // The receiver's whole slow path from the timeout on, signature in hand (sign-ahead),
-    // the register write and the other receiver's read completing at once.
-    let mut slow = stream(samples, &message)?;
-    let mut now = 0;
-    rows.push((
-        "receiver slow path (timeout -> verify, write, read -> delivered)".into(),
-        measure(&options, |i| {
-            let (message_entry, signature_entry, _) = &slow.entries[i as usize];
-            now += 10_000;
-            slow.receiver.handle_entry(now, node(0), message_entry).expect("a good message");
-            slow.receiver.handle_entry(now, node(0), signature_entry).expect("a good signature");
-            while slow.receiver.poll_action().is_some() {}
-            slow.receiver.tick(now + 1_000);
-            let Some(Action::RegisterWrite { index, .. }) = slow.receiver.poll_action() else {
-                panic!("no write")
-            };
-            slow.receiver.handle_register_written(index);
-            let Some(Action::RegisterRead { owner, .. }) = slow.receiver.poll_action() else {
-                panic!("no read")
-            };
-            slow.receiver.handle_register_read(index, owner, RegisterReadResult::Value(None));
-            assert!(matches!(slow.receiver.poll_event(), Some(Event::Delivered { .. })));
-        }),
-    ));
-    // (The slow-path sample includes handing the message and signature in; the fast-path
-    // row above is the baseline for that share.)
+    // The receiver's slow path from its timeout to delivery, signature in hand
+    // (sign-ahead), the register write and the other receiver's read completing at once;
+    // then the same with the signature verified ahead, while idle.
+    for verify_ahead in [false, true] {
+        let mut slow = stream(samples, &message, verify_ahead)?;
+        let mut now = 0;
+        let name = if verify_ahead {
+            "receiver slow path, verified ahead (timeout -> write, read -> delivered)"
+        } else {
+            "receiver slow path (timeout -> verify, write, read -> delivered)"
+        };
+        rows.push((
+            name.into(),
+            measure_part(&options, |i| {
+                let (message_entry, signature_entry, _) = &slow.entries[i as usize];
+                now += 10_000;
+                slow.receiver.handle_entry(now, node(0), message_entry).expect("a good message");
+                slow.receiver.handle_entry(now, node(0), signature_entry).expect("a good signature");
+                while slow.receiver.poll_action().is_some() {}
+                slow.receiver.tick(now); // idle: verifies ahead if configured
+                let start = Instant::now();
+                slow.receiver.tick(now + 1_000);
+                let Some(Action::RegisterWrite { index, .. }) = slow.receiver.poll_action() else {
+                    panic!("no write")
+                };
+                slow.receiver.handle_register_written(index);
+                let Some(Action::RegisterRead { owner, .. }) = slow.receiver.poll_action() else {
+                    panic!("no read")
+                };
+                slow.receiver.handle_register_read(index, owner, RegisterReadResult::Value(None));
+                assert!(matches!(slow.receiver.poll_event(), Some(Event::Delivered { .. })));
+                start.elapsed().as_nanos() as u64
+            }),
+        ));
+    }
 
     println!(
         "ctbcast-crypto: per-message CPU of CTBcast's pieces ({} samples each, {} warm-up)",
@@ -183,7 +205,7 @@ fn main() -> Result<()> {
     println!("timer overhead: ~{} ns per sample (two clock reads)", run.timer_overhead_ns);
     for (name, summary) in &rows {
         println!(
-            "{name:<66} p50 {:>7} ns  p99 {:>7} ns  p99.9 {:>7} ns",
+            "{name:<74} p50 {:>7} ns  p99 {:>7} ns  p99.9 {:>7} ns",
             summary.p50_ns, summary.p99_ns, summary.p99_9_ns
         );
     }

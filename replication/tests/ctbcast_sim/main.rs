@@ -81,6 +81,7 @@ fn run(seed: u64, verbose: bool) -> Outcome {
         echo_copy_below_bytes: 100,
         fast_path_timeout_ns: 100_000,
         sign_ahead: rng.gen_bool(0.5),
+        verify_ahead: rng.gen_bool(0.5),
     };
     let keys: Vec<SigningKey> = (0..processes).map(|_| SigningKey::from_bytes(&rng.gen())).collect();
     let keyring = Keyring::new(keys.iter().enumerate().map(|(id, key)| (node(id), key.verifying_key())));

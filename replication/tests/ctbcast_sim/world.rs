@@ -231,6 +231,10 @@ impl World {
             Role::Receiver(receiver) => {
                 // Refusals are expected from Byzantine senders; they are counted in stats.
                 let _ = receiver.handle_entry(now, node(from), bytes);
+                // Idle right after an input: what it deferred (verify-ahead) runs now.
+                if receiver.has_deferred_work() {
+                    receiver.tick(now);
+                }
                 self.drain(to);
                 return;
             }

@@ -34,10 +34,13 @@
 //! - **The signed statement names broadcaster and index next to the hash**
 //!   ([`signature`]); `verify_strict`; no hand-written crypto (ed25519-dalek, blake3,
 //!   xxhash-rust).
-//! - **Signatures off the fast path.** Receivers verify only on the slow path; the
-//!   broadcaster signs ahead of need in `tick`, after the message's sends are queued
-//!   ([`CtbConfig::sign_ahead`]), so a slow path starts with the signature in hand; or on
-//!   request, once per index.
+//! - **Signatures off the fast path, and pipelined.** Receivers verify only what a slow
+//!   path needs; the broadcaster signs ahead of need in `tick`, after the message's sends
+//!   are queued ([`CtbConfig::sign_ahead`]), so a slow path starts with the signature in
+//!   hand (or asks for it, signed once per index); with [`CtbConfig::verify_ahead`] a
+//!   receiver also verifies it while idle, leaving the slow path only its register write
+//!   and reads. One signature per index, not per batch: a register holds one index's
+//!   `{hash, signature}` and must be checkable alone.
 //! - **Everything malformed is a [`Reject`]**, counted in [`Stats`], never a panic and
 //!   never unbounded memory: the receiver keeps a window of `2 × tail` indices.
 //! - **Giving up is safe, delivering twice never happens.** When the stream moves a tail

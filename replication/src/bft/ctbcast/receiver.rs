@@ -36,6 +36,8 @@ pub struct Receiver {
     pub(super) window: Window,
     /// `(deadline, index)` in deadline order (every deadline is `now + timeout`).
     deadlines: VecDeque<(u64, u64)>,
+    /// Indices whose message and signature are both in, to verify ahead of need.
+    to_verify: VecDeque<u64>,
     /// Per register slot, the index whose write is in flight.
     pub(super) register_busy: Vec<Option<u64>>,
     pub(super) actions: VecDeque<Action>,
@@ -64,6 +66,7 @@ impl Receiver {
             my_position,
             keys,
             deadlines: VecDeque::new(),
+            to_verify: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -91,7 +94,9 @@ impl Receiver {
     }
 
     /// Runs what is due at `now_ns`: slow paths whose fast-path deadline passed, and
-    /// signature requests to repeat.
+    /// signature requests to repeat; then, with [`CtbConfig::verify_ahead`], verifies the
+    /// signatures that came ahead of need. Call it when [`Receiver::poll_timeout`] has
+    /// passed, and when idle if [`Receiver::has_deferred_work`].
     pub fn tick(&mut self, now_ns: u64) {
         while let Some(&(deadline, index)) = self.deadlines.front() {
             if deadline > now_ns {
@@ -103,6 +108,48 @@ impl Receiver {
                 Some(Phase::AwaitSignature) => self.request_signature(now_ns, index),
                 _ => {}
             }
+        }
+        while let Some(index) = self.to_verify.pop_front() {
+            self.verify_ahead(index);
+        }
+    }
+
+    /// Whether [`Receiver::tick`] has verifying to do (only with `verify_ahead`).
+    pub fn has_deferred_work(&self) -> bool {
+        !self.to_verify.is_empty()
+    }
+
+    /// Queues `index`'s signature for verification ahead of need, if it is time.
+    fn queue_verify(&mut self, index: u64) {
+        if !self.config.verify_ahead {
+            return;
+        }
+        let ready = self.window.get(index).is_some_and(|instance| {
+            instance.message.is_some() && instance.signature.is_some() && !instance.signature_verified
+        });
+        if ready {
+            // Bounded: a verification dropped here is done by the slow path if needed.
+            if self.to_verify.len() >= 2 * self.config.tail as usize {
+                self.to_verify.pop_front();
+            }
+            self.to_verify.push_back(index);
+        }
+    }
+
+    fn verify_ahead(&mut self, index: u64) {
+        let broadcaster = self.config.broadcaster;
+        let Some(instance) = self.window.get_mut(index) else { return };
+        let Some(signature) = instance.signature.filter(|_| !instance.signature_verified) else { return };
+        if instance.is_done() {
+            return;
+        }
+        let hash = instance.hash().expect("queued with its message");
+        self.stats.signatures_checked += 1;
+        if self.keys.verify(broadcaster, index, &hash, &signature) {
+            instance.signature_verified = true;
+        } else {
+            instance.signature = None;
+            self.stats.refuse(Reject::ForgedSignature { index });
         }
     }
 
@@ -209,6 +256,7 @@ impl Receiver {
         self.send_echoes(index, message);
         self.push_deadline(now_ns + self.config.fast_path_timeout_ns, index);
         self.try_fast_path(now_ns, index);
+        self.queue_verify(index);
         Ok(())
     }
 
@@ -255,6 +303,7 @@ impl Receiver {
         if instance.phase == Phase::AwaitSignature {
             return self.use_signature(index);
         }
+        self.queue_verify(index);
         Ok(())
     }
 

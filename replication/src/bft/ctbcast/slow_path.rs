@@ -113,19 +113,21 @@ impl Receiver {
         self.push_deadline(now_ns + self.config.fast_path_timeout_ns, index);
     }
 
-    /// Verifies the signature held for `index` and, if good, writes the register. A bad
-    /// one is dropped and refused.
+    /// Verifies the signature held for `index` (unless verified ahead) and, if good,
+    /// writes the register. A bad one is dropped and refused.
     pub(super) fn use_signature(&mut self, index: u64) -> Result<(), Reject> {
         let broadcaster = self.config.broadcaster;
         let instance = self.window.get_mut(index).expect("a kept index");
         let hash = instance.hash().expect("the slow path has the message");
         let signature = instance.signature.expect("caller checked");
-        self.stats.signatures_checked += 1;
-        if !self.keys.verify(broadcaster, index, &hash, &signature) {
-            instance.signature = None;
-            return Err(self.stats.refuse(Reject::ForgedSignature { index }));
+        if !instance.signature_verified {
+            self.stats.signatures_checked += 1;
+            if !self.keys.verify(broadcaster, index, &hash, &signature) {
+                instance.signature = None;
+                return Err(self.stats.refuse(Reject::ForgedSignature { index }));
+            }
+            instance.signature_verified = true;
         }
-        instance.signature_verified = true;
         self.start_write(index);
         Ok(())
     }

@@ -189,6 +189,27 @@ fn without_sign_ahead_the_receiver_asks_and_the_broadcaster_signs_once() {
 }
 
 #[test]
+fn verified_ahead_the_slow_path_goes_straight_to_the_registers() {
+    let mut group = Group::new(CtbConfig { verify_ahead: true, ..config() });
+    group.broadcaster.broadcast(b"m").unwrap();
+    group.broadcaster.tick();
+    for (to, bytes) in group.broadcaster_sends() {
+        if to == node(1) {
+            group.receiver(1).handle_entry(0, node(0), &bytes).unwrap();
+        }
+    }
+    group.actions(1);
+    assert!(group.receiver(1).has_deferred_work());
+    group.receiver(1).tick(10); // idle: verifies
+    assert!(!group.receiver(1).has_deferred_work());
+    assert_eq!(group.receiver(1).stats().signatures_checked, 1);
+    group.receiver(1).tick(1_000);
+    finish_slow_path(&mut group, 1, RegisterReadResult::Value(None));
+    assert_eq!(group.events(1), [delivered(0, b"m", DeliveryPath::Slow)]);
+    assert_eq!(group.receiver(1).stats().signatures_checked, 1, "not verified twice");
+}
+
+#[test]
 fn a_disagreeing_echo_starts_the_slow_path_without_waiting() {
     let mut group = Group::new(config());
     group.broadcaster.broadcast(b"m").unwrap();
@@ -538,8 +559,10 @@ mod state_machine {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
         #[test]
-        fn any_input_sequence_keeps_the_receiver_sound(ops in proptest::collection::vec(op(), 1..120)) {
-            let config = config();
+        fn any_input_sequence_keeps_the_receiver_sound(
+            ops in proptest::collection::vec(op(), 1..120), verify_ahead in any::<bool>(),
+        ) {
+            let config = CtbConfig { verify_ahead, ..config() };
             let mut receiver = Receiver::new(config.clone(), node(1), keyring()).unwrap();
             let mut now = 0;
             let mut first_message: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
