@@ -32,11 +32,40 @@ pub struct ByzantineBroadcaster {
     sent: BTreeMap<(usize, u64), Vec<u8>>,
     /// Every entry sent so far, for replays.
     history: Vec<Vec<u8>>,
+    /// Only the cleanest lie: every index, a different message to each receiver, each
+    /// with its valid signature.
+    always_equivocate: bool,
 }
 
 impl ByzantineBroadcaster {
     pub fn new(config: CtbConfig, key: SigningKey) -> ByzantineBroadcaster {
-        ByzantineBroadcaster { config, key, next_index: 0, sent: BTreeMap::new(), history: Vec::new() }
+        ByzantineBroadcaster {
+            config,
+            key,
+            next_index: 0,
+            sent: BTreeMap::new(),
+            history: Vec::new(),
+            always_equivocate: false,
+        }
+    }
+
+    /// One that only equivocates, with valid signatures.
+    pub fn always_equivocating(config: CtbConfig, key: SigningKey) -> ByzantineBroadcaster {
+        ByzantineBroadcaster { always_equivocate: true, ..ByzantineBroadcaster::new(config, key) }
+    }
+
+    fn equivocate(&mut self, message: &[u8]) -> Vec<Action> {
+        let index = self.next_index;
+        self.next_index += 1;
+        let receivers: Vec<usize> = self.config.receivers.iter().map(|id| id.get() as usize).collect();
+        let mut actions = Vec::new();
+        for (position, &to) in receivers.iter().enumerate() {
+            let version: Vec<u8> = message.iter().copied().chain([position as u8]).collect();
+            actions.push(send(to, self.entry(index, Body::Message(&version))));
+            actions.push(send(to, self.signature(index, &version)));
+            self.sent.insert((to, index), version);
+        }
+        actions
     }
 
     fn entry(&self, index: u64, body: Body<'_>) -> Vec<u8> {
@@ -49,6 +78,9 @@ impl ByzantineBroadcaster {
     }
 
     pub fn broadcast(&mut self, rng: &mut ChaCha8Rng, message: &[u8]) -> Vec<Action> {
+        if self.always_equivocate {
+            return self.equivocate(message);
+        }
         let index = self.next_index;
         // Sometimes skip ahead, sometimes reuse an index.
         self.next_index = match rng.gen_range(0..20) {

@@ -30,6 +30,10 @@ use world::{node, Faults, Liveness, Node, Role, World};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scenario {
+    /// Not in the sweep: a broadcaster that signs a different message for each receiver
+    /// at every index, messages paced and the tail long enough that no slow path is cut
+    /// short.
+    SignedEquivocation,
     AllCorrect,
     CrashedReceiver,
     PausedReceiver,
@@ -60,14 +64,17 @@ struct Outcome {
 }
 
 fn run(seed: u64, verbose: bool) -> Outcome {
+    run_scenario(seed, SCENARIOS[(seed % SCENARIOS.len() as u64) as usize], verbose)
+}
+
+fn run_scenario(seed: u64, scenario: Scenario, verbose: bool) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let scenario = SCENARIOS[(seed % SCENARIOS.len() as u64) as usize];
     let processes = match scenario {
         Scenario::Colluding => 4,
         Scenario::ByzantineReceiver => rng.gen_range(3..=4),
         _ => 3,
     };
-    let tail = [2, 4, 8][rng.gen_range(0..3)];
+    let tail = if scenario == Scenario::SignedEquivocation { 8 } else { [2, 4, 8][rng.gen_range(0..3)] };
     let messages = rng.gen_range(10..40);
     let lossy =
         matches!(scenario, Scenario::AllCorrect | Scenario::PausedReceiver | Scenario::ByzantineReceiver)
@@ -85,7 +92,10 @@ fn run(seed: u64, verbose: bool) -> Outcome {
     };
     let keys: Vec<SigningKey> = (0..processes).map(|_| SigningKey::from_bytes(&rng.gen())).collect();
     let keyring = Keyring::new(keys.iter().enumerate().map(|(id, key)| (node(id), key.verifying_key())));
-    let broadcaster_correct = !matches!(scenario, Scenario::ByzantineBroadcaster | Scenario::Colluding);
+    let broadcaster_correct = !matches!(
+        scenario,
+        Scenario::ByzantineBroadcaster | Scenario::Colluding | Scenario::SignedEquivocation
+    );
     let byzantine_receiver = match scenario {
         Scenario::ByzantineReceiver | Scenario::Colluding => Some(processes - 1),
         _ => None,
@@ -96,6 +106,9 @@ fn run(seed: u64, verbose: bool) -> Outcome {
                 0 if broadcaster_correct => {
                     Role::Broadcaster(Broadcaster::new(config.clone(), keys[0].clone()).unwrap())
                 }
+                0 if scenario == Scenario::SignedEquivocation => Role::ByzantineBroadcaster(
+                    ByzantineBroadcaster::always_equivocating(config.clone(), keys[0].clone()),
+                ),
                 0 => Role::ByzantineBroadcaster(ByzantineBroadcaster::new(config.clone(), keys[0].clone())),
                 id if Some(id) == byzantine_receiver => {
                     let colluding = (scenario == Scenario::Colluding).then(|| keys[0].clone());
@@ -117,7 +130,7 @@ fn run(seed: u64, verbose: bool) -> Outcome {
         World::new(rng.clone(), nodes, tail, faults.clone(), Checker::new(broadcaster_correct, keyring));
     // Paced: messages at least 25 µs apart, so with at most 20 µs of delay none overtakes
     // another by a whole tail (its echoes would then be too far ahead to keep).
-    let paced = rng.gen_bool(0.5);
+    let paced = rng.gen_bool(0.5) || scenario == Scenario::SignedEquivocation;
     let gap_ns = match rng.gen_range(0..3) {
         _ if paced => (25_000, 60_000),
         0 => (0, 2_000),
@@ -173,18 +186,34 @@ fn run(seed: u64, verbose: bool) -> Outcome {
             checker.check_delivered(&[1, 2], 0..messages);
         }
         Scenario::CrashedReceiver => assert_eq!(outcome.fast, 0, "a crashed receiver never echoes"),
+        Scenario::SignedEquivocation => {
+            // Both receivers write before they read, so at least one sees the other's
+            // signed message: every index is proven, and none is delivered by both.
+            let proven: std::collections::BTreeSet<u64> =
+                checker.proofs.iter().map(|proof| proof.index).collect();
+            assert_eq!(proven, (0..messages).collect(), "every equivocated index is proven");
+            assert_eq!(outcome.fast, 0);
+        }
         _ => {}
     }
     outcome
 }
 
 fn run_reporting(seed: u64, verbose: bool) -> Outcome {
-    match std::panic::catch_unwind(|| run(seed, verbose)) {
+    report_failure(seed, "", || run(seed, verbose))
+}
+
+fn report_failure(
+    seed: u64,
+    test_filter: &str,
+    run: impl FnOnce() -> Outcome + std::panic::UnwindSafe,
+) -> Outcome {
+    match std::panic::catch_unwind(run) {
         Ok(outcome) => outcome,
         Err(panic) => {
             eprintln!(
                 "ctbcast simulation failed at seed {seed}; replay with \
-                 USEC_CTBCAST_SEED={seed} cargo test -p usec-replication --test ctbcast_sim -- --nocapture"
+                 USEC_CTBCAST_SEED={seed} cargo test -p usec-replication --test ctbcast_sim {test_filter} -- --nocapture"
             );
             std::panic::resume_unwind(panic)
         }
@@ -216,5 +245,19 @@ fn ctbcast_simulation_over_many_seeds() {
         assert!(total.fast > 0 && total.slow > 0, "both paths delivered: {total:?}");
         assert!(total.proofs > 0, "some equivocation was proven: {total:?}");
         assert!(total.abandoned > 0 && total.rejected > 0 && total.byzantine_registers > 0, "{total:?}");
+    }
+}
+
+#[test]
+fn signed_equivocation_is_always_proven() {
+    let verbose = std::env::var("USEC_CTBCAST_SEED").ok();
+    let seeds: Vec<u64> = match &verbose {
+        Some(seed) => vec![seed.parse().expect("USEC_CTBCAST_SEED is a number")],
+        None => (0..200).collect(),
+    };
+    for seed in seeds {
+        report_failure(seed, "signed_equivocation", || {
+            run_scenario(seed, Scenario::SignedEquivocation, verbose.is_some())
+        });
     }
 }
