@@ -21,6 +21,45 @@
 //!   message ([`slow_path`]). Two different signed messages for one index are an
 //!   [`EquivocationProof`] anyone can check.
 //!
+//! # An example
+//!
+//! One broadcaster and two receivers, every action carried by hand (a driver does this
+//! with RDMA WRITEs and register operations):
+//!
+//! ```
+//! use ed25519_dalek::SigningKey;
+//! use usec_qp_pool::NodeId;
+//! use usec_replication::bft::ctbcast::{Action, Broadcaster, CtbConfig, DeliveryPath, Event, Keyring, Receiver};
+//!
+//! let id = |n| NodeId::new(n).unwrap();
+//! let key = SigningKey::from_bytes(&[42; 32]); // from a key store in real life
+//! let keys = Keyring::new([(id(0), key.verifying_key())]);
+//! let config = CtbConfig { broadcaster: id(0), receivers: vec![id(1), id(2)], ..CtbConfig::default() };
+//! let mut broadcaster = Broadcaster::new(config.clone(), key)?;
+//! let mut receivers = [Receiver::new(config.clone(), id(1), keys.clone())?, Receiver::new(config, id(2), keys)?];
+//!
+//! let index = broadcaster.broadcast(b"prepare view 0, batch 1")?;
+//! let mut in_flight: Vec<(NodeId, NodeId, Vec<u8>)> = Vec::new(); // (from, to, entry)
+//! while let Some(Action::Send { to, bytes }) = broadcaster.poll_action() {
+//!     in_flight.push((id(0), to, bytes));
+//! }
+//! let now_ns = 1_000;
+//! while let Some((from, to, bytes)) = in_flight.pop() {
+//!     let receiver = &mut receivers[to.get() as usize - 1];
+//!     receiver.handle_entry(now_ns, from, &bytes)?;
+//!     while let Some(action) = receiver.poll_action() {
+//!         if let Action::Send { to: next, bytes } = action {
+//!             in_flight.push((to, next, bytes)); // an echo
+//!         }
+//!     }
+//! }
+//! for receiver in &mut receivers {
+//!     let event = receiver.poll_event();
+//!     assert_eq!(event, Some(Event::Delivered { index, message: b"prepare view 0, batch 1".to_vec(), path: DeliveryPath::Fast }));
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Choices, and why
 //!
 //! - **Sans IO.** [`Broadcaster`] and [`Receiver`] take entries, register completions and

@@ -8,7 +8,7 @@
 //! 2. writes `{hash, signature}` into its own SWMR register, slot `index % tail`,
 //!    incarnation `index / tail + 1`, and waits for the write to complete;
 //! 3. then reads every other receiver's register at that slot and judges each
-//!    ([`judge`]); it delivers once every one is checked.
+//!    (below: `Verdict`); it delivers once every one is checked.
 //!
 //! Why two correct receivers `r`, `s` never slow-deliver different messages for one index:
 //! each writes before it reads, and registers are linearizable, so at least one of them
