@@ -1,6 +1,8 @@
 //! Replication on the usec toolkit: services made fault tolerant without giving up
 //! microseconds.
 //!
+//! - [`bft`] — **uBFT**: Byzantine SMR on 2f+1 replicas; so far its Consistent Tail
+//!   Broadcast ([`bft::ctbcast`]).
 //! - [`cft`] — **Mu**: crash-tolerant state machine replication. The leader replicates a
 //!   command with one RDMA WRITE into each follower's log; RDMA permissions make it the
 //!   only writer; a new leader takes over in well under a millisecond.
@@ -67,6 +69,7 @@
 
 pub mod applier;
 pub mod apps;
+pub mod bft;
 pub mod cft;
 mod codec;
 pub mod driver;
