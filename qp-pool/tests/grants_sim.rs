@@ -57,7 +57,7 @@ fn one_op(sim: &mut SimCluster, from: usize, target: RemoteAddr, write: bool, se
     };
     cluster.post_send(node(0), role, &[wr]).unwrap();
     for _ in 0..1_000_000 {
-        if let Some(polled) = sim.pollers[from].poll().into_iter().next() {
+        if let Some(polled) = sim.pollers[from].poll().next() {
             assert_eq!(polled.wr_id.to_raw(), wr_id);
             return polled.completion.status;
         }

@@ -10,6 +10,7 @@
 //! destroyed while the cluster lives: on a NIC, destroying a QP in ERROR may lose the
 //! flushed completions of its requests, which callers wait for.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use usec_regions::RemoteRegion;
@@ -74,16 +75,16 @@ impl LocalNode {
                 .map_err(Error::verbs(format!("registering region {:?}", region.name)))?;
             regions.insert(region.name.clone(), mr);
         }
-        let mut isolated = BTreeMap::new();
+        let mut isolated: BTreeMap<NodeId, IsolatedPeer> = BTreeMap::new();
         for grant in &config.grants {
-            if !isolated.contains_key(&grant.peer) {
-                let pd = context.alloc_pd().map_err(Error::verbs(format!(
-                    "allocating the protection domain of node {}",
-                    grant.peer
-                )))?;
-                isolated.insert(grant.peer, IsolatedPeer { pd, grants: BTreeMap::new(), parked: None });
-            }
-            let peer = isolated.get_mut(&grant.peer).expect("just made");
+            let peer = match isolated.entry(grant.peer) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let context_of = format!("allocating the protection domain of node {}", grant.peer);
+                    let pd = context.alloc_pd().map_err(Error::verbs(context_of))?;
+                    entry.insert(IsolatedPeer { pd, grants: BTreeMap::new(), parked: None })
+                }
+            };
             let mr = peer.pd.register_range(&grant.region, grant.offset, grant.len, grant.access).map_err(
                 Error::verbs(format!("registering grant {:?} to node {}", grant.name, grant.peer)),
             )?;
