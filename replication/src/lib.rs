@@ -4,6 +4,8 @@
 //! - [`cft`] — **Mu**: crash-tolerant state machine replication. The leader replicates a
 //!   command with one RDMA WRITE into each follower's log; RDMA permissions make it the
 //!   only writer; a new leader takes over in well under a millisecond.
+//! - [`bft`] — **uBFT**'s disaggregated memory: passive memory nodes and the
+//!   single-writer registers replicas keep on them, replicated over majorities.
 //! - What the systems share: the [`StateMachine`] trait, the [`applier`] that applies
 //!   each command once, the replicated [`log`] as it sits in registered memory (layout,
 //!   self-validating entries, batches, records), and the work-request kinds registered in
@@ -67,6 +69,7 @@
 
 pub mod applier;
 pub mod apps;
+pub mod bft;
 pub mod cft;
 mod codec;
 pub mod driver;
