@@ -16,11 +16,14 @@
 //! - the sans-IO core — commands in, RDMA actions out, completions in, events out:
 //!   [`set`] ([`RegisterSet`]);
 //! - the actions carried out on a qp-pool cluster, on any provider: [`port`]
-//!   ([`RegisterPort`]).
+//!   ([`RegisterPort`]);
+//! - all of it in one value waited on through a qp-pool driver, for benchmarks, tests and
+//!   tools: [`replica`] ([`RegisterReplica`]).
 
 pub mod layout;
 pub mod port;
 pub mod quorum;
+pub mod replica;
 pub mod set;
 pub mod sub_slot;
 #[cfg(test)]
@@ -29,4 +32,5 @@ mod tests;
 pub use layout::{RegisterLayout, CTBCAST_VALUE_BYTES};
 pub use port::RegisterPort;
 pub use quorum::{majority, Misbehaviour, ReadResult};
+pub use replica::RegisterReplica;
 pub use set::{Action, Event, OpId, Outcome, RegisterConfig, RegisterSet, Token};

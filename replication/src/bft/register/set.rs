@@ -164,6 +164,15 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The operation it finishes.
+    pub fn op(&self) -> OpId {
+        match self {
+            Event::Written { op, .. } | Event::WriteFailed { op, .. } | Event::Read { op, .. } => *op,
+        }
+    }
+}
+
 /// A write under way: acknowledgements and failures so far.
 #[derive(Debug)]
 struct Writing {
