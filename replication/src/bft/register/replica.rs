@@ -12,7 +12,8 @@ use super::port::RegisterPort;
 use super::quorum::ReadResult;
 use super::set::{Event, OpId, RegisterConfig, RegisterSet};
 
-/// Control-plane polls are cheap but not free: one every this many turns.
+/// Control-plane polls cost a few system calls (a read per peer, an accept), more than a
+/// register operation on the soft provider: one every this many turns.
 const TURNS_PER_CONTROL_POLL: u32 = 1024;
 
 /// One replica's registers with what carries them out; see the [module documentation](self).
@@ -35,8 +36,21 @@ impl RegisterReplica {
         writer: usize,
         memory_nodes: &[NodeId],
     ) -> Result<RegisterReplica> {
+        let role = cluster.role(super::port::ROLE).map_err(Error::pool("the register role"))?;
+        let poller = cluster.take_poller(&[role]).map_err(Error::pool("the register role's CQ"))?;
+        RegisterReplica::with_poller(cluster, poller, layout, writer, memory_nodes)
+    }
+
+    /// The same with a poller over the register role's CQ taken already (whoever took it
+    /// has nothing of its own outstanding on it any more).
+    pub fn with_poller(
+        cluster: Cluster,
+        poller: Poller,
+        layout: RegisterLayout,
+        writer: usize,
+        memory_nodes: &[NodeId],
+    ) -> Result<RegisterReplica> {
         let port = RegisterPort::new(&cluster, layout, writer, memory_nodes)?;
-        let poller = cluster.take_poller(&[port.role()]).map_err(Error::pool("the register role's CQ"))?;
         let set = RegisterSet::new(RegisterConfig::new(layout, memory_nodes.len(), writer))?;
         Ok(RegisterReplica { cluster, poller, port, set, events: Vec::new(), turns: 0 })
     }
@@ -60,7 +74,7 @@ impl RegisterReplica {
     pub fn turn(&mut self, now_ns: u64) -> bool {
         let any = self.port.turn(&mut self.cluster, &mut self.poller, &mut self.set, now_ns);
         self.turns = self.turns.wrapping_add(1);
-        if self.turns % TURNS_PER_CONTROL_POLL == 0 || self.set.in_flight() == 0 {
+        if self.turns % TURNS_PER_CONTROL_POLL == 0 {
             while let Some(event) = self.cluster.poll_control_at(now_ns) {
                 self.port.handle_control(&event);
             }
