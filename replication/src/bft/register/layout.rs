@@ -36,6 +36,18 @@ impl RegisterLayout {
         }
     }
 
+    /// Where a receiver keeps its register for message `index` of the broadcaster of rank
+    /// `broadcaster_rank` (its rank among the other replicas) in a layout made by
+    /// [`RegisterLayout::for_ctbcast`] with `tail`: the slot `broadcaster_rank * tail +
+    /// index % tail` and the incarnation `index / tail + 1`. `None` when the rank is out of
+    /// range or the incarnation outgrows 32 bits (after 4 billion tails).
+    pub fn ctbcast_register(&self, tail: usize, broadcaster_rank: usize, index: u64) -> Option<(usize, u32)> {
+        let tail_u64 = tail as u64;
+        let slot = broadcaster_rank.checked_mul(tail)?.checked_add((index % tail_u64) as usize)?;
+        let incarnation = u32::try_from(index / tail_u64 + 1).ok()?;
+        (tail > 0 && slot < self.registers_per_writer).then_some((slot, incarnation))
+    }
+
     /// Checks it: at least one writer and register, values of at most 1 MiB, and a region
     /// that fits in memory.
     pub fn check(&self) -> Result<()> {
@@ -120,6 +132,17 @@ mod tests {
         // 6 broadcaster→receiver arrays × 128 slots × 216 bytes.
         assert_eq!(layout.memory_bytes(), 6 * 128 * 216);
         assert!(layout.memory_bytes() < 1 << 20);
+    }
+
+    #[test]
+    fn ctbcast_messages_map_to_a_slot_per_broadcaster_and_an_incarnation_per_tail() {
+        let layout = RegisterLayout::for_ctbcast(3, 128);
+        assert_eq!(layout.ctbcast_register(128, 0, 0), Some((0, 1)));
+        assert_eq!(layout.ctbcast_register(128, 0, 127), Some((127, 1)));
+        assert_eq!(layout.ctbcast_register(128, 0, 128), Some((0, 2)));
+        assert_eq!(layout.ctbcast_register(128, 1, 300), Some((128 + 44, 3)));
+        assert_eq!(layout.ctbcast_register(128, 2, 0), None, "two other replicas: ranks 0 and 1");
+        assert_eq!(layout.ctbcast_register(128, 0, u64::MAX), None);
     }
 
     #[test]
