@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use usec_qp_pool::{
     Bootstrap, Cluster, ClusterSpec, MemoryHub, NodeConfig, NodeId, Poller, Progress, WrId, WrKind,
 };
@@ -66,6 +68,8 @@ struct Harness {
     sim_nodes: Vec<sim::NodeId>,
     replicas: Vec<Replica>,
     memory_nodes: Vec<MemoryNode>,
+    /// Memory nodes crashed: their processes serve nothing any more.
+    crashed: Vec<bool>,
 }
 
 impl Harness {
@@ -118,7 +122,7 @@ impl Harness {
                 Replica { cluster, poller, port, set: RegisterSet::new(config).unwrap(), events: Vec::new() }
             })
             .collect();
-        Harness { fabric, sim_nodes, replicas, memory_nodes }
+        Harness { fabric, sim_nodes, replicas, memory_nodes, crashed: vec![false; usize::from(MEMORY_NODES)] }
     }
 
     /// One turn of every replica and memory node.
@@ -131,14 +135,22 @@ impl Harness {
             }
             replica.events.extend(std::iter::from_fn(|| replica.set.poll_event()));
         }
-        for memory_node in &mut self.memory_nodes {
-            memory_node.serve(now_ns);
+        for (memory_node, crashed) in self.memory_nodes.iter_mut().zip(&self.crashed) {
+            if !crashed {
+                memory_node.serve(now_ns);
+            }
         }
         // Nothing due now: virtual time moves to the next event or retry.
         if !self.fabric.step() {
             let retry = self.replicas.iter().filter_map(|replica| replica.set.poll_timeout()).min();
             self.fabric.advance_to(retry.unwrap_or(now_ns + 1_000).max(now_ns + 1));
         }
+    }
+
+    /// Crashes memory node `index` (0-based among the memory nodes).
+    fn crash_memory_node(&mut self, index: usize) {
+        self.fabric.crash(self.sim_nodes[usize::from(REPLICAS) + index]);
+        self.crashed[index] = true;
     }
 
     fn wait(&mut self, replica: usize, op: OpId) -> Event {
@@ -245,7 +257,7 @@ fn registers_survive_a_crashed_memory_node() {
         let mut harness = Harness::new("crash", seed);
         harness.write(0, 0, 1, &value(1));
         let victim = 3 + (seed % 3) as usize;
-        harness.fabric.crash(harness.sim_nodes[victim]);
+        harness.crash_memory_node(victim - 3);
         for incarnation in 2..=6u32 {
             let event = harness.write(0, 0, incarnation, &value(incarnation as u8));
             assert!(matches!(event, Event::Written { .. }), "seed {seed}: {event:?}");
@@ -257,7 +269,7 @@ fn registers_survive_a_crashed_memory_node() {
         assert!(!harness.replicas[0].port.is_up(victim - 3), "the crash went unnoticed");
         // A second crash leaves no majority: operations fail, they do not hang.
         let second = 3 + ((seed + 1) % 3) as usize;
-        harness.fabric.crash(harness.sim_nodes[second]);
+        harness.crash_memory_node(second - 3);
         let event = harness.write(1, 0, 1, &value(9));
         assert!(matches!(event, Event::WriteFailed { .. }), "seed {seed}: {event:?}");
         assert_eq!(harness.read(2, 0, 0), ReadResult::Unavailable, "seed {seed}");
@@ -348,5 +360,168 @@ fn the_same_seed_replays_the_same_run() {
     for seed in seeds(3) {
         let _guard = SeedGuard(seed);
         assert_eq!(run("replay-a", seed), run("replay-b", seed), "seed {seed} did not replay");
+    }
+}
+
+/// What a simulated run checks of every read: its value was written by the owner (for
+/// that incarnation), it is no older than the last write of that register completed before
+/// the read began, and a correct writer is never blamed.
+fn check_read(seed: u64, read: &PendingRead, result: &ReadResult) {
+    match result {
+        ReadResult::Value { incarnation, value: found } => {
+            assert_eq!(found, &tagged(read.owner, *incarnation), "seed {seed}: a value never written");
+            assert!(
+                *incarnation >= read.floor,
+                "seed {seed}: read {incarnation} after {} completed",
+                read.floor
+            );
+        }
+        ReadResult::Absent => assert_eq!(read.floor, 0, "seed {seed}: absent after a completed write"),
+        // Not enough memory nodes reachable from the reader: allowed while links are cut.
+        ReadResult::Unavailable => {}
+        ReadResult::Byzantine(why) => panic!("seed {seed}: a correct writer blamed: {why:?}"),
+    }
+}
+
+/// The value writer `owner` writes at `incarnation`.
+fn tagged(owner: usize, incarnation: u32) -> Vec<u8> {
+    let mut value = vec![owner as u8; layout().value_bytes];
+    value[..4].copy_from_slice(&incarnation.to_le_bytes());
+    value
+}
+
+struct PendingRead {
+    reader: usize,
+    op: OpId,
+    owner: usize,
+    slot: usize,
+    floor: u32,
+}
+
+/// Random writes and reads of every replica, while links between replicas and memory
+/// nodes are cut and healed and one memory node crashes: every read is checked (see
+/// [`check_read`]), every operation finishes, and once the links heal every replica writes
+/// and reads again on the two memory nodes left — its failed QPs repaired by the port.
+#[test]
+fn random_operations_under_partitions_and_a_crash_stay_regular() {
+    const SLOTS: usize = 3;
+    for seed in seeds(40) {
+        let _guard = SeedGuard(seed);
+        let mut harness = Harness::new("random", seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut completed = vec![vec![0u32; SLOTS]; 3];
+        let mut next = vec![vec![1u32; SLOTS]; 3];
+        let mut reads: Vec<PendingRead> = Vec::new();
+        let mut writes = 0;
+        let mut cut: Vec<(usize, usize)> = Vec::new();
+        let crash_at = rng.gen_range(0..150);
+        for round in 0..200 {
+            if round == crash_at {
+                harness.crash_memory_node(rng.gen_range(0..3));
+            }
+            match rng.gen_range(0..10) {
+                0..=3 => {
+                    let (writer, slot) = (rng.gen_range(0..3), rng.gen_range(0..SLOTS));
+                    let incarnation = next[writer][slot];
+                    next[writer][slot] += 1;
+                    harness.replicas[writer]
+                        .set
+                        .write(slot, incarnation, &tagged(writer, incarnation))
+                        .unwrap();
+                    writes += 1;
+                }
+                4..=7 => {
+                    let (reader, owner, slot) =
+                        (rng.gen_range(0..3), rng.gen_range(0..3), rng.gen_range(0..SLOTS));
+                    let op = harness.replicas[reader].set.read(owner, slot).unwrap();
+                    reads.push(PendingRead { reader, op, owner, slot, floor: completed[owner][slot] });
+                }
+                8 => {
+                    let (replica, memory) = (rng.gen_range(0..3), rng.gen_range(0..3));
+                    harness.fabric.partition(harness.sim_nodes[replica], harness.sim_nodes[3 + memory]);
+                    cut.push((replica, memory));
+                }
+                _ => {
+                    for (replica, memory) in cut.drain(..) {
+                        harness.fabric.heal(harness.sim_nodes[replica], harness.sim_nodes[3 + memory]);
+                    }
+                }
+            }
+            for _ in 0..rng.gen_range(0..200) {
+                harness.turn();
+            }
+            settle(seed, &mut harness, &mut completed, &mut reads);
+        }
+        for (replica, memory) in cut.drain(..) {
+            harness.fabric.heal(harness.sim_nodes[replica], harness.sim_nodes[3 + memory]);
+        }
+        // Everything started finishes.
+        let mut turns = 0;
+        while harness.replicas.iter().any(|replica| replica.set.in_flight() > 0) {
+            harness.turn();
+            turns += 1;
+            assert!(turns < 2_000_000, "seed {seed}: operations never finished");
+        }
+        settle(seed, &mut harness, &mut completed, &mut reads);
+        assert!(reads.is_empty(), "seed {seed}: reads never finished");
+        // Healed: every replica writes and reads again, its broken QPs repaired.
+        for (writer, next) in next.iter().enumerate() {
+            let slot = SLOTS - 1;
+            let incarnation = next[slot];
+            let mut attempts = 0;
+            while !matches!(
+                harness.write(writer, slot, incarnation, &tagged(writer, incarnation)),
+                Event::Written { .. }
+            ) {
+                attempts += 1;
+                assert!(attempts < 1_000, "seed {seed}: replica {writer} never writes again");
+                for _ in 0..1_000 {
+                    harness.turn();
+                }
+            }
+            let reader = (writer + 1) % 3;
+            let mut attempts = 0;
+            loop {
+                match harness.read(reader, writer, slot) {
+                    ReadResult::Unavailable if attempts < 1_000 => attempts += 1,
+                    result => {
+                        assert_eq!(
+                            result,
+                            ReadResult::Value { incarnation, value: tagged(writer, incarnation) },
+                            "seed {seed}"
+                        );
+                        break;
+                    }
+                }
+                for _ in 0..1_000 {
+                    harness.turn();
+                }
+            }
+        }
+        assert!(writes > 0);
+    }
+}
+
+/// Takes every finished operation: completed writes raise their register's floor, reads
+/// are checked.
+fn settle(seed: u64, harness: &mut Harness, completed: &mut [Vec<u32>], reads: &mut Vec<PendingRead>) {
+    for (writer, replica) in harness.replicas.iter_mut().enumerate() {
+        for event in replica.events.drain(..) {
+            match event {
+                Event::Written { slot, incarnation, .. } => {
+                    completed[writer][slot] = completed[writer][slot].max(incarnation);
+                }
+                Event::WriteFailed { .. } => {}
+                Event::Read { op, owner, slot, result } => {
+                    let index = reads
+                        .iter()
+                        .position(|read| read.reader == writer && read.op == op)
+                        .expect("a read that was started");
+                    let read = reads.remove(index);
+                    assert_eq!((read.owner, read.slot), (owner, slot));
+                    check_read(seed, &read, &result);
+                }
+            }
+        }
     }
 }

@@ -29,19 +29,21 @@ struct Model {
     now_ns: u64,
 }
 
-const MEMORY_NODES: usize = 3;
-
 impl Model {
     fn new(seed: u64, layout: RegisterLayout) -> Model {
+        Model::with_memory_nodes(seed, layout, 3)
+    }
+
+    fn with_memory_nodes(seed: u64, layout: RegisterLayout, memory_nodes: usize) -> Model {
         let sets: Vec<RegisterSet> = (0..layout.writers)
-            .map(|writer| RegisterSet::new(RegisterConfig::new(layout, MEMORY_NODES, writer)).unwrap())
+            .map(|writer| RegisterSet::new(RegisterConfig::new(layout, memory_nodes, writer)).unwrap())
             .collect();
         Model {
             layout,
-            memories: vec![vec![0; layout.memory_bytes()]; MEMORY_NODES],
-            crashed: vec![false; MEMORY_NODES],
+            memories: vec![vec![0; layout.memory_bytes()]; memory_nodes],
+            crashed: vec![false; memory_nodes],
             queues: (0..layout.writers)
-                .map(|_| (0..MEMORY_NODES).map(|_| VecDeque::new()).collect())
+                .map(|_| (0..memory_nodes).map(|_| VecDeque::new()).collect())
                 .collect(),
             events: vec![Vec::new(); layout.writers],
             sets,
@@ -70,7 +72,7 @@ impl Model {
     fn step(&mut self) -> bool {
         self.collect();
         let busy: Vec<(usize, usize)> = (0..self.sets.len())
-            .flat_map(|writer| (0..MEMORY_NODES).map(move |node| (writer, node)))
+            .flat_map(|writer| (0..self.memories.len()).map(move |node| (writer, node)))
             .filter(|&(writer, node)| !self.queues[writer][node].is_empty())
             .collect();
         if busy.is_empty() {
@@ -216,6 +218,26 @@ fn with_two_of_three_memory_nodes_crashed_operations_fail_instead_of_hanging() {
     assert_eq!(model.wait(0, op), Event::WriteFailed { op, slot: 0, incarnation: 1 });
     let op = model.sets[1].read(0, 0).unwrap();
     assert_eq!(read_result(model.wait(1, op)), ReadResult::Unavailable);
+}
+
+/// With four memory nodes, two acknowledgements are half, not a majority: a write that
+/// only two nodes hold must not complete, or a read of the other two would miss it (the
+/// prototype's `(n + 1) / 2` would have reported it written).
+#[test]
+fn with_four_memory_nodes_two_acknowledgements_are_not_enough() {
+    let mut model = Model::with_memory_nodes(6, layout(), 4);
+    model.crashed[2] = true;
+    model.crashed[3] = true;
+    let op = model.sets[0].write(1, 1, &value(1, 0)).unwrap();
+    assert_eq!(model.wait(0, op), Event::WriteFailed { op, slot: 1, incarnation: 1 });
+    model.run();
+    // Its WRITEs to nodes 0 and 1 land. Nodes 0 and 1 hold it; with them down and 2 and 3 back, a read must not say absent.
+    model.crashed = vec![true, true, false, false];
+    let op = model.sets[1].read(0, 1).unwrap();
+    assert_eq!(read_result(model.wait(1, op)), ReadResult::Unavailable);
+    model.crashed = vec![false, false, false, true];
+    let op = model.sets[1].read(0, 1).unwrap();
+    assert_eq!(read_result(model.wait(1, op)), ReadResult::Value { incarnation: 1, value: value(1, 0) });
 }
 
 #[test]
