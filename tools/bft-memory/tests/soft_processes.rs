@@ -1,6 +1,7 @@
 //! Memory nodes as real processes on the soft provider: three `usec-bft-memory` processes
 //! and three replicas (threads of this test, each its own soft node) bootstrap into one
-//! cluster over loopback TCP; the replicas write and read their registers; one memory node
+//! cluster over loopback TCP; one replica's write into another's register is refused by
+//! the memory node's device; the replicas write and read their registers; one memory node
 //! is SIGKILLed and registers go on on the other two; a second kill leaves no majority,
 //! and operations fail instead of hanging.
 
@@ -10,9 +11,12 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use usec_qp_pool::{BusyPoll, Cluster, ClusterSpec, NodeConfig, NodeId, PollMode, TcpNetwork};
+use usec_qp_pool::{
+    BusyPoll, Cluster, ClusterSpec, NodeConfig, NodeId, PollMode, Poller, TcpNetwork, WrId, WrKind,
+};
+use usec_replication::bft::register::port::{ALL_GRANT, ROLE, SCRATCH_REGION};
 use usec_replication::bft::register::{ReadResult, RegisterLayout, RegisterPort, RegisterReplica};
-use usec_verbs::Context;
+use usec_verbs::{Context, RemoteAddr, SendWr, Status};
 
 const REPLICAS: u16 = 3;
 const MEMORY_NODES: u16 = 3;
@@ -60,6 +64,30 @@ impl Drop for MemoryProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Replica 2 WRITEs into replica 0's register 7 on `memory`, through the read-only grant
+/// of everything: the memory node process's device refuses it with a remote access error,
+/// and the QP breaks (the register port repairs it later: replica 2's writes need that
+/// memory node once another is killed).
+fn forge(cluster: &mut Cluster, poller: &mut Poller, layout: &RegisterLayout, memory: NodeId) {
+    let role = cluster.role(ROLE).unwrap();
+    let all = cluster.remote_region(memory, ALL_GRANT).unwrap();
+    let offset = layout.sub_slot_offset(0, 7, 0) as u64;
+    let target = RemoteAddr::within(&all, offset, layout.sub_slot_bytes() as u64).unwrap();
+    let scratch = cluster.region(SCRATCH_REGION).unwrap();
+    scratch.region().write(0, &vec![0xee; layout.sub_slot_bytes()]).unwrap();
+    let sge = scratch.sge(0, layout.sub_slot_bytes() as u32).unwrap();
+    let wr_id = WrId::new(WrKind::application(9), memory, 1).unwrap().to_raw();
+    cluster.post_send(memory, role, &[SendWr::write(wr_id, target, &sge)]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(polled) = poller.poll().next() {
+            break polled.completion.status;
+        }
+        assert!(Instant::now() < deadline, "no completion for the forged write");
+    };
+    assert_eq!(status, Status::RemoteAccessError, "a forged write into another replica's register");
 }
 
 /// Turns every replica until it has seen memory node `index` die (a failed operation to
@@ -115,8 +143,13 @@ fn registers_outlive_a_killed_memory_node() {
                     let config = RegisterPort::configure(config, &layout, 256).unwrap();
                     let network = TcpNetwork::from_listener(listener).unwrap();
                     let context = Context::open(&device).unwrap();
-                    let cluster = Cluster::bootstrap_with(&context, config, Box::new(network)).unwrap();
-                    RegisterReplica::new(cluster, layout, writer, &memory_ids).unwrap()
+                    let mut cluster = Cluster::bootstrap_with(&context, config, Box::new(network)).unwrap();
+                    let role = cluster.role(ROLE).unwrap();
+                    let mut poller = cluster.take_poller(&[role]).unwrap();
+                    if writer == 2 {
+                        forge(&mut cluster, &mut poller, &layout, memory_ids[0]);
+                    }
+                    RegisterReplica::with_poller(cluster, poller, layout, writer, &memory_ids).unwrap()
                 })
             })
             .collect();
