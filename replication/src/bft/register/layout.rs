@@ -2,7 +2,7 @@
 //!
 //! Every memory node holds the same region: the registers of writer 0, then writer 1's,
 //! and so on, each writer's registers in slot order, each register two sub-slots
-//! ([`sub_slot`](super::sub_slot)). Writer `w`'s registers form one contiguous slice, which
+//! ([`sub_slot`]). Writer `w`'s registers form one contiguous slice, which
 //! is what the memory node lets `w` alone write.
 
 use crate::error::{Error, Result};
