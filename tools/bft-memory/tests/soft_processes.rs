@@ -185,6 +185,16 @@ fn registers_outlive_a_killed_memory_node() {
         }
     }
 
+    // Replica 2's QP to memory node 0, broken by its forged write, is repaired by its port
+    // (a reconnect over the control plane, which the memory node serves every millisecond):
+    // its writes need that node once another is killed.
+    let repairing = Instant::now();
+    let deadline = repairing + Duration::from_nanos(STEP_LIMIT_NS);
+    while !replicas[2].port().is_up(0) {
+        assert!(Instant::now() < deadline, "replica 2's QP to memory node 0 was never repaired");
+        replicas[2].turn(repairing.elapsed().as_nanos() as u64);
+    }
+
     // SIGKILL one memory node: writes and reads complete on the other two.
     memory[1].child.kill().unwrap();
     memory[1].child.wait().unwrap();
