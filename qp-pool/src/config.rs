@@ -27,6 +27,33 @@ pub struct RegionSpec {
     pub access: AccessFlags,
 }
 
+/// A region offered to one peer only, registered in a protection domain of that peer's own.
+///
+/// RDMA enforces rights per memory registration, and an operation arriving on a QP can
+/// only reach MRs of the QP's protection domain. A node that gives a peer any grant
+/// therefore makes that peer's QPs in a protection domain of their own, registers the
+/// peer's grants there (and nothing else), and offers that peer its grants instead of the
+/// node's shared regions: through its QPs the peer reaches exactly its grants, with
+/// exactly their rights, whatever rkey it presents. Two grants may cover the same memory
+/// with different rights (a slice writable by one peer, the whole readable by all): the
+/// single-writer registers of uBFT's memory nodes are built so.
+#[derive(Clone, Debug)]
+pub struct GrantSpec {
+    /// The peer it is offered to.
+    pub peer: NodeId,
+    /// Its name, as that peer looks it up (1-64 characters of `[A-Za-z0-9._-]`; distinct
+    /// among the peer's grants).
+    pub name: String,
+    /// The memory.
+    pub region: Arc<Region>,
+    /// Where the registration starts in `region`.
+    pub offset: usize,
+    /// How many bytes it covers.
+    pub len: usize,
+    /// The rights of the registration.
+    pub access: AccessFlags,
+}
+
 /// Everything a node needs to join the cluster.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -36,8 +63,12 @@ pub struct NodeConfig {
     pub me: NodeId,
     /// The roles, in the same order on every node.
     pub roles: Vec<RoleSpec>,
-    /// The regions this node offers (each node may offer different ones).
+    /// The regions this node offers (each node may offer different ones) to every peer
+    /// that has no grant.
     pub regions: Vec<RegionSpec>,
+    /// Regions offered to one peer each, in a protection domain of that peer's own
+    /// ([`NodeConfig::grant`]).
+    pub grants: Vec<GrantSpec>,
     /// How QPs are connected (the INIT access is each role's, per peer).
     pub connect: ConnectOptions,
     /// Port and GID index of the QPs (their sizes are each role's).
@@ -71,6 +102,7 @@ impl NodeConfig {
             me,
             roles: Vec::new(),
             regions: Vec::new(),
+            grants: Vec::new(),
             connect: ConnectOptions::default(),
             qp: QpOptions::default(),
             deadline: Duration::from_secs(30),
@@ -91,6 +123,34 @@ impl NodeConfig {
     pub fn region(mut self, name: &str, region: &Arc<Region>, access: AccessFlags) -> NodeConfig {
         self.regions.push(RegionSpec { name: name.to_string(), region: Arc::clone(region), access });
         self
+    }
+
+    /// Offers `len` bytes of `region` from `offset` to `peer` alone, as `name`, with
+    /// `access`; see [`GrantSpec`]. A peer with grants reaches nothing else of this node:
+    /// not its shared regions, not another peer's grants.
+    pub fn grant(
+        mut self,
+        peer: NodeId,
+        name: &str,
+        region: &Arc<Region>,
+        offset: usize,
+        len: usize,
+        access: AccessFlags,
+    ) -> NodeConfig {
+        self.grants.push(GrantSpec {
+            peer,
+            name: name.to_string(),
+            region: Arc::clone(region),
+            offset,
+            len,
+            access,
+        });
+        self
+    }
+
+    /// The grants to `peer`.
+    pub(crate) fn grants_to(&self, peer: NodeId) -> impl Iterator<Item = &GrantSpec> + '_ {
+        self.grants.iter().filter(move |grant| grant.peer == peer)
     }
 
     /// Sets the bootstrap deadline.
@@ -200,6 +260,42 @@ impl NodeConfig {
             check_name("region", &region.name, b"").map_err(Error::Config)?;
             if !names.insert(region.name.as_str()) {
                 return Err(Error::config(format!("region {:?} is listed twice", region.name)));
+            }
+        }
+        self.check_grants()
+    }
+
+    fn check_grants(&self) -> Result<()> {
+        let peers: BTreeSet<NodeId> = self.grants.iter().map(|grant| grant.peer).collect();
+        for peer in peers {
+            if peer == self.me {
+                return Err(Error::config(format!("node {peer} cannot grant a region to itself")));
+            }
+            let mut names = BTreeSet::new();
+            for grant in self.grants_to(peer) {
+                check_name("grant", &grant.name, b"").map_err(Error::Config)?;
+                if !names.insert(grant.name.as_str()) {
+                    return Err(Error::config(format!(
+                        "grant {:?} to node {peer} is listed twice",
+                        grant.name
+                    )));
+                }
+                let fits = grant.offset.checked_add(grant.len).is_some_and(|end| end <= grant.region.len());
+                if grant.len == 0 || !fits {
+                    return Err(Error::config(format!(
+                        "grant {:?} to node {peer}: {}+{} is not a non-empty range of its {}-byte region",
+                        grant.name,
+                        grant.offset,
+                        grant.len,
+                        grant.region.len()
+                    )));
+                }
+            }
+            if names.len() > MAX_REGIONS {
+                return Err(Error::config(format!(
+                    "{} grants to node {peer}, at most {MAX_REGIONS}",
+                    names.len()
+                )));
             }
         }
         Ok(())

@@ -17,7 +17,9 @@
 //! After bootstrap the node has one RC QP per [role](RoleSpec) per peer, each role with its
 //! rights and its own CQ. [`Cluster::revoke_write`] / [`Cluster::grant_write`] toggle one
 //! peer's remote write on a connected QP; [`Cluster::set_region_access`] re-registers a
-//! region instead. [`Cluster::reconnect`] resets one peer's QPs and re-exchanges endpoints
+//! region instead. Rights per peer *and per address range* come from grants
+//! ([`NodeConfig::grant`]): a peer with grants gets QPs in a protection domain of its own,
+//! where only its grants are registered, so the NIC refuses it everything else. [`Cluster::reconnect`] resets one peer's QPs and re-exchanges endpoints
 //! over the control connection kept from bootstrap, leaving the other peers alone.
 //!
 //! A node that crashed comes back in its run: its new process bootstraps with
@@ -165,7 +167,7 @@ pub mod wr_kind;
 pub use bootstrap::{Bootstrap, Progress};
 pub use cluster::{Cluster, ControlEvent, PeerLoss, PoolEvent, ProtocolViolation, ReconnectFailure};
 pub use cluster_key::ClusterKey;
-pub use config::{NodeConfig, RegionSpec, DEFAULT_SPARE_PEERS};
+pub use config::{GrantSpec, NodeConfig, RegionSpec, DEFAULT_SPARE_PEERS};
 pub use driver::{BusyPoll, Driver, PollMode, SimDriver};
 pub use error::{Error, Result};
 pub use poller::{Batch, CompletionSink, Polled, Poller, BATCH};

@@ -129,6 +129,10 @@ registry! {
     PaxosProposerRead = 0x42, UKharon, "Paxos proposer read";
     /// uKharon: a learner's READ of an acceptor's slots or value buffers.
     PaxosLearnerRead = 0x43, UKharon, "Paxos learner read";
+    /// uBFT: a WRITE of a sub-slot of one of the writer's registers on a memory node.
+    BftRegisterWrite = 0x70, UBft, "uBFT register write";
+    /// uBFT: a READ of a register (both sub-slots) on a memory node.
+    BftRegisterRead = 0x71, UBft, "uBFT register read";
 }
 
 // Every registered kind lies in its owner's range, and none in the application range:

@@ -36,6 +36,9 @@ pub enum Error {
         #[source]
         source: usec_regions::Error,
     },
+    /// An operation did not finish by its deadline.
+    #[error("{0} still under way at the deadline")]
+    TimedOut(String),
     /// The replica thread is gone.
     #[error("the replica of node {0} stopped")]
     Stopped(NodeId),

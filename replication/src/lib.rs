@@ -2,7 +2,8 @@
 //! microseconds.
 //!
 //! - [`bft`] — **uBFT**: Byzantine SMR on 2f+1 replicas; so far its Consistent Tail
-//!   Broadcast ([`bft::ctbcast`]).
+//!   Broadcast ([`bft::ctbcast`]) and its disaggregated memory: passive memory nodes and
+//!   the single-writer registers replicas keep on them, replicated over majorities.
 //! - [`cft`] — **Mu**: crash-tolerant state machine replication. The leader replicates a
 //!   command with one RDMA WRITE into each follower's log; RDMA permissions make it the
 //!   only writer; a new leader takes over in well under a millisecond.

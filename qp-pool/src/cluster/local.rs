@@ -10,6 +10,7 @@
 //! destroyed while the cluster lives: on a NIC, destroying a QP in ERROR may lose the
 //! flushed completions of its requests, which callers wait for.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use usec_regions::RemoteRegion;
@@ -41,7 +42,18 @@ pub(crate) struct LocalNode {
     /// Sets of QPs (one per role) for nodes that join: fresh ones first, then those given
     /// back by removed nodes, oldest first.
     spare: VecDeque<Vec<QueuePair>>,
+    /// Peers with grants, each in its own protection domain.
+    pub(crate) isolated: BTreeMap<NodeId, IsolatedPeer>,
     qp_options: QpOptions,
+}
+
+/// A peer with grants: its protection domain, its grants' MRs, and its QP set while the
+/// peer does not hold it.
+#[derive(Debug)]
+pub(crate) struct IsolatedPeer {
+    pd: ProtectionDomain,
+    pub(crate) grants: BTreeMap<String, MemoryRegion>,
+    parked: Option<Vec<QueuePair>>,
 }
 
 impl LocalNode {
@@ -63,6 +75,21 @@ impl LocalNode {
                 .map_err(Error::verbs(format!("registering region {:?}", region.name)))?;
             regions.insert(region.name.clone(), mr);
         }
+        let mut isolated: BTreeMap<NodeId, IsolatedPeer> = BTreeMap::new();
+        for grant in &config.grants {
+            let peer = match isolated.entry(grant.peer) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let context_of = format!("allocating the protection domain of node {}", grant.peer);
+                    let pd = context.alloc_pd().map_err(Error::verbs(context_of))?;
+                    entry.insert(IsolatedPeer { pd, grants: BTreeMap::new(), parked: None })
+                }
+            };
+            let mr = peer.pd.register_range(&grant.region, grant.offset, grant.len, grant.access).map_err(
+                Error::verbs(format!("registering grant {:?} to node {}", grant.name, grant.peer)),
+            )?;
+            peer.grants.insert(grant.name.clone(), mr);
+        }
         let mut local = LocalNode {
             context: context.clone(),
             pd,
@@ -73,23 +100,27 @@ impl LocalNode {
             access: BTreeMap::new(),
             connect: config.connect,
             spare: VecDeque::new(),
+            isolated: BTreeMap::new(),
             qp_options: config.qp,
         };
+        for (peer, mut isolated_peer) in isolated {
+            let set = local.create_set(&isolated_peer.pd).map_err(|error| error.for_peer(peer))?;
+            isolated_peer.parked = Some(set);
+            local.isolated.insert(peer, isolated_peer);
+        }
         for &peer in peers {
-            let set = local.create_set().map_err(|error| error.for_peer(peer))?;
-            local.give(peer, set);
+            local.attach(peer)?;
         }
         Ok(local)
     }
 
-    /// One QP per role, in RESET, on the role CQs (which must all still be here).
-    fn create_set(&self) -> std::result::Result<Vec<QueuePair>, QpCreation> {
+    /// One QP per role in `pd`, in RESET, on the role CQs (which must all still be here).
+    fn create_set(&self, pd: &ProtectionDomain) -> std::result::Result<Vec<QueuePair>, QpCreation> {
         let mut set = Vec::with_capacity(self.roles.len());
         for (role, cq) in self.roles.iter().zip(&self.cqs) {
             let Some(cq) = cq else { return Err(QpCreation::CqTaken) };
             let options = QpOptions { caps: role.caps, ..self.qp_options };
-            let qp = self
-                .pd
+            let qp = pd
                 .create_qp(cq, cq, &options)
                 .map_err(|source| QpCreation::Verbs { role: role.name.clone(), source })?;
             set.push(qp);
@@ -109,9 +140,12 @@ impl LocalNode {
         if self.qps.contains_key(&peer) {
             return Ok(Vec::new());
         }
-        let set = match self.spare.pop_front() {
-            Some(set) => set,
-            None => self.create_set().map_err(|error| error.for_peer(peer))?,
+        let set = if let Some(isolated) = self.isolated.get_mut(&peer) {
+            isolated.parked.take().expect("an isolated peer without QPs has its set parked")
+        } else if let Some(set) = self.spare.pop_front() {
+            set
+        } else {
+            self.create_set(&self.pd).map_err(|error| error.for_peer(peer))?
         };
         let numbers = set.iter().map(QueuePair::qp_num).collect();
         self.give(peer, set);
@@ -119,7 +153,8 @@ impl LocalNode {
     }
 
     /// Takes `peer`'s QPs away (moved to ERROR first, so that its requests still
-    /// outstanding complete, flushed) and keeps them as a spare set; forgets its rights.
+    /// outstanding complete, flushed) and keeps them as a spare set (an isolated peer's go
+    /// back to it); forgets its rights.
     /// Returns the numbers of the QPs taken (none if it had none).
     pub(crate) fn detach(&mut self, peer: NodeId) -> Vec<u32> {
         let Some(mut set) = self.qps.remove(&peer) else { return Vec::new() };
@@ -132,14 +167,17 @@ impl LocalNode {
             }
         }
         let numbers = set.iter().map(QueuePair::qp_num).collect();
-        self.spare.push_back(set);
+        match self.isolated.get_mut(&peer) {
+            Some(isolated) => isolated.parked = Some(set),
+            None => self.spare.push_back(set),
+        }
         numbers
     }
 
     /// Makes spare sets until there are `count` (the CQs must still be here).
     pub(crate) fn add_spares(&mut self, count: usize) -> Result<()> {
         while self.spare.len() < count {
-            let set = self.create_set().map_err(|error| match error {
+            let set = self.create_set(&self.pd).map_err(|error| match error {
                 QpCreation::CqTaken => unreachable!("spares are made before any poller exists"),
                 QpCreation::Verbs { role, source } => Error::Verbs {
                     context: format!("creating a spare {role:?} QP for nodes that join"),
@@ -230,12 +268,14 @@ impl LocalNode {
         for index in 0..self.roles.len() {
             roles.push(self.fresh_endpoint(peer, RoleId(index as u8))?);
         }
-        Ok(Offer { roles, regions: self.region_offers() })
+        Ok(Offer { roles, regions: self.region_offers(peer) })
     }
 
-    /// Our region descriptors.
-    pub(crate) fn region_offers(&self) -> Vec<RegionOffer> {
-        self.regions
+    /// Our region descriptors for `peer`: its grants if it has any, else the shared
+    /// regions.
+    pub(crate) fn region_offers(&self, peer: NodeId) -> Vec<RegionOffer> {
+        let regions = self.isolated.get(&peer).map_or(&self.regions, |isolated| &isolated.grants);
+        regions
             .iter()
             .map(|(name, mr)| RegionOffer {
                 name: name.clone(),

@@ -243,7 +243,9 @@ impl Cluster {
         &self.local.context
     }
 
-    /// The protection domain of every QP and region (register more memory here).
+    /// The protection domain of the shared regions and of the QPs of every peer without
+    /// grants (register more memory here); a peer with grants has its own
+    /// ([`NodeConfig::grant`](crate::NodeConfig::grant)).
     pub fn pd(&self) -> &ProtectionDomain {
         &self.local.pd
     }
@@ -297,6 +299,15 @@ impl Cluster {
             .regions
             .get(name)
             .ok_or_else(|| Error::UnknownRegion { name: name.to_string(), owner: "registered here".into() })
+    }
+
+    /// The registration of grant `name` to `peer` (see [`GrantSpec`](crate::GrantSpec)).
+    pub fn grant(&self, peer: NodeId, name: &str) -> Result<&MemoryRegion> {
+        let isolated = self.local.isolated.get(&peer);
+        isolated.and_then(|isolated| isolated.grants.get(name)).ok_or_else(|| Error::UnknownRegion {
+            name: name.to_string(),
+            owner: format!("granted here to node {peer}"),
+        })
     }
 
     /// The descriptor of `peer`'s region `name` (as of its latest update).

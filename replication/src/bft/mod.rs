@@ -1,7 +1,37 @@
-//! uBFT: Byzantine state machine replication on 2f+1 replicas, over disaggregated memory.
+//! uBFT: Byzantine fault-tolerant state machine replication on 2f + 1 replicas, with
+//! disaggregated memory standing in for the extra replicas BFT usually needs.
 //!
 //! - [`ctbcast`] — Consistent Tail Broadcast: a broadcaster's messages reach every correct
 //!   receiver identically, in microseconds when everyone is up (echoes, no signatures) and
 //!   with Ed25519 signatures and SWMR registers when someone is not.
+//! - The disaggregated memory: passive [memory nodes](memory_node) that only register
+//!   memory, and the single-writer [registers](register) replicas keep on them (CTBcast's
+//!   slow path publishes `{hash, signature}` there).
+//!
+//! # Why the memory is built this way
+//!
+//! - **Memory nodes are passive.** Their CPU sets up QPs at start-up and then only serves
+//!   control-plane events (a reconnecting replica); every register write and read is a
+//!   one-sided RDMA operation. They fail by crashing only, so majorities of them suffice.
+//! - **Single writer by RDMA rights, not by trust.** A memory node gives each replica a
+//!   protection domain of its own in which that replica's slice of the registers is
+//!   registered writable and the whole read-only (qp-pool's
+//!   [grants](usec_qp_pool::NodeConfig::grant)). A write anywhere else completes with a
+//!   remote access error, on a NIC as on the soft and sim providers: a Byzantine replica
+//!   cannot touch another's registers, whatever rkey it forges.
+//! - **Self-validating copies.** A register is two sub-slots, each `{xxh3(incarnation ‖
+//!   value), incarnation, value}`; the writer alternates them, so a torn read is detected
+//!   and the other sub-slot holds the previous write. What no correct writer leaves behind
+//!   is reported as Byzantine.
+//! - **Majorities that are majorities.** `n / 2 + 1` of `n` memory nodes, right for even
+//!   `n` (the prototype's `(n + 1) / 2` is not).
+//! - **Sans IO.** [`register::RegisterSet`] returns RDMA actions and takes completions and
+//!   time; [`register::RegisterPort`] carries them out on a qp-pool cluster, so the same
+//!   code runs on a NIC, on the soft provider, and under the deterministic simulator.
+//!
+//! Not yet: the driver that carries CTBcast's actions out over RDMA rings and these
+//! registers, consensus on CTBcast, clients, and the BFT engine of the KV.
 
 pub mod ctbcast;
+pub mod memory_node;
+pub mod register;

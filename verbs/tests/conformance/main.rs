@@ -65,6 +65,7 @@ const TESTS: &[(&str, Body)] = &[
     ("permissions::regrant_after_revocation", permissions::regrant_after_revocation),
     ("permissions::deregistered_memory_is_unreachable", permissions::deregistered_memory_is_unreachable),
     ("permissions::reconnect_after_error", permissions::reconnect_after_error),
+    ("permissions::mr_of_another_pd_is_unreachable", permissions::mr_of_another_pd_is_unreachable),
     (
         "retirement::destroyed_qp_then_deregistered_mr_under_a_writer",
         retirement::destroyed_qp_then_deregistered_mr_under_a_writer,

@@ -165,3 +165,19 @@ pub fn reconnect_after_error(provider: &Provider) -> Outcome {
     ensure_eq!(pair.wait_b(1)?[0].wr_id, 3, "recv after reconnect");
     Ok(())
 }
+
+/// An MR registered in another protection domain than the responder QP's is out of reach,
+/// with a valid rkey and full rights: the PD is what confines a peer to the memory meant
+/// for it (uBFT's single-writer registers are built on this).
+pub fn mr_of_another_pd_is_unreachable(provider: &Provider) -> Outcome {
+    let mut pair = Pair::new(provider)?;
+    let other_pd = pair.b.ctx.alloc_pd()?;
+    let region = Arc::clone(&pair.b.region);
+    let foreign = other_pd.register(&region, AccessFlags::all_remote())?;
+    let target = foreign.remote_addr(0)?;
+    let sge = pair.a.sge(0, 8);
+    pair.a.qp.post_send(&[SendWr::read(1, target, &sge)])?;
+    ensure_eq!(pair.wait_a(1)?[0].status, Status::RemoteAccessError, "read through another PD's MR");
+    ensure_eq!(pair.a.qp.state(), QpState::Error, "requester in error");
+    Ok(())
+}
