@@ -40,10 +40,20 @@ pub struct ViewsConfig {
 }
 
 impl ViewsConfig {
+    /// The incarnation the first view gives every node's first process: each node's first
+    /// process must present it (qp-pool's `NodeConfig::incarnation`), so that every node
+    /// names the first view alike before any of them met; a replacement presents a higher
+    /// one (the realtime clock, qp-pool's default).
+    pub const FIRST_INCARNATION: u64 = 1;
+
     /// Defaults for a group of `nodes` (ids `0..nodes`, each an acceptor and a consensus
-    /// member): Δ = 20 µs, ρ = 1 000 ppm, a scan every 10 µs.
+    /// member in its [first incarnation](ViewsConfig::FIRST_INCARNATION)): Δ = 20 µs,
+    /// ρ = 1 000 ppm, a scan every 10 µs.
     pub fn for_group(nodes: &[NodeId]) -> Result<ViewsConfig> {
-        let members = nodes.iter().map(|&node| Member::new(node, 1, MemberKind::Consensus)).collect();
+        let members = nodes
+            .iter()
+            .map(|&node| Member::new(node, ViewsConfig::FIRST_INCARNATION, MemberKind::Consensus))
+            .collect();
         let first_view = View::new(0, members).map_err(|error| Error::Config(error.to_string()))?;
         Ok(ViewsConfig {
             layout: Layout::default(),
