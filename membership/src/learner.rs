@@ -17,6 +17,12 @@
 //! Slot tags are the low 32 bits of instances; the learner reads them relative to the
 //! last instance it learned, right as long as it is less than 2^31 instances behind.
 //!
+//! Its ring reads also vouch for the view it holds ([`Learner::clear_since`]): a ring
+//! READ posted at local time `a` that shows an acceptor's slot for instance `z + 1` with
+//! nothing accepted is what an Active(view) lease renewal of view `z` needs from that
+//! acceptor (lease-clock's rule), so a majority of such reads confirms view `z` from the
+//! oldest of their posting times.
+//!
 //! The order of calls is the proposer's: [`Learner::handle_completion`] for its tokens,
 //! [`Learner::tick`], [`Learner::poll_action`], [`Learner::poll_event`].
 
@@ -26,7 +32,7 @@ use crate::ballot::Ballot;
 use crate::buffer::{self, Found};
 use crate::layout::Layout;
 use crate::op::{Action, OpClass, Outcome, Role, Token};
-use crate::slot::Slot;
+use crate::slot::{Relation, Slot};
 
 /// How a learner is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +76,14 @@ pub struct Learner {
     config: LearnerConfig,
     latest: u64,
     rings: Vec<Option<Vec<Slot>>>,
+    /// Per acceptor: the local time the READ whose result is in `rings` was posted at
+    /// (read before it was posted).
+    ring_posted_ns: Vec<Option<u64>>,
     in_flight: Vec<Option<(u64, Reading)>>,
+    /// Per acceptor: when the READ in flight was posted.
+    in_flight_posted_ns: Vec<u64>,
+    /// The latest time the role was given: the posting time of what it posts next.
+    now_ns: u64,
     want_ring: Vec<bool>,
     fetch: Option<Fetch>,
     /// The highest instance any slot read shows a proposer started.
@@ -93,7 +106,10 @@ impl Learner {
             config,
             latest,
             rings: vec![None; acceptors],
+            ring_posted_ns: vec![None; acceptors],
             in_flight: vec![None; acceptors],
+            in_flight_posted_ns: vec![0; acceptors],
+            now_ns,
             want_ring: vec![false; acceptors],
             fetch: None,
             highest_started: latest,
@@ -146,6 +162,7 @@ impl Learner {
 
     /// Moves time on: scans every ring when the period is up.
     pub fn tick(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
         if now_ns < self.next_scan_ns {
             return;
         }
@@ -183,11 +200,13 @@ impl Learner {
         } else if std::mem::take(&mut self.want_ring[acceptor]) {
             self.actions.push_back(Action::Read { token, offset: 0, len: self.layout.ring_bytes() });
             self.in_flight[acceptor] = Some((self.sequence, Reading::Ring));
+            self.in_flight_posted_ns[acceptor] = self.now_ns;
         }
     }
 
     /// Takes one completion of a learner token.
     pub fn handle_completion(&mut self, now_ns: u64, token: Token, outcome: Outcome<'_>) {
+        self.now_ns = self.now_ns.max(now_ns);
         let acceptor = usize::from(token.acceptor);
         let Some((sequence, reading)) = self.in_flight.get(acceptor).copied().flatten() else { return };
         if sequence != token.sequence {
@@ -200,6 +219,7 @@ impl Learner {
                     .chunks_exact(8)
                     .map(|word| Slot::from_word(u64::from_le_bytes(word.try_into().expect("8 bytes"))));
                 self.rings[acceptor] = Some(ring.collect());
+                self.ring_posted_ns[acceptor] = Some(self.in_flight_posted_ns[acceptor]);
             }
             (Reading::Ring, _) => {}
             (Reading::Banks, outcome) => self.fetched(now_ns, outcome),
@@ -224,6 +244,35 @@ impl Learner {
         let target = if self.layout.ring >= 2 { self.highest_started - 1 } else { self.highest_started };
         (now_ns >= since.saturating_add(patience_ns) && self.highest_started > self.latest + 1)
             .then_some(target)
+    }
+
+    /// The latest local time `a` such that a majority of the acceptors were each read by
+    /// a ring READ posted at `a` or later that found nothing accepted in `instance` at its
+    /// slot (the slot held an older instance, or this one with only a promise). `None`
+    /// while no majority was read so. The time was read before those READs were posted:
+    /// what an Active(view) renewal of view `instance - 1` may be confirmed from.
+    pub fn clear_since(&self, instance: u64) -> Option<u64> {
+        let position = self.layout.position(instance);
+        let mut posted: Vec<u64> = self
+            .rings
+            .iter()
+            .zip(&self.ring_posted_ns)
+            .filter_map(|(ring, posted_ns)| {
+                let slot = ring.as_ref()?.get(position)?;
+                let clear = match slot.relation(instance) {
+                    Relation::Older => true,
+                    Relation::Current => !slot.accepted.is_some(),
+                    Relation::Newer => false,
+                };
+                clear.then_some((*posted_ns)?)
+            })
+            .collect();
+        let majority = Layout::majority(self.config.acceptors);
+        if posted.len() < majority {
+            return None;
+        }
+        posted.sort_unstable_by(|a, b| b.cmp(a));
+        Some(posted[majority - 1])
     }
 
     /// Starts fetching the value of the lowest decided instance above the latest.
@@ -299,6 +348,7 @@ impl Learner {
             Found::Newer { .. } | Found::Missing => {
                 for &acceptor in &fetch.candidates {
                     self.rings[acceptor] = None;
+                    self.ring_posted_ns[acceptor] = None;
                 }
                 self.wake(now_ns);
             }
@@ -434,5 +484,41 @@ mod tests {
             learned.extend(std::iter::from_fn(|| learner.poll_event()).map(|learned| learned.instance));
         }
         assert_eq!(learned, [5]);
+    }
+
+    #[test]
+    fn a_majority_of_reads_that_found_the_next_instance_empty_vouches_from_the_oldest() {
+        let mut memory = memory(3);
+        let mut learner = Learner::new(layout(), config(3), 2, 0);
+        assert_eq!(learner.clear_since(3), None, "nothing read yet");
+        settle(&mut learner, &memory, 1_000);
+        assert_eq!(learner.clear_since(3), Some(1_000), "all three read at 1 µs");
+        // Acceptor 0 promised in instance 3 (no accept): still clear there.
+        let slot = layout().slot_offset(layout().position(3));
+        let promised = Slot { instance: 3, min_proposal: Ballot(2), accepted: Ballot::NONE };
+        memory[0][slot..slot + 8].copy_from_slice(&promised.to_word().to_le_bytes());
+        settle(&mut learner, &memory, 2_000);
+        assert_eq!(learner.clear_since(3), Some(2_000));
+        // Acceptor 1 accepted in instance 3: two clear reads remain, one of them older.
+        accept(&mut memory, 1, 3, Ballot(2), b"three", 0);
+        learner.tick(3_000);
+        let mut reads = Vec::new();
+        while let Some(action) = learner.poll_action() {
+            reads.push(action);
+        }
+        for action in reads {
+            let Action::Read { token, offset, len } = action else { panic!("a learner only reads") };
+            if token.acceptor == 2 {
+                continue; // lost: acceptor 2's latest ring is still the one posted at 2 µs
+            }
+            let bytes = memory[usize::from(token.acceptor)][offset..offset + len].to_vec();
+            learner.handle_completion(3_000, token, Outcome::Read(&bytes));
+        }
+        assert_eq!(learner.clear_since(3), Some(2_000), "a majority: 0 at 3 µs and 2 at 2 µs");
+        assert_eq!(learner.clear_since(4), Some(3_000), "nothing in 4 anywhere: 0 and 1 read at 3 µs");
+        accept(&mut memory, 0, 3, Ballot(2), b"three", 0);
+        let mut learner = Learner::new(layout(), config(3), 2, 0);
+        settle(&mut learner, &memory, 4_000);
+        assert_eq!(learner.clear_since(3), None, "3 was accepted by a majority");
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use usec_lease_clock::lease::{LeaseView, Voter};
 use usec_qp_pool::NodeId;
 
 use crate::error::{Error, Result};
@@ -123,6 +124,15 @@ impl View {
             .is_some_and(|member| member.incarnation == incarnation && member.kind == MemberKind::Consensus)
     }
 
+    /// The member that should lead the service in this view: the consensus member of the
+    /// lowest node id. A function of the consensus members alone, so views that keep them
+    /// (compatible views, which share an Active(view) lease) keep their leader, and two
+    /// epochs of views with different leaders never share a lease.
+    pub fn designated_leader(&self) -> Option<Member> {
+        // Sorted by node: the first consensus member is the lowest.
+        self.members.iter().find(|member| member.kind == MemberKind::Consensus).copied()
+    }
+
     /// The next view: these nodes removed, these members added (each replacing any member
     /// of its node). `None` if it would be this view again.
     pub fn successor(&self, remove: &BTreeSet<NodeId>, add: &[Member]) -> Result<Option<View>> {
@@ -180,6 +190,20 @@ impl fmt::Display for View {
             write!(f, "{separator}{}.{} {:?}", member.node, member.incarnation, member.kind)?;
         }
         write!(f, "]")
+    }
+}
+
+/// Views carry Active(view) leases: their voters are the consensus members.
+impl LeaseView for View {
+    fn view_id(&self) -> u64 {
+        self.id
+    }
+
+    fn voters(&self) -> impl Iterator<Item = Voter> + '_ {
+        self.members
+            .iter()
+            .filter(|member| member.kind == MemberKind::Consensus)
+            .map(|member| Voter { node: member.node, incarnation: member.incarnation })
     }
 }
 
@@ -244,5 +268,18 @@ mod tests {
         );
         let crowd: Vec<Member> = (3..17).map(|id| Member::new(node(id), 1, MemberKind::App)).collect();
         assert!(view.successor(&BTreeSet::new(), &crowd).is_err(), "17 members");
+    }
+
+    #[test]
+    fn the_lowest_consensus_member_leads_and_only_consensus_members_vote() {
+        let view = view();
+        assert_eq!(view.designated_leader(), Some(Member::new(node(0), 1, MemberKind::Consensus)));
+        let voters: Vec<Voter> = view.voters().collect();
+        assert_eq!(voters, [Voter { node: node(0), incarnation: 1 }]);
+        let without = view.successor(&BTreeSet::from([node(0)]), &[]).expect("fits").expect("a change");
+        assert_eq!(without.designated_leader(), None, "no consensus member left");
+        let restarted = Member::new(node(0), 2, MemberKind::App);
+        let back = without.successor(&BTreeSet::new(), &[restarted]).expect("fits").expect("a change");
+        assert_eq!(back.designated_leader(), None, "a member added back as App does not lead");
     }
 }

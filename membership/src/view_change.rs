@@ -208,6 +208,20 @@ impl<R: RngCore> ViewChange<R> {
         [self.proposer.poll_timeout(), self.learner.poll_timeout()].into_iter().flatten().min()
     }
 
+    /// The latest local time from which the acceptors vouch for the current view: a
+    /// majority of ring READs posted then or later found nothing accepted for the next
+    /// instance. What an Active(view) lease renewal of [`ViewChange::view`] is confirmed
+    /// from (`usec_lease_clock::lease::ActiveLease::on_confirmed`); `None` while no such
+    /// majority was read.
+    pub fn vouched_since(&self) -> Option<u64> {
+        self.learner.clear_since(self.view.id() + 1)
+    }
+
+    /// Reads the acceptors at the next tick (a lease renewal is due).
+    pub fn wake_learner(&mut self, now_ns: u64) {
+        self.learner.wake(now_ns);
+    }
+
     /// The proposer (its statistics, its trace).
     pub fn proposer(&self) -> &Proposer<R> {
         &self.proposer

@@ -16,6 +16,14 @@ pub trait StateMachine: Send {
 
     /// Replaces the state with a snapshot's.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+
+    /// Answers `command` from the state as it is, changing nothing, if it is a read-only
+    /// command this machine can answer so; false (the default) sends it through the log.
+    /// A leader answers reads this way while its view is active (see [`crate::cft::views`]).
+    fn query(&self, command: &[u8], response: &mut Vec<u8>) -> bool {
+        let _ = (command, response);
+        false
+    }
 }
 
 /// A snapshot the state machine cannot take back.
@@ -25,7 +33,8 @@ pub struct RestoreError(pub String);
 
 /// A state machine that records every command it applied, in order, and answers each
 /// with its position: the reference machine of the tests (two replicas agree exactly
-/// when their histories do).
+/// when their histories do). Its one query, the empty command, answers how many
+/// commands it applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
     /// The commands applied, in order.
@@ -62,5 +71,13 @@ impl StateMachine for History {
         }
         self.applied = applied;
         Ok(())
+    }
+
+    fn query(&self, command: &[u8], response: &mut Vec<u8>) -> bool {
+        if !command.is_empty() {
+            return false;
+        }
+        response.extend_from_slice(&(self.applied.len() as u64).to_le_bytes());
+        true
     }
 }

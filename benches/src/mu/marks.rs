@@ -35,6 +35,17 @@ pub enum MarkKind {
     FirstCommit,
     /// It granted its log to a candidate.
     GaveGrant,
+    /// It learned view `view` (leadership on views): decided by the membership's Paxos.
+    ViewLearned {
+        /// The view's id.
+        view: u64,
+    },
+    /// Its Active(view) lease on view `view` holds for the first time: every lease on the
+    /// views before it has provably run out (leadership on views).
+    ViewActive {
+        /// The view's id.
+        view: u64,
+    },
 }
 
 /// One noted instant.

@@ -35,6 +35,8 @@ pub struct Observer {
     pub commits: u64,
     /// What it noted.
     pub marks: Marks,
+    /// The latest view learned, and whether its lease held yet (leadership on views).
+    view: (u64, bool),
 }
 
 impl Observer {
@@ -55,6 +57,7 @@ impl Observer {
             awaiting_first: true,
             commits: 0,
             marks: Marks::default(),
+            view: (0, true),
         }
     }
 
@@ -96,6 +99,18 @@ impl Observer {
                     self.outstanding = None;
                 }
                 _ => {}
+            }
+        }
+        if let Some(views) = driver.views() {
+            let view = views.view().id();
+            if view != self.view.0 {
+                self.view = (view, false);
+                self.marks.note(now_ns, MarkKind::ViewLearned { view });
+            }
+            let lease = views.view_lease();
+            if !self.view.1 && lease.view_id == view && lease.is_active(now_ns) {
+                self.view.1 = true;
+                self.marks.note(now_ns, MarkKind::ViewActive { view });
             }
         }
         let replica = driver.replica();

@@ -14,6 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 use usec_lease_clock::clock::Clock;
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
+use usec_replication::driver::views::ViewsConfig;
 use usec_replication::driver::MuDriver;
 use usec_verbs::{AccessFlags, Context, Region};
 
@@ -299,8 +300,18 @@ pub fn bootstrap(
     let spec = ClusterSpec::parse(&setup.spec).context("the group's description")?;
     let context = Context::open(&setup.device).with_context(|| format!("opening {}", setup.device))?;
     let mu = setup.settings.mu();
-    let mut node =
-        MuDriver::<Machine>::configure(NodeConfig::new(spec, me).deadline(BOOTSTRAP_DEADLINE), &mu)?;
+    let nodes: Vec<NodeId> = spec.nodes.keys().copied().collect();
+    let views = setup.settings.views(&nodes)?;
+    let node = NodeConfig::new(spec, me).deadline(BOOTSTRAP_DEADLINE);
+    let mut node = match &views {
+        // The first view names each node's first process by the incarnation all know.
+        Some(views) => MuDriver::<Machine>::configure_with_views(
+            node.incarnation(ViewsConfig::FIRST_INCARNATION),
+            &mu,
+            views,
+        )?,
+        None => MuDriver::<Machine>::configure(node, &mu)?,
+    };
     if setup.settings.bare_ring {
         let ring = Arc::new(Region::new(setup.settings.bare_ring_bytes()).context("the bare WRITEs' ring")?);
         node = node.region(BARE_RING_REGION, &ring, AccessFlags::LOCAL_WRITE | AccessFlags::REMOTE_WRITE);
@@ -308,12 +319,15 @@ pub fn bootstrap(
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network))
         .with_context(|| format!("node {me} bootstrapping"))?;
-    let driver = MuDriver::new(
+    let mut driver = MuDriver::new(
         cluster,
         mu,
         setup.settings.detectors(),
         Machine::new(setup.settings.machine),
         clock.now_ns(),
     )?;
+    if let Some(views) = &views {
+        driver.attach_views(views, clock.now_ns())?;
+    }
     Ok(driver)
 }

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use usec_lease_clock::detector::ScoreConfig;
 use usec_lease_clock::heartbeat::ReaderConfig;
+use usec_lease_clock::lease::ActiveConfig;
+use usec_qp_pool::NodeId;
 use usec_replication::cft::MuConfig;
+use usec_replication::driver::views::ViewsConfig;
 use usec_replication::driver::DetectorConfig;
 
 use crate::mu::machine::MachineKind;
@@ -41,6 +44,11 @@ pub struct GroupSettings {
     /// that walk through memory as Mu's entries do.
     #[serde(default)]
     pub bare_ring: bool,
+    /// Leadership follows membership views (uKharon over Mu,
+    /// [`MuDriver::attach_views`](usec_replication::driver::MuDriver::attach_views)) with an
+    /// Active(view) lease of this many nanoseconds; `None`: Mu's own election.
+    #[serde(default)]
+    pub views_lease_ns: Option<u64>,
 }
 
 /// The name of the region of [`GroupSettings::bare_ring`].
@@ -65,6 +73,7 @@ impl Default for GroupSettings {
             alive_patience_ns: detectors.alive_patience_ns,
             machine: MachineKind::Counter,
             bare_ring: false,
+            views_lease_ns: None,
         }
     }
 }
@@ -97,6 +106,20 @@ impl GroupSettings {
         }
     }
 
+    /// The membership's configuration for a group of `nodes`, if leadership follows views:
+    /// the lease renewed with half of it left, retried after a quarter.
+    pub fn views(&self, nodes: &[NodeId]) -> Result<Option<ViewsConfig>, usec_replication::Error> {
+        let Some(lease_ns) = self.views_lease_ns else { return Ok(None) };
+        let mut views = ViewsConfig::for_group(nodes)?;
+        views.lease = ActiveConfig {
+            lease_ns,
+            renew_before_ns: lease_ns / 2,
+            retry_after_ns: lease_ns / 4,
+            ..ActiveConfig::default()
+        };
+        Ok(Some(views))
+    }
+
     /// Bytes of the region of [`GroupSettings::bare_ring`].
     pub fn bare_ring_bytes(&self) -> usize {
         self.capacity as usize * self.slot_bytes
@@ -122,7 +145,13 @@ impl GroupSettings {
             ScoreConfig::default(),
             self.alive_patience_ns,
             if self.bare_ring { "; a ring of the log's geometry on each replica for bare WRITEs" } else { "" }
-        )
+        ) + &match self.views_lease_ns {
+            Some(lease_ns) => format!(
+                "; leadership on membership views (one-sided Paxos on the replicas, a view change fed by the \
+                 detectors), Active(view) lease {lease_ns} ns"
+            ),
+            None => String::new(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //!   [`candidate`] (taking over), [`leader`] (the fast path), [`election`] (who should
 //!   lead), [`local`] (its own log and state machine), [`peers`] (what it knows of the
 //!   others), [`op`] (its work requests);
+//! - [`views`]: leadership subordinate to membership views, and local reads;
 //! - [`Port`], the narrow seam to the cluster, and [`cluster_port`], the port on a
 //!   qp-pool cluster.
 //!
@@ -97,8 +98,10 @@ pub mod peers;
 pub mod port;
 pub mod replica;
 mod tracked;
+pub mod views;
 
 pub use config::{MuConfig, Start};
 pub use event::{Event, ProposeError, RoleKind, Takeover};
 pub use port::{Area, Channel, Place, Port, PortError, Source};
 pub use replica::Replica;
+pub use views::ViewLease;

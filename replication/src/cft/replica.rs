@@ -34,6 +34,7 @@ use crate::cft::op::Op;
 use crate::cft::peers::{Head, Peers};
 use crate::cft::port::{Channel, Port};
 use crate::cft::tracked::{InFlight, Tracked};
+use crate::cft::views::ViewLease;
 use crate::error::{Error, Result};
 use crate::log::local::LocalLog;
 use crate::log::CommandId;
@@ -65,6 +66,13 @@ pub struct Replica<S> {
     rank: u64,
     /// The leader this replica follows, as far as it knows.
     leader: Option<NodeId>,
+    /// What the membership says, when leadership follows views ([`Replica::follow_views`]).
+    views: Option<ViewLease>,
+    /// The epoch of views the current candidacy or leadership started in.
+    lead_epoch: Option<u64>,
+    /// Entries below this index were found by the current leadership's takeover: once they
+    /// are applied, the state holds every command an earlier leader acknowledged.
+    takeover_end: u64,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -103,6 +111,9 @@ impl<S: StateMachine> Replica<S> {
             in_flight: InFlight::default(),
             rank,
             leader: None,
+            views: None,
+            lead_epoch: None,
+            takeover_end: u64::MAX,
         })
     }
 
@@ -173,6 +184,26 @@ impl<S: StateMachine> Replica<S> {
         let Some(peer) = self.peers.get_mut(op.peer) else { return };
         peer.broken[op.channel().index()] = true;
         peer.drop_out();
+    }
+
+    /// Makes leadership follow membership views from now on (see [`crate::cft::views`]):
+    /// the replica campaigns only as the designated leader of an active view, and knows no
+    /// view until [`Replica::handle_view_lease`] says one. Call it before the first tick.
+    pub fn follow_views(&mut self) {
+        self.views.get_or_insert(ViewLease::NONE);
+    }
+
+    /// What the membership says now: the latest view, its designated leader, its lease.
+    /// Hand it over whenever it changes (a view learned, a renewal confirmed); ignored by
+    /// a replica that does not follow views.
+    pub fn handle_view_lease(&mut self, lease: ViewLease) {
+        if let Some(views) = self.views.as_mut() {
+            if views.leader != lease.leader {
+                // A request refused for another designated leader may be granted now.
+                self.next_inbox_ns = 0;
+            }
+            *views = lease;
+        }
     }
 
     /// A failure detector changed its mind about `peer`.
@@ -278,8 +309,15 @@ impl<S: StateMachine> Replica<S> {
             self.next_inbox_ns = now_ns + self.local.config.inbox_period_ns;
             self.serve_inbox(now_ns, port);
         }
-        let choice = self.election.choice(self.local.eligible);
         let me = self.local.me;
+        let (choice, may_campaign, epoch_kept) = match &self.views {
+            None => (self.election.choice(self.local.eligible), true, true),
+            Some(views) => (
+                views.leader,
+                self.local.eligible && views.is_active(now_ns),
+                self.lead_epoch == Some(views.epoch),
+            ),
+        };
         match &mut self.role {
             Role::Follower => {
                 let commit = self.local.commit;
@@ -287,7 +325,7 @@ impl<S: StateMachine> Replica<S> {
                 if let Some(holder) = self.follower.holder.filter(|_| self.local.commit > commit) {
                     self.election.heard_from(holder, self.local.config.permission_retry_ns);
                 }
-                if choice == Some(me) {
+                if choice == Some(me) && may_campaign {
                     self.start_candidacy(now_ns, port);
                 } else if let Some(preferred) = choice.filter(|&choice| self.follower.holder != Some(choice))
                 {
@@ -303,6 +341,9 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Role::Candidate(_) | Role::Leader(_) if choice != Some(me) => self.step_down(choice),
+            // A leadership belongs to its epoch of views: a later one may have had
+            // another leader, whose writes this one's state has not seen.
+            Role::Candidate(_) | Role::Leader(_) if !epoch_kept => self.step_down(None),
             Role::Candidate(candidate) => {
                 match candidate.step(now_ns, &mut self.local, &mut self.peers, port) {
                     Outcome::Working => {}
@@ -335,7 +376,7 @@ impl<S: StateMachine> Replica<S> {
             self.election.heard_from(request.from, self.local.config.permission_retry_ns);
             // Only a replica that counts campaigns.
             self.election.set_eligible(request.from, true);
-            if agrees(&self.election, request, self.local.eligible) {
+            if self.agrees_to(request) {
                 self.grant(request, port);
             } else {
                 let (from, number) = (request.from.get(), request.number);
@@ -348,7 +389,7 @@ impl<S: StateMachine> Replica<S> {
         // again. The election changes its mind at most a few microseconds apart on two
         // replicas, which would otherwise cost the candidate a whole retry period.
         for request in self.follower.refused(now_ns, self.local.config.permission_retry_ns) {
-            if agrees(&self.election, request, self.local.eligible) {
+            if self.agrees_to(request) {
                 let (from, number) = (request.from.get(), request.number);
                 self.local.note(|| format!("grants {from}'s request {number}, refused before"));
                 self.grant(request, port);
@@ -356,6 +397,16 @@ impl<S: StateMachine> Replica<S> {
         }
         while let Some(request) = self.follower.next_snapshot_request(&self.local, &self.peers) {
             self.follower.serve_snapshot(request, &mut self.local, &mut self.peers, port);
+        }
+    }
+
+    /// Whether this replica lets `request`'s candidate have its log now. Following views:
+    /// only the designated leader of the latest view known, though a replica that does not
+    /// count yet grants whoever asks, as in plain Mu. Otherwise Mu's rule on the detectors.
+    fn agrees_to(&self, request: crate::cft::follower::Request) -> bool {
+        match &self.views {
+            None => agrees(&self.election, request, self.local.eligible),
+            Some(views) => !self.local.eligible || views.leader == Some(request.from),
         }
     }
 
@@ -387,6 +438,8 @@ impl<S: StateMachine> Replica<S> {
             self.rank,
         );
         self.role = Role::Candidate(candidate);
+        self.lead_epoch = self.views.map(|views| views.epoch);
+        self.takeover_end = u64::MAX;
         self.local.stats.candidacies += 1;
         let (term, commit, applied) = (self.term, self.local.commit, self.local.applied);
         self.local.note(|| format!("candidacy {term} number {number}, commit {commit} applied {applied}"));
@@ -402,6 +455,7 @@ impl<S: StateMachine> Replica<S> {
         let leader =
             Leader::new(term, proposal, next_index, now_ns, first, number, &mut self.local, &self.peers);
         self.role = Role::Leader(leader);
+        self.takeover_end = next_index;
         self.local.stats.leaderships += 1;
         let commit = self.local.commit;
         self.local
@@ -421,6 +475,8 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn retire_role(&mut self) {
+        self.lead_epoch = None;
+        self.takeover_end = u64::MAX;
         match std::mem::replace(&mut self.role, Role::Follower) {
             Role::Candidate(candidate) => self.number = self.number.max(candidate.number),
             Role::Leader(leader) => self.number = self.number.max(leader.permission_number()),
@@ -446,6 +502,38 @@ impl<S: StateMachine> Replica<S> {
     /// When the next tick is due if nothing arrives before: the next inbox look.
     pub fn poll_timeout(&self) -> Option<u64> {
         Some(self.next_inbox_ns)
+    }
+
+    // ---- local reads ----
+
+    /// Until when (on the replica's clock) it may answer read-only commands from its own
+    /// state, as seen at `now_ns`; 0 if it may not now (see [`crate::cft::views`]): it
+    /// follows views, leads in the current epoch, applied everything its takeover found,
+    /// and the view is active. A reader on another thread may use the answer until then,
+    /// reading its clock after reading the state.
+    pub fn local_read_until(&self, now_ns: u64) -> u64 {
+        let Some(views) = &self.views else { return 0 };
+        let leads = matches!(self.role, Role::Leader(_))
+            && views.leader == Some(self.local.me)
+            && self.lead_epoch == Some(views.epoch)
+            && self.local.applied >= self.takeover_end;
+        if leads && views.is_active(now_ns) {
+            views.active_until_ns
+        } else {
+            0
+        }
+    }
+
+    /// Answers the read-only `command` from this replica's state into `response`, if it
+    /// may now ([`Replica::local_read_until`]) and the state machine answers it
+    /// ([`StateMachine::query`]); false means it goes through the log instead.
+    pub fn read_locally(&self, now_ns: u64, command: &[u8], response: &mut Vec<u8>) -> bool {
+        now_ns < self.local_read_until(now_ns) && self.local.applier.machine().query(command, response)
+    }
+
+    /// What the membership said last, when leadership follows views.
+    pub fn view_lease(&self) -> Option<ViewLease> {
+        self.views
     }
 
     // ---- observation ----

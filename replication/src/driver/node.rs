@@ -16,9 +16,10 @@ use usec_verbs::Status;
 
 use crate::cft::cluster_port::MuNode;
 use crate::cft::op::Op;
-use crate::cft::{Channel, Event, MuConfig, Replica};
+use crate::cft::{Channel, Event, MuConfig, Replica, Start};
 use crate::driver::client::{ClientError, ClientHandle, Submission};
 use crate::driver::status::ReplicaStatus;
+use crate::driver::views::{Views, ViewsConfig};
 use crate::error::{Error, Result};
 use crate::state_machine::StateMachine;
 
@@ -83,6 +84,10 @@ pub struct MuDriver<S> {
     counts: DriverCounts,
     status: Arc<ReplicaStatus>,
     detectors: DetectorConfig,
+    /// The membership, when leadership follows views ([`MuDriver::attach_views`]).
+    views: Option<Views>,
+    /// This process replaces an earlier one of its node ([`Start::Rejoin`]).
+    rejoined: bool,
 }
 
 /// A peer's failure detector: Mu's score on its heartbeat, or the provider saying its
@@ -161,7 +166,43 @@ impl<S: StateMachine> MuDriver<S> {
             counts: DriverCounts::default(),
             detectors,
             status: Arc::new(ReplicaStatus::default()),
+            views: None,
+            rejoined: config.start == Start::Rejoin,
         })
+    }
+
+    /// [`MuDriver::configure`], plus the membership's role and regions (for
+    /// [`MuDriver::attach_views`]); every node of the group does the same.
+    pub fn configure_with_views(
+        node: NodeConfig,
+        config: &MuConfig,
+        views: &ViewsConfig,
+    ) -> Result<NodeConfig> {
+        views.configure(MuDriver::<S>::configure(node, config)?)
+    }
+
+    /// Runs the membership service in this node and makes the replica's leadership follow
+    /// its views (see [`crate::cft::views`]): the node's failure detectors feed view
+    /// changes, restarted replicas are added back, and the replica leads only as the
+    /// designated leader of an active view, when it may also answer reads locally. The
+    /// cluster must have been configured with [`MuDriver::configure_with_views`]. Call it
+    /// before the first turn.
+    pub fn attach_views(&mut self, config: &ViewsConfig, now_ns: u64) -> Result<()> {
+        let views = Views::new(&mut self.cluster, config, self.rejoined, now_ns)?;
+        self.replica.follow_views();
+        self.replica.handle_view_lease(views.view_lease());
+        self.views = Some(views);
+        Ok(())
+    }
+
+    /// The membership, if attached.
+    pub fn views(&self) -> Option<&Views> {
+        self.views.as_ref()
+    }
+
+    /// The membership, if attached (to add or remove members, to keep its history).
+    pub fn views_mut(&mut self) -> Option<&mut Views> {
+        self.views.as_mut()
     }
 
     /// A handle for a client numbered `client` (unique in the group's life) to propose
@@ -202,12 +243,19 @@ impl<S: StateMachine> MuDriver<S> {
         }
         // The heartbeat role has a CQ of its own: nothing else completes there.
         self.monitor.tick(now_ns, &mut self.heartbeats.port(&mut self.cluster), &mut |_| {});
-        self.verdicts();
+        self.verdicts(now_ns);
         if now_ns >= self.next_provider_events_ns {
             self.next_provider_events_ns = now_ns + PROVIDER_EVENTS_PERIOD_NS;
             self.provider_events(now_ns);
         }
         let mut busy = false;
+        if let Some(views) = self.views.as_mut() {
+            let (lease, views_busy) = views.turn(now_ns, &mut self.cluster);
+            if let Some(lease) = lease {
+                self.replica.handle_view_lease(lease);
+            }
+            busy |= views_busy;
+        }
         busy |= self.completions();
         if self.turns % CONTROL_EVERY == 0 {
             self.control_plane(now_ns);
@@ -238,6 +286,7 @@ impl<S: StateMachine> MuDriver<S> {
             }
         }
         self.status.publish(&self.replica);
+        self.status.publish_local_reads(self.replica.local_read_until(now_ns));
         busy
     }
 
@@ -286,6 +335,9 @@ impl<S: StateMachine> MuDriver<S> {
 
     fn control_plane(&mut self, now_ns: u64) {
         while let Some(event) = self.cluster.poll_control_at(now_ns) {
+            if let Some(views) = self.views.as_mut() {
+                views.handle_control(now_ns, &event);
+            }
             match event {
                 ControlEvent::Reconnected { peer, roles, .. } => {
                     for role in roles {
@@ -303,6 +355,9 @@ impl<S: StateMachine> MuDriver<S> {
                 _ => {}
             }
         }
+        if let Some(views) = self.views.as_mut() {
+            views.maintain(&mut self.cluster, now_ns);
+        }
     }
 
     /// Hands the detectors the provider's word that a peer is gone, and passes the
@@ -313,16 +368,26 @@ impl<S: StateMachine> MuDriver<S> {
                 self.monitor.observe(now_ns, peer, Observation::PeerLost);
             }
         }
-        self.verdicts();
+        self.verdicts(now_ns);
     }
 
-    fn verdicts(&mut self) {
+    fn verdicts(&mut self, now_ns: u64) {
         while let Some(change) = self.monitor.poll_change() {
             self.replica.handle_verdict(change.peer, !change.verdict.is_suspected());
+            if let Some(views) = self.views.as_mut() {
+                let incarnation = self.cluster.peer_incarnation(change.peer);
+                views.handle_verdict(now_ns, change.peer, incarnation, change.verdict.is_suspected());
+            }
         }
         while let Some(peer) = self.monitor.poll_ruled_out() {
             self.replica.handle_ruled_out(peer);
         }
+    }
+
+    /// Answers the read-only `command` locally if the replica may now (it leads in an
+    /// active view: [`Replica::read_locally`]); false: it goes through the log instead.
+    pub fn read_locally(&self, now_ns: u64, command: &[u8], response: &mut Vec<u8>) -> bool {
+        self.replica.read_locally(now_ns, command, response)
     }
 
     /// A new process of `peer` joined in place of the old one.

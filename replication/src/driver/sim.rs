@@ -14,6 +14,7 @@ use usec_verbs::sim::{self, LatencyModel, SimFabric};
 
 use crate::cft::MuConfig;
 use crate::driver::node::{DetectorConfig, MuDriver};
+use crate::driver::views::ViewsConfig;
 use crate::error::{Error, Result};
 use crate::state_machine::StateMachine;
 
@@ -51,6 +52,8 @@ pub struct SimGroup<S> {
     spec: ClusterSpec,
     config: MuConfig,
     detectors: DetectorConfig,
+    /// The membership every node runs, when leadership follows views.
+    views: Option<ViewsConfig>,
 }
 
 fn addr(id: u16) -> SocketAddr {
@@ -67,6 +70,36 @@ impl<S: StateMachine> SimGroup<S> {
         config: &MuConfig,
         detectors: DetectorConfig,
         drift_ppm: &[i32],
+        machine: impl FnMut() -> S,
+    ) -> Result<SimGroup<S>> {
+        SimGroup::build(name, seed, n, config, detectors, drift_ppm, None, machine)
+    }
+
+    /// As [`SimGroup::new`], every node also running the membership service `views`
+    /// ([`MuDriver::attach_views`]): leadership follows views, leaders read locally.
+    #[allow(clippy::too_many_arguments)] // new's, and the membership's
+    pub fn with_views(
+        name: &str,
+        seed: u64,
+        n: u16,
+        config: &MuConfig,
+        detectors: DetectorConfig,
+        drift_ppm: &[i32],
+        views: ViewsConfig,
+        machine: impl FnMut() -> S,
+    ) -> Result<SimGroup<S>> {
+        SimGroup::build(name, seed, n, config, detectors, drift_ppm, Some(views), machine)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        name: &str,
+        seed: u64,
+        n: u16,
+        config: &MuConfig,
+        detectors: DetectorConfig,
+        drift_ppm: &[i32],
+        views: Option<ViewsConfig>,
         mut machine: impl FnMut() -> S,
     ) -> Result<SimGroup<S>> {
         let fabric = SimFabric::create(name, seed).map_err(|error| Error::Config(error.to_string()))?;
@@ -81,7 +114,7 @@ impl<S: StateMachine> SimGroup<S> {
         for id in 0..n {
             let (sim_node, context) = fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
             let network = hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
-            let node = node_config::<S>(&spec, id, 1, config)?;
+            let node = node_config::<S>(&spec, id, 1, config, views.as_ref())?;
             boots
                 .push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
             let drift = drift_ppm.get(usize::from(id)).copied().unwrap_or(0);
@@ -99,10 +132,14 @@ impl<S: StateMachine> SimGroup<S> {
         let clusters = bootstrap_all(boots)?;
         for (member, cluster) in members.iter_mut().zip(clusters) {
             let now = member.clock.now_ns();
-            member.driver = Some(MuDriver::new(cluster, config.clone(), detectors, machine(), now)?);
+            let mut driver = MuDriver::new(cluster, config.clone(), detectors, machine(), now)?;
+            if let Some(views) = &views {
+                driver.attach_views(views, now)?;
+            }
+            member.driver = Some(driver);
         }
         let config = config.clone();
-        Ok(SimGroup { fabric, members, quantum_ns: 250, hub, spec, config, detectors })
+        Ok(SimGroup { fabric, members, quantum_ns: 250, hub, spec, config, detectors, views })
     }
 
     /// Starts a fresh process for crashed member `index` — a new node on the fabric, its
@@ -118,7 +155,8 @@ impl<S: StateMachine> SimGroup<S> {
         let network = self.hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
         member.incarnation += 1;
         let config = MuConfig { start: Start::Rejoin, ..self.config.clone() };
-        let node = node_config::<S>(&self.spec, id, member.incarnation, &config)?.rejoin(true);
+        let node =
+            node_config::<S>(&self.spec, id, member.incarnation, &config, self.views.as_ref())?.rejoin(true);
         let boot = Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?;
         member.sim_node = sim_node;
         member.paused = false;
@@ -146,7 +184,11 @@ impl<S: StateMachine> SimGroup<S> {
                 driver.turn(member.clock.now_ns());
             }
             if member.booting.is_some() {
-                member.boot(&MuConfig { start: Start::Rejoin, ..self.config.clone() }, self.detectors);
+                member.boot(
+                    &MuConfig { start: Start::Rejoin, ..self.config.clone() },
+                    self.detectors,
+                    self.views.as_ref(),
+                );
             }
         }
         self.fabric.advance_by(self.quantum_ns);
@@ -234,7 +276,7 @@ impl<S: StateMachine> SimGroup<S> {
 
 impl<S: StateMachine> SimMember<S> {
     /// Polls its bootstrap; once done, the node runs.
-    fn boot(&mut self, config: &MuConfig, detectors: DetectorConfig) {
+    fn boot(&mut self, config: &MuConfig, detectors: DetectorConfig, views: Option<&ViewsConfig>) {
         let now = self.clock.now_ns();
         let (boot, _) = self.booting.as_mut().expect("booting");
         // A simulated bootstrap that fails is the test's failure: say why.
@@ -243,8 +285,12 @@ impl<S: StateMachine> SimMember<S> {
         }
         let (boot, machine) = self.booting.take().expect("booting");
         let cluster = boot.finish().expect("a restarted node rejoins");
-        let driver = MuDriver::new(cluster, config.clone(), detectors, machine, now);
-        self.driver = Some(driver.expect("the same configuration as its first process"));
+        let mut driver = MuDriver::new(cluster, config.clone(), detectors, machine, now)
+            .expect("the same configuration as its first process");
+        if let Some(views) = views {
+            driver.attach_views(views, now).expect("the same membership as its first process");
+        }
+        self.driver = Some(driver);
     }
 }
 
@@ -254,6 +300,7 @@ fn node_config<S: StateMachine>(
     id: u16,
     incarnation: u64,
     config: &MuConfig,
+    views: Option<&ViewsConfig>,
 ) -> Result<NodeConfig> {
     let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small ids"))
         .deadline(Duration::from_secs(60))
@@ -261,7 +308,10 @@ fn node_config<S: StateMachine>(
     // An ACK timeout of about 1 ms: traffic stuck in a partition resumes soon after it
     // heals (the default, 67 ms, is a real NIC's).
     node.connect.rts.timeout = 8;
-    MuDriver::<S>::configure(node, config)
+    match views {
+        Some(views) => MuDriver::<S>::configure_with_views(node, config, views),
+        None => MuDriver::<S>::configure(node, config),
+    }
 }
 
 /// Polls every bootstrap with fake time (1 ms a round) until all are done.

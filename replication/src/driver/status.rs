@@ -20,6 +20,8 @@ pub struct ReplicaStatus {
     leader: AtomicU32,
     commit: AtomicU64,
     applied: AtomicU64,
+    /// Until when (the replica's clock) reads may be answered from the local state.
+    local_reads_until: AtomicU64,
 }
 
 impl Default for ReplicaStatus {
@@ -29,6 +31,7 @@ impl Default for ReplicaStatus {
             leader: AtomicU32::new(NO_LEADER),
             commit: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            local_reads_until: AtomicU64::new(0),
         }
     }
 }
@@ -36,16 +39,42 @@ impl Default for ReplicaStatus {
 impl ReplicaStatus {
     /// Copies what `replica` says now.
     pub(crate) fn publish<S: StateMachine>(&self, replica: &Replica<S>) {
-        let role = match replica.role() {
+        self.publish_leadership(replica.role(), replica.leader());
+        self.commit.store(replica.commit_index(), Ordering::Relaxed);
+        self.applied.store(replica.applied_index(), Ordering::Relaxed);
+    }
+
+    /// Publishes a role and the leader followed (a front end's tests call it directly).
+    pub(crate) fn publish_leadership(&self, role: RoleKind, leader: Option<NodeId>) {
+        let role = match role {
             RoleKind::Follower => 0,
             RoleKind::Candidate => 1,
             RoleKind::Leader => 2,
         };
         self.role.store(role, Ordering::Relaxed);
-        let leader = replica.leader().map_or(NO_LEADER, |node| u32::from(node.get()));
-        self.leader.store(leader, Ordering::Relaxed);
-        self.commit.store(replica.commit_index(), Ordering::Relaxed);
-        self.applied.store(replica.applied_index(), Ordering::Relaxed);
+        self.leader.store(leader.map_or(NO_LEADER, |node| u32::from(node.get())), Ordering::Relaxed);
+    }
+
+    /// Publishes [`Replica::local_read_until`] (0: no local reads now).
+    pub(crate) fn publish_local_reads(&self, until_ns: u64) {
+        self.local_reads_until.store(until_ns, Ordering::Release);
+    }
+
+    /// Until when, on the replica's clock, a read may be answered from the replica's state
+    /// in another thread (0: not now). The reader loads this *first*, then reads the state,
+    /// then its clock (the same clock the replica's thread turns with), and uses the answer
+    /// only if the clock is still below the value loaded: the value was published by a
+    /// turn at which the replica led in an active view with its takeover applied, its state
+    /// only grew since, and no later leader acknowledged anything before the view's lease
+    /// ran out (see [`crate::cft::views`]). Loaded after the state, the value could belong
+    /// to a leadership that began after the state was read (a follower promoted meanwhile,
+    /// whose state then lacked its takeover). One atomic load: a value published a turn
+    /// ago is an earlier end of the same lease or of an older one, never a later one for a
+    /// leadership that already ended — once the replica steps down it publishes 0, and a
+    /// reader that loaded the older value is still inside that lease.
+    /// ([`crate::apps::server::MuBackend`] reads this way.)
+    pub fn local_reads_until(&self) -> u64 {
+        self.local_reads_until.load(Ordering::Acquire)
     }
 
     /// Its role.

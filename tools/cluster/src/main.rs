@@ -19,7 +19,9 @@
 //! replica and remove the fabric's files. Ports: the front door on `--port` (7000), replica
 //! `i`'s RESP on `--port + 1 + i` and its control (qp-pool's bootstrap) on
 //! `--port + 101 + i`; `--port 0` takes free ones. Arguments after `--` go to every
-//! `usec-kv` (`-- --heartbeat-us 100000`). `--app orderbook` is passed on to `usec-kv`.
+//! `usec-kv` (`-- --heartbeat-us 100000`). `--app orderbook` is passed on to `usec-kv`, and
+//! so is `--views` (every mode takes it): membership views name the leader, which answers
+//! reads from its own state while its Active(view) lease holds.
 //!
 //! ## On real devices (one process per host)
 //!
@@ -116,6 +118,11 @@ enum Commands {
         /// Do not open the front door.
         #[arg(long)]
         no_front_door: bool,
+        /// Run the replicas on membership views (usec-kv's `--views`): uKharon's
+        /// membership names the leader, which answers reads locally under its
+        /// Active(view) lease.
+        #[arg(long)]
+        views: bool,
         /// The usec-kv executable (default: next to this one).
         #[arg(long)]
         kv_bin: Option<PathBuf>,
@@ -137,6 +144,11 @@ enum Commands {
         /// Start as a replacement of a replica that lost its state, into a running group.
         #[arg(long)]
         rejoin: bool,
+        /// Run the replicas on membership views (usec-kv's `--views`): uKharon's
+        /// membership names the leader, which answers reads locally under its
+        /// Active(view) lease.
+        #[arg(long)]
+        views: bool,
         /// The usec-kv executable (default: next to this one).
         #[arg(long)]
         kv_bin: Option<PathBuf>,
@@ -162,6 +174,11 @@ enum Commands {
         /// Seconds into that run when the leader is killed.
         #[arg(long, default_value_t = 3.0)]
         kill_after_s: f64,
+        /// Run the replicas on membership views (usec-kv's `--views`): uKharon's
+        /// membership names the leader, which answers reads locally under its
+        /// Active(view) lease.
+        #[arg(long)]
+        views: bool,
         /// The usec-kv executable (default: next to this one).
         #[arg(long)]
         kv_bin: Option<PathBuf>,
@@ -199,28 +216,44 @@ fn kv_bin(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(next_to_me)
 }
 
+/// usec-kv's arguments, `--views` first if asked for.
+fn with_views(views: bool, kv_args: Vec<String>) -> Vec<String> {
+    let mut args: Vec<String> = views.then(|| "--views".to_string()).into_iter().collect();
+    args.extend(kv_args);
+    args
+}
+
 fn main() -> Result<()> {
     // Before any thread exists, so that every thread inherits the mask.
     signals::block()?;
     let status_period = Duration::from_secs(1);
     match Options::parse().command {
-        Commands::Start { replicas, app, port, no_front_door, kv_bin: given, kv_args } => {
+        Commands::Start { replicas, app, port, no_front_door, views, kv_bin: given, kv_args } => {
             let options = group::GroupOptions {
                 replicas,
                 app,
                 port_base: port,
                 front_door: !no_front_door,
                 kv_bin: kv_bin(given)?,
-                extra: kv_args,
+                extra: with_views(views, kv_args),
             };
             start::run(&options, status_period)
         }
-        Commands::Node { config, node, run, rejoin, kv_bin: given, kv_args } => {
-            let options =
-                node::NodeOptions { config, node, run, rejoin, kv_bin: kv_bin(given)?, extra: kv_args };
+        Commands::Node { config, node, run, rejoin, views, kv_bin: given, kv_args } => {
+            let extra = with_views(views, kv_args);
+            let options = node::NodeOptions { config, node, run, rejoin, kv_bin: kv_bin(given)?, extra };
             node::run(&options, status_period)
         }
-        Commands::Demo { clients, pipeline, requests, fault_run_s, kill_after_s, kv_bin: given, kv_args } => {
+        Commands::Demo {
+            clients,
+            pipeline,
+            requests,
+            fault_run_s,
+            kill_after_s,
+            views,
+            kv_bin: given,
+            kv_args,
+        } => {
             anyhow::ensure!(
                 kill_after_s > 0.0 && kill_after_s < fault_run_s as f64,
                 "--kill-after-s must fall inside the run"
@@ -232,7 +265,7 @@ fn main() -> Result<()> {
                 requests,
                 fault_run: Duration::from_secs(fault_run_s),
                 kill_after: Duration::from_secs_f64(kill_after_s),
-                extra: kv_args,
+                extra: with_views(views, kv_args),
             };
             demo::run(&options)
         }

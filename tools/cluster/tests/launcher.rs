@@ -287,8 +287,22 @@ const START: &[&str] = &[
 
 #[test]
 fn kill_the_leader_restart_it_and_stop_with_ctrl_c() {
+    kill_restart_stop(START, false);
+}
+
+/// The same on membership views: the view change removes the killed leader, the next
+/// lowest id leads, and the restarted process rejoins (as a member that does not vote)
+/// and catches up; the new leader answers the GETs locally.
+#[test]
+fn on_views_kill_the_leader_restart_it_and_stop_with_ctrl_c() {
+    let mut args = START.to_vec();
+    args.insert(1, "--views");
+    kill_restart_stop(&args, true);
+}
+
+fn kill_restart_stop(args: &[&str], views: bool) {
     let _turn = one_at_a_time();
-    let mut launcher = Launcher::spawn(START);
+    let mut launcher = Launcher::spawn(args);
     let (fabric, addresses, mut pids, door) = started(&mut launcher);
     let leader = launcher.expect("a leader in the status stream", |line| status(line)?.0);
 
@@ -319,12 +333,28 @@ fn kill_the_leader_restart_it_and_stop_with_ctrl_c() {
         applied(&replicas[new_leader])
     });
 
+    if views {
+        let info = Client::connect(addresses[new_leader]).raw_request(&["INFO", "replication"]);
+        let info = String::from_utf8_lossy(&info);
+        assert!(info.contains("usec_local_reads:leases"), "{info}");
+    }
+
     launcher.type_line(&format!("restart {leader}"));
     let restarted = format!("usec-cluster: replica {leader} restarted (pid ");
     let pid =
         launcher.expect("the restart", |line| line.strip_prefix(&restarted)?.split(',').next()?.parse().ok());
     pids.push(pid);
     launcher.expect("the restarted replica caught up", |line| {
+        let (_, replicas) = status(line)?;
+        applied(&replicas[leader]).filter(|&index| index >= target)
+    });
+    // Writes go on with the restarted replica back, and it applies them.
+    assert_eq!(through_door.request(&["SET", "after", "the restart"]), "+OK");
+    let target = launcher.expect("the leader's applied index", |line| {
+        let (leader_now, replicas) = status(line)?;
+        applied(&replicas[leader_now?])
+    });
+    launcher.expect("the restarted replica applied the write after it", |line| {
         let (_, replicas) = status(line)?;
         applied(&replicas[leader]).filter(|&index| index >= target)
     });

@@ -16,6 +16,11 @@
 //! every node's RESP address by node id (where clients of a follower are redirected with
 //! `-MOVED 0 host:port`). Each replica starts its RESP listener once the group has
 //! bootstrapped, and prints `ready <address>` on standard output.
+//!
+//! With `--views` (on every replica) the group runs uKharon's membership inside Mu: views
+//! decided by one-sided Paxos name the leader (the lowest-id consensus member), and the
+//! leader answers reads from its own state while its Active(view) lease holds (`--lease-us`),
+//! through the log otherwise. INFO's `local_reads` and `log_reads` count which way they went.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +30,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use usec_lease_clock::clock::{Clock, MonotonicClock};
 use usec_lease_clock::heartbeat::ReaderConfig;
+use usec_lease_clock::lease::ActiveConfig;
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId};
 use usec_replication::apps::kv::{KvApp, KvMachine};
 use usec_replication::apps::orderbook::{OrderBook, OrderBookApp, RespOrderBook};
@@ -32,6 +38,7 @@ use usec_replication::apps::resp::Limits;
 use usec_replication::apps::server::{App, MuBackend, Served, Server, ServerConfig, Shared, Unreplicated};
 use usec_replication::cft::{MuConfig, Start};
 use usec_replication::driver::threads::{NodeThread, Pacing};
+use usec_replication::driver::views::ViewsConfig;
 use usec_replication::driver::{DetectorConfig, MuDriver};
 use usec_verbs::Context;
 
@@ -89,6 +96,17 @@ struct Options {
     /// process exits is detected at once either way.
     #[arg(long, default_value_t = 10_000)]
     heartbeat_us: u64,
+    /// Membership views (uKharon) decide who leads: the lowest-id consensus member of an
+    /// active view, whose Active(view) lease also lets it answer reads (GET, MGET, EXISTS, …)
+    /// from its own state without the log; when the lease has run out they go through the
+    /// log. Every replica of a group must say the same.
+    #[arg(long)]
+    views: bool,
+    /// The Active(view) lease Δ, in microseconds (with --views): a deposed leader may
+    /// answer reads for this long (ρ-adjusted) after its last confirmation, and a new view
+    /// waits as long before it starts.
+    #[arg(long, default_value_t = 20)]
+    lease_us: u64,
     /// Seconds to wait for the other replicas at start.
     #[arg(long, default_value_t = 60)]
     bootstrap_timeout: u64,
@@ -146,13 +164,24 @@ fn replica<A: App, S: Served + Send + 'static>(
         addresses.resize(addresses.len().max(index + 1), None);
         addresses[index] = Some(resp);
     }
+    let spec_nodes: Vec<NodeId> = spec.nodes.keys().copied().collect();
     let device = options.device.as_deref().expect("clap requires it");
     let context = Context::open(device).with_context(|| format!("opening {device}"))?;
     // A replacement joins a group that runs already: it dials every peer, lower ids too.
     let node = NodeConfig::new(spec, me)
         .deadline(Duration::from_secs(options.bootstrap_timeout))
         .rejoin(options.rejoin);
-    let node = MuDriver::<Shared<S>>::configure(node, &config)?;
+    let views = options.views.then(|| views_config(&spec_nodes, options.lease_us)).transpose()?;
+    // The first view names every node's first process by the incarnation they all know
+    // in advance; a replacement keeps the default (the realtime clock), a higher one.
+    let node = match views.is_some() && !options.rejoin {
+        true => node.incarnation(ViewsConfig::FIRST_INCARNATION),
+        false => node,
+    };
+    let node = match &views {
+        Some(views) => MuDriver::<Shared<S>>::configure_with_views(node, &config, views)?,
+        None => MuDriver::<Shared<S>>::configure(node, &config)?,
+    };
     let cluster = Cluster::bootstrap(&context, node).context("bootstrapping the group")?;
     let clock = MonotonicClock::new();
     let machine = Shared::new(machine);
@@ -161,13 +190,20 @@ fn replica<A: App, S: Served + Send + 'static>(
         reader: ReaderConfig { period_ns, timeout_ns: period_ns },
         ..DetectorConfig::default()
     };
-    let driver = MuDriver::new(cluster, config.clone(), detectors, machine.clone(), clock.now_ns())?;
+    let mut driver = MuDriver::new(cluster, config.clone(), detectors, machine.clone(), clock.now_ns())?;
+    if let Some(views) = &views {
+        driver.attach_views(views, clock.now_ns())?;
+    }
     // A client id unique in the group's life: the node, and when this process started.
     let started_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let client = driver.client((u64::from(me.get()) << 48) | (started_ms & ((1 << 48) - 1)));
     let status = driver.status();
     let _replica = NodeThread::spawn(driver, clock, Pacing::Cooperative { spins: 200 });
-    let backend = MuBackend::new(client, status, machine, addresses, config.max_command_bytes());
+    let mut backend = MuBackend::new(client, status, machine, addresses, config.max_command_bytes());
+    if views.is_some() {
+        // The replica's thread turns with a copy of this clock: the same origin.
+        backend = backend.with_local_reads(clock);
+    }
     let server_config = ServerConfig {
         // Below the replica's intake queue, so it never refuses a command for room.
         max_in_flight: config.queue_limit / 2,
@@ -179,4 +215,21 @@ fn replica<A: App, S: Served + Send + 'static>(
         .with_context(|| format!("listening on {address}"))?;
     println!("ready {}", server.local_addr());
     server.run().context("serving")
+}
+
+/// The membership of a group of `nodes`, every one an acceptor and a consensus member,
+/// with a lease of `lease_us`: renewed with half of it left, retried after a quarter.
+fn views_config(nodes: &[NodeId], lease_us: u64) -> Result<ViewsConfig> {
+    if lease_us == 0 {
+        bail!("--lease-us must be positive");
+    }
+    let mut views = ViewsConfig::for_group(nodes)?;
+    let lease_ns = lease_us * 1_000;
+    views.lease = ActiveConfig {
+        lease_ns,
+        renew_before_ns: lease_ns / 2,
+        retry_after_ns: lease_ns / 4,
+        ..ActiveConfig::default()
+    };
+    Ok(views)
 }

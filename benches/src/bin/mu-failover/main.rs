@@ -73,6 +73,14 @@ struct Options {
     /// Idle turns of a follower before it yields its core.
     #[arg(long, default_value_t = 16)]
     follower_spins: u32,
+    /// Leadership on membership views (uKharon over Mu): the detectors feed a view change,
+    /// the next view's designated leader campaigns once its Active(view) lease holds.
+    /// Adds the phases "view decided" and "old view invalid" (the lease wait).
+    #[arg(long)]
+    views: bool,
+    /// The Active(view) lease Δ with --views, in nanoseconds.
+    #[arg(long, default_value_t = 20_000)]
+    lease_ns: u64,
     /// Also write the report as JSON here, and the failover timeline next to it
     /// (`<name>-timeline.svg`).
     #[arg(long)]
@@ -111,6 +119,12 @@ struct Phases {
     permission_switch: LatencySummary,
     recovery: LatencySummary,
     first_commit: LatencySummary,
+    /// On views: detection → the view without the old leader learned by the new one.
+    view_decided: Option<LatencySummary>,
+    /// On views: → that view's lease holds (the old view's leases provably expired).
+    old_view_invalid: Option<LatencySummary>,
+    /// On views: → a majority granted the new leader their logs.
+    permission_switch_after_lease: Option<LatencySummary>,
     total: LatencySummary,
     target_p50_ns: u64,
     target_met: bool,
@@ -158,6 +172,7 @@ fn main() -> Result<()> {
     let settings = GroupSettings {
         heartbeat_period_ns: options.heartbeat_period_ns,
         alive_patience_ns: options.alive_patience_ns,
+        views_lease_ns: options.views.then_some(options.lease_ns),
         ..GroupSettings::default()
     };
     let setup = TrialSetup {
@@ -243,7 +258,16 @@ fn phases(signal: SignalKind, trials: Vec<Failover>, disturbed: Vec<String>, sta
         recorder.summary()
     };
     let total = summary(|trial| trial.committed_ns);
+    let on_views = !trials.is_empty() && trials.iter().all(|trial| trial.view_active_ns.is_some());
+    let view = |phase: fn(&Failover) -> u64| on_views.then(|| summary(phase));
     Phases {
+        view_decided: view(|trial| trial.view_decided_ns.unwrap_or(0).saturating_sub(trial.suspected_ns)),
+        old_view_invalid: view(|trial| {
+            trial.view_active_ns.unwrap_or(0).saturating_sub(trial.view_decided_ns.unwrap_or(0))
+        }),
+        permission_switch_after_lease: view(|trial| {
+            trial.granted_ns.saturating_sub(trial.view_active_ns.unwrap_or(0))
+        }),
         signal,
         detection: summary(|trial| trial.suspected_ns),
         permission_switch: summary(|trial| trial.granted_ns - trial.suspected_ns),
@@ -322,7 +346,15 @@ fn print(report: &Report) {
             phases.stalled.len()
         );
         println!("    detection:         {}", phases.detection);
-        println!("    permission switch: {}", phases.permission_switch);
+        if let (Some(decided), Some(invalid), Some(switch)) =
+            (&phases.view_decided, &phases.old_view_invalid, &phases.permission_switch_after_lease)
+        {
+            println!("    view decided:      {decided}");
+            println!("    old view invalid:  {invalid}");
+            println!("    permission switch: {switch} (from the new view's lease on)");
+        } else {
+            println!("    permission switch: {}", phases.permission_switch);
+        }
         println!("    recovery:          {}", phases.recovery);
         println!("    first commit:      {}", phases.first_commit);
         println!("    total:             {}", phases.total);

@@ -79,6 +79,11 @@ pub struct Failover {
     pub other_granted_ns: Option<u64>,
     /// Commands replica 0 committed before the signal.
     pub commits_before: u64,
+    /// On views: the new leader learned the view without replica 0 (decided by Paxos).
+    pub view_decided_ns: Option<u64>,
+    /// On views: that view's lease held on the new leader — every lease on the old view
+    /// had provably run out.
+    pub view_active_ns: Option<u64>,
 }
 
 /// How long a stopped leader is left stopped before the watchdog kills it.
@@ -316,6 +321,22 @@ fn failover_of(reports: &[ReplicaReport], signalled_ns: u64, commits_before: u64
             .next_back()?;
         let other = &reports[1 - index].marks;
         let since = |at: u64| at.saturating_sub(signalled_ns);
+        // The last view learned before the candidacy that succeeded, and when its lease
+        // first held (views only).
+        let view = marks
+            .marks
+            .iter()
+            .filter(|mark| (signalled_ns..=candidate_ns).contains(&mark.at_ns))
+            .filter_map(|mark| match mark.kind {
+                MarkKind::ViewLearned { view } => Some((view, mark.at_ns)),
+                _ => None,
+            })
+            .next_back();
+        let view_active_ns = view.and_then(|(view, _)| {
+            marks
+                .first_after(signalled_ns, |kind| *kind == MarkKind::ViewActive { view })
+                .map(|mark| mark.at_ns)
+        });
         return Some(Failover {
             new_leader: report.me,
             suspected_ns: since(suspected_ns),
@@ -327,6 +348,8 @@ fn failover_of(reports: &[ReplicaReport], signalled_ns: u64, commits_before: u64
                 .map(since),
             other_granted_ns: after(other, signalled_ns, MarkKind::GaveGrant).map(since),
             commits_before,
+            view_decided_ns: view.map(|(_, at)| since(at)),
+            view_active_ns: view_active_ns.map(since),
         });
     }
     None

@@ -36,6 +36,17 @@ pub trait Backend {
     /// [`crate::apps::server::Prepared::Local`] commands).
     fn stale_read(&mut self, command: &[u8], out: &mut Vec<u8>);
 
+    /// Answers a read-only command from this replica's state *if* that state is known to
+    /// hold every write acknowledged before (a leader's local read under an Active(view)
+    /// lease, [`crate::cft::views`]): true with the reply in `out`; false, with `out`
+    /// untouched, if the read must go through [`Backend::submit`]. The front end asks only
+    /// when no earlier reply of the connection is pending, so that a client's pipelined
+    /// read never overtakes its own write. The default: never.
+    fn linearizable_read(&mut self, command: &[u8], out: &mut Vec<u8>) -> bool {
+        let _ = (command, out);
+        false
+    }
+
     /// Hands over the replies that are in, each with its tag.
     fn poll(&mut self, deliver: &mut dyn FnMut(Tag, &[u8]));
 

@@ -465,6 +465,10 @@ fn request<A: App, B: Backend>(
         Prepared::Read if connection.session.readonly => {
             connection.reply(|out| backend.stale_read(command, out))
         }
+        // Not behind a pending reply of its own connection: a pipelined read after a write
+        // waits for the write's turn in the log.
+        Prepared::Read
+            if connection.nothing_waits() && backend.linearizable_read(command, connection.output()) => {}
         Prepared::Read | Prepared::Write => {
             if command.len() > backend.max_command_bytes() {
                 let (len, max) = (command.len(), backend.max_command_bytes());

@@ -55,6 +55,11 @@ impl<S: Served> StateMachine for Shared<S> {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         self.lock().restore(snapshot)
     }
+
+    fn query(&self, command: &[u8], response: &mut Vec<u8>) -> bool {
+        self.lock().read(command, response);
+        true
+    }
 }
 
 #[cfg(test)]

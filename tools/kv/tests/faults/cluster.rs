@@ -40,6 +40,15 @@ pub fn role(port: u16) -> Option<Role> {
     })
 }
 
+/// Replica at `port`'s read counts (INFO's `local_reads`, `log_reads`), if it answers.
+pub fn reads(port: u16) -> Option<(u64, u64)> {
+    let mut connection = Connection::open(port)?;
+    let reply = connection.request(&[b"INFO", b"replication"], LOOK_TIMEOUT)?;
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let fields: BTreeMap<&str, &str> = text.lines().filter_map(|line| line.split_once(':')).collect();
+    Some((fields.get("local_reads")?.trim().parse().ok()?, fields.get("log_reads")?.trim().parse().ok()?))
+}
+
 /// Every replica's INFO, for a failure report.
 pub fn describe(ports: &[u16]) -> String {
     let mut lines = Vec::new();
