@@ -98,8 +98,7 @@ impl Drop for Group {
         self.replicas.clear();
         // The soft provider keeps each fabric under `$USEC_SOFT_DIR` (default
         // `/dev/shm/usec-soft`); its replicas are gone, so the directory is ours to remove.
-        let base = std::env::var("USEC_SOFT_DIR").unwrap_or_else(|_| "/dev/shm/usec-soft".into());
-        let _ = std::fs::remove_dir_all(format!("{base}/{}", self.fabric));
+        let _ = std::fs::remove_dir_all(format!("{}/{}", soft_dir(), self.fabric));
     }
 }
 
@@ -112,6 +111,30 @@ impl Group {
     /// `n` replicas started with `options` too (`--app orderbook`).
     pub fn start_with(name: &str, n: usize, options: &[&str]) -> Group {
         let turn = ONE_GROUP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Ports are picked free, then bound by the replicas: another test of this binary
+        // may take one in between. Such a start is retried on other ports.
+        let mut why = String::new();
+        for attempt in 0..3 {
+            match Group::try_start(&format!("{name}-{attempt}"), n, options) {
+                Ok((replicas, ports, fabric, options)) => {
+                    return Group { _turn: turn, replicas, ports, fabric, options };
+                }
+                Err(error) => {
+                    eprintln!("group {name}: start {attempt} failed, retried on other ports: {error}");
+                    why = error;
+                }
+            }
+        }
+        panic!("group {name} did not start: {why}");
+    }
+
+    /// Starts the replicas; on failure, those started are killed as they drop.
+    #[allow(clippy::type_complexity)]
+    fn try_start(
+        name: &str,
+        n: usize,
+        options: &[&str],
+    ) -> Result<(Vec<Process>, Vec<u16>, String, Vec<String>), String> {
         let control: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let run = format!("{name}-{}", std::process::id());
@@ -133,24 +156,19 @@ impl Group {
         // replica that exits is still detected at once).
         common.extend(["--heartbeat-us", "100000"].map(String::from));
         common.extend(options.iter().map(|option| option.to_string()));
-        let mut group = Group { _turn: turn, replicas: Vec::new(), ports, fabric, options: common };
-        let mut replicas: Vec<Process> = (0..n).map(|id| group.spawn(id, false)).collect();
+        let mut replicas: Vec<Process> = (0..n).map(|id| spawn_replica(&ports, &common, id, false)).collect();
         for replica in &mut replicas {
-            Group::wait_ready(replica).unwrap();
+            if let Err(why) = Group::wait_ready(replica) {
+                drop(replicas);
+                let _ = std::fs::remove_dir_all(format!("{}/{fabric}", soft_dir()));
+                return Err(why);
+            }
         }
-        group.replicas = replicas;
-        group
+        Ok((replicas, ports, fabric, common))
     }
 
     fn spawn(&self, id: usize, rejoin: bool) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
-            .args(["--port", &self.ports[id].to_string(), "--node", &id.to_string()])
-            .args(&self.options)
-            .args(rejoin.then_some("--rejoin"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Process(child)
+        spawn_replica(&self.ports, &self.options, id, rejoin)
     }
 
     /// Waits for a replica's `ready` line; why it did not come.
@@ -194,6 +212,23 @@ impl Group {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Where the soft provider keeps its fabrics.
+fn soft_dir() -> String {
+    std::env::var("USEC_SOFT_DIR").unwrap_or_else(|_| "/dev/shm/usec-soft".into())
+}
+
+/// Replica `id` of a group whose RESP ports are `ports`, started with `options`.
+fn spawn_replica(ports: &[u16], options: &[String], id: usize, rejoin: bool) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_usec-kv"))
+        .args(["--port", &ports[id].to_string(), "--node", &id.to_string()])
+        .args(options)
+        .args(rejoin.then_some("--rejoin"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Process(child)
 }
 
 /// A raw RESP client.
