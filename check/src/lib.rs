@@ -50,6 +50,7 @@ pub mod linearizability;
 mod model;
 pub mod models;
 mod recorder;
+pub mod seeds;
 
 pub use bytes::Bytes;
 pub use error::Error;

@@ -25,69 +25,19 @@
 mod run;
 
 use std::process::ExitCode;
-use std::time::Instant;
 
-struct Options {
-    first: u64,
-    seeds: u64,
-    verbose: bool,
-}
-
-fn options() -> Options {
-    let mut options = Options { first: 0, seeds: 1_000, verbose: false };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |what: &str| -> u64 {
-            args.next()
-                .and_then(|value| value.parse().ok())
-                .unwrap_or_else(|| panic!("{what} takes a number"))
-        };
-        match arg.as_str() {
-            "--seed" => {
-                options.first = number("--seed");
-                options.seeds = 1;
-                options.verbose = true;
-            }
-            "--seeds" => options.seeds = number("--seeds"),
-            "--first" => options.first = number("--first"),
-            "--verbose" => options.verbose = true,
-            // What cargo's test runner passes along (filters, --nocapture, ...): ignored.
-            _ => {}
-        }
-    }
-    if let Ok(seed) = std::env::var("USEC_SEED") {
-        options.first = seed.parse().expect("USEC_SEED is a number");
-        options.seeds = 1;
-        options.verbose = true;
-    }
-    options
-}
+use usec_check::seeds::Seeds;
 
 fn main() -> ExitCode {
-    let options = options();
-    let start = Instant::now();
+    let seeds = Seeds::from_env(1_000);
     let mut totals = run::Totals::default();
-    for seed in options.first..options.first + options.seeds {
-        let replay = format!("cargo test -p usec-membership --test vopr -- --seed {seed}");
-        match std::panic::catch_unwind(|| run::run(seed, options.verbose)) {
-            Ok(Ok(summary)) => totals.add(&summary),
-            Ok(Err(failure)) => {
-                eprintln!("paxos vopr: seed {seed} FAILED: {failure}");
-                eprintln!("paxos vopr: replay with: {replay}");
-                return ExitCode::FAILURE;
-            }
-            Err(_) => {
-                eprintln!("paxos vopr: seed {seed} PANICKED (see above)");
-                eprintln!("paxos vopr: replay with: {replay}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    println!(
-        "paxos vopr: {} seeds from {} passed in {:.1?}: {totals}",
-        options.seeds,
-        options.first,
-        start.elapsed()
-    );
+    let Some(elapsed) =
+        seeds.run("paxos vopr", "cargo test -p usec-membership --test vopr --", run::run, |summary| {
+            totals.add(summary)
+        })
+    else {
+        return ExitCode::FAILURE;
+    };
+    println!("paxos vopr: {} seeds from {} passed in {elapsed:.1?}: {totals}", seeds.count, seeds.first);
     ExitCode::SUCCESS
 }
