@@ -2,22 +2,15 @@
 //! of the output only, never timing.
 #![forbid(unsafe_code)]
 
-use std::process::Command;
+mod support;
 
 #[test]
 fn a_tiny_run_reports_four_scenarios_the_cores_and_the_load() {
     let json = std::env::temp_dir().join(format!("usec-benches-active-lease-{}.json", std::process::id()));
-    let output = Command::new(env!("CARGO_BIN_EXE_active-lease"))
-        .args(["--samples", "20", "--batch", "100", "--blocks", "2", "--json"])
-        .arg(&json)
-        .output()
-        .expect("the benchmark starts");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    assert!(
-        output.status.success(),
-        "benchmark failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = support::run(
+        env!("CARGO_BIN_EXE_active-lease"),
+        &["--samples", "20", "--batch", "100", "--blocks", "2"],
+        &json,
     );
     for expected in ["1 used: core", "load average (1, 5, 15 min) before", "is_active alone, (b) − (a): p50"]
     {

@@ -5,21 +5,11 @@
 //! than Mu's 30 µs period tolerates, and a tiny run must not depend on luck.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn run(binary: &str, args: &[&str], json: &Path) -> String {
-    let output =
-        Command::new(binary).args(args).arg("--json").arg(json).output().expect("the benchmark starts");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    assert!(
-        output.status.success(),
-        "{binary} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+use std::path::{Path, PathBuf};
+
+use support::run;
 
 fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("usec-mu-benches-{}", std::process::id()))

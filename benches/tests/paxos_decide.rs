@@ -2,22 +2,15 @@
 //! of the output only, never timing.
 #![forbid(unsafe_code)]
 
-use std::process::Command;
+mod support;
 
 #[test]
 fn a_tiny_run_reports_the_three_distributions() {
     let json = std::env::temp_dir().join(format!("usec-benches-paxos-{}.json", std::process::id()));
-    let output = Command::new(env!("CARGO_BIN_EXE_paxos-decide"))
-        .args(["--instances", "100", "--warmup", "10", "--round-trips", "100", "--json"])
-        .arg(&json)
-        .output()
-        .expect("the benchmark starts");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    assert!(
-        output.status.success(),
-        "benchmark failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = support::run(
+        env!("CARGO_BIN_EXE_paxos-decide"),
+        &["--instances", "100", "--warmup", "10", "--round-trips", "100"],
+        &json,
     );
     let last = stdout.lines().last().expect("some output");
     assert!(last.starts_with("ratio "), "last line {last:?}");
