@@ -164,7 +164,7 @@ impl Harness {
         panic!("operation {op:?} of replica {replica} never finished");
     }
 
-    fn write(&mut self, replica: usize, slot: usize, incarnation: u32, value: &[u8]) -> Event {
+    fn write(&mut self, replica: usize, slot: usize, incarnation: u64, value: &[u8]) -> Event {
         let op = self.replicas[replica].set.write(slot, incarnation, value).unwrap();
         self.wait(replica, op)
     }
@@ -258,7 +258,7 @@ fn registers_survive_a_crashed_memory_node() {
         harness.write(0, 0, 1, &value(1));
         let victim = 3 + (seed % 3) as usize;
         harness.crash_memory_node(victim - 3);
-        for incarnation in 2..=6u32 {
+        for incarnation in 2..=6u64 {
             let event = harness.write(0, 0, incarnation, &value(incarnation as u8));
             assert!(matches!(event, Event::Written { .. }), "seed {seed}: {event:?}");
             for reader in 0..3 {
@@ -351,7 +351,7 @@ fn the_same_seed_replays_the_same_run() {
     let run = |name: &str, seed: u64| {
         let mut harness = Harness::new(name, seed);
         harness.fabric.record_trace(true);
-        for incarnation in 1..=3u32 {
+        for incarnation in 1..=3u64 {
             harness.write(incarnation as usize % 3, 4, incarnation, &value(incarnation as u8));
             harness.read((incarnation as usize + 1) % 3, incarnation as usize % 3, 4);
         }
@@ -384,9 +384,9 @@ fn check_read(seed: u64, read: &PendingRead, result: &ReadResult) {
 }
 
 /// The value writer `owner` writes at `incarnation`.
-fn tagged(owner: usize, incarnation: u32) -> Vec<u8> {
+fn tagged(owner: usize, incarnation: u64) -> Vec<u8> {
     let mut value = vec![owner as u8; layout().value_bytes];
-    value[..4].copy_from_slice(&incarnation.to_le_bytes());
+    value[..8].copy_from_slice(&incarnation.to_le_bytes());
     value
 }
 
@@ -395,7 +395,7 @@ struct PendingRead {
     op: OpId,
     owner: usize,
     slot: usize,
-    floor: u32,
+    floor: u64,
 }
 
 /// Random writes and reads of every replica, while links between replicas and memory
@@ -409,8 +409,8 @@ fn random_operations_under_partitions_and_a_crash_stay_regular() {
         let _guard = SeedGuard(seed);
         let mut harness = Harness::new("random", seed);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut completed = vec![vec![0u32; SLOTS]; 3];
-        let mut next = vec![vec![1u32; SLOTS]; 3];
+        let mut completed = vec![vec![0u64; SLOTS]; 3];
+        let mut next = vec![vec![1u64; SLOTS]; 3];
         let mut reads: Vec<PendingRead> = Vec::new();
         let mut writes = 0;
         let mut cut: Vec<(usize, usize)> = Vec::new();
@@ -504,7 +504,7 @@ fn random_operations_under_partitions_and_a_crash_stay_regular() {
 
 /// Takes every finished operation: completed writes raise their register's floor, reads
 /// are checked.
-fn settle(seed: u64, harness: &mut Harness, completed: &mut [Vec<u32>], reads: &mut Vec<PendingRead>) {
+fn settle(seed: u64, harness: &mut Harness, completed: &mut [Vec<u64>], reads: &mut Vec<PendingRead>) {
     for (writer, replica) in harness.replicas.iter_mut().enumerate() {
         for event in replica.events.drain(..) {
             match event {

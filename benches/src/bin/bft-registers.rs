@@ -6,7 +6,7 @@
 //! nodes grant each replica its slice writable and everything read-only, each in a
 //! protection domain of the replica's own. Replica 0 measures, one after the other:
 //!
-//! - (a) baseline: one RDMA READ of a register (216 bytes) from one memory node, the unit
+//! - (a) baseline: one RDMA READ of a register (224 bytes) from one memory node, the unit
 //!   every register operation costs;
 //! - (b) write: `RegisterSet::write` → a majority (2 of 3) of memory nodes acknowledged
 //!   the WRITE of one sub-slot (108 bytes), hash computed, actions posted, completions
@@ -167,7 +167,7 @@ fn main() -> Result<()> {
     let (mut writes, mut reads) = (Recorder::new(), Recorder::new());
     let slots = layout.registers_per_writer;
     for index in 0..options.warmup + options.operations {
-        let (slot, incarnation) = ((index as usize) % slots, (index as usize / slots) as u32 + 1);
+        let (slot, incarnation) = ((index as usize) % slots, (index as usize / slots) as u64 + 1);
         let deadline = driver.deadline_in(10_000_000_000);
         let started = Instant::now();
         if !replica.write(slot, incarnation, &value, &mut driver, deadline)? {

@@ -14,7 +14,7 @@
 //! it presents — a Byzantine replica cannot touch another's registers. Peers that are no
 //! writers (other memory nodes) are offered nothing.
 //!
-//! Registered memory: [`RegisterLayout::memory_bytes`], e.g. 165,888 bytes (162 KiB) for
+//! Registered memory: [`RegisterLayout::memory_bytes`], e.g. 172,032 bytes (168 KiB) for
 //! CTBcast with 3 replicas and a tail of 128 ([`RegisterLayout::for_ctbcast`]).
 
 use std::sync::Arc;

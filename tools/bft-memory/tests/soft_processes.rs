@@ -166,7 +166,7 @@ fn registers_outlive_a_killed_memory_node() {
     let mut driver = BusyPoll::new(PollMode::SpinThenYield { spins: 64 });
     let value = |tag: u8| vec![tag; layout.value_bytes];
     let mut write =
-        |replicas: &mut Vec<RegisterReplica>, writer: usize, slot: usize, incarnation: u32, tag: u8| {
+        |replicas: &mut Vec<RegisterReplica>, writer: usize, slot: usize, incarnation: u64, tag: u8| {
             let deadline = driver.deadline_in(STEP_LIMIT_NS);
             replicas[writer].write(slot, incarnation, &value(tag), &mut driver, deadline).unwrap()
         };
@@ -199,7 +199,7 @@ fn registers_outlive_a_killed_memory_node() {
     memory[1].child.kill().unwrap();
     memory[1].child.wait().unwrap();
     let killed_at = Instant::now();
-    for incarnation in 2..=20u32 {
+    for incarnation in 2..=20u64 {
         let writer = incarnation as usize % 3;
         assert!(write(&mut replicas, writer, 7, incarnation, incarnation as u8), "write {incarnation}");
         let reader = (writer + 1) % 3;

@@ -39,13 +39,18 @@ impl RegisterLayout {
     /// Where a receiver keeps its register for message `index` of the broadcaster of rank
     /// `broadcaster_rank` (its rank among the other replicas) in a layout made by
     /// [`RegisterLayout::for_ctbcast`] with `tail`: the slot `broadcaster_rank * tail +
-    /// index % tail` and the incarnation `index / tail + 1`. `None` when the rank is out of
-    /// range or the incarnation outgrows 32 bits (after 4 billion tails).
-    pub fn ctbcast_register(&self, tail: usize, broadcaster_rank: usize, index: u64) -> Option<(usize, u32)> {
+    /// index % tail` and the incarnation `index / tail + 1` — the same numbers as CTBcast's
+    /// own (`CtbConfig::register_slot`, `register_incarnation`), both 64 bits wide, so every
+    /// index CTBcast accepts (below 2^62) maps. `None` when the tail is 0 or the rank is out
+    /// of range.
+    pub fn ctbcast_register(&self, tail: usize, broadcaster_rank: usize, index: u64) -> Option<(usize, u64)> {
+        if tail == 0 {
+            return None;
+        }
         let tail_u64 = tail as u64;
         let slot = broadcaster_rank.checked_mul(tail)?.checked_add((index % tail_u64) as usize)?;
-        let incarnation = u32::try_from(index / tail_u64 + 1).ok()?;
-        (tail > 0 && slot < self.registers_per_writer).then_some((slot, incarnation))
+        let incarnation = (index / tail_u64).checked_add(1)?;
+        (slot < self.registers_per_writer).then_some((slot, incarnation))
     }
 
     /// Checks it: at least one writer and register, values of at most 1 MiB, and a region
@@ -117,7 +122,7 @@ mod tests {
 
     #[test]
     fn registers_tile_the_region_writer_by_writer() {
-        let layout = RegisterLayout { writers: 3, registers_per_writer: 4, value_bytes: 20 };
+        let layout = RegisterLayout { writers: 3, registers_per_writer: 4, value_bytes: 16 };
         layout.check().unwrap();
         assert_eq!(layout.register_bytes(), 64);
         assert_eq!(layout.register_offset(1, 0), layout.writer_offset(1));
@@ -129,8 +134,8 @@ mod tests {
     fn ctbcast_with_three_replicas_and_a_tail_of_128_fits_well_under_a_mebibyte() {
         let layout = RegisterLayout::for_ctbcast(3, 128);
         assert_eq!(layout.registers_per_writer, 256);
-        // 6 broadcaster→receiver arrays × 128 slots × 216 bytes.
-        assert_eq!(layout.memory_bytes(), 6 * 128 * 216);
+        // 6 broadcaster→receiver arrays × 128 slots × 224 bytes.
+        assert_eq!(layout.memory_bytes(), 6 * 128 * 224);
         assert!(layout.memory_bytes() < 1 << 20);
     }
 
@@ -142,7 +147,11 @@ mod tests {
         assert_eq!(layout.ctbcast_register(128, 0, 128), Some((0, 2)));
         assert_eq!(layout.ctbcast_register(128, 1, 300), Some((128 + 44, 3)));
         assert_eq!(layout.ctbcast_register(128, 2, 0), None, "two other replicas: ranks 0 and 1");
-        assert_eq!(layout.ctbcast_register(128, 0, u64::MAX), None);
+        // Incarnations are 64 bits: the last index CTBcast accepts still maps.
+        let last = crate::bft::ctbcast::INDEX_LIMIT - 1;
+        assert_eq!(layout.ctbcast_register(128, 0, last), Some((127, last / 128 + 1)));
+        assert_eq!(layout.ctbcast_register(1, 0, u64::MAX), None, "no incarnation past u64");
+        assert_eq!(layout.ctbcast_register(0, 0, 5), None, "no slots with a tail of 0");
     }
 
     #[test]

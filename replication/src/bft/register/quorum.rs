@@ -27,7 +27,7 @@ pub enum Misbehaviour {
     /// Two different values under one incarnation.
     Conflicting {
         /// The incarnation written twice.
-        incarnation: u32,
+        incarnation: u64,
     },
     /// Both sub-slots invalid after every retry, on these memory nodes (a majority).
     Unreadable {
@@ -45,7 +45,7 @@ pub enum ReadResult {
     /// The newest write: its incarnation and value.
     Value {
         /// Its incarnation.
-        incarnation: u32,
+        incarnation: u64,
         /// Its value, padded with zeros to the layout's value size.
         value: Vec<u8>,
     },
@@ -58,7 +58,7 @@ pub enum ReadResult {
 /// What the copies of a majority of `memory_nodes` say (each with its memory node's
 /// index).
 pub fn conclude(memory_nodes: usize, copies: &[(usize, RegisterView)]) -> ReadResult {
-    let mut newest: Option<(u32, &Vec<u8>)> = None;
+    let mut newest: Option<(u64, &Vec<u8>)> = None;
     let mut torn = Vec::new();
     for (memory_node, view) in copies {
         match view {
@@ -89,7 +89,7 @@ pub fn conclude(memory_nodes: usize, copies: &[(usize, RegisterView)]) -> ReadRe
 mod tests {
     use super::*;
 
-    fn value(incarnation: u32, byte: u8) -> RegisterView {
+    fn value(incarnation: u64, byte: u8) -> RegisterView {
         RegisterView::Value { incarnation, value: vec![byte; 4] }
     }
 

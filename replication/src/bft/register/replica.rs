@@ -107,7 +107,7 @@ impl RegisterReplica {
     pub fn write(
         &mut self,
         slot: usize,
-        incarnation: u32,
+        incarnation: u64,
         value: &[u8],
         driver: &mut impl Driver,
         deadline_ns: u64,

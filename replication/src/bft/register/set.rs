@@ -139,7 +139,7 @@ pub enum Event {
         /// The register.
         slot: usize,
         /// What was written.
-        incarnation: u32,
+        incarnation: u64,
     },
     /// More than a minority of memory nodes failed the write: it may or may not be
     /// readable.
@@ -149,7 +149,7 @@ pub enum Event {
         /// The register.
         slot: usize,
         /// What was written.
-        incarnation: u32,
+        incarnation: u64,
     },
     /// A read concluded.
     Read {
@@ -177,7 +177,7 @@ impl Event {
 #[derive(Debug)]
 struct Writing {
     slot: usize,
-    incarnation: u32,
+    incarnation: u64,
     acked: usize,
     failed: usize,
 }
@@ -254,7 +254,7 @@ impl RegisterSet {
     /// replica's register `slot` at `incarnation` (at least 1). A correct writer never
     /// writes two different values under one incarnation of a register: readers would
     /// take it for Byzantine.
-    pub fn write(&mut self, slot: usize, incarnation: u32, value: &[u8]) -> Result<OpId> {
+    pub fn write(&mut self, slot: usize, incarnation: u64, value: &[u8]) -> Result<OpId> {
         let layout = self.config.layout;
         if slot >= layout.registers_per_writer || incarnation == 0 || value.len() > layout.value_bytes {
             return Err(Error::Config(format!(

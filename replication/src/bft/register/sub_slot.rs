@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! offset  field        size
-//! 0       check        u64 LE   xxh3-64 of bytes 8 .. 12 + value_bytes (incarnation ‖ value)
-//! 8       incarnation  u32 LE   1, 2, …; 0 only in a sub-slot never written
-//! 12      value        value_bytes
+//! 0       check        u64 LE   xxh3-64 of bytes 8 .. 16 + value_bytes (incarnation ‖ value)
+//! 8       incarnation  u64 LE   1, 2, …; 0 only in a sub-slot never written
+//! 16      value        value_bytes
 //! ```
 //!
 //! A register is two sub-slots side by side, read in one RDMA READ. The writer alternates
@@ -20,7 +20,11 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Bytes of a sub-slot's header: check and incarnation.
-pub const HEADER_BYTES: usize = 12;
+///
+/// The incarnation is 64 bits wide, as CTBcast's are (`index / tail + 1` with indices up
+/// to 2^62): 32 bits would run out after 2^32 laps of the slots, at a tail of 128 and a
+/// million broadcasts a second in under a week.
+pub const HEADER_BYTES: usize = 16;
 
 /// Bytes of one sub-slot holding values of `value_bytes`.
 pub const fn sub_slot_bytes(value_bytes: usize) -> usize {
@@ -40,7 +44,7 @@ pub enum SubSlot<'a> {
     /// A complete write.
     Valid {
         /// Its incarnation (at least 1).
-        incarnation: u32,
+        incarnation: u64,
         /// Its value (the register's full value size).
         value: &'a [u8],
     },
@@ -50,15 +54,15 @@ pub enum SubSlot<'a> {
 
 /// Encodes a write of `value` (zero-padded to `value_bytes`) at `incarnation` into `out`,
 /// which must be one sub-slot long.
-pub fn encode(incarnation: u32, value: &[u8], out: &mut [u8]) {
+pub fn encode(incarnation: u64, value: &[u8], out: &mut [u8]) {
     assert!(incarnation >= 1, "incarnation 0 marks a sub-slot never written");
     assert!(
         out.len() >= HEADER_BYTES && value.len() <= out.len() - HEADER_BYTES,
         "the value fits the sub-slot"
     );
-    out[8..12].copy_from_slice(&incarnation.to_le_bytes());
-    out[12..12 + value.len()].copy_from_slice(value);
-    out[12 + value.len()..].fill(0);
+    out[8..16].copy_from_slice(&incarnation.to_le_bytes());
+    out[16..16 + value.len()].copy_from_slice(value);
+    out[16 + value.len()..].fill(0);
     let check = xxh3_64(&out[8..]);
     out[..8].copy_from_slice(&check.to_le_bytes());
 }
@@ -70,11 +74,11 @@ pub fn decode(bytes: &[u8]) -> SubSlot<'_> {
         return SubSlot::Empty;
     }
     let check = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let incarnation = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let incarnation = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
     if incarnation == 0 || check != xxh3_64(&bytes[8..]) {
         return SubSlot::Invalid;
     }
-    SubSlot::Valid { incarnation, value: &bytes[12..] }
+    SubSlot::Valid { incarnation, value: &bytes[16..] }
 }
 
 /// What a whole register (both sub-slots) holds, as one memory node has it.
@@ -85,7 +89,7 @@ pub enum RegisterView {
     /// The newest valid sub-slot (the other may be older, empty or torn).
     Value {
         /// Its incarnation.
-        incarnation: u32,
+        incarnation: u64,
         /// Its value.
         value: Vec<u8>,
     },
@@ -95,7 +99,7 @@ pub enum RegisterView {
     /// two values under one incarnation, which a correct writer never does.
     Conflicting {
         /// The incarnation written twice.
-        incarnation: u32,
+        incarnation: u64,
     },
 }
 
@@ -130,7 +134,7 @@ mod tests {
 
     const VALUE: usize = 96;
 
-    fn written(incarnation: u32, value: &[u8]) -> Vec<u8> {
+    fn written(incarnation: u64, value: &[u8]) -> Vec<u8> {
         let mut out = vec![0; sub_slot_bytes(VALUE)];
         encode(incarnation, value, &mut out);
         out
@@ -143,15 +147,15 @@ mod tests {
     }
 
     #[test]
-    fn the_register_of_ctbcast_is_216_bytes() {
-        assert_eq!(register_bytes(96), 216);
+    fn the_register_of_ctbcast_is_224_bytes() {
+        assert_eq!(register_bytes(96), 224);
     }
 
     #[test]
     fn a_zero_sub_slot_is_empty_and_a_zero_incarnation_with_bytes_is_invalid() {
         assert_eq!(decode(&[0; sub_slot_bytes(VALUE)]), SubSlot::Empty);
         let mut forged = vec![0; sub_slot_bytes(VALUE)];
-        forged[12] = 1;
+        forged[16] = 1;
         let check = xxh3_64(&forged[8..]);
         forged[..8].copy_from_slice(&check.to_le_bytes());
         assert_eq!(decode(&forged), SubSlot::Invalid, "incarnation 0 is never written");
@@ -179,7 +183,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn what_is_written_reads_back(incarnation in 1u32.., value in prop::collection::vec(any::<u8>(), 0..=VALUE)) {
+        fn what_is_written_reads_back(incarnation in 1u64.., value in prop::collection::vec(any::<u8>(), 0..=VALUE)) {
             let bytes = written(incarnation, &value);
             let padded = padded(&value);
             prop_assert_eq!(decode(&bytes), SubSlot::Valid { incarnation, value: &padded });
@@ -189,8 +193,8 @@ mod tests {
         /// never taken for a valid write it is not.
         #[test]
         fn a_torn_write_is_never_valid_unless_it_is_whole(
-            old_incarnation in 1u32..,
-            new_incarnation in 1u32..,
+            old_incarnation in 1u64..,
+            new_incarnation in 1u64..,
             old in prop::collection::vec(any::<u8>(), VALUE),
             new in prop::collection::vec(any::<u8>(), VALUE),
             landed in 0..=sub_slot_bytes(VALUE),
@@ -219,8 +223,8 @@ mod tests {
         /// A stale sub-slot next to a newer one never wins, in either position.
         #[test]
         fn a_stale_sub_slot_never_wins(
-            older in 1u32..1_000_000,
-            gap in 1u32..1_000,
+            older in 1u64..1_000_000,
+            gap in 1u64..1_000,
             value in prop::collection::vec(any::<u8>(), VALUE),
             first in any::<bool>(),
         ) {

@@ -168,10 +168,10 @@ fn layout() -> RegisterLayout {
     RegisterLayout { writers: 3, registers_per_writer: 4, value_bytes: 24 }
 }
 
-fn value(incarnation: u32, writer: usize) -> Vec<u8> {
+fn value(incarnation: u64, writer: usize) -> Vec<u8> {
     let mut value = vec![0; 24];
-    value[..4].copy_from_slice(&incarnation.to_le_bytes());
-    value[4] = writer as u8;
+    value[..8].copy_from_slice(&incarnation.to_le_bytes());
+    value[8] = writer as u8;
     value
 }
 
@@ -278,9 +278,9 @@ fn concurrent_reads_of_registers_being_rewritten_see_whole_fresh_values() {
     for seed in 0..50 {
         let mut model = Model::new(seed, layout());
         // Per writer and slot, the incarnation whose write completed last.
-        let mut completed = vec![vec![0u32; 4]; 3];
-        let mut started: Vec<(usize, OpId, usize, usize, u32)> = Vec::new();
-        let mut next = vec![vec![1u32; 4]; 3];
+        let mut completed = vec![vec![0u64; 4]; 3];
+        let mut started: Vec<(usize, OpId, usize, usize, u64)> = Vec::new();
+        let mut next = vec![vec![1u64; 4]; 3];
         for _ in 0..200 {
             let writer = model.rng.gen_range(0..3);
             let slot = model.rng.gen_range(0..4);
