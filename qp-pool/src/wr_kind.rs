@@ -129,6 +129,11 @@ registry! {
     PaxosProposerRead = 0x42, UKharon, "Paxos proposer read";
     /// uKharon: a learner's READ of an acceptor's slots or value buffers.
     PaxosLearnerRead = 0x43, UKharon, "Paxos learner read";
+    /// uBFT: a WRITE of a frame into a ring the writer owns in a peer's memory (CTBcast
+    /// entries, point-to-point messages).
+    BftRingWrite = 0x60, UBft, "uBFT ring write";
+    /// uBFT: a READ of a peer's consumption counter of a credit ring.
+    BftRingCreditRead = 0x61, UBft, "uBFT ring credit read";
     /// uBFT: a WRITE of a sub-slot of one of the writer's registers on a memory node.
     BftRegisterWrite = 0x70, UBft, "uBFT register write";
     /// uBFT: a READ of a register (both sub-slots) on a memory node.

@@ -7,6 +7,12 @@
 //! - The disaggregated memory: passive [memory nodes](memory_node) that only register
 //!   memory, and the single-writer [registers](register) replicas keep on them (CTBcast's
 //!   slow path publishes `{hash, signature}` there).
+//! - [`transport`] — rings in registered memory that only their sender may WRITE, read by
+//!   polling: tail rings for CTBcast, credit rings (backpressure) for point-to-point
+//!   messages.
+//! - [`node`] — a CTBcast participant on RDMA ([`node::CtbNode`]): its broadcaster and the
+//!   receivers of the others' streams over rings and the memory nodes' registers; with
+//!   simulated Byzantine broadcasters (equivocation, garbage) for the process tests.
 //!
 //! # Why the memory is built this way
 //!
@@ -29,9 +35,10 @@
 //!   time; [`register::RegisterPort`] carries them out on a qp-pool cluster, so the same
 //!   code runs on a NIC, on the soft provider, and under the deterministic simulator.
 //!
-//! Not yet: the driver that carries CTBcast's actions out over RDMA rings and these
-//! registers, consensus on CTBcast, clients, and the BFT engine of the KV.
+//! Not yet: consensus on CTBcast, clients, and the BFT engine of the KV.
 
 pub mod ctbcast;
 pub mod memory_node;
+pub mod node;
 pub mod register;
+pub mod transport;

@@ -52,6 +52,10 @@ pub enum RegisterReadResult<'a> {
     /// The register layer convicted the owner (both sub-slots torn again and again, or an
     /// integrity hash that cannot be from a correct writer).
     ByzantineOwner,
+    /// No majority of memory nodes answered: nothing is known of the register. The
+    /// receiver asks again after [`CtbConfig::fast_path_timeout_ns`](super::CtbConfig) and
+    /// does not deliver meanwhile (counted in [`Stats::registers_unavailable`](super::Stats)).
+    Unavailable,
 }
 
 /// Which way a message was delivered.

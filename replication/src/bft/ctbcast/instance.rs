@@ -48,6 +48,8 @@ pub(super) struct Instance {
     pub signature: Option<SignatureBytes>,
     pub signature_verified: bool,
     pub phase: Phase,
+    /// Slow path: owners whose register read found no majority, to read again.
+    pub reads_to_retry: Vec<usec_qp_pool::NodeId>,
 }
 
 impl Instance {
@@ -60,6 +62,7 @@ impl Instance {
             signature: None,
             signature_verified: false,
             phase: Phase::Waiting,
+            reads_to_retry: Vec::new(),
         }
     }
 

@@ -86,11 +86,15 @@
 //!   past an index (in the ring, or a newer signed lap in someone's register), the index is
 //!   abandoned ([`Event::Abandoned`]) rather than risked.
 //!
-//! # Not here yet
+//! # On RDMA
 //!
-//! The RDMA driver (rings and registers in registered memory on qp-pool), and consensus on
-//! top. Registers are abstract here: the driver maps `RegisterWrite`/`RegisterRead` onto the
-//! replicated SWMR registers of the memory nodes.
+//! [`crate::bft::node::CtbNode`] carries the actions out: a `Send` becomes a WRITE into a
+//! ring the sender owns in the receiver's memory ([`crate::bft::transport`]; one ring of
+//! `tail` slots per kind of entry, a broadcaster's message `i` in slot `i % tail`), and
+//! `RegisterWrite`/`RegisterRead` become operations on the replicated SWMR registers of
+//! the memory nodes (incarnations are 64 bits on both sides; a read that reaches no
+//! majority comes back as [`RegisterReadResult::Unavailable`] and is asked again after
+//! the fast-path timeout). Consensus on top is not here yet.
 
 mod action;
 mod broadcaster;

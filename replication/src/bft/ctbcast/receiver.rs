@@ -43,6 +43,8 @@ pub struct Receiver {
     pub(super) actions: VecDeque<Action>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
+    /// The latest time an input brought (register completions come without one).
+    pub(super) now_ns: u64,
 }
 
 impl Receiver {
@@ -70,6 +72,7 @@ impl Receiver {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            now_ns: 0,
         })
     }
 
@@ -81,6 +84,7 @@ impl Receiver {
         from: NodeId,
         bytes: &[u8],
     ) -> std::result::Result<(), Reject> {
+        self.now_ns = self.now_ns.max(now_ns);
         let entry = Entry::decode(bytes).map_err(|reject| self.stats.refuse(reject))?;
         self.check_entry(from, &entry).map_err(|reject| self.stats.refuse(reject))?;
         let result = match entry.body {
@@ -98,6 +102,7 @@ impl Receiver {
     /// signatures that came ahead of need. Call it when [`Receiver::poll_timeout`] has
     /// passed, and when idle if [`Receiver::has_deferred_work`].
     pub fn tick(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
         while let Some(&(deadline, index)) = self.deadlines.front() {
             if deadline > now_ns {
                 break;
@@ -106,6 +111,7 @@ impl Receiver {
             match self.window.get_mut(index).map(|instance| &instance.phase) {
                 Some(Phase::Fast) => self.enter_slow_path(now_ns, index),
                 Some(Phase::AwaitSignature) => self.request_signature(now_ns, index),
+                Some(Phase::Reading(_)) => self.retry_reads(index),
                 _ => {}
             }
         }

@@ -154,6 +154,8 @@ pub struct Stats {
     pub byzantine_registers: u64,
     /// Equivocations proven.
     pub equivocations: u64,
+    /// Register reads that reached no majority of memory nodes (and were asked again).
+    pub registers_unavailable: u64,
     /// Refused inputs, by [`Reject::name`].
     pub rejected: BTreeMap<&'static str, u64>,
 }

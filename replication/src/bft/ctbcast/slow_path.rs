@@ -58,6 +58,7 @@ pub(super) fn judge(
 ) -> Verdict {
     let (incarnation, value) = match result {
         RegisterReadResult::ByzantineOwner => return Verdict::Byzantine,
+        RegisterReadResult::Unavailable => unreachable!("handled before judging"),
         RegisterReadResult::Value(None) => return Verdict::Checked,
         RegisterReadResult::Value(Some(found)) => found,
     };
@@ -190,6 +191,15 @@ impl Receiver {
         if checked[position] {
             return;
         }
+        if result == RegisterReadResult::Unavailable {
+            // Not a value, not a verdict: read again later, and deliver nothing meanwhile.
+            self.stats.registers_unavailable += 1;
+            if !instance.reads_to_retry.contains(&owner) {
+                instance.reads_to_retry.push(owner);
+            }
+            self.push_deadline(self.now_ns + self.config.fast_path_timeout_ns, index);
+            return;
+        }
         let ours = SignedHash {
             hash: instance.hash().expect("has the message"),
             signature: instance.signature.expect("verified"),
@@ -212,6 +222,15 @@ impl Receiver {
                 self.abandon(index, AbandonReason::Equivocation);
             }
             Verdict::MovedOn => self.abandon(index, AbandonReason::OutOfTail),
+        }
+    }
+
+    /// Reads again the registers whose reads found no majority.
+    pub(super) fn retry_reads(&mut self, index: u64) {
+        let slot = self.config.register_slot(index);
+        let Some(instance) = self.window.get_mut(index) else { return };
+        for owner in std::mem::take(&mut instance.reads_to_retry) {
+            self.actions.push_back(Action::RegisterRead { index, owner, slot });
         }
     }
 

@@ -630,3 +630,30 @@ mod state_machine {
         }
     }
 }
+
+/// Registers that cannot be read from a majority of memory nodes are neither a value nor a
+/// verdict on their owner: the read is asked again after a timeout, and delivery waits.
+#[test]
+fn an_unavailable_register_is_read_again_after_a_timeout_and_never_counted_as_checked() {
+    let mut group = Group::new(config());
+    group.broadcaster.broadcast(b"m").unwrap();
+    group.broadcaster.tick();
+    for (to, bytes) in group.broadcaster_sends() {
+        if to == node(1) {
+            group.receiver(1).handle_entry(0, node(0), &bytes).unwrap();
+        }
+    }
+    group.actions(1);
+    group.receiver(1).tick(1_000);
+    let reads = finish_slow_path(&mut group, 1, RegisterReadResult::Unavailable);
+    assert_eq!(reads, [Action::RegisterRead { index: 0, owner: node(2), slot: 0 }]);
+    assert_eq!(group.events(1), [], "delivered without having read receiver 2's register");
+    assert_eq!(group.receiver(1).stats().registers_unavailable, 1);
+    assert_eq!(group.receiver(1).poll_timeout(), Some(2_000));
+    group.receiver(1).tick(1_999);
+    assert_eq!(group.actions(1), []);
+    group.receiver(1).tick(2_000);
+    assert_eq!(group.actions(1), reads, "the read is asked again");
+    group.receiver(1).handle_register_read(0, node(2), RegisterReadResult::Value(None));
+    assert_eq!(group.events(1), [delivered(0, b"m", DeliveryPath::Slow)]);
+}
