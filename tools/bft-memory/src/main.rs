@@ -19,7 +19,8 @@ use clap::Parser;
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::bft::memory_node::{self, MemoryNode};
 use usec_replication::bft::register::RegisterLayout;
-use usec_verbs::Context;
+use usec_replication::bft::transport::port::role_spec as ring_role;
+use usec_verbs::{AccessFlags, Context};
 
 /// One uBFT memory node as a process.
 #[derive(Debug, Parser)]
@@ -51,6 +52,10 @@ struct Args {
     /// Bytes of a register's value (CTBcast: a 32-byte hash and a 64-byte signature).
     #[arg(long, default_value_t = 96)]
     value_bytes: usize,
+    /// The replicas run CTBcast over rings (`usec-bft-node`): add their ring role, with no
+    /// rights here (every node lists the same roles).
+    #[arg(long)]
+    rings: bool,
 }
 
 impl Args {
@@ -99,7 +104,10 @@ fn run(args: &Args) -> Result<()> {
     let writers = args.writers.iter().map(|&id| NodeId::new(id)).collect::<Result<Vec<_>, _>>()?;
     let layout = args.layout();
     let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
-    let (node, memory) = memory_node::configure(NodeConfig::new(spec, me), &layout, &writers)?;
+    let (mut node, memory) = memory_node::configure(NodeConfig::new(spec, me), &layout, &writers)?;
+    if args.rings {
+        node = node.role(ring_role(AccessFlags::empty()));
+    }
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).context("bootstrap")?;
     let mut memory_node = MemoryNode::new(cluster, memory, layout);
