@@ -17,7 +17,7 @@ use super::super::register::{port, RegisterConfig, RegisterLayout, RegisterPort,
 use super::super::transport::{RingMemory, RingPlan, RingPort, RingStats, SendError};
 use super::byzantine::{equivocal, Behaviour, GarbageMaker};
 use super::channels::{self, broadcaster_of, stream_of, P2pConfig, P2P_STREAM};
-use super::registers::{Outcome, RegisterBridge};
+use super::registers::{Outcome, RegisterBridge, RegisterTimings, TimingClock};
 use crate::error::{Error, Result};
 
 /// Control-plane events are looked at every this many turns.
@@ -377,6 +377,17 @@ impl CtbNode {
             self.registers.carry_out(&mut self.cluster, &mut self.set);
         }
         any
+    }
+
+    /// Starts (reading `clock`) or stops recording how long register operations take
+    /// (benchmarks).
+    pub fn record_register_timings(&mut self, clock: Option<TimingClock>) {
+        self.bridge.record_timings(clock);
+    }
+
+    /// The register timings recorded since the last call.
+    pub fn take_register_timings(&mut self) -> RegisterTimings {
+        self.bridge.take_timings()
     }
 
     /// The statistics of the receiver of `broadcaster`'s stream.

@@ -92,6 +92,30 @@ pub struct RegisterBridge {
     retries: VecDeque<(u64, Pending)>,
     /// Writes that reached no majority (and were retried).
     pub write_retries: u64,
+    /// When each operation under way was started, if timings are recorded.
+    started: Option<HashMap<OpId, u64>>,
+    /// The clock timings are read from.
+    clock: Option<TimingClock>,
+    timings: RegisterTimings,
+}
+
+/// A clock for timings only (benchmarks): nothing in the protocol reads it.
+pub struct TimingClock(pub Box<dyn Fn() -> u64 + Send>);
+
+impl std::fmt::Debug for TimingClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimingClock")
+    }
+}
+
+/// How long register operations took, start to majority, in nanoseconds (recorded only
+/// when asked: [`RegisterBridge::record_timings`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterTimings {
+    /// Writes (each try of a retried write on its own).
+    pub writes_ns: Vec<u64>,
+    /// Reads.
+    pub reads_ns: Vec<u64>,
 }
 
 impl RegisterBridge {
@@ -104,6 +128,28 @@ impl RegisterBridge {
             pending: HashMap::new(),
             retries: VecDeque::new(),
             write_retries: 0,
+            started: None,
+            clock: None,
+            timings: RegisterTimings::default(),
+        }
+    }
+
+    /// Starts (with the clock to read) or stops recording how long operations take, for
+    /// benchmarks: a turn's `now` is the time the turn began, too coarse for operations
+    /// that start and end within one.
+    pub fn record_timings(&mut self, clock: Option<TimingClock>) {
+        self.started = clock.is_some().then(HashMap::new);
+        self.clock = clock;
+    }
+
+    /// The timings recorded since the last call.
+    pub fn take_timings(&mut self) -> RegisterTimings {
+        std::mem::take(&mut self.timings)
+    }
+
+    fn started(&mut self, op: OpId) {
+        if let (Some(started), Some(clock)) = (self.started.as_mut(), self.clock.as_ref()) {
+            started.insert(op, (clock.0)());
         }
     }
 
@@ -157,6 +203,7 @@ impl RegisterBridge {
     ) -> Result<()> {
         let (writer, slot, _) = self.register(owner, broadcaster, index)?;
         let op = set.read(writer, slot)?;
+        self.started(op);
         self.pending.insert(op, Pending::Read { broadcaster, index, owner });
         Ok(())
     }
@@ -164,6 +211,7 @@ impl RegisterBridge {
     fn start(&mut self, set: &mut RegisterSet, pending: Pending) -> Result<()> {
         let Pending::Write { slot, incarnation, value, .. } = &pending else { unreachable!("writes only") };
         let op = set.write(*slot, *incarnation, value)?;
+        self.started(op);
         self.pending.insert(op, pending);
         Ok(())
     }
@@ -185,6 +233,14 @@ impl RegisterBridge {
     /// Takes a finished register operation at `now_ns`; what to tell CTBcast, if anything.
     pub fn handle_event(&mut self, event: Event, now_ns: u64) -> Option<Outcome> {
         let pending = self.pending.remove(&event.op())?;
+        if let Some(started) = self.started.as_mut().and_then(|started| started.remove(&event.op())) {
+            let ended = self.clock.as_ref().map_or(now_ns, |clock| (clock.0)());
+            let took = ended.saturating_sub(started);
+            match pending {
+                Pending::Write { .. } => self.timings.writes_ns.push(took),
+                Pending::Read { .. } => self.timings.reads_ns.push(took),
+            }
+        }
         match (event, pending) {
             (Event::Written { .. }, Pending::Write { broadcaster, index, .. }) => {
                 Some(Outcome::Written { broadcaster, index })
