@@ -1,6 +1,10 @@
 //! uBFT: Byzantine fault-tolerant state machine replication on 2f + 1 replicas, with
 //! disaggregated memory standing in for the extra replicas BFT usually needs.
 //!
+//! - [`consensus`] — the replicated state machine on CTBcast, sans IO: leader per view,
+//!   batched and pipelined prepares, the fast path when all 2f + 1 promise, the slow path
+//!   by f + 1 Ed25519 shares, checkpoints, catch-up, view change by timeouts, and the
+//!   client library; simulated with Byzantine replicas in `tests/bft_sim`.
 //! - [`ctbcast`] — Consistent Tail Broadcast: a broadcaster's messages reach every correct
 //!   receiver identically, in microseconds when everyone is up (echoes, no signatures) and
 //!   with Ed25519 signatures and SWMR registers when someone is not.
@@ -35,8 +39,12 @@
 //!   time; [`register::RegisterPort`] carries them out on a qp-pool cluster, so the same
 //!   code runs on a NIC, on the soft provider, and under the deterministic simulator.
 //!
-//! Not yet: consensus on CTBcast, clients, and the BFT engine of the KV.
+//! Not yet: the driver that carries consensus's actions out (its CTBcast streams over
+//! [`node`] and [`transport`], signature shares, catch-up and client messages point to
+//! point); state snapshots for a replica more than two windows behind; and the BFT engine
+//! of the KV and the order book.
 
+pub mod consensus;
 pub mod ctbcast;
 pub mod memory_node;
 pub mod node;

@@ -94,7 +94,7 @@
 //! `RegisterWrite`/`RegisterRead` become operations on the replicated SWMR registers of
 //! the memory nodes (incarnations are 64 bits on both sides; a read that reaches no
 //! majority comes back as [`RegisterReadResult::Unavailable`] and is asked again after
-//! the fast-path timeout). Consensus on top is not here yet.
+//! the fast-path timeout). Consensus on top is [`super::consensus`].
 
 mod action;
 mod broadcaster;

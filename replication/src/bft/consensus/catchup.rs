@@ -1,0 +1,117 @@
+//! Catching up: a replica that fell behind a stable checkpoint (it missed decisions, say
+//! because a Byzantine replica's stream has a gap here) fetches the decided batches from
+//! a replica that has them.
+//!
+//! The answer proves itself: a stable checkpoint certificate (f + 1 replicas' Ed25519
+//! signatures over `(slot, history digest)`, one of them correct) and the batches of the
+//! slots up to it; the asker re-hashes its own history chain over those batches and takes
+//! them only if it lands exactly on the certified digest. So a Byzantine helper can waste
+//! a fetch, never plant a batch. Decided batches are kept two windows below the stable
+//! checkpoint for this; a replica further behind would need a state snapshot (not built).
+
+use usec_qp_pool::NodeId;
+
+use super::certificate::verify_checkpoint_certificate;
+use super::reject::Reject;
+use super::replica::Replica;
+use super::wire::{batch_digest, Batch, DirectMessage, Share};
+use crate::bft::ctbcast::Hash;
+use crate::state_machine::StateMachine;
+
+impl<S: StateMachine> Replica<S> {
+    /// The furthest checkpoint another replica announced, and who.
+    fn furthest_checkpoint(&self) -> Option<(u64, NodeId)> {
+        self.streams
+            .iter()
+            .filter(|(&r, _)| r != self.me)
+            .filter_map(|(&r, s)| s.facts.checkpoints.last_key_value().map(|(&slot, _)| (slot, r)))
+            .max()
+    }
+
+    /// Behind another replica's checkpoint for half a view-change timeout: ask it.
+    pub(super) fn fetch_timer(&mut self, now_ns: u64) {
+        let behind = self.furthest_checkpoint().filter(|&(slot, _)| slot > self.executed);
+        let Some((_, helper)) = behind else {
+            self.fetch_due_ns = None;
+            return;
+        };
+        let wait = self.config.view_change_timeout_ns / 2;
+        match self.fetch_due_ns {
+            None => self.fetch_due_ns = Some(now_ns + wait),
+            Some(due) if due <= now_ns => {
+                self.fetch_due_ns = Some(now_ns + wait);
+                let bytes = DirectMessage::Fetch { executed: self.executed }.encode();
+                self.actions.push_back(super::Action::ToReplica { to: helper, bytes });
+            }
+            Some(_) => {}
+        }
+    }
+
+    pub(super) fn on_fetch(&mut self, from: NodeId, executed: u64) -> Result<(), Reject> {
+        // The highest checkpoint we hold a certificate for and the batches up to.
+        let checkpoints: Vec<u64> = self.streams[&self.me].facts.checkpoints.keys().rev().copied().collect();
+        for slot in checkpoints {
+            if slot <= executed || slot - executed > self.limits.slots as u64 {
+                continue;
+            }
+            let Some(digest) = self.checkpoint_digest(slot) else { continue };
+            let certificate: Vec<Share> = self
+                .streams
+                .iter()
+                .filter_map(|(&r, s)| {
+                    s.facts.checkpoints.get(&slot).filter(|(d, _)| *d == digest).map(|&(_, sig)| (r, sig))
+                })
+                .take(self.config.f() + 1)
+                .collect();
+            let batches: Option<Vec<Batch>> = (executed + 1..=slot)
+                .map(|k| {
+                    let state = self.slots.get(&k)?;
+                    state.batches.get(&state.decided?).cloned()
+                })
+                .collect();
+            let Some(batches) = batches else { continue };
+            let message = DirectMessage::Catchup { slot, digest, certificate, first: executed + 1, batches };
+            self.actions.push_back(super::Action::ToReplica { to: from, bytes: message.encode() });
+            return Ok(());
+        }
+        Err(Reject::Stale { what: "fetch we cannot answer" })
+    }
+
+    pub(super) fn on_catchup(
+        &mut self,
+        slot: u64,
+        digest: Hash,
+        certificate: &[Share],
+        first: u64,
+        batches: Vec<Batch>,
+    ) -> Result<(), Reject> {
+        if first != self.executed + 1 || slot + 1 != first + batches.len() as u64 {
+            return Err(Reject::Stale { what: "catch-up" });
+        }
+        let needed = self.config.f() + 1;
+        verify_checkpoint_certificate(&self.keys, &self.config.replicas, needed, slot, &digest, certificate)?;
+        let mut chain = self.history;
+        for (k, batch) in (first..).zip(&batches) {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&chain);
+            hasher.update(&k.to_le_bytes());
+            hasher.update(&batch_digest(batch));
+            chain = hasher.finalize().into();
+        }
+        if chain != digest {
+            return Err(Reject::Invalid { what: "catch-up batches that do not hash to the checkpoint" });
+        }
+        for (k, batch) in (first..).zip(batches) {
+            let batch_hash = batch_digest(&batch);
+            let state = self.slot_mut(k);
+            state.decided = Some(batch_hash);
+            state.share_due_ns = None;
+            state.batches.insert(batch_hash, batch);
+        }
+        self.execute();
+        if slot > self.stable {
+            self.make_stable(slot, digest);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! uBFT's consensus on CTBcast, sans IO: 2f + 1 replicas, a leader per view, the fast path
+//! when everyone answers, signatures only on the slow path, checkpoints, view change by
+//! timeouts, and a client library.
+//!
+//! # The protocol
+//!
+//! Every replica has one CTBcast stream ([`super::ctbcast`]) that every other replica
+//! receives, and processes each stream strictly in index order ([`stream`]): every correct
+//! replica then sees the same messages of a replica in the same order, Byzantine or not.
+//!
+//! - **Normal case** ([`normal`]): the leader of view `v` (`replicas[v % n]`) CTBcasts
+//!   `Prepare {v, slot, batch}` (batches of signed client requests, pipelined up to
+//!   `window` slots); replicas check it and CTBcast `Promise`; decided on the **fast
+//!   path** when all n promised the same batch (no signature anywhere), else, after the
+//!   slow-path timeout, by Ed25519 shares: f + 1 make a prepare certificate
+//!   ([`certificate`]), CTBcast in `Commit`; decided on f + 1 commits (**slow path**).
+//! - **Execution** in slot order into a [`StateMachine`](crate::state_machine::StateMachine),
+//!   each client number at most once, with signed replies; the [`Client`] accepts a result
+//!   once f + 1 replicas signed it.
+//! - **Checkpoints** every `window / 2` slots: replicas CTBcast their history digest; f + 1
+//!   equal digests make it stable and slide the window.
+//! - **View change** ([`view_change`]) on the replicas' own timeouts: `Seal`, then the
+//!   new leader's `NewView` naming f + 1 sealers, checked by everyone against the same
+//!   streams, and re-proposals derived from them ([`derive`](mod@derive)).
+//!
+//! # IO
+//!
+//! A [`Replica`] takes ring entries ([`Replica::handle_ctbcast`]: any stream's, routed by
+//! the entry's broadcaster field), register completions per stream, and point-to-point
+//! messages; it emits [`Action::Ctbcast`] (a CTBcast action tagged with its stream: ring
+//! write, register write or read), [`Action::ToReplica`] (signature shares) and
+//! [`Action::ToClient`] (replies). Every input is bytes from the network: anything
+//! malformed is a counted [`Reject`], never a panic, and every buffer is bounded by the
+//! configuration (window, tail, batch, replicas, clients).
+//!
+//! # Choices, and why
+//!
+//! - **Client requests are Ed25519-signed** (see [`request`]): every replica must reach
+//!   the same verdict on a request relayed by a possibly Byzantine leader.
+//! - **Promises go through CTBcast**, not point to point, so what a replica promised is a
+//!   fact every correct replica agrees on; that is what lets a new view built from only
+//!   f + 1 seals keep a slot decided on the fast path without any signature on it (a
+//!   deviation in mechanism from the prototype, which sends promises point to point; see
+//!   [`derive`](mod@derive) for the argument).
+//! - **A replica's state in a view change is not a claim it makes** but what its stream
+//!   said before its seal. Lies are therefore limited to what the stream can carry, and
+//!   those are checked: certificates verify, new views name real seals and stable
+//!   checkpoints, re-proposals match the derivation.
+//! - **Checkpoints are CTBcast** rather than signed point to point: the stream already
+//!   pins who said what; f + 1 equal digests include a correct replica's.
+//!
+//! # Not here
+//!
+//! State transfer: a replica that falls more than a CTBcast tail behind a stream stops
+//! using that stream (safe, but it no longer helps that stream's sender); it catches up
+//! only from what the streams still carry. The RDMA driver and the BFT engine of the
+//! applications are separate pieces.
+
+mod action;
+mod catchup;
+pub mod certificate;
+mod client;
+mod config;
+pub mod derive;
+pub mod normal;
+mod reject;
+mod replica;
+pub mod request;
+pub mod stream;
+#[cfg(test)]
+mod tests;
+pub mod view_change;
+pub mod wire;
+
+pub use action::{Action, DecisionPath, Event};
+pub use client::{Client, ClientSend};
+pub use config::ConsensusConfig;
+pub use reject::{Reject, Stats};
+pub use replica::{Replica, Status, TamperFn};
+pub use request::{ClientId, ClientKeyring, Reply, Request};
+pub use wire::{batch_digest, Batch, DirectMessage, Limits, StreamMessage};

@@ -1,0 +1,312 @@
+//! Malformed input for every message type, and a scripted group driven by hand.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use usec_qp_pool::NodeId;
+
+use super::*;
+use crate::bft::ctbcast::{self, Keyring, RegisterReadResult};
+use crate::state_machine::History;
+
+fn node(id: u16) -> NodeId {
+    NodeId::new(id).unwrap()
+}
+
+fn limits() -> Limits {
+    ConsensusConfig::default().limits()
+}
+
+fn request(number: u64) -> Request {
+    Request::signed(&SigningKey::from_bytes(&[9; 32]), ClientId(0), number, b"set x 1".to_vec())
+}
+
+fn stream_samples() -> Vec<StreamMessage> {
+    let batch = vec![request(1), request(2)];
+    vec![
+        StreamMessage::Prepare { view: 3, slot: 7, batch: batch.clone() },
+        StreamMessage::Promise { view: 3, slot: 7, batch: batch.clone() },
+        StreamMessage::Commit {
+            view: 3,
+            slot: 7,
+            batch,
+            certificate: vec![(node(1), [5; 64]), (node(2), [6; 64])],
+        },
+        StreamMessage::Checkpoint { slot: 128, digest: [4; 32], signature: [3; 64] },
+        StreamMessage::Seal { view: 4, low: 128 },
+        StreamMessage::NewView { view: 4, low: 128, sealers: vec![node(0), node(1)] },
+    ]
+}
+
+fn direct_samples() -> Vec<DirectMessage> {
+    vec![
+        DirectMessage::Request(request(1)),
+        DirectMessage::Reply(Reply::signed(
+            &SigningKey::from_bytes(&[1; 32]),
+            node(1),
+            ClientId(0),
+            1,
+            b"ok".to_vec(),
+        )),
+        DirectMessage::Share { view: 1, slot: 2, digest: [3; 32], signature: [4; 64] },
+        DirectMessage::Fetch { executed: 12 },
+        DirectMessage::Catchup {
+            slot: 2,
+            digest: [1; 32],
+            certificate: vec![(node(0), [2; 64])],
+            first: 1,
+            batches: vec![vec![request(1)], vec![]],
+        },
+    ]
+}
+
+#[test]
+fn every_stream_message_round_trips_and_every_truncation_is_refused() {
+    for message in stream_samples() {
+        let bytes = message.encode();
+        assert_eq!(StreamMessage::decode(&bytes, &limits()), Ok(message.clone()));
+        for len in 0..bytes.len() {
+            assert!(StreamMessage::decode(&bytes[..len], &limits()).is_err(), "{message:?} cut at {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(StreamMessage::decode(&longer, &limits()), Err(Reject::Trailing(1)));
+    }
+}
+
+#[test]
+fn every_direct_message_round_trips_and_every_truncation_is_refused() {
+    for message in direct_samples() {
+        let bytes = message.encode();
+        assert_eq!(DirectMessage::decode(&bytes, &limits()), Ok(message.clone()));
+        for len in 0..bytes.len() {
+            assert!(DirectMessage::decode(&bytes[..len], &limits()).is_err(), "{message:?} cut at {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(DirectMessage::decode(&longer, &limits()), Err(Reject::Trailing(1)));
+    }
+}
+
+#[test]
+fn unknown_kinds_and_huge_counts_are_refused_before_allocating() {
+    assert_eq!(StreamMessage::decode(&[99], &limits()), Err(Reject::UnknownKind(99)));
+    assert_eq!(DirectMessage::decode(&[1], &limits()), Err(Reject::UnknownKind(1)), "a stream kind");
+    // A prepare claiming four billion requests: refused on the count, nothing allocated.
+    let mut bytes = vec![1];
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(StreamMessage::decode(&bytes, &limits()), Err(Reject::TooLarge { what: "batch", .. })));
+    // An operation longer than allowed.
+    let long = Request::signed(&SigningKey::from_bytes(&[9; 32]), ClientId(0), 1, vec![0; 5000]);
+    let bytes = DirectMessage::Request(long).encode();
+    assert!(matches!(DirectMessage::decode(&bytes, &limits()), Err(Reject::TooLarge { .. })));
+    // A new view naming more sealers than there are replicas.
+    let many = StreamMessage::NewView { view: 1, low: 0, sealers: (0..4).map(node).collect() }.encode();
+    assert!(matches!(StreamMessage::decode(&many, &limits()), Err(Reject::TooLarge { .. })));
+    // Node id 4096 does not exist.
+    let mut seal = StreamMessage::NewView { view: 1, low: 0, sealers: vec![node(0)] }.encode();
+    let at = seal.len() - 2;
+    seal[at..].copy_from_slice(&4096u16.to_le_bytes());
+    assert!(StreamMessage::decode(&seal, &limits()).is_err());
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = StreamMessage::decode(&bytes, &limits());
+        let _ = DirectMessage::decode(&bytes, &limits());
+    }
+
+    #[test]
+    fn flipped_bytes_of_valid_messages_never_panic(which in 0usize..11, at in any::<usize>(), bit in 0u8..8) {
+        let mut bytes = match which {
+            0..=5 => stream_samples()[which].encode(),
+            _ => direct_samples()[which - 6].encode(),
+        };
+        let at = at % bytes.len();
+        bytes[at] ^= 1 << bit;
+        let _ = StreamMessage::decode(&bytes, &limits());
+        let _ = DirectMessage::decode(&bytes, &limits());
+    }
+}
+
+/// Three replicas and one client, every action carried at once, in order.
+struct Group {
+    replicas: Vec<Replica<History>>,
+    client: Client,
+    registers: BTreeMap<(u16, u16, u64), (u64, Vec<u8>)>,
+    now: u64,
+}
+
+enum Wire {
+    Ctb { from: NodeId, to: NodeId, bytes: Vec<u8> },
+    ToReplica { from: Result<NodeId, ClientId>, to: NodeId, bytes: Vec<u8> },
+    ToClient { from: NodeId, bytes: Vec<u8> },
+}
+
+impl Group {
+    fn new() -> Group {
+        let config = ConsensusConfig { window: 4, batch: 2, ..ConsensusConfig::default() };
+        let keys: Vec<SigningKey> = (0..3).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect();
+        let keyring = Keyring::new(keys.iter().enumerate().map(|(i, k)| (node(i as u16), k.verifying_key())));
+        let client_key = SigningKey::from_bytes(&[9; 32]);
+        let clients = ClientKeyring::new([(ClientId(0), client_key.verifying_key())]);
+        let replicas = (0..3)
+            .map(|i| {
+                let key = keys[i as usize].clone();
+                Replica::new(
+                    config.clone(),
+                    node(i),
+                    key,
+                    keyring.clone(),
+                    clients.clone(),
+                    History::default(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let client =
+            Client::new(ClientId(0), client_key, config.replicas.clone(), keyring, config.limits(), 1 << 40);
+        Group { replicas, client, registers: BTreeMap::new(), now: 1_000 }
+    }
+
+    fn run(&mut self) {
+        let mut wire: VecDeque<Wire> = VecDeque::new();
+        while let Some(send) = self.client.poll_action() {
+            wire.push_back(Wire::ToReplica { from: Err(ClientId(0)), to: send.to, bytes: send.bytes });
+        }
+        loop {
+            for replica in &mut self.replicas {
+                let me = replica.id();
+                while let Some(action) = replica.poll_action() {
+                    match action {
+                        Action::Ctbcast { stream, action } => match action {
+                            ctbcast::Action::Send { to, bytes } => {
+                                wire.push_back(Wire::Ctb { from: me, to, bytes })
+                            }
+                            ctbcast::Action::RegisterWrite { index, slot, incarnation, value } => {
+                                let key = (me.get(), stream.get(), slot);
+                                self.registers.insert(key, (incarnation, value.to_vec()));
+                                replica.handle_register_written(self.now, stream, index);
+                            }
+                            ctbcast::Action::RegisterRead { index, owner, slot } => {
+                                let value = self.registers.get(&(owner.get(), stream.get(), slot)).cloned();
+                                let result = RegisterReadResult::Value(
+                                    value.as_ref().map(|(i, v)| (*i, v.as_slice())),
+                                );
+                                replica.handle_register_read(self.now, stream, index, owner, result);
+                            }
+                        },
+                        Action::ToReplica { to, bytes } => {
+                            wire.push_back(Wire::ToReplica { from: Ok(me), to, bytes })
+                        }
+                        Action::ToClient { bytes, .. } => wire.push_back(Wire::ToClient { from: me, bytes }),
+                    }
+                }
+            }
+            let Some(next) = wire.pop_front() else { return };
+            match next {
+                Wire::Ctb { from, to, bytes } => {
+                    let _ = self.replicas[to.get() as usize].handle_ctbcast(self.now, from, &bytes);
+                }
+                Wire::ToReplica { from, to, bytes } => {
+                    let _ = self.replicas[to.get() as usize].handle_direct(self.now, from, &bytes);
+                }
+                Wire::ToClient { from, bytes } => {
+                    let _ = self.client.handle_reply(from, &bytes);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_request_is_decided_on_the_fast_path_executed_everywhere_and_answered() {
+    let mut group = Group::new();
+    let number = group.client.submit(group.now, b"put a 1".to_vec()).unwrap();
+    group.run();
+    assert_eq!(group.client.poll_result().map(|(n, _)| n), Some(number));
+    for replica in &group.replicas {
+        assert_eq!(replica.executed().0, 1, "replica {}", replica.id());
+        assert_eq!(replica.stats().decided_fast, 1);
+        assert_eq!(replica.stats().decided_slow, 0);
+        assert!(replica.executed_request(ClientId(0), number));
+    }
+    let digests: Vec<_> = group.replicas.iter().map(|r| r.executed().1).collect();
+    assert!(digests.windows(2).all(|pair| pair[0] == pair[1]));
+}
+
+#[test]
+fn a_retransmitted_request_is_answered_again_and_executed_once() {
+    let mut group = Group::new();
+    group.client.submit(group.now, b"incr".to_vec()).unwrap();
+    let resend: Vec<_> = std::iter::from_fn(|| group.client.poll_action()).collect();
+    for send in &resend {
+        group.replicas[send.to.get() as usize]
+            .handle_direct(group.now, Err(ClientId(0)), &send.bytes)
+            .unwrap();
+    }
+    group.run();
+    for send in &resend {
+        // The same signed request again: the cached reply goes out, nothing executes.
+        group.replicas[send.to.get() as usize]
+            .handle_direct(group.now, Err(ClientId(0)), &send.bytes)
+            .unwrap();
+    }
+    group.run();
+    for replica in &group.replicas {
+        assert_eq!(replica.stats().executed, 1);
+    }
+}
+
+#[test]
+fn a_leader_cannot_invent_a_request() {
+    let mut group = Group::new();
+    // The leader (replica 0) alters the operation of every request it prepares.
+    group.replicas[0].tamper_broadcasts_for_testing(Box::new(|message| {
+        if let StreamMessage::Prepare { batch, .. } = message {
+            for request in batch {
+                request.operation = b"invented".to_vec();
+            }
+        }
+    }));
+    group.client.submit(group.now, b"put a 1".to_vec()).unwrap();
+    group.run();
+    for replica in &group.replicas[1..] {
+        assert_eq!(replica.executed().0, 0);
+        assert_eq!(replica.stats().rejected.get("forged-request"), Some(&1), "{:?}", replica.stats());
+    }
+    assert_eq!(group.client.poll_result(), None);
+}
+
+#[test]
+fn garbage_from_the_network_is_counted_and_changes_nothing() {
+    let mut group = Group::new();
+    let replica = &mut group.replicas[1];
+    assert!(replica.handle_direct(0, Ok(node(0)), &[]).is_err());
+    assert!(replica.handle_direct(0, Ok(node(0)), &[18, 1, 2]).is_err());
+    assert!(replica.handle_ctbcast(0, node(0), &[0; 40]).is_err());
+    // A request from a client id the replica does not know, and one sent as a replica.
+    let stranger = Request::signed(&SigningKey::from_bytes(&[7; 32]), ClientId(5), 1, vec![1]);
+    let bytes = DirectMessage::Request(stranger).encode();
+    assert!(replica.handle_direct(0, Err(ClientId(5)), &bytes).is_err());
+    let bytes = DirectMessage::Request(request(1)).encode();
+    assert!(replica.handle_direct(0, Ok(node(0)), &bytes).is_err());
+    // A share with a bad signature.
+    let share = DirectMessage::Share { view: 0, slot: 1, digest: [0; 32], signature: [0; 64] }.encode();
+    assert!(replica.handle_direct(0, Ok(node(0)), &share).is_err());
+    // A catch-up whose certificate does not verify.
+    let catchup = DirectMessage::Catchup {
+        slot: 2,
+        digest: [0; 32],
+        certificate: vec![],
+        first: 1,
+        batches: vec![vec![], vec![]],
+    };
+    assert!(replica.handle_direct(0, Ok(node(0)), &catchup.encode()).is_err());
+    assert_eq!(replica.stats().rejected_total(), 7, "{:?}", replica.stats());
+    assert_eq!(replica.executed().0, 0);
+}
