@@ -350,6 +350,8 @@ impl<S: StateMachine> Replica<S> {
         if self.pending.get(&client).is_some_and(|(held, _)| held.number <= request.number) {
             self.pending.remove(&client);
         }
+        // Keeps the leader's record of what it proposed as small as what is pending.
+        self.proposed.retain(|&(c, n)| c != client || n > request.number);
         let reply = Reply::signed(&self.key, self.me, client, request.number, result.clone());
         self.actions.push_back(Action::ToClient { client, bytes: DirectMessage::Reply(reply).encode() });
         let (number, operation) = (request.number, request.operation);
