@@ -61,6 +61,8 @@ pub struct Summary {
     views_entered: u64,
     stable: u64,
     rejected: u64,
+    reproposals: u64,
+    caught_up_slots: u64,
     virtual_ns: u64,
 }
 
@@ -195,6 +197,8 @@ fn run_with(seed: u64, verbose: bool, scenario: Scenario, colluding: &[usize]) -
             .filter(|r| matches!(r.role, Role::Correct(_)))
             .map(|r| r.role.core().stats().rejected_total())
             .sum(),
+        reproposals: world.replicas.iter_mut().map(|r| r.role.core().stats().reproposals).sum(),
+        caught_up_slots: world.replicas.iter_mut().map(|r| r.role.core().stats().caught_up_slots).sum(),
         virtual_ns: world.now,
     };
     if verbose {
@@ -241,6 +245,8 @@ fn main() -> ExitCode {
         t.views_entered += s.views_entered;
         t.stable += s.stable;
         t.rejected += s.rejected;
+        t.reproposals += s.reproposals;
+        t.caught_up_slots += s.caught_up_slots;
         t.virtual_ns += s.virtual_ns;
     }) else {
         return ExitCode::FAILURE;
@@ -254,6 +260,10 @@ fn main() -> ExitCode {
         // The sweep must have exercised what it claims to check.
         assert!(t.fast > 0 && t.slow > 0, "both decision paths taken: {t:?}");
         assert!(t.views_entered > 0 && t.stable > 0 && t.rejected > 0, "{t:?}");
+        assert!(
+            t.reproposals > 0 && t.caught_up_slots > 0,
+            "view changes re-proposed, replicas caught up: {t:?}"
+        );
         if !bound_is_tight() {
             return ExitCode::FAILURE;
         }

@@ -101,6 +101,7 @@ impl<S: StateMachine> Replica<S> {
         if chain != digest {
             return Err(Reject::Invalid { what: "catch-up batches that do not hash to the checkpoint" });
         }
+        self.stats.caught_up_slots += batches.len() as u64;
         for (k, batch) in (first..).zip(batches) {
             let batch_hash = batch_digest(&batch);
             let state = self.slot_mut(k);

@@ -123,6 +123,10 @@ pub struct Stats {
     pub view_changes: u64,
     /// New views this replica built as leader.
     pub new_views_built: u64,
+    /// Slots a new view's leader re-proposed with a batch derived from the seals.
+    pub reproposals: u64,
+    /// Slots executed from a catch-up (decided batches fetched from another replica).
+    pub caught_up_slots: u64,
     /// Streams given up because an index was abandoned (more than a tail behind).
     pub broken_streams: u64,
     /// Two different batches decided for one slot: never, unless more than f replicas are

@@ -139,6 +139,8 @@ struct Group {
     client: Client,
     registers: BTreeMap<(u16, u16, u64), (u64, Vec<u8>)>,
     now: u64,
+    /// Crashed replicas: they get nothing and send nothing.
+    down: Vec<bool>,
 }
 
 enum Wire {
@@ -170,7 +172,7 @@ impl Group {
             .collect();
         let client =
             Client::new(ClientId(0), client_key, config.replicas.clone(), keyring, config.limits(), 1 << 40);
-        Group { replicas, client, registers: BTreeMap::new(), now: 1_000 }
+        Group { replicas, client, registers: BTreeMap::new(), now: 1_000, down: vec![false; 3] }
     }
 
     fn run(&mut self) {
@@ -181,6 +183,10 @@ impl Group {
         loop {
             for replica in &mut self.replicas {
                 let me = replica.id();
+                if self.down[me.get() as usize] {
+                    while replica.poll_action().is_some() {}
+                    continue;
+                }
                 while let Some(action) = replica.poll_action() {
                     match action {
                         Action::Ctbcast { stream, action } => match action {
@@ -208,6 +214,13 @@ impl Group {
                 }
             }
             let Some(next) = wire.pop_front() else { return };
+            let to = match &next {
+                Wire::Ctb { to, .. } | Wire::ToReplica { to, .. } => Some(to.get() as usize),
+                Wire::ToClient { .. } => None,
+            };
+            if to.is_some_and(|to| self.down[to]) {
+                continue;
+            }
             match next {
                 Wire::Ctb { from, to, bytes } => {
                     let _ = self.replicas[to.get() as usize].handle_ctbcast(self.now, from, &bytes);
@@ -220,6 +233,17 @@ impl Group {
                 }
             }
         }
+    }
+
+    /// Advances time to the earliest timeout of the live replicas, ticks them, carries
+    /// what follows.
+    fn advance(&mut self) {
+        let next = (0..3).filter(|&i| !self.down[i]).filter_map(|i| self.replicas[i].poll_timeout()).min();
+        self.now = next.expect("something is due").max(self.now);
+        for i in (0..3).filter(|&i| !self.down[i]) {
+            self.replicas[i].tick(self.now);
+        }
+        self.run();
     }
 }
 
@@ -237,6 +261,27 @@ fn a_request_is_decided_on_the_fast_path_executed_everywhere_and_answered() {
     }
     let digests: Vec<_> = group.replicas.iter().map(|r| r.executed().1).collect();
     assert!(digests.windows(2).all(|pair| pair[0] == pair[1]));
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_by_timeout_and_the_slow_path_decides() {
+    let mut group = Group::new();
+    group.down[0] = true; // the leader of view 0
+    let number = group.client.submit(group.now, b"put a 1".to_vec()).unwrap();
+    group.run();
+    let mut steps = 0;
+    while group.client.poll_result().is_none() {
+        group.advance();
+        steps += 1;
+        assert!(steps < 100, "no progress: {:?}", group.replicas[1].view());
+    }
+    for replica in &group.replicas[1..] {
+        // The view changed (by the replicas' own timeout), and with one replica down
+        // nothing can be decided on the fast path.
+        assert_eq!(replica.view(), (1, Status::Normal));
+        assert!(replica.executed_request(ClientId(0), number));
+        assert_eq!((replica.stats().decided_fast, replica.stats().decided_slow), (0, 1));
+    }
 }
 
 #[test]

@@ -171,7 +171,10 @@ impl<S: StateMachine> Replica<S> {
         for slot in low + 1..=self.plan_end {
             let batch = match self.plan.get(&slot) {
                 Some(digest) => match self.slots.get(&slot).and_then(|s| s.batches.get(digest)) {
-                    Some(batch) => batch.clone(),
+                    Some(batch) => {
+                        self.stats.reproposals += 1;
+                        batch.clone()
+                    }
                     // Unknown bytes: nothing we can propose will be accepted; the view
                     // will time out and another leader try.
                     None => continue,
