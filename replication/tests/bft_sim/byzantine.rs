@@ -31,9 +31,14 @@ pub enum Behaviour {
     DelayBelowTimeouts,
     /// Replies to clients carry a result of its own making, validly signed.
     ForgeReplies,
+    /// Promises a different batch than the one prepared (an empty one) now and then, and
+    /// believes its own lie: its facts, its seals and the new views it leads all follow
+    /// the story every other replica sees, so its new views are accepted and only the
+    /// derivation's rules stand between its lies and a lost decision.
+    ConsistentLiar,
 }
 
-pub const BEHAVIOURS: [Behaviour; 8] = [
+pub const BEHAVIOURS: [Behaviour; 9] = [
     Behaviour::Silent,
     Behaviour::Garbage,
     Behaviour::GarbageRegisters,
@@ -42,6 +47,7 @@ pub const BEHAVIOURS: [Behaviour; 8] = [
     Behaviour::LieInViewChange,
     Behaviour::DelayBelowTimeouts,
     Behaviour::ForgeReplies,
+    Behaviour::ConsistentLiar,
 ];
 
 pub struct Byzantine {
@@ -69,7 +75,18 @@ impl Byzantine {
     ) -> Byzantine {
         if behaviour == Behaviour::LieInViewChange {
             let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
-            core.tamper_broadcasts_for_testing(Box::new(move |message| lie(&mut rng, message)));
+            core.tamper_broadcasts_for_testing(Box::new(move |message| lie(&mut rng, message)), false);
+        }
+        if behaviour == Behaviour::ConsistentLiar {
+            let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let lie = move |message: &mut StreamMessage| {
+                if let StreamMessage::Promise { batch, .. } = message {
+                    if rng.gen_bool(0.5) {
+                        batch.clear();
+                    }
+                }
+            };
+            core.tamper_broadcasts_for_testing(Box::new(lie), true);
         }
         Byzantine {
             core,
@@ -115,7 +132,7 @@ impl Byzantine {
                 vec![(action, delay)]
             }
             Behaviour::ForgeReplies => vec![(self.forge_reply(action), 0)],
-            Behaviour::Garbage | Behaviour::LieInViewChange => vec![(action, 0)],
+            Behaviour::Garbage | Behaviour::LieInViewChange | Behaviour::ConsistentLiar => vec![(action, 0)],
         }
     }
 

@@ -292,20 +292,20 @@ impl<S: StateMachine> Replica<S> {
         } else {
             return;
         };
-        if slot <= self.executed {
-            return;
-        }
         let Some(batch) = self.slots.get(&slot).and_then(|s| s.batches.get(&digest)).cloned() else { return };
-        let state = self.slot_mut(slot);
-        match state.decided {
+        // Checked even for executed slots (while their state is kept): a second batch
+        // meeting the rule is what more than f Byzantine replicas can cause.
+        match self.slots.get(&slot).and_then(|s| s.decided) {
             Some(decided) if decided == digest => return,
             Some(_) => {
                 self.stats.conflicting_decisions += 1;
                 self.events.push_back(Event::ConflictingDecision { slot, batch });
                 return;
             }
-            None => state.decided = Some(digest),
+            None if slot <= self.executed => return,
+            None => self.slot_mut(slot).decided = Some(digest),
         }
+        let state = self.slot_mut(slot);
         state.share_due_ns = None;
         match path {
             DecisionPath::Fast => self.stats.decided_fast += 1,

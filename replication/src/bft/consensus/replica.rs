@@ -159,7 +159,7 @@ impl<S: StateMachine> Replica<S> {
             next_slot: 1,
             proposed: BTreeSet::new(),
             new_view_sent: None,
-            tamper: Tamper(None),
+            tamper: Tamper(None, false),
             last_tick_ns: 0,
             fetch_due_ns: None,
             actions: VecDeque::new(),
@@ -334,11 +334,13 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Makes this replica Byzantine for tests: `tamper` rewrites every message before it
-    /// is CTBcast, while the replica goes on believing it sent the original (so its lies
-    /// are consistent with nothing). Simulations use it for lying leaders and sealers.
+    /// is CTBcast. With `believe` false the replica goes on believing it sent the original
+    /// (its lies are consistent with nothing); with `believe` true it processes the lie as
+    /// its own message (a liar that keeps its story straight, and leads by it).
+    /// Simulations use it for lying leaders and sealers.
     #[doc(hidden)]
-    pub fn tamper_broadcasts_for_testing(&mut self, tamper: TamperFn) {
-        self.tamper = Tamper(Some(tamper));
+    pub fn tamper_broadcasts_for_testing(&mut self, tamper: TamperFn, believe: bool) {
+        self.tamper = Tamper(Some(tamper), believe);
     }
 
     /// Per stream: facts cursor, protocol cursor, messages held, broken (for traces).
@@ -357,6 +359,7 @@ impl<S: StateMachine> Replica<S> {
         if let Some(tamper) = &mut self.tamper.0 {
             tamper(&mut sent);
         }
+        let message = if self.tamper.1 { sent.clone() } else { message };
         let bytes = sent.encode();
         match self.broadcaster.broadcast(&bytes) {
             Ok(_) => self.own.push_back(message),
@@ -413,7 +416,10 @@ impl<S: StateMachine> Replica<S> {
         } else {
             self.process_fact(now_ns, from, message)
         };
-        assert_eq!(flow, Flow::Done, "our own message must never wait");
+        // A correct replica's own messages never wait; a test's tampered one may.
+        if flow == Flow::Blocked {
+            assert!(self.tamper.0.is_some(), "our own message must never wait");
+        }
         let stream = self.streams.get_mut(&from).expect("us");
         stream.next += 1;
         stream.protocol_next += 1;
@@ -545,7 +551,7 @@ impl<S: StateMachine> Replica<S> {
 }
 
 /// A rewrite of outgoing stream messages (tests only).
-pub(super) struct Tamper(pub(super) Option<TamperFn>);
+pub(super) struct Tamper(pub(super) Option<TamperFn>, pub(super) bool);
 
 /// What rewrites an outgoing stream message.
 pub type TamperFn = Box<dyn FnMut(&mut StreamMessage) + Send>;

@@ -311,13 +311,16 @@ fn a_retransmitted_request_is_answered_again_and_executed_once() {
 fn a_leader_cannot_invent_a_request() {
     let mut group = Group::new();
     // The leader (replica 0) alters the operation of every request it prepares.
-    group.replicas[0].tamper_broadcasts_for_testing(Box::new(|message| {
-        if let StreamMessage::Prepare { batch, .. } = message {
-            for request in batch {
-                request.operation = b"invented".to_vec();
+    group.replicas[0].tamper_broadcasts_for_testing(
+        Box::new(|message| {
+            if let StreamMessage::Prepare { batch, .. } = message {
+                for request in batch {
+                    request.operation = b"invented".to_vec();
+                }
             }
-        }
-    }));
+        }),
+        false,
+    );
     group.client.submit(group.now, b"put a 1".to_vec()).unwrap();
     group.run();
     for replica in &group.replicas[1..] {
