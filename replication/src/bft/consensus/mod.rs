@@ -17,8 +17,9 @@
 //! - **Execution** in slot order into a [`StateMachine`](crate::state_machine::StateMachine),
 //!   each client number at most once, with signed replies; the [`Client`] accepts a result
 //!   once f + 1 replicas signed it.
-//! - **Checkpoints** every `window / 2` slots: replicas CTBcast their history digest; f + 1
-//!   equal digests make it stable and slide the window.
+//! - **Checkpoints** every `window / 2` slots: replicas CTBcast their signed history digest;
+//!   f + 1 equal digests make it stable and slide the window; a replica that missed
+//!   decisions fetches the batches up to a stable checkpoint and checks them against it.
 //! - **View change** ([`view_change`]) on the replicas' own timeouts: `Seal`, then the
 //!   new leader's `NewView` naming f + 1 sealers, checked by everyone against the same
 //!   streams, and re-proposals derived from them ([`derive`](mod@derive)).
@@ -39,25 +40,28 @@
 //!   the same verdict on a request relayed by a possibly Byzantine leader.
 //! - **Promises go through CTBcast**, not point to point, so what a replica promised is a
 //!   fact every correct replica agrees on; that is what lets a new view built from only
-//!   f + 1 seals keep a slot decided on the fast path without any signature on it (a
-//!   deviation in mechanism from the prototype, which sends promises point to point; see
-//!   [`derive`](mod@derive) for the argument).
+//!   f + 1 seals keep a slot decided on the fast path without any signature on it (see
+//!   [`derive`](mod@derive) for the argument). It costs one CTBcast per replica per slot.
 //! - **A replica's state in a view change is not a claim it makes** but what its stream
 //!   said before its seal. Lies are therefore limited to what the stream can carry, and
 //!   those are checked: certificates verify, new views name real seals and stable
 //!   checkpoints, re-proposals match the derivation.
-//! - **Checkpoints are CTBcast** rather than signed point to point: the stream already
-//!   pins who said what; f + 1 equal digests include a correct replica's.
+//! - **Checkpoints are CTBcast and signed**: the stream pins who said what (f + 1 equal
+//!   digests include a correct replica's), and the signatures make the stable checkpoint a
+//!   certificate a replica that missed decisions can be shown ([`catchup`](mod@catchup)).
 //!
 //! # Not here
 //!
-//! State transfer: a replica that falls more than a CTBcast tail behind a stream stops
-//! using that stream (safe, but it no longer helps that stream's sender); it catches up
-//! only from what the streams still carry. The RDMA driver and the BFT engine of the
-//! applications are separate pieces.
+//! - A stream with a gap here (an index abandoned: more than a CTBcast tail behind, or a
+//!   proven equivocation) is given up for good: safe, but that sender's messages no
+//!   longer count here; resynchronising a stream is not built.
+//! - Catch-up replays decided batches kept two windows below the stable checkpoint; a
+//!   replica further behind would need a state snapshot (not built).
+//! - One outstanding request per client (uBFT allows a client window of 16).
+//! - The RDMA driver and the BFT engine of the applications are separate pieces.
 
 mod action;
-mod catchup;
+pub mod catchup;
 pub mod certificate;
 mod client;
 mod config;

@@ -14,7 +14,8 @@
 //!   commit of the same batch in one view.
 //! - Decided slots execute in order; each request at most once per client number; the
 //!   signed reply goes to the client. Every `window / 2` slots a replica CTBcasts its
-//!   history digest; f + 1 equal ones make the checkpoint stable and slide the window.
+//!   signed history digest; f + 1 equal ones make the checkpoint stable and slide the
+//!   window.
 
 use usec_qp_pool::NodeId;
 
@@ -151,7 +152,7 @@ impl<S: StateMachine> Replica<S> {
 
     pub(super) fn on_commit(
         &mut self,
-        now_ns: u64,
+        _now_ns: u64,
         from: NodeId,
         view: u64,
         slot: u64,
@@ -182,7 +183,6 @@ impl<S: StateMachine> Replica<S> {
             let certificate = certificate.to_vec();
             self.broadcast(StreamMessage::Commit { view, slot, batch, certificate });
         }
-        let _ = now_ns;
         self.check_decided(slot, view, digest);
         Ok(Flow::Done)
     }

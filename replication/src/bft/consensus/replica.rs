@@ -524,7 +524,6 @@ impl<S: StateMachine> Replica<S> {
     /// One stream message, in stream order: refusals are counted and consumed; a message
     /// that cannot be judged yet blocks its stream.
     fn check_and_process(&mut self, now_ns: u64, from: NodeId, message: StreamMessage) -> Flow {
-        let kind = message.kind_name();
         let result = match message {
             StreamMessage::Prepare { view, slot, batch } => self.on_prepare(now_ns, from, view, slot, batch),
             StreamMessage::Promise { view, slot, batch } => self.on_promise(from, view, slot, batch),
@@ -542,7 +541,6 @@ impl<S: StateMachine> Replica<S> {
         match result {
             Ok(flow) => flow,
             Err(reject) => {
-                let _ = kind;
                 self.stats.refuse(reject);
                 Flow::Done
             }
