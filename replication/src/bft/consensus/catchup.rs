@@ -85,7 +85,9 @@ impl<S: StateMachine> Replica<S> {
         first: u64,
         batches: Vec<Batch>,
     ) -> Result<(), Reject> {
-        if first != self.executed + 1 || slot + 1 != first + batches.len() as u64 {
+        // Numbers from the network: no arithmetic on them that could overflow.
+        let last = first.checked_add(batches.len() as u64).and_then(|end| end.checked_sub(1));
+        if first != self.executed + 1 || batches.is_empty() || last != Some(slot) {
             return Err(Reject::Stale { what: "catch-up" });
         }
         let needed = self.config.f() + 1;

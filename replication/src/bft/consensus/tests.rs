@@ -358,3 +358,50 @@ fn garbage_from_the_network_is_counted_and_changes_nothing() {
     assert_eq!(replica.stats().rejected_total(), 7, "{:?}", replica.stats());
     assert_eq!(replica.executed().0, 0);
 }
+
+#[test]
+fn extreme_numbers_from_the_network_are_refused_not_overflowed() {
+    let mut group = Group::new();
+    let replica = &mut group.replicas[1];
+    let cases = [
+        DirectMessage::Catchup {
+            slot: u64::MAX,
+            digest: [0; 32],
+            certificate: vec![],
+            first: 1,
+            batches: vec![],
+        },
+        DirectMessage::Catchup {
+            slot: 0,
+            digest: [0; 32],
+            certificate: vec![],
+            first: u64::MAX,
+            batches: vec![vec![]],
+        },
+        DirectMessage::Fetch { executed: u64::MAX },
+        DirectMessage::Share { view: u64::MAX, slot: u64::MAX, digest: [0; 32], signature: [0; 64] },
+    ];
+    for message in cases {
+        assert!(replica.handle_direct(0, Ok(node(0)), &message.encode()).is_err(), "{message:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn well_formed_direct_messages_with_any_numbers_never_panic_a_replica(
+        a in any::<u64>(), b in any::<u64>(), batches in 0usize..3, from in 0u16..4,
+    ) {
+        let mut group = Group::new();
+        let messages = [
+            DirectMessage::Catchup { slot: a, digest: [1; 32], certificate: vec![], first: b, batches: vec![vec![]; batches] },
+            DirectMessage::Fetch { executed: a },
+            DirectMessage::Share { view: a, slot: b, digest: [0; 32], signature: [0; 64] },
+            DirectMessage::Request(Request::signed(&SigningKey::from_bytes(&[9; 32]), ClientId(0), a, vec![])),
+        ];
+        for message in messages {
+            let sender = if from == 3 { Err(ClientId(0)) } else { Ok(node(from)) };
+            let _ = group.replicas[1].handle_direct(b, sender, &message.encode());
+            group.replicas[1].tick(b);
+        }
+    }
+}
