@@ -5,7 +5,9 @@
 use ed25519_dalek::SigningKey;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use usec_replication::bft::consensus::{Action, DirectMessage, Limits, Reply, StreamMessage};
+use usec_qp_pool::NodeId;
+use usec_replication::bft::consensus::certificate::sign_share;
+use usec_replication::bft::consensus::{batch_digest, Action, DirectMessage, Limits, Reply, StreamMessage};
 use usec_replication::bft::ctbcast::signature::{message_hash, sign};
 use usec_replication::bft::ctbcast::{self, Body, Entry};
 
@@ -31,6 +33,9 @@ pub enum Behaviour {
     DelayBelowTimeouts,
     /// Replies to clients carry a result of its own making, validly signed.
     ForgeReplies,
+    /// Turns each promise into a commit of the same batch with an invented request, under
+    /// a certificate signed with every colluder's key it holds.
+    ColludingCommits,
     /// Promises a different batch than the one prepared (an empty one) now and then, and
     /// believes its own lie: its facts, its seals and the new views it leads all follow
     /// the story every other replica sees, so its new views are accepted and only the
@@ -38,7 +43,7 @@ pub enum Behaviour {
     ConsistentLiar,
 }
 
-pub const BEHAVIOURS: [Behaviour; 9] = [
+pub const BEHAVIOURS: [Behaviour; 10] = [
     Behaviour::Silent,
     Behaviour::Garbage,
     Behaviour::GarbageRegisters,
@@ -48,6 +53,7 @@ pub const BEHAVIOURS: [Behaviour; 9] = [
     Behaviour::DelayBelowTimeouts,
     Behaviour::ForgeReplies,
     Behaviour::ConsistentLiar,
+    Behaviour::ColludingCommits,
 ];
 
 pub struct Byzantine {
@@ -67,12 +73,26 @@ impl Byzantine {
     pub fn new(
         mut core: Core,
         behaviour: Behaviour,
-        me: usize,
         key: SigningKey,
         limits: Limits,
         timeouts: (u64, u64),
         seed: u64,
+        colluders: Vec<(NodeId, SigningKey)>,
     ) -> Byzantine {
+        let me = core.id().get() as usize;
+        if behaviour == Behaviour::ColludingCommits {
+            let invent = move |message: &mut StreamMessage| {
+                let StreamMessage::Promise { view, slot, batch } = message else { return };
+                let mut invented = batch.clone();
+                let Some(request) = invented.first_mut() else { return };
+                request.operation.push(0xbb);
+                let digest = batch_digest(&invented);
+                let certificate =
+                    colluders.iter().map(|(id, key)| (*id, sign_share(key, *view, *slot, &digest))).collect();
+                *message = StreamMessage::Commit { view: *view, slot: *slot, batch: invented, certificate };
+            };
+            core.tamper_broadcasts_for_testing(Box::new(invent), false);
+        }
         if behaviour == Behaviour::LieInViewChange {
             let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
             core.tamper_broadcasts_for_testing(Box::new(move |message| lie(&mut rng, message)), false);
@@ -132,7 +152,10 @@ impl Byzantine {
                 vec![(action, delay)]
             }
             Behaviour::ForgeReplies => vec![(self.forge_reply(action), 0)],
-            Behaviour::Garbage | Behaviour::LieInViewChange | Behaviour::ConsistentLiar => vec![(action, 0)],
+            Behaviour::Garbage
+            | Behaviour::LieInViewChange
+            | Behaviour::ConsistentLiar
+            | Behaviour::ColludingCommits => vec![(action, 0)],
         }
     }
 

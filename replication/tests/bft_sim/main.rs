@@ -9,9 +9,11 @@
 //! accepts is what correct replicas computed. At the end: every client request completed
 //! (progress once the network healed and paused replicas resumed).
 //!
-//! After the sweep, the bound is shown tight: with f + 1 = 2 colluding Byzantine replicas
-//! forging replies, the checker must catch a client accepting a result no correct replica
-//! computed (with one such replica it never does: that runs in the sweep).
+//! After the sweep, the bound is shown tight (`bound_is_tight`): with f + 1 = 2 colluding
+//! replicas the checker must catch a client accepting a result no correct replica
+//! computed (forged replies), and the correct replica executing a request no client sent
+//! (a certificate of colluders' shares only). One such replica alone runs in the sweep
+//! and never gets through.
 //!
 //! `cargo test -p usec-replication --test bft_sim` runs 1,000 seeds; `-- --seed S` (or
 //! `USEC_SEED=S`) replays one with a trace, `-- --seeds N` runs N.
@@ -68,11 +70,18 @@ pub struct Summary {
 
 fn run(seed: u64, verbose: bool) -> Result<Summary, String> {
     let scenario = scenario(seed);
-    run_with(seed, verbose, scenario, &[])
+    run_with(seed, verbose, scenario, &[], Behaviour::ForgeReplies)
 }
 
-/// One run; `colluding` lists extra Byzantine replicas (beyond the bound) forging replies.
-fn run_with(seed: u64, verbose: bool, scenario: Scenario, colluding: &[usize]) -> Result<Summary, String> {
+/// One run; `colluding` lists extra Byzantine replicas (beyond the bound) that behave
+/// as `collusion` and hold each other's keys.
+fn run_with(
+    seed: u64,
+    verbose: bool,
+    scenario: Scenario,
+    colluding: &[usize],
+    collusion: Behaviour,
+) -> Result<Summary, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = 3;
     let config = ConsensusConfig {
@@ -115,18 +124,22 @@ fn run_with(seed: u64, verbose: bool, scenario: Scenario, colluding: &[usize]) -
             .expect("a valid configuration");
             let behaviour = match byzantine {
                 Some((b, behaviour)) if b == id => Some(behaviour),
-                _ if colluding.contains(&id) => Some(Behaviour::ForgeReplies),
+                _ if colluding.contains(&id) => Some(collusion),
                 _ => None,
             };
             let role = match behaviour {
                 Some(behaviour) => Role::Byzantine(Byzantine::new(
                     core,
                     behaviour,
-                    id,
                     keys[id].clone(),
                     config.limits(),
                     (config.ctbcast.fast_path_timeout_ns, config.slow_path_timeout_ns),
                     seed,
+                    colluding
+                        .iter()
+                        .chain(byzantine.iter().map(|(b, _)| b))
+                        .map(|&c| (node(c), keys[c].clone()))
+                        .collect(),
                 )),
                 None => Role::Correct(core),
             };
@@ -271,25 +284,40 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// f + 1 = 2 colluding replicas forging replies (all correct otherwise): the checker must
-/// catch a client accepting a result no correct replica computed, in every seed tried.
+/// f + 1 = 2 colluding replicas (the third correct, and the leader of view 0): the
+/// checker must catch the break in every seed tried, for two collusions.
 ///
-/// Why this break: with n = 3 and two Byzantine replicas only one is correct, so "two
-/// correct replicas diverge" cannot happen; what the bound protects is what clients are
-/// told. A client accepts f + 1 equal signed results because among f + 1 replicas one is
-/// correct; with f + 1 liars the two forged replies are such a set, and the client takes a
-/// result the only correct replica never produced. The same behaviour from a single
-/// replica runs in the sweep (`ForgeReplies`) and is never accepted.
+/// - **Forged replies**: a client accepts f + 1 equal signed results because among f + 1
+///   replicas one is correct; two liars are such a set, and the client takes a result the
+///   only correct replica never produced.
+/// - **Commits of invented requests**: a prepare certificate is f + 1 shares because then
+///   one comes from a correct replica, which signs only a batch its leader really
+///   prepared and whose requests it checked. Two colluders sign a batch with an invented
+///   request between themselves, and their two commits are f + 1: the correct replica
+///   decides and executes a request no client sent.
+///
+/// With n = 3 and two Byzantine replicas only one is correct, so "two correct replicas
+/// diverge" cannot be the break; these two are what the bound protects. The same
+/// behaviours from a single replica run in the sweep (`ForgeReplies`, `ColludingCommits`:
+/// a certificate of its one share) and never get through.
 fn bound_is_tight() -> bool {
-    for seed in 0..20 {
-        match run_with(seed, false, Scenario::AllCorrect, &[1, 2]) {
-            Err(failure) if failure.contains("no correct replica computed") => {}
-            other => {
-                eprintln!("bft_sim: with f + 1 Byzantine replicas, seed {seed} was not caught: {other:?}");
-                return false;
+    let collusions = [
+        (Behaviour::ForgeReplies, "no correct replica computed"),
+        (Behaviour::ColludingCommits, "never submitted"),
+    ];
+    for (collusion, break_seen) in collusions {
+        for seed in 0..20 {
+            match run_with(seed, false, Scenario::AllCorrect, &[1, 2], collusion) {
+                Err(failure) if failure.contains(break_seen) => {}
+                other => {
+                    eprintln!(
+                        "bft_sim: with f + 1 Byzantine replicas ({collusion:?}), seed {seed} was not caught: {other:?}"
+                    );
+                    return false;
+                }
             }
         }
+        println!("bft_sim: with f + 1 colluding replicas ({collusion:?}) the checker caught the break in 20 of 20 seeds");
     }
-    println!("bft_sim: with f + 1 colluding replicas the checker caught the break in 20 of 20 seeds");
     true
 }
