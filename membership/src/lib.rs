@@ -80,7 +80,11 @@
 //! # Limits
 //!
 //! - The acceptors are fixed by configuration; views change who is a member, not who
-//!   holds the slots. A restarted acceptor (its memory gone) is not used again.
+//!   holds the slots. A restarted acceptor (its memory gone) is used again once a view
+//!   names its new process, for the instances above that view only
+//!   ([`port`](port#a-restarted-acceptor) says why that is safe): a node learns of it from
+//!   views, so a majority of acceptors that never restarted, or were admitted since, must
+//!   decide the view that names the new process.
 //! - A proposer index (a consensus member's node id) must not be shared by two processes
 //!   at once: a restarted node proposes only once a view has it as a member again (the
 //!   view change's rule), by which time its old process is out.

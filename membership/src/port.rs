@@ -17,6 +17,32 @@
 //! asks the peer to reconnect it, again and again with a pause between tries, until it
 //! works or the peer is gone; posts meanwhile fail at once. When a reconnect resets a QP
 //! under requests still outstanding (the peer asked for it), they come back failed.
+//!
+//! # A restarted acceptor
+//!
+//! An acceptor's memory is its promises, and a new process of an acceptor's node starts
+//! with blank memory: taking its empty slots for its old process's could decide an
+//! instance twice (the old process promised, or accepted, what the blank one denies). So
+//! a new process of an acceptor is not used — every operation on it fails at once — until
+//! this node has [admitted](PaxosPort::admit) it, which the caller does when it learns a
+//! view that names that process (a new process of this node likewise does not use its own
+//! acceptor until it learns a view that names itself: [`PaxosPort::suspend_local`]).
+//! From then on the new process's memory is a sound acceptor for every instance *above*
+//! that view, and those are the only instances this node's roles still work on:
+//!
+//! - a role works on an instance only above the latest view it learned (a proposer starts
+//!   instance `i` once it knows view `i - 1`, and drops a round at or below a view it
+//!   learns; a learner advances past every view it learns);
+//! - the first view naming the new process was decided before anyone used its memory
+//!   (nobody admits a process before learning a view that names it), so the views that
+//!   name it are decided above nothing of its memory's;
+//! - the old process's memory served only instances at or below that first view: a node
+//!   still connected to the old process uses it only while it has not learned that view
+//!   (so for instances at or below it), and once it has, admitting wants the QP to reach
+//!   the very process the view names — the old one, even alive (paused, cut off), is used
+//!   for nothing higher;
+//! - so for every instance above the view, the new memory has seen every operation ever
+//!   made on acceptor `node` for it: blank is the truth there.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -65,6 +91,11 @@ enum Health {
     },
     /// The peer is gone for good.
     Gone,
+    /// A new process of the acceptor's node, of this incarnation: not used until a view
+    /// names it (see the [module documentation](self)).
+    Awaiting {
+        incarnation: u64,
+    },
 }
 
 /// Offsets of one acceptor's areas in the scratch region.
@@ -84,6 +115,9 @@ pub struct PaxosPort {
     scratch: Arc<Region>,
     areas: Vec<Areas>,
     local: Option<Arc<Region>>,
+    /// This node's own acceptor may be used (false for a new process until a view names it).
+    local_admitted: bool,
+    layout: Layout,
     finished: VecDeque<(Token, Finished)>,
     outstanding: Vec<VecDeque<Token>>,
     health: Vec<Health>,
@@ -170,6 +204,8 @@ impl PaxosPort {
             scratch,
             areas,
             local,
+            local_admitted: true,
+            layout,
             finished: VecDeque::new(),
             outstanding: vec![VecDeque::new(); acceptors.len()],
             health: vec![Health::Up; acceptors.len()],
@@ -200,7 +236,7 @@ impl PaxosPort {
         let acceptor = usize::from(token.acceptor);
         match self.targets[acceptor] {
             Target::Local => {
-                let finished = self.run_locally(&action);
+                let finished = if self.local_admitted { self.run_locally(&action) } else { Finished::Failed };
                 self.finished.push_back((token, finished));
             }
             Target::Remote { node, region } => {
@@ -346,13 +382,17 @@ impl PaxosPort {
     }
 
     /// Takes a control event of the cluster (the driver polls them, for every layer):
-    /// reconnected QPs are up again, requests they dropped fail, a lost or restarted
-    /// acceptor stays down.
+    /// reconnected QPs are up again, requests they dropped fail, a lost acceptor stays
+    /// down, and a restarted one waits to be [admitted](PaxosPort::admit).
     pub fn handle_control(&mut self, event: &ControlEvent) {
-        let (peer, up) = match event {
-            ControlEvent::Reconnected { peer, roles, .. } if roles.contains(&self.role) => (*peer, true),
-            ControlEvent::Rejoined { peer, .. } => (*peer, true),
-            ControlEvent::PeerLost { peer, .. } => (*peer, false),
+        let (peer, health) = match event {
+            ControlEvent::Reconnected { peer, roles, .. } if roles.contains(&self.role) => {
+                (*peer, Health::Up)
+            }
+            ControlEvent::Rejoined { peer, incarnation } => {
+                (*peer, Health::Awaiting { incarnation: *incarnation })
+            }
+            ControlEvent::PeerLost { peer, .. } => (*peer, Health::Gone),
             _ => return,
         };
         let Some(acceptor) = self.acceptor_of(peer) else { return };
@@ -360,11 +400,50 @@ impl PaxosPort {
         for token in std::mem::take(&mut self.outstanding[acceptor]) {
             self.finished.push_back((token, Finished::Failed));
         }
-        // An acceptor's memory is its promises: a new process of it has none, and taking
-        // its empty slots for the old ones' could decide an instance twice. It is not used
-        // again (replacing acceptors is a reconfiguration of the Paxos group, not done here).
-        let rejoined = matches!(event, ControlEvent::Rejoined { .. });
-        self.health[acceptor] = if up && !rejoined { Health::Up } else { Health::Gone };
+        // A reconnect does not bring back a process that is waiting to be admitted.
+        if health != Health::Up || !matches!(self.health[acceptor], Health::Awaiting { .. }) {
+            self.health[acceptor] = health;
+        }
+    }
+
+    /// This process is a new one of its node (its acceptor memory is blank): its own
+    /// acceptor is not used until a view names it ([`PaxosPort::admit`]).
+    pub fn suspend_local(&mut self) {
+        self.local_admitted = false;
+    }
+
+    /// A view this node learned names process `incarnation` of `node`: if that is a new
+    /// process of an acceptor waiting to be admitted — or this very process, suspended —
+    /// and the cluster's QPs reach that process, its acceptor is used from now on, for the
+    /// instances above that view (why that is safe: the [module documentation](self)).
+    /// True if it was admitted now.
+    pub fn admit(&mut self, cluster: &Cluster, node: NodeId, incarnation: u64) -> bool {
+        if node == cluster.me() {
+            let admitted = !self.local_admitted && incarnation == cluster.incarnation();
+            self.local_admitted |= admitted;
+            return admitted;
+        }
+        let Some(acceptor) = self.acceptor_of(node) else { return false };
+        if self.health[acceptor] != (Health::Awaiting { incarnation })
+            || cluster.peer_incarnation(node) != Some(incarnation)
+        {
+            return false;
+        }
+        // The new process registered new memory: its descriptor came with the rejoin.
+        self.health[acceptor] = match remote_acceptor(cluster, node, &self.layout) {
+            Ok(region) => {
+                self.targets[acceptor] = Target::Remote { node, region };
+                Health::Up
+            }
+            Err(_) => Health::Gone,
+        };
+        self.health[acceptor] == Health::Up
+    }
+
+    /// Whether this node's own acceptor is used (it is one, and not a new process waiting
+    /// for a view that names it).
+    pub fn local_admitted(&self) -> bool {
+        self.local.is_some() && self.local_admitted
     }
 
     /// Starts repairing failed QPs whose requests have all come back.
@@ -397,9 +476,12 @@ impl PaxosPort {
         format!("{} completions to hand back; {}", self.finished.len(), acceptors.join("; "))
     }
 
-    /// Whether acceptor `index`'s QP is usable now.
+    /// Whether acceptor `index` is usable now.
     pub fn is_up(&self, acceptor: usize) -> bool {
-        self.health[acceptor] == Health::Up
+        match self.targets[acceptor] {
+            Target::Local => self.local_admitted,
+            Target::Remote { .. } => self.health[acceptor] == Health::Up,
+        }
     }
 }
 

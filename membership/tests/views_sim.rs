@@ -7,6 +7,11 @@
 //! that let it in without proposing anything; node 1 is paused (SIGSTOP) until the others
 //! remove it, and once resumed learns that it is out and proposes nothing more. Every view
 //! id learned anywhere is the same view everywhere, learned in order.
+//!
+//! And a replaced acceptor: node 2 crashes and a new process of it starts, its acceptor
+//! memory blank; an operator makes it a consensus member again; then node 1 crashes, and
+//! the view without node 1 must still be decided — on acceptors 0 and 2, the new process's
+//! memory used for the instances above the view that named it.
 
 use std::collections::BTreeMap;
 
@@ -14,10 +19,23 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use usec_membership::driver::sim::SimCluster;
 use usec_membership::{Layout, Member, MemberKind, MembershipNode, View, ViewChangeConfig, ViewEvent};
-use usec_qp_pool::NodeId;
+use usec_qp_pool::{NodeId, Progress};
 
 fn node(id: u16) -> NodeId {
     NodeId::new(id).expect("small")
+}
+
+#[allow(non_snake_case)]
+fn ACCEPTORS() -> [NodeId; 3] {
+    [node(0), node(1), node(2)]
+}
+
+/// Nodes 0, 1, 2 consensus members (and the acceptors), node 3 an application's.
+fn first_view() -> View {
+    let mut first: Vec<Member> =
+        ACCEPTORS().iter().map(|&id| Member::new(id, 1, MemberKind::Consensus)).collect();
+    first.push(Member::new(node(3), 1, MemberKind::App));
+    View::new(0, first).expect("a view")
 }
 
 struct Run {
@@ -27,17 +45,14 @@ struct Run {
 }
 
 impl Run {
-    fn start(seed: u64) -> Run {
-        let acceptors = [node(0), node(1), node(2)];
-        let layout = Layout::default();
+    fn start(tag: &str, seed: u64) -> Run {
+        let (acceptors, layout) = (ACCEPTORS(), Layout::default());
         let drift = [120, -80, 0, 40, -150];
-        let name = format!("views-sim-{seed}-{}", std::process::id());
+        // One fabric per test: the tests run at once in one process.
+        let name = format!("views-sim-{tag}-{seed}-{}", std::process::id());
         let configure = |config| MembershipNode::<ChaCha8Rng>::configure(config, &layout, &acceptors);
         let (sim, clusters) = SimCluster::bootstrap(&name, seed, 5, &drift, configure).expect("a cluster");
-        let mut first: Vec<Member> =
-            acceptors.iter().map(|&id| Member::new(id, 1, MemberKind::Consensus)).collect();
-        first.push(Member::new(node(3), 1, MemberKind::App));
-        let first = View::new(0, first).expect("a view");
+        let first = first_view();
         let members = clusters
             .into_iter()
             .enumerate()
@@ -91,13 +106,90 @@ impl Run {
     fn view(&self, index: usize) -> &View {
         self.members[index].as_ref().expect("alive").view()
     }
+
+    /// Restarts crashed node `index` as process `incarnation`, stepping the others while it
+    /// bootstraps.
+    fn restart(&mut self, index: usize, incarnation: u64, seed: u64) {
+        let (acceptors, layout) = (ACCEPTORS(), Layout::default());
+        let configure = |config| MembershipNode::<ChaCha8Rng>::configure(config, &layout, &acceptors);
+        let mut boot = self.sim.restart(index, incarnation, configure).expect("a restart");
+        let until = self.sim.fabric.now_ns() + 2_000_000;
+        while boot.poll(self.sim.now_ns(index)).expect("the new process rejoins") != Progress::Done {
+            assert!(self.sim.fabric.now_ns() < until, "node {index} rejoins within 2 ms");
+            self.step();
+        }
+        let cluster = boot.finish().expect("rejoined");
+        let me = node(index as u16);
+        let config = ViewChangeConfig::new(me, incarnation, layout, acceptors.len());
+        let rng = ChaCha8Rng::seed_from_u64(seed * 16 + index as u64 + 8);
+        let now = self.sim.now_ns(index);
+        let member =
+            MembershipNode::new(cluster, config, &acceptors, first_view(), Default::default(), rng, now)
+                .expect("a member")
+                .restarted();
+        self.members[index] = Some(member);
+    }
+
+    /// Every view id learned anywhere is one view, and each node learned in order.
+    fn check_one_view_per_id(&self) -> usize {
+        let mut by_id: BTreeMap<u64, View> = BTreeMap::new();
+        for (index, views) in self.learned.iter().enumerate() {
+            assert!(views.windows(2).all(|pair| pair[0].0.id() < pair[1].0.id()), "node {index}: ids grow");
+            for (view, _, _) in views {
+                assert_eq!(
+                    by_id.entry(view.id()).or_insert_with(|| view.clone()),
+                    view,
+                    "view {}",
+                    view.id()
+                );
+            }
+        }
+        by_id.len()
+    }
+}
+
+#[test]
+fn a_replaced_acceptor_made_a_voter_again_lets_the_group_survive_another_crash() {
+    for seed in 0..4 {
+        println!("seed {seed}");
+        let mut run = Run::start("replaced", seed);
+        run.run_for(500_000);
+        run.sim.crash(2);
+        run.members[2] = None;
+        run.run_until(2_000_000, "node 2 removed", |run| {
+            [0, 1, 3, 4].iter().all(|&index| run.view(index).member(node(2)).is_none())
+        });
+        run.restart(2, 2, seed);
+        // What Mu's leader does once the replacement counts in its write quorum.
+        let now = run.sim.now_ns(0);
+        run.members[0].as_mut().expect("alive").add(now, Member::new(node(2), 2, MemberKind::Consensus));
+        run.run_until(2_000_000, "node 2's new process a consensus member everywhere", |run| {
+            (0..5).all(|index| run.view(index).is_consensus(node(2), 2))
+        });
+        let promoted_in = run.view(0).id();
+        run.sim.crash(1);
+        run.members[1] = None;
+        let crashed_at = run.sim.fabric.now_ns();
+        // Acceptors 0 and 2 — the replaced one — are the majority left.
+        run.run_until(2_000_000, "node 1 removed by acceptors 0 and 2", |run| {
+            [0, 2, 3, 4].iter().all(|&index| run.view(index).member(node(1)).is_none())
+        });
+        println!(
+            "  node 2 voted again in view {promoted_in}; node 1 out everywhere {} µs after its crash",
+            (run.sim.fabric.now_ns() - crashed_at) / 1_000
+        );
+        for index in [2, 3, 4] {
+            assert_eq!(run.view(index), run.view(0), "node {index} ends with the same view");
+        }
+        println!("  {} views decided", run.check_one_view_per_id());
+    }
 }
 
 #[test]
 fn failures_remove_members_operators_add_them_and_everyone_learns_the_same_views() {
     for seed in 0..4 {
         println!("seed {seed}");
-        let mut run = Run::start(seed);
+        let mut run = Run::start("changes", seed);
         run.run_for(500_000);
 
         run.sim.crash(2);

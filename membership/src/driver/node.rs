@@ -10,7 +10,7 @@ use usec_lease_clock::detector::{
     AnyOf, HeartbeatCounter, Observation, PeerLossDetector, ScoreConfig, ScoreDetector,
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
-use usec_qp_pool::{Cluster, NodeConfig, NodeId, Poller};
+use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller};
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -102,6 +102,14 @@ impl<R: RngCore> MembershipNode<R> {
         })
     }
 
+    /// This process replaces an earlier one of its node (a restart): its acceptor memory
+    /// is blank, and is not used — by this process either — until a view names this
+    /// process (see [`PaxosPort`]'s "A restarted acceptor").
+    pub fn restarted(mut self) -> MembershipNode<R> {
+        self.port.suspend_local();
+        self
+    }
+
     /// One step: heartbeats and verdicts, the control plane now and then, completions,
     /// the view change's tick, its operations posted. True if something happened.
     pub fn turn(&mut self, now_ns: u64) -> bool {
@@ -122,6 +130,11 @@ impl<R: RngCore> MembershipNode<R> {
         let mut learned = false;
         while let Some(event) = self.view_change.poll_event() {
             learned = true;
+            let ViewEvent::Learned { view, .. } = &event;
+            // A restarted acceptor a view names serves the instances above it.
+            for member in view.members() {
+                self.port.admit(&self.cluster, member.node, member.incarnation);
+            }
             self.events.push_back(event);
         }
         busy || learned
@@ -130,6 +143,12 @@ impl<R: RngCore> MembershipNode<R> {
     fn control_plane(&mut self, now_ns: u64) {
         while let Some(event) = self.cluster.poll_control_at(now_ns) {
             self.port.handle_control(&event);
+            if let ControlEvent::Rejoined { peer, incarnation } = event {
+                // The view may name the new process already (learned before the rejoin).
+                if self.view_change.view().contains(peer, incarnation) {
+                    self.port.admit(&self.cluster, peer, incarnation);
+                }
+            }
             if let Some(peer) = self.heartbeats.rejoined_peer(&event) {
                 self.monitor.rejoined(now_ns, peer, detector(&self.detectors));
             }

@@ -1,6 +1,7 @@
 //! [`SimCluster`]: nodes of a simulated fabric bootstrapped into one qp-pool cluster over
 //! the in-memory network, each with its own drifting clock, and the faults a test injects:
-//! crashes, pauses (as SIGSTOP: the NIC still serves peers), partitions and heals. Virtual
+//! crashes, restarts of crashed nodes as new processes, pauses (as SIGSTOP: the NIC still
+//! serves peers), partitions and heals. Virtual
 //! time moves only when the test says; the same seed replays the same run.
 
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub struct SimCluster {
     pub fabric: SimFabric,
     /// The nodes, by node id.
     pub nodes: Vec<SimNode>,
+    hub: MemoryHub,
+    spec: ClusterSpec,
 }
 
 fn addr(id: u16) -> SocketAddr {
@@ -61,14 +64,7 @@ impl SimCluster {
         for id in 0..n {
             let (sim_node, context) = fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
             let network = hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
-            let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small ids"))
-                .deadline(Duration::from_secs(60))
-                .incarnation(1);
-            // An ACK timeout of about 1 ms, a few retries: a request stuck in a partition
-            // fails within milliseconds of virtual time, and its QP is repaired after it.
-            node.connect.rts.timeout = 8;
-            node.connect.rts.retry_count = 3;
-            let node = configure(node)?;
+            let node = configure(node_config(&spec, id, 1))?;
             boots
                 .push(Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?);
             let drift = drift_ppm.get(usize::from(id)).copied().unwrap_or(0);
@@ -76,7 +72,32 @@ impl SimCluster {
             nodes.push(SimNode { sim_node, clock, paused: false, crashed: false });
         }
         let clusters = bootstrap_all(boots)?;
-        Ok((SimCluster { fabric, nodes }, clusters))
+        Ok((SimCluster { fabric, nodes, hub, spec }, clusters))
+    }
+
+    /// Starts process `incarnation` (above every earlier one) of crashed node `index`: a
+    /// new node on the fabric, configured by `configure` as the first was, whose clock
+    /// reads 0 from now. Returns its bootstrap (qp-pool's rejoin), to poll with
+    /// [`SimCluster::now_ns`] while the others run, until done.
+    pub fn restart(
+        &mut self,
+        index: usize,
+        incarnation: u64,
+        configure: impl FnOnce(NodeConfig) -> Result<NodeConfig>,
+    ) -> Result<Bootstrap> {
+        assert!(self.nodes[index].crashed, "node {index} is not crashed");
+        let id = index as u16;
+        let (sim_node, context) =
+            self.fabric.open_node().map_err(|error| Error::Config(error.to_string()))?;
+        let network = self.hub.listen(addr(id)).map_err(|error| Error::Config(error.to_string()))?;
+        let node = configure(node_config(&self.spec, id, incarnation).rejoin(true))?;
+        let boot = Bootstrap::start(&context, node, Box::new(network)).map_err(Error::pool("bootstrap"))?;
+        let node = &mut self.nodes[index];
+        node.sim_node = sim_node;
+        node.clock = node.clock.restarted();
+        node.crashed = false;
+        node.paused = false;
+        Ok(boot)
     }
 
     /// Node `index`'s clock, now.
@@ -117,6 +138,18 @@ impl SimCluster {
     pub fn heal(&mut self, a: usize, b: usize) {
         self.fabric.heal(self.nodes[a].sim_node, self.nodes[b].sim_node);
     }
+}
+
+/// Node `id`'s configuration, before the roles: process `incarnation`, short ACK timeouts.
+fn node_config(spec: &ClusterSpec, id: u16, incarnation: u64) -> NodeConfig {
+    let mut node = NodeConfig::new(spec.clone(), NodeId::new(id).expect("small ids"))
+        .deadline(Duration::from_secs(60))
+        .incarnation(incarnation);
+    // An ACK timeout of about 1 ms, a few retries: a request stuck in a partition
+    // fails within milliseconds of virtual time, and its QP is repaired after it.
+    node.connect.rts.timeout = 8;
+    node.connect.rts.retry_count = 3;
+    node
 }
 
 /// Polls every bootstrap with fake time (1 ms a round) until all are done.

@@ -532,7 +532,7 @@ fn restore_index(low: u64, next: u64) -> u64 {
 
 /// Whether a follower's acknowledgements count towards a majority: it granted as a replica
 /// that kept its state, or its status says a leader has since confirmed it.
-fn counts(peer: &Peer) -> bool {
+pub(crate) fn counts(peer: &Peer) -> bool {
     peer.eligible || peer.head.is_some_and(|head| head.status.eligible)
 }
 

@@ -576,6 +576,14 @@ impl<S: StateMachine> Replica<S> {
         self.local.applied
     }
 
+    /// Whether this replica leads and `peer` counts in its write quorum: it kept its state,
+    /// or it lost it and was brought up to date since (see the [module
+    /// documentation](crate::cft), rule 6).
+    pub fn counts_in_quorum(&self, peer: NodeId) -> bool {
+        matches!(self.role, Role::Leader(_))
+            && self.peers.get(peer).is_some_and(|peer| peer.live && crate::cft::leader::counts(peer))
+    }
+
     /// Whether it counts in quorums.
     pub fn is_eligible(&self) -> bool {
         self.local.eligible

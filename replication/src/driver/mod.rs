@@ -16,6 +16,6 @@ pub mod views;
 
 pub use client::{ClientError, ClientHandle, Ticket};
 pub use node::{DetectorConfig, DriverCounts, MuDriver, PROVIDER_EVENTS_PERIOD_NS};
-pub use status::ReplicaStatus;
+pub use status::{ReplicaStatus, ViewStatus};
 pub use threads::{NodeThread, Pacing};
 pub use views::{Views, ViewsConfig, ViewsStats};

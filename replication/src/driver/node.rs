@@ -11,6 +11,7 @@ use usec_lease_clock::detector::{
     AnyOf, HeartbeatCounter, Observation, PeerLossDetector, ScoreConfig, ScoreDetector,
 };
 use usec_lease_clock::heartbeat::{HeartbeatMonitor, PoolHeartbeats, ReaderConfig};
+use usec_membership::MemberKind;
 use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller};
 use usec_verbs::Status;
 
@@ -18,7 +19,7 @@ use crate::cft::cluster_port::MuNode;
 use crate::cft::op::Op;
 use crate::cft::{Channel, Event, MuConfig, Replica, Start};
 use crate::driver::client::{ClientError, ClientHandle, Submission};
-use crate::driver::status::ReplicaStatus;
+use crate::driver::status::{ReplicaStatus, ViewStatus};
 use crate::driver::views::{Views, ViewsConfig};
 use crate::error::{Error, Result};
 use crate::state_machine::StateMachine;
@@ -336,7 +337,7 @@ impl<S: StateMachine> MuDriver<S> {
     fn control_plane(&mut self, now_ns: u64) {
         while let Some(event) = self.cluster.poll_control_at(now_ns) {
             if let Some(views) = self.views.as_mut() {
-                views.handle_control(now_ns, &event);
+                views.handle_control(&self.cluster, now_ns, &event);
             }
             match event {
                 ControlEvent::Reconnected { peer, roles, .. } => {
@@ -357,6 +358,23 @@ impl<S: StateMachine> MuDriver<S> {
         }
         if let Some(views) = self.views.as_mut() {
             views.maintain(&mut self.cluster, now_ns);
+            // A restarted replica becomes a voter again once it counts in the leader's
+            // write quorum (see `crate::driver::views`).
+            let counted = views.non_voters().filter(|member| {
+                self.cluster.peer_incarnation(member.node) == Some(member.incarnation)
+                    && self.replica.counts_in_quorum(member.node)
+            });
+            let promoted: Vec<_> = counted.collect();
+            for member in promoted {
+                views.promote(now_ns, member.node, member.incarnation);
+            }
+            let view = views.view();
+            self.status.publish_view(ViewStatus {
+                id: view.id(),
+                voters: view.members().iter().filter(|member| member.kind == MemberKind::Consensus).count()
+                    as u32,
+                voting: view.is_consensus(self.cluster.me(), self.cluster.incarnation()),
+            });
         }
     }
 

@@ -22,6 +22,26 @@ pub struct ReplicaStatus {
     applied: AtomicU64,
     /// Until when (the replica's clock) reads may be answered from the local state.
     local_reads_until: AtomicU64,
+    /// On membership views: the latest view's id ([`NO_VIEW`] without views), how many
+    /// consensus members it has, and whether this process is one (1) or not (0).
+    view_id: AtomicU64,
+    view_voters: AtomicU32,
+    voting: AtomicU8,
+}
+
+/// No membership views.
+const NO_VIEW: u64 = u64::MAX;
+
+/// The membership view a replica knows, as published (INFO's `view_id`, `view_voters`,
+/// `voting`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewStatus {
+    /// The latest view's id.
+    pub id: u64,
+    /// Its consensus members.
+    pub voters: u32,
+    /// Whether this process is one of them.
+    pub voting: bool,
 }
 
 impl Default for ReplicaStatus {
@@ -32,6 +52,9 @@ impl Default for ReplicaStatus {
             commit: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             local_reads_until: AtomicU64::new(0),
+            view_id: AtomicU64::new(NO_VIEW),
+            view_voters: AtomicU32::new(0),
+            voting: AtomicU8::new(0),
         }
     }
 }
@@ -58,6 +81,23 @@ impl ReplicaStatus {
     /// Publishes [`Replica::local_read_until`] (0: no local reads now).
     pub(crate) fn publish_local_reads(&self, until_ns: u64) {
         self.local_reads_until.store(until_ns, Ordering::Release);
+    }
+
+    /// Publishes the latest membership view known.
+    pub(crate) fn publish_view(&self, view: ViewStatus) {
+        self.view_voters.store(view.voters, Ordering::Relaxed);
+        self.voting.store(u8::from(view.voting), Ordering::Relaxed);
+        self.view_id.store(view.id, Ordering::Release);
+    }
+
+    /// The latest membership view known, if the replica follows views.
+    pub fn view(&self) -> Option<ViewStatus> {
+        let id = self.view_id.load(Ordering::Acquire);
+        (id != NO_VIEW).then(|| ViewStatus {
+            id,
+            voters: self.view_voters.load(Ordering::Relaxed),
+            voting: self.voting.load(Ordering::Relaxed) == 1,
+        })
     }
 
     /// Until when, on the replica's clock, a read may be answered from the replica's state

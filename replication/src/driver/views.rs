@@ -4,6 +4,26 @@
 //! protocol logic: each turn it moves completions into the view change, views learned and
 //! confirmations into the lease, and hands the replica the resulting [`ViewLease`].
 //!
+//! A restarted replica comes back in three steps, none of them an operator's:
+//!
+//! 1. **Back as a member that neither votes nor leads.** Its new process rejoins the
+//!    cluster; the others add it to the next view as an `App` member. Its Mu state is
+//!    blank (Mu catches it up from a snapshot and the log tail) and so is its acceptor
+//!    memory, which nobody uses — not even itself — until a view names the new process.
+//! 2. **An acceptor again, above that view.** Every node that learns a view naming the
+//!    process admits its acceptor ([`PaxosPort::admit`]), for the instances above that
+//!    view only: the old process's memory served none of those, so blank is the truth
+//!    there (the argument: `usec_membership::port`).
+//! 3. **A voter again.** The Mu leader, once the newcomer counts in its write quorum (it
+//!    applied past an entry the leader created after admitting it: Mu's rule for a
+//!    replica that lost its state), proposes the view that makes it a consensus member
+//!    again ([`Views::promote`]). That view changes the voters, so it is incompatible with
+//!    the one before: it starts only once every lease on the old one has run out, and a
+//!    new epoch of leadership begins (the promoted replica leads it if its id is the
+//!    lowest — which is why it must count in Mu first: a designated leader that could not
+//!    campaign would stall the group). After that the group is back to full strength: it
+//!    survives the loss of any other minority, views change, Mu commits.
+//!
 //! Two timing rules of the lease proof are kept here:
 //!
 //! - a view is handed to the lease with the time of the turn *after* the one that learned
@@ -12,6 +32,8 @@
 //! - a renewal is confirmed from the posting time of the acceptor READs that vouched for
 //!   the view ([`ViewChange::vouched_since`]), which the learner took from the turn that
 //!   posted them, read before they were posted.
+
+use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -80,6 +102,8 @@ pub struct ViewsStats {
     pub views_learned: u64,
     /// Renewals confirmed.
     pub confirmations: u64,
+    /// Restarted acceptors (this node's own included) admitted again.
+    pub acceptors_admitted: u64,
 }
 
 /// One node's membership; see the [module documentation](self).
@@ -91,13 +115,12 @@ pub struct Views {
     lease: ActiveLease,
     me: NodeId,
     incarnation: u64,
-    /// A new process of a node without its acceptor memory: its own acceptor is blank, so
-    /// its reads vouch for nothing.
-    rejoined: bool,
+    /// Processes that a view made consensus members (the first view's included): those
+    /// kept their state, so one that was left out (paused, cut off) and is trusted again
+    /// comes back as a consensus member.
+    voters: BTreeMap<NodeId, u64>,
     /// The view the lease holds (the latest handed to it).
     lease_view: Option<View>,
-    /// The configured first view.
-    first_view: View,
     /// Views learned in this turn, handed to the lease next turn with that turn's time.
     learned: Vec<View>,
     /// The latest confirmation handed to the lease: (view, posting time).
@@ -110,13 +133,17 @@ pub struct Views {
 impl Views {
     /// The membership of a cluster bootstrapped with [`ViewsConfig::configure`]'s roles,
     /// starting from the configured first view at `now_ns`. `rejoined`: this process
-    /// replaces an earlier one of its node (its acceptor memory is new).
+    /// replaces an earlier one of its node (its acceptor memory is new, and not used until
+    /// a view names this process).
     pub fn new(cluster: &mut Cluster, config: &ViewsConfig, rejoined: bool, now_ns: u64) -> Result<Views> {
         let membership = |what: &'static str| {
             move |error: usec_membership::Error| Error::Config(format!("{what}: {error}"))
         };
-        let port = PaxosPort::new(cluster, config.layout, &config.acceptors)
+        let mut port = PaxosPort::new(cluster, config.layout, &config.acceptors)
             .map_err(membership("the Paxos port"))?;
+        if rejoined {
+            port.suspend_local();
+        }
         let poller = cluster.take_poller(&[port.role()]).map_err(Error::pool("taking the Paxos CQ"))?;
         let me = cluster.me();
         let incarnation = cluster.incarnation();
@@ -133,9 +160,14 @@ impl Views {
             lease,
             me,
             incarnation,
-            rejoined,
+            voters: config
+                .first_view
+                .members()
+                .iter()
+                .filter(|member| member.kind == MemberKind::Consensus)
+                .map(|member| (member.node, member.incarnation))
+                .collect(),
             lease_view: None,
-            first_view: config.first_view.clone(),
             learned: vec![config.first_view.clone()],
             confirmed: None,
             stats: ViewsStats::default(),
@@ -146,27 +178,48 @@ impl Views {
     /// A failure detector's verdict on `peer`, whose process is `incarnation` as far as
     /// the cluster knows: a suspected member goes from the next view; a process trusted
     /// again that the view left out (paused, cut off) is added back — as a consensus
-    /// member if it is the first process of its node (its acceptor memory and its log are
-    /// intact), else as a member that neither votes nor leads (see
-    /// [`Views::handle_control`]).
+    /// member if a view made that very process one before (its acceptor memory and its
+    /// log are intact), else as a member that neither votes nor leads until promoted (see
+    /// the [module documentation](self)).
     pub fn handle_verdict(&mut self, now_ns: u64, peer: NodeId, incarnation: Option<u64>, suspected: bool) {
         self.view_change.handle_verdict(now_ns, peer, suspected);
         let Some(incarnation) = incarnation.filter(|_| !suspected) else { return };
         if self.view_change.view().contains(peer, incarnation) {
             return;
         }
-        let first = self.first_view.contains(peer, incarnation);
-        let kind = if first { MemberKind::Consensus } else { MemberKind::App };
+        let voter = self.voters.get(&peer) == Some(&incarnation);
+        let kind = if voter { MemberKind::Consensus } else { MemberKind::App };
         self.view_change.add(now_ns, Member::new(peer, incarnation, kind));
     }
 
     /// A control event of the cluster: the port's QPs, and a restarted replica added back
-    /// (as a member that does not vote nor lead: it has no state yet, and no acceptor).
-    pub fn handle_control(&mut self, now_ns: u64, event: &ControlEvent) {
+    /// (as a member that does not vote nor lead: it has no state yet, and its acceptor
+    /// waits for a view that names it).
+    pub fn handle_control(&mut self, cluster: &Cluster, now_ns: u64, event: &ControlEvent) {
         self.port.handle_control(event);
-        if let ControlEvent::Rejoined { peer, incarnation } = event {
-            self.view_change.add(now_ns, Member::new(*peer, *incarnation, MemberKind::App));
+        if let ControlEvent::Rejoined { peer, incarnation } = *event {
+            // This node may have learned a view naming the new process before the rejoin
+            // reached its cluster.
+            if self.view_change.view().contains(peer, incarnation) {
+                self.port.admit(cluster, peer, incarnation);
+            }
+            self.view_change.add(now_ns, Member::new(peer, incarnation, MemberKind::App));
         }
+    }
+
+    /// Makes process `incarnation` of `peer`, a member that does not vote yet, a consensus
+    /// member in a coming view: Mu's leader calls it once that replica counts in its write
+    /// quorum. Nothing if the latest view has no such member.
+    pub fn promote(&mut self, now_ns: u64, peer: NodeId, incarnation: u64) {
+        let view = self.view_change.view();
+        if view.contains(peer, incarnation) && !view.is_consensus(peer, incarnation) {
+            self.view_change.add(now_ns, Member::new(peer, incarnation, MemberKind::Consensus));
+        }
+    }
+
+    /// The members of the latest view that a leader may [promote](Views::promote).
+    pub fn non_voters(&self) -> impl Iterator<Item = Member> + '_ {
+        self.view_change.view().members().iter().filter(|member| member.kind == MemberKind::App).copied()
     }
 
     /// Repairs the port's QPs now and then.
@@ -194,6 +247,14 @@ impl Views {
         self.port.post_all(cluster, &mut self.view_change);
         while let Some(ViewEvent::Learned { view, .. }) = self.view_change.poll_event() {
             self.stats.views_learned += 1;
+            for member in view.members() {
+                // A restarted acceptor the view names serves the instances above it.
+                self.stats.acceptors_admitted +=
+                    u64::from(self.port.admit(cluster, member.node, member.incarnation));
+                if member.kind == MemberKind::Consensus {
+                    self.voters.insert(member.node, member.incarnation);
+                }
+            }
             self.learned.push(view);
         }
         changed |= self.confirm(now_ns);
@@ -203,7 +264,8 @@ impl Views {
 
     /// Hands the lease the acceptors' latest vouching for the view it holds.
     fn confirm(&mut self, now_ns: u64) -> bool {
-        let (Some(view), false) = (&self.lease_view, self.rejoined) else { return false };
+        // A new process's own acceptor vouches for nothing until a view names it.
+        let (Some(view), true) = (&self.lease_view, self.port.local_admitted()) else { return false };
         // The view change may know a newer view than the lease does (handed over next
         // turn): the acceptors vouch only for the newest.
         if self.view_change.view().id() != view.id() {

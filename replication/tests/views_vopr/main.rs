@@ -6,7 +6,7 @@
 //! drift (within the lease's ρ), what clients write and where, and the faults: crashes (of
 //! the leader half the time) — the failure detectors remove the member from the next view
 //! —, restarts of crashed members as new processes (added back to the view, caught up by
-//! Mu), pauses (a paused leader wakes up with its old view and tries to read locally) and
+//! Mu, promoted back to a voter), pauses (a paused leader wakes up with its old view and tries to read locally) and
 //! resumes (the member is added back). A safety phase with faults, then a liveness phase
 //! without.
 //!

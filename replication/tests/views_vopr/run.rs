@@ -26,6 +26,8 @@ pub struct Summary {
     pub virtual_ns: u64,
     pub local_reads: u64,
     pub views: u64,
+    /// Crashes injected.
+    pub crashes: usize,
 }
 
 /// Sums of many runs.
@@ -39,6 +41,9 @@ pub struct Totals {
     virtual_ns: u64,
     local_reads: u64,
     views: u64,
+    crashes: usize,
+    /// Runs with a crash after a replacement voted again (two or more crashes).
+    crashes_after_replacement: usize,
 }
 
 impl Totals {
@@ -57,6 +62,8 @@ impl Totals {
         self.virtual_ns += summary.virtual_ns;
         self.local_reads += summary.local_reads;
         self.views += summary.views;
+        self.crashes += summary.crashes;
+        self.crashes_after_replacement += usize::from(summary.crashes >= 2);
     }
 }
 
@@ -64,13 +71,16 @@ impl fmt::Display for Totals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} commands acknowledged, {} applied, {} reads answered locally, {} views learned, {} faults injected, {:.1} ms of virtual time; \
+            "{} commands acknowledged, {} applied, {} reads answered locally, {} views learned, {} faults injected \
+             ({} crashes; {} runs crashed a member after a replacement voted again), {:.1} ms of virtual time; \
              {} candidacies, {} leaderships, {} entries adopted in recovery, {} snapshots pushed, {} pulled, {} restored",
             self.acknowledged,
             self.applied,
             self.local_reads,
             self.views,
             self.faults,
+            self.crashes,
+            self.crashes_after_replacement,
             self.virtual_ns as f64 / 1e6,
             self.stats.candidacies,
             self.stats.leaderships,
@@ -105,8 +115,8 @@ struct World {
     /// answered now must see a state longer than that.
     acknowledged_through: Option<usize>,
     local_reads: u64,
-    /// Members crashed so far: the acceptors of those are gone for good, so at most a
-    /// minority ever crash.
+    /// Members crashed so far (any number: a replacement votes again once promoted, and
+    /// a crash comes only when every member votes).
     crashed_ever: usize,
     /// Members crashed and not restarted.
     down: BTreeSet<usize>,
@@ -446,7 +456,10 @@ impl World {
         let paused = (0..self.n).filter(|&index| self.group.members[index].paused).count();
         let full_strength =
             paused == 0 && self.unhealthy() == 0 && self.partitions.is_empty() && self.view_has_everyone();
-        if roll < 12 && full_strength && self.crashed_ever < minority {
+        // A crash only once every member votes again — replacements of earlier crashes
+        // included — and every member knows it: a group of n then loses one of n voters
+        // and acceptors, however many crashed before.
+        if roll < 12 && full_strength && self.all_vote() {
             self.crashed_ever += 1;
             // Crash: the leader half of the time.
             let victim = match self.guess_leader() {
@@ -538,6 +551,19 @@ impl World {
                 .filter(|member| member.kind == usec_membership::MemberKind::Consensus)
                 .count()
                 > self.n / 2
+    }
+
+    /// Whether every member is running and knows one view in which each of them, in its
+    /// current process, is a consensus member.
+    fn all_vote(&self) -> bool {
+        let views: Vec<_> =
+            (0..self.n).filter_map(|index| Some(self.group.driver(index)?.views()?.view().clone())).collect();
+        views.len() == self.n
+            && views.windows(2).all(|pair| pair[0] == pair[1])
+            && (0..self.n).all(|index| {
+                let incarnation = self.group.driver(index).expect("running").cluster().incarnation();
+                views[0].is_consensus(NodeId::new(index as u16).expect("small"), incarnation)
+            })
     }
 
     /// Where `payload` stands in the one sequence every replica applies a prefix of.
@@ -711,6 +737,7 @@ impl World {
             acknowledged: self.acknowledged.len(),
             applied: longest.len(),
             faults: self.faults,
+            crashes: self.crashed_ever,
             virtual_ns: self.now(),
         })
     }

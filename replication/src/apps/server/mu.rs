@@ -245,6 +245,14 @@ impl<S: Served> Backend for MuBackend<S> {
             self.reads.local,
             self.reads.log,
         ));
+        if let Some(view) = self.status.view() {
+            out.push_str(&format!(
+                "view_id:{}\r\nview_voters:{}\r\nvoting:{}\r\n",
+                view.id,
+                view.voters,
+                u8::from(view.voting)
+            ));
+        }
     }
 
     fn keyspace_info(&self, out: &mut String) {

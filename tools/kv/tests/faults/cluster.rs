@@ -49,6 +49,25 @@ pub fn reads(port: u16) -> Option<(u64, u64)> {
     Some((fields.get("local_reads")?.trim().parse().ok()?, fields.get("log_reads")?.trim().parse().ok()?))
 }
 
+/// Replica at `port`'s membership view (INFO's `view_id`, `view_voters`, `voting`), if it
+/// answers and follows views.
+pub fn view(port: u16) -> Option<(u64, u32, bool)> {
+    let mut connection = Connection::open(port)?;
+    let reply = connection.request(&[b"INFO", b"replication"], LOOK_TIMEOUT)?;
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let fields: BTreeMap<&str, &str> = text.lines().filter_map(|line| line.split_once(':')).collect();
+    let number = |name: &str| fields.get(name)?.trim().parse::<u64>().ok();
+    Some((number("view_id")?, number("view_voters")? as u32, number("voting")? == 1))
+}
+
+/// The view id, when every replica answers, knows the same view, and votes in it.
+pub fn full_strength(ports: &[u16]) -> Option<u64> {
+    let views: Vec<(u64, u32, bool)> = ports.iter().map(|&port| view(port)).collect::<Option<_>>()?;
+    let (id, voters, _) = views[0];
+    let every = views.iter().all(|&(other, _, voting)| other == id && voting);
+    (every && voters as usize == ports.len()).then_some(id)
+}
+
 /// Every replica's INFO, for a failure report.
 pub fn describe(ports: &[u16]) -> String {
     let mut lines = Vec::new();

@@ -7,8 +7,16 @@
 //! 3. SIGSTOPs the leader then, waits for writes through another, sends it reads and a
 //!    write that it finds when it resumes (it may believe it still leads), and SIGCONTs
 //!    it;
-//! 4. SIGKILLs a follower, and restarts it with `--rejoin` too (on membership views, the
-//!    replica restarted in 2, which is back as a non-voting member);
+//! 4. SIGKILLs a follower, and restarts it with `--rejoin` too (on membership views, one
+//!    that is not the replica restarted in 2: that one must be a voter again by then, or
+//!    the group would be left with one voter and stall);
+//!
+//! and on membership views, after each restart, waits until the group is back to full
+//! strength — every replica a consensus member of one view, the restarted one promoted
+//! without any operator command. A shorter run on views
+//! ([`a_replaced_replica_votes_again_on_membership_views`]) kills the leader, restarts it,
+//! waits for its promotion, then kills another replica — the new leader — and checks that
+//! writes still commit;
 //!
 //! then reads every key through the leader, waits until every replica applied as far, and
 //! checks that
@@ -173,6 +181,15 @@ fn the_same_on_membership_views_pipelined() {
     scenario_with(8, &["--views", "--lease-us", "2000"]);
 }
 
+/// On views: replica A (the leader) is killed and restarted, and must become a voter again
+/// on its own; then replica B (the leader by then, not A) is killed, and writes must still
+/// commit — on B's acceptor's and vote's absence, with A's. Before replacements regained
+/// their vote, no view could change after B's loss and the group stalled.
+#[test]
+fn a_replaced_replica_votes_again_on_membership_views() {
+    run_faults("replacement", 1, &["--views", "--lease-us", "2000"], replacement);
+}
+
 /// The whole run, with clients sending `pipeline` requests at a time.
 fn scenario(pipeline: usize) {
     scenario_with(pipeline, &[]);
@@ -180,12 +197,20 @@ fn scenario(pipeline: usize) {
 
 /// [`scenario`] on replicas started with `options` too.
 fn scenario_with(pipeline: usize, options: &[&str]) {
+    run_faults("faults", pipeline, options, faults);
+}
+
+/// The faults of one scenario.
+type Faults = fn(&mut Group, &mut Run, bool) -> Result<(), String>;
+
+/// A group on `options`, clients with `pipeline`, the `faults`, the verdict.
+fn run_faults(tag: &str, pipeline: usize, options: &[&str], faults: Faults) {
     let seed = seed();
     let views = options.contains(&"--views");
-    let name = format!("faults-p{pipeline}{}", if views { "-views" } else { "" });
+    let name = format!("{tag}-p{pipeline}{}", if views { "-views" } else { "" });
     let mut group = Group::start_with(&name, 3, options);
     let history_path =
-        std::env::temp_dir().join(format!("usec-kv-faults-p{pipeline}-{seed}-{}.jsonl", std::process::id()));
+        std::env::temp_dir().join(format!("usec-kv-{tag}-p{pipeline}-{seed}-{}.jsonl", std::process::id()));
     println!("seed {seed}, pipeline {pipeline}, history {}", history_path.display());
     let recorder = KvRecorder::streaming_to(&history_path).unwrap();
     let shared = Arc::new(Shared {
@@ -254,6 +279,9 @@ fn faults(group: &mut Group, run: &mut Run, views: bool) -> Result<(), String> {
     run.elected(successor);
     run.progress(before, "writes through the new leader")?;
     rejoin(group, run, killed)?;
+    if views {
+        full_strength(group, run)?;
+    }
 
     let (stopped, _) = cluster::wait_for("the leader", STEP_LIMIT, || cluster::leader(&ports, &all))?;
     let before = run.acked();
@@ -283,22 +311,78 @@ fn faults(group: &mut Group, run: &mut Run, views: bool) -> Result<(), String> {
     // A follower too. The leader is the lowest id by now, so the follower has a peer
     // with a lower id, which it must dial itself when it rejoins.
     let followers = except(leader);
-    let follower = if views {
-        // On views the replica restarted first is back as a non-voting member, and its
-        // acceptor memory is blank: losing a voter now would leave one voter and one
-        // usable acceptor, and no view could change (a limit of the membership as it
-        // stands, in the README). The non-voter is the follower that may fail.
-        killed
-    } else {
-        followers[(run.seed % followers.len() as u64) as usize]
-    };
+    // On views, a follower other than the replica restarted first, which must vote again
+    // by now: were it still a non-voter, losing a voter would leave one voter and no view
+    // could change.
+    let followers: Vec<usize> =
+        followers.into_iter().filter(|&follower| !views || follower != killed).collect();
+    let follower = followers[(run.seed % followers.len() as u64) as usize];
     let before = run.acked();
     run.fault(format!("SIGKILL replica {follower}, a follower"));
     group.replicas[follower].0.kill().unwrap();
     group.replicas[follower].0.wait().unwrap();
     run.progress(before, "writes without the killed follower")?;
     rejoin(group, run, follower)?;
+    if views {
+        full_strength(group, run)?;
+    }
     run.progress(run.acked(), "writes with every replica back")?;
+    Ok(())
+}
+
+/// Kills the leader A, restarts it and waits for it to vote again, then kills the
+/// replica leading by then, B (not A), and waits for writes without B; restarts B too.
+fn replacement(group: &mut Group, run: &mut Run, _views: bool) -> Result<(), String> {
+    let ports = group.ports.clone();
+    let all: Vec<usize> = (0..ports.len()).collect();
+    let except = |id: usize| all.iter().copied().filter(|&other| other != id).collect::<Vec<_>>();
+    run.progress(0, "first writes")?;
+    let (first, _) = cluster::wait_for("a leader", STEP_LIMIT, || cluster::leader(&ports, &all))?;
+    let before = run.acked();
+    run.fault(format!("SIGKILL replica {first}, the leader"));
+    group.replicas[first].0.kill().unwrap();
+    group.replicas[first].0.wait().unwrap();
+    let (successor, _) =
+        cluster::wait_for("a new leader", STEP_LIMIT, || cluster::leader(&ports, &except(first)))?;
+    run.elected(successor);
+    run.progress(before, "writes through the new leader")?;
+    rejoin(group, run, first)?;
+    full_strength(group, run)?;
+    run.progress(run.acked(), "writes with the replacement voting")?;
+
+    let (leader, _) = cluster::wait_for("a leader", STEP_LIMIT, || cluster::leader(&ports, &all))?;
+    let second = if leader != first { leader } else { except(first)[(run.seed % 2) as usize] };
+    let before = run.acked();
+    run.fault(format!(
+        "SIGKILL replica {second}, {}",
+        if second == leader { "the leader" } else { "a follower" }
+    ));
+    group.replicas[second].0.kill().unwrap();
+    group.replicas[second].0.wait().unwrap();
+    let (successor, _) = cluster::wait_for("a leader without the second killed replica", STEP_LIMIT, || {
+        cluster::leader(&ports, &except(second))
+    })?;
+    if second == leader {
+        run.elected(successor);
+    }
+    run.progress(before, "writes after the second kill, the replacement voting")?;
+    rejoin(group, run, second)?;
+    full_strength(group, run)?;
+    run.progress(run.acked(), "writes with every replica back")?;
+    Ok(())
+}
+
+/// Waits until every replica is a consensus member of one view: a replica restarted is
+/// promoted back to a voter by the group itself.
+fn full_strength(group: &Group, run: &Run) -> Result<(), String> {
+    let started = Instant::now();
+    let view = cluster::wait_for("every replica a voter of one view", STEP_LIMIT, || {
+        cluster::full_strength(&group.ports)
+    })?;
+    run.note(&format!(
+        "back to full strength: every replica votes in view {view} ({:.1} ms after the wait began)",
+        started.elapsed().as_secs_f64() * 1e3
+    ));
     Ok(())
 }
 
