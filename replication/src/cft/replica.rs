@@ -68,8 +68,8 @@ pub struct Replica<S> {
     leader: Option<NodeId>,
     /// What the membership says, when leadership follows views ([`Replica::follow_views`]).
     views: Option<ViewLease>,
-    /// The epoch of views the current candidacy or leadership started in.
-    lead_epoch: Option<u64>,
+    /// The leader run of views the current candidacy or leadership started in.
+    lead_run: Option<u64>,
     /// Entries below this index were found by the current leadership's takeover: once they
     /// are applied, the state holds every command an earlier leader acknowledged.
     takeover_end: u64,
@@ -112,7 +112,7 @@ impl<S: StateMachine> Replica<S> {
             rank,
             leader: None,
             views: None,
-            lead_epoch: None,
+            lead_run: None,
             takeover_end: u64::MAX,
         })
     }
@@ -310,12 +310,12 @@ impl<S: StateMachine> Replica<S> {
             self.serve_inbox(now_ns, port);
         }
         let me = self.local.me;
-        let (choice, may_campaign, epoch_kept) = match &self.views {
+        let (choice, may_campaign, run_kept) = match &self.views {
             None => (self.election.choice(self.local.eligible), true, true),
             Some(views) => (
                 views.leader,
                 self.local.eligible && views.is_active(now_ns),
-                self.lead_epoch == Some(views.epoch),
+                self.lead_run == Some(views.leader_run),
             ),
         };
         match &mut self.role {
@@ -341,9 +341,9 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Role::Candidate(_) | Role::Leader(_) if choice != Some(me) => self.step_down(choice),
-            // A leadership belongs to its epoch of views: a later one may have had
-            // another leader, whose writes this one's state has not seen.
-            Role::Candidate(_) | Role::Leader(_) if !epoch_kept => self.step_down(None),
+            // A leadership belongs to its leader run of views: a view outside it may have
+            // had another leader, whose writes this one's state has not seen.
+            Role::Candidate(_) | Role::Leader(_) if !run_kept => self.step_down(None),
             Role::Candidate(candidate) => {
                 match candidate.step(now_ns, &mut self.local, &mut self.peers, port) {
                     Outcome::Working => {}
@@ -438,7 +438,7 @@ impl<S: StateMachine> Replica<S> {
             self.rank,
         );
         self.role = Role::Candidate(candidate);
-        self.lead_epoch = self.views.map(|views| views.epoch);
+        self.lead_run = self.views.map(|views| views.leader_run);
         self.takeover_end = u64::MAX;
         self.local.stats.candidacies += 1;
         let (term, commit, applied) = (self.term, self.local.commit, self.local.applied);
@@ -475,7 +475,7 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn retire_role(&mut self) {
-        self.lead_epoch = None;
+        self.lead_run = None;
         self.takeover_end = u64::MAX;
         match std::mem::replace(&mut self.role, Role::Follower) {
             Role::Candidate(candidate) => self.number = self.number.max(candidate.number),
@@ -508,14 +508,14 @@ impl<S: StateMachine> Replica<S> {
 
     /// Until when (on the replica's clock) it may answer read-only commands from its own
     /// state, as seen at `now_ns`; 0 if it may not now (see [`crate::cft::views`]): it
-    /// follows views, leads in the current epoch, applied everything its takeover found,
+    /// follows views, leads in the current leader run, applied everything its takeover found,
     /// and the view is active. A reader on another thread may use the answer until then,
     /// reading its clock after reading the state.
     pub fn local_read_until(&self, now_ns: u64) -> u64 {
         let Some(views) = &self.views else { return 0 };
         let leads = matches!(self.role, Role::Leader(_))
             && views.leader == Some(self.local.me)
-            && self.lead_epoch == Some(views.epoch)
+            && self.lead_run == Some(views.leader_run)
             && self.local.applied >= self.takeover_end;
         if leads && views.is_active(now_ns) {
             views.active_until_ns

@@ -14,20 +14,26 @@
 //! - A replica campaigns only while it is the designated leader of the latest view it
 //!   knows *and* that view is active ([`ViewLease::is_active`]); it grants its log only to
 //!   the designated leader of the latest view it knows (or to anyone while it does not
-//!   count yet, as plain Mu does). A candidacy or leadership belongs to the *epoch* it
-//!   started in (the run of compatible views, which share one lease); a replica whose
-//!   epoch changes, or which is no longer designated, steps down and campaigns again.
+//!   count yet, as plain Mu does). A candidacy or leadership belongs to the *leader run*
+//!   it started in: consecutive views, each learned by this replica, each designating this
+//!   process ([`ViewLease::leader_run`]). A replica that learns a view designating another,
+//!   or a view that is not the next one (a view it skipped may have designated another),
+//!   steps down and campaigns again if designated. A view that changes the voters but
+//!   keeps the leader — a follower suspected and removed, or added back — continues the
+//!   run: the leader keeps leading with its majority (its lease on the new view, an
+//!   incompatible one, still waits for the old leases to run out before it reads locally).
 //! - Mu's permissions still guarantee one writer per log whatever the views say.
 //! - **Local reads.** A replica may answer a read-only command from its own state at
 //!   local time `t` ([`Replica::local_read_until`](crate::cft::Replica::local_read_until))
-//!   only when it leads in the current epoch, its takeover is over (it applied every
+//!   only when it leads in the current leader run, its takeover is over (it applied every
 //!   entry its recovery found, so its state holds every command any earlier leader
 //!   acknowledged), and the view is active at `t`.
 //!
 //! # Why a local read is never stale
 //!
-//! Let replica A answer a read at real time `t` with A leading in epoch `E` and the view
-//! active. Take a write `w` acknowledged at real time `t_w < t`.
+//! Let replica A answer a read at real time `t` with A leading in leader run `R` and its
+//! latest view `v` (a view of `R`) active. Take a write `w` acknowledged at real time
+//! `t_w < t`.
 //!
 //! - If A acknowledged `w` itself, it applied `w` before acknowledging it.
 //! - If a leader of an earlier leadership acknowledged `w`, `w` was decided on a majority
@@ -35,13 +41,15 @@
 //!   after the revocation no WRITE of the old leader lands), so A's recovery adopted it
 //!   and A applied it before its takeover was over.
 //! - No leadership after A's can have acknowledged anything before `t`. A later leader B
-//!   leads in a later epoch `E' > E`: within one epoch the consensus members do not
-//!   change, so neither does the designated leader, and A itself steps down when its
-//!   epoch changes. B campaigned only once its view of `E'` was active, which by the
-//!   Active(view) rule (`usec_lease_clock::lease`, "Why it is safe") is after every
-//!   lease on a view of an older epoch — A's on `E` included — has expired in real time.
-//!   A's view was active at `t`, so B's campaign, and any acknowledgement of B's, comes
-//!   after `t`.
+//!   campaigned as the designated leader of a view `w` later than `v`: every view of `R`
+//!   designates A, and A steps down as soon as it learns a view that does not continue
+//!   `R`. The designated leader is a function of the consensus members, so somewhere
+//!   between `v` and `w` the consensus members changed: `w` belongs to a later epoch (run
+//!   of compatible views) than `v`. B campaigned only once `w` was active, which by the
+//!   Active(view) rule (`usec_lease_clock::lease`, "Why it is safe") is after every lease
+//!   on a view of an older epoch — A's on `v` included — has expired in real time. A's
+//!   view was active at `t`, so B's campaign, and any acknowledgement of B's, comes after
+//!   `t`.
 //!
 //! Hence A's state at `t` holds every write acknowledged before `t`. A deposed leader that
 //! was paused (SIGSTOP) finds its lease expired on its next look: a confirmation counts
@@ -56,9 +64,13 @@ use usec_qp_pool::NodeId;
 pub struct ViewLease {
     /// The latest view known.
     pub view_id: u64,
-    /// The first view of the run of compatible views the latest belongs to: a leadership
-    /// is tied to it.
+    /// The first view of the run of compatible views the latest belongs to (they share
+    /// one lease).
     pub epoch: u64,
+    /// The first view of the *leader run* the latest belongs to: the consecutive views,
+    /// each learned here, that all designate the latest's designated leader. A leadership
+    /// is tied to it: a view that changes the voters but keeps the leader continues it.
+    pub leader_run: u64,
     /// The view's designated leader, if it is one of the group's replicas in the process
     /// the view names (an older process of this node is no leader of this process).
     pub leader: Option<NodeId>,
@@ -71,8 +83,14 @@ pub struct ViewLease {
 
 impl ViewLease {
     /// No view known yet: nobody leads, nothing is active.
-    pub const NONE: ViewLease =
-        ViewLease { view_id: 0, epoch: 0, leader: None, active_from_ns: u64::MAX, active_until_ns: 0 };
+    pub const NONE: ViewLease = ViewLease {
+        view_id: 0,
+        epoch: 0,
+        leader_run: 0,
+        leader: None,
+        active_from_ns: u64::MAX,
+        active_until_ns: 0,
+    };
 
     /// Whether the view is active at `now_ns` (the replica's clock, read right before the
     /// action it permits).

@@ -18,11 +18,11 @@
 //!    applied past an entry the leader created after admitting it: Mu's rule for a
 //!    replica that lost its state), proposes the view that makes it a consensus member
 //!    again ([`Views::promote`]). That view changes the voters, so it is incompatible with
-//!    the one before: it starts only once every lease on the old one has run out, and a
-//!    new epoch of leadership begins (the promoted replica leads it if its id is the
-//!    lowest — which is why it must count in Mu first: a designated leader that could not
-//!    campaign would stall the group). After that the group is back to full strength: it
-//!    survives the loss of any other minority, views change, Mu commits.
+//!    the one before: it starts only once every lease on the old one has run out. The
+//!    leader keeps leading unless the promoted replica has the lowest id, which makes it
+//!    the designated leader — which is why it must count in Mu first: a designated leader
+//!    that could not campaign would stall the group. After that the group is back to full
+//!    strength: it survives the loss of any other minority, views change, Mu commits.
 //!
 //! Two timing rules of the lease proof are kept here:
 //!
@@ -121,6 +121,9 @@ pub struct Views {
     voters: BTreeMap<NodeId, u64>,
     /// The view the lease holds (the latest handed to it).
     lease_view: Option<View>,
+    /// The leader run the lease's view belongs to: its first view, and the leader (a
+    /// process) all its views designate (see [`ViewLease::leader_run`]).
+    leader_run: (u64, Option<Member>),
     /// Views learned in this turn, handed to the lease next turn with that turn's time.
     learned: Vec<View>,
     /// The latest confirmation handed to the lease: (view, posting time).
@@ -168,6 +171,7 @@ impl Views {
                 .map(|member| (member.node, member.incarnation))
                 .collect(),
             lease_view: None,
+            leader_run: (0, None),
             learned: vec![config.first_view.clone()],
             confirmed: None,
             stats: ViewsStats::default(),
@@ -233,6 +237,13 @@ impl Views {
         let mut changed = false;
         for view in std::mem::take(&mut self.learned) {
             self.lease.on_view_learned(now_ns, &view);
+            // A run goes on only through the very next view with the same leader: a view
+            // this node skipped may have designated another.
+            let leader = view.designated_leader();
+            let next = self.lease_view.as_ref().is_some_and(|last| last.id() + 1 == view.id());
+            if !(next && leader.is_some() && leader == self.leader_run.1) {
+                self.leader_run = (view.id(), leader);
+            }
             if let Some(history) = self.history.as_mut() {
                 history.push((view.clone(), now_ns));
             }
@@ -292,6 +303,7 @@ impl Views {
         ViewLease {
             view_id: view.id(),
             epoch: self.lease.epoch_first_view().unwrap_or(view.id()),
+            leader_run: self.leader_run.0,
             leader,
             active_from_ns: self.lease.active_from_ns().unwrap_or(u64::MAX),
             active_until_ns: self.lease.active_until_ns().unwrap_or(0),
