@@ -39,7 +39,7 @@ use crate::layout::Layout;
 use crate::learner::{Learner, LearnerConfig};
 use crate::op::{Action, Outcome, Role, Token};
 use crate::proposer::{Proposer, ProposerConfig, ProposerEvent};
-use crate::view::{Member, View, MAX_VIEW_BYTES};
+use crate::view::{Member, MemberKind, View, MAX_VIEW_BYTES};
 
 /// How a view change role is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +140,11 @@ impl<R: RngCore> ViewChange<R> {
             obsolete: 0,
             events: VecDeque::new(),
         })
+    }
+
+    /// Whether an operator's removal of `node` is pending here.
+    pub fn is_removing(&self, node: NodeId) -> bool {
+        self.removals.contains(&node)
     }
 
     /// The latest view known.
@@ -296,20 +301,42 @@ impl<R: RngCore> ViewChange<R> {
         }
         let mut remove: BTreeSet<NodeId> = self.suspected.union(&self.removals).copied().collect();
         remove.remove(&self.config.me);
-        let next = match self.view.successor(&remove, &self.additions) {
-            Ok(Some(next)) => next,
-            Ok(None) => return,
-            Err(_) => {
-                // An addition that does not fit (a full view): dropped, the rest proposed.
-                self.additions.clear();
-                match self.view.successor(&remove, &[]) {
-                    Ok(Some(next)) => next,
-                    _ => return,
-                }
+        // A view keeps a majority of the acceptors' count as consensus members (or as many
+        // as the current one has, if fewer): only consensus members propose, so a view
+        // whose last consensus member then fails could never change again. A member
+        // suspecting all the others (cut off, or they lost their cores) removes them only
+        // down to that floor — with more than a minority really gone, nothing could
+        // progress anyway.
+        let floor = (self.config.acceptors / 2 + 1).min(consensus_members(&self.view));
+        let next = loop {
+            let Some(next) = self.successor(&remove) else { return };
+            // Additions alone go through: a new process replacing a consensus member's
+            // old one joins as what the caller says.
+            if consensus_members(&next) >= floor || remove.is_empty() {
+                break next;
             }
+            // Kept for a later view, once the removals that fit are decided.
+            remove.pop_last();
         };
         self.proposer.propose(now_ns, next.id(), &next.encode()).expect("idle, and a view fits the buffers");
     }
+
+    /// The next view without `remove` and with the additions, if it differs.
+    fn successor(&mut self, remove: &BTreeSet<NodeId>) -> Option<View> {
+        match self.view.successor(remove, &self.additions) {
+            Ok(next) => next,
+            Err(_) => {
+                // An addition that does not fit (a full view): dropped, the rest proposed.
+                self.additions.clear();
+                self.view.successor(remove, &[]).ok().flatten()
+            }
+        }
+    }
+}
+
+/// How many consensus members `view` has.
+fn consensus_members(view: &View) -> usize {
+    view.members().iter().filter(|member| member.kind == MemberKind::Consensus).count()
 }
 
 impl<R: RngCore> Role for ViewChange<R> {

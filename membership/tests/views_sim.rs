@@ -3,10 +3,14 @@
 //!
 //! Nodes 0, 1, 2 are consensus members and the acceptors, node 3 an application member,
 //! node 4 a process not in the first view. For each seed: node 2 crashes and the others
-//! decide a view without it; an operator on node 0 adds node 4, which learns the view
+//! decide a view without it; an operator on node 0 adds node 4 as a consensus member
+//! (not an acceptor), which learns the view
 //! that let it in without proposing anything; node 1 is paused (SIGSTOP) until the others
 //! remove it, and once resumed learns that it is out and proposes nothing more. Every view
 //! id learned anywhere is the same view everywhere, learned in order.
+//!
+//! A node that suspects both other consensus members removes only one: a view keeps a
+//! majority of consensus members, or its last one failing would wedge the membership.
 //!
 //! And a replaced acceptor: node 2 crashes and a new process of it starts, its acceptor
 //! memory blank; an operator makes it a consensus member again; then node 1 crashes, and
@@ -148,6 +152,25 @@ impl Run {
     }
 }
 
+/// A node that suspects every other consensus member (it is cut off, or they lost their
+/// cores) must not remove them all: a view left with one consensus member wedges the
+/// membership for good once that member fails, since only consensus members propose.
+#[test]
+fn a_proposer_keeps_a_majority_of_consensus_members() {
+    for seed in 0..4 {
+        let mut run = Run::start("floor", seed);
+        run.run_for(500_000);
+        run.sim.pause(1);
+        run.sim.pause(2);
+        run.run_until(2_000_000, "a view without one of them", |run| run.view(0).id() > 0);
+        run.run_for(2_000_000);
+        let consensus =
+            run.view(0).members().iter().filter(|member| member.kind == MemberKind::Consensus).count();
+        println!("seed {seed}: node 0's view {} with nodes 1 and 2 stopped", run.view(0));
+        assert!(consensus >= 2, "seed {seed}: {} leaves {consensus} consensus member", run.view(0));
+    }
+}
+
 #[test]
 fn a_replaced_acceptor_made_a_voter_again_lets_the_group_survive_another_crash() {
     for seed in 0..4 {
@@ -204,7 +227,10 @@ fn failures_remove_members_operators_add_them_and_everyone_learns_the_same_views
         );
 
         let now = run.sim.now_ns(0);
-        run.members[0].as_mut().expect("alive").add(now, Member::new(node(4), 1, MemberKind::App));
+        // A consensus member (not an acceptor): with node 2 gone, the view keeps two when
+        // node 1 is removed next — a view changes only down to a majority of consensus
+        // members.
+        run.members[0].as_mut().expect("alive").add(now, Member::new(node(4), 1, MemberKind::Consensus));
         run.run_until(2_000_000, "node 4 added", |run| {
             [0, 1, 3, 4].iter().all(|&index| run.view(index).contains(node(4), 1))
         });

@@ -6,10 +6,17 @@
 //! tied to its epoch of compatible views, and every such change deposed it: a takeover
 //! per suspicion of a live follower.)
 //!
+//! And a member removed on one member's suspicion alone is added back by the others: the
+//! leader alone suspects follower 2 and removes it, then crashes; follower 1, which never
+//! suspected 2, must add it back and lead with it — else the view, with 1 as its only
+//! live consensus member, could never change again (a view keeps a majority of consensus
+//! members), and the group would stall.
+//!
 //! Every bound is virtual time. The seed is printed; `USEC_SEED=S` runs that one alone.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use usec_lease_clock::clock::Clock;
 use usec_qp_pool::NodeId;
 use usec_replication::cft::{MuConfig, RoleKind};
 use usec_replication::driver::sim::SimGroup;
@@ -125,6 +132,51 @@ fn a_suspected_follower_does_not_depose_the_leader() {
     };
     for seed in seeds {
         if let Err(failure) = follower_suspected(seed) {
+            panic!("seed {seed}: {failure}\nreplay: USEC_SEED={seed} cargo test -p usec-replication --test views_churn");
+        }
+    }
+}
+
+fn removed_on_the_leaders_word_alone(seed: u64) -> Result<(), String> {
+    let mut group = group(seed + 100);
+    if !group.run_until(PHASE_BOUND_NS, |group| group.leaders() == [0]) {
+        return Err("replica 0 did not lead".into());
+    }
+    commit(&mut group, 0, 1)?;
+    let two = NodeId::new(2).expect("small");
+    // Replica 0's detector, and only it, suspects replica 2.
+    let now = group.members[0].clock.now_ns();
+    group.driver_mut(0).expect("live").views_mut().expect("attached").handle_verdict(now, two, None, true);
+    let dropped = group.run_until(PHASE_BOUND_NS, |group| {
+        group.driver(1).expect("live").views().expect("attached").view().member(two).is_none()
+    });
+    if !dropped {
+        return Err("replica 2 never removed".into());
+    }
+    println!("seed {seed}: replica 2 removed on replica 0's word; crashing replica 0");
+    group.crash(0);
+    let back = group.run_until(PHASE_BOUND_NS, |group| {
+        let view = group.driver(1).expect("live").views().expect("attached").view().clone();
+        view.member(NodeId::new(0).expect("small")).is_none() && view.is_consensus(two, 1)
+    });
+    if !back {
+        let view = group.driver(1).expect("live").views().expect("attached").view().clone();
+        return Err(format!("replica 1 never added replica 2 back nor removed replica 0: {view}"));
+    }
+    if !group.run_until(PHASE_BOUND_NS, |group| group.leaders() == [1]) {
+        return Err("replica 1 did not lead".into());
+    }
+    commit(&mut group, 1, 2)
+}
+
+#[test]
+fn a_member_removed_on_one_suspicion_is_added_back_by_the_others() {
+    let seeds: Vec<u64> = match std::env::var("USEC_SEED") {
+        Ok(seed) => vec![seed.parse().expect("USEC_SEED is a u64")],
+        Err(_) => (1..=8).collect(),
+    };
+    for seed in seeds {
+        if let Err(failure) = removed_on_the_leaders_word_alone(seed) {
             panic!("seed {seed}: {failure}\nreplay: USEC_SEED={seed} cargo test -p usec-replication --test views_churn");
         }
     }

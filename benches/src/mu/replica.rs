@@ -32,6 +32,10 @@ use crate::pinning::{keep_current_thread_off, pin_current_thread, Pinning};
 /// [`ReplicaReport::notes`].
 pub const TRACE_VARIABLE: &str = "USEC_MU_TRACE";
 
+/// With [`TRACE_VARIABLE`] set and membership views on, a note of the membership's state
+/// this often.
+const VIEWS_NOTE_PERIOD_NS: u64 = 1_000_000;
+
 /// The peer role name of a replica process.
 pub const PEER_ROLE: &str = "mu-replica";
 
@@ -242,7 +246,12 @@ pub fn serve() -> Result<()> {
     let (mut turns, mut idle) = (0u64, 0u32);
     let trace = std::env::var_os(TRACE_VARIABLE).is_some();
     driver.replica_mut().set_trace(trace);
+    if let Some(views) = driver.views_mut() {
+        views.set_trace(trace);
+    }
     let mut last_end = 0u64;
+    // With views, the membership's state every this often (where a stalled view change is).
+    let mut next_views_note_ns = 0u64;
     loop {
         let now_ns = clock.now_ns();
         let busy = driver.turn(now_ns);
@@ -258,6 +267,13 @@ pub fn serve() -> Result<()> {
                 notes.push((now_ns, format!("long turn {:.1} us", (end - now_ns) as f64 / 1e3)));
             }
             notes.extend(driver.replica_mut().take_trace().into_iter().map(|note| (now_ns, note)));
+            if let Some(views) = driver.views_mut() {
+                notes.extend(views.take_trace().into_iter().map(|note| (now_ns, format!("paxos: {note}"))));
+                if now_ns >= next_views_note_ns {
+                    next_views_note_ns = now_ns + VIEWS_NOTE_PERIOD_NS;
+                    notes.push((now_ns, format!("membership: {}", views.describe())));
+                }
+            }
             last_end = end;
         }
         turns += 1;

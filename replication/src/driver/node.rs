@@ -56,6 +56,10 @@ impl Default for DetectorConfig {
     }
 }
 
+/// On views, peers the detectors trust but the view lacks are added back this often (see
+/// [`Views::trusted`]).
+const RECONCILE_PERIOD_NS: u64 = 1_000_000;
+
 /// Control-plane work (reconnects, rejoins: messages over TCP) is looked at every this
 /// many turns.
 const CONTROL_EVERY: u64 = 256;
@@ -89,6 +93,8 @@ pub struct MuDriver<S> {
     views: Option<Views>,
     /// This process replaces an earlier one of its node ([`Start::Rejoin`]).
     rejoined: bool,
+    /// On views, when trusted peers the view lacks are next added back.
+    next_reconcile_ns: u64,
 }
 
 /// A peer's failure detector: Mu's score on its heartbeat, or the provider saying its
@@ -169,6 +175,7 @@ impl<S: StateMachine> MuDriver<S> {
             status: Arc::new(ReplicaStatus::default()),
             views: None,
             rejoined: config.start == Start::Rejoin,
+            next_reconcile_ns: 0,
         })
     }
 
@@ -358,6 +365,17 @@ impl<S: StateMachine> MuDriver<S> {
         }
         if let Some(views) = self.views.as_mut() {
             views.maintain(&mut self.cluster, now_ns);
+            if now_ns >= self.next_reconcile_ns {
+                self.next_reconcile_ns = now_ns + RECONCILE_PERIOD_NS;
+                for peer in self.cluster.peers() {
+                    let incarnation = self.cluster.peer_incarnation(peer);
+                    if let (false, Some(incarnation)) =
+                        (self.monitor.verdict(peer).is_suspected(), incarnation)
+                    {
+                        views.trusted(now_ns, peer, incarnation);
+                    }
+                }
+            }
             // A restarted replica becomes a voter again once it counts in the leader's
             // write quorum (see `crate::driver::views`).
             let counted = views.non_voters().filter(|member| {

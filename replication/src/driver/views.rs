@@ -196,6 +196,24 @@ impl Views {
         self.view_change.add(now_ns, Member::new(peer, incarnation, kind));
     }
 
+    /// The failure detector trusts process `incarnation` of `peer` now, whatever it said
+    /// before: if the latest view lacks that process, it is added back (as in
+    /// [`Views::handle_verdict`]). The driver calls it now and then for every trusted
+    /// peer — a member removed on another member's suspicion, which this node never
+    /// shared, is otherwise never added back, and a view whose consensus members all but
+    /// one failed could not change again.
+    ///
+    /// A node an operator removes here is not added back here; an operator removing a live
+    /// member must do so on every member, or the others add it back.
+    pub fn trusted(&mut self, now_ns: u64, peer: NodeId, incarnation: u64) {
+        if self.view_change.view().contains(peer, incarnation) || self.view_change.is_removing(peer) {
+            return;
+        }
+        let voter = self.voters.get(&peer) == Some(&incarnation);
+        let kind = if voter { MemberKind::Consensus } else { MemberKind::App };
+        self.view_change.add(now_ns, Member::new(peer, incarnation, kind));
+    }
+
     /// A control event of the cluster: the port's QPs, and a restarted replica added back
     /// (as a member that does not vote nor lead: it has no state yet, and its acceptor
     /// waits for a view that names it).
@@ -308,6 +326,28 @@ impl Views {
             active_from_ns: self.lease.active_from_ns().unwrap_or(u64::MAX),
             active_until_ns: self.lease.active_until_ns().unwrap_or(0),
         }
+    }
+
+    /// Records the proposer's decisions, for [`Views::take_trace`].
+    pub fn set_trace(&mut self, on: bool) {
+        self.view_change.proposer_mut().set_trace(on);
+    }
+
+    /// The proposer's decisions recorded since the last call.
+    pub fn take_trace(&mut self) -> Vec<String> {
+        self.view_change.proposer_mut().take_trace()
+    }
+
+    /// Its state in a line, for traces: the view, the learner, the port.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}; proposer idle {} instance {:?}; learner {}; port {}",
+            self.view_change.view(),
+            self.view_change.proposer().is_idle(),
+            self.view_change.proposer().instance(),
+            self.view_change.learner().describe(),
+            self.port.describe()
+        )
     }
 
     /// The latest view known (possibly newer than the lease's, for one turn).

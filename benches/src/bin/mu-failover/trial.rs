@@ -146,7 +146,8 @@ pub fn run(setup: &TrialSetup, number: u64, signal: Signal) -> Result<Outcome> {
             }
         })
     });
-    let outcome = watch(&mut group, signal, signalled_ns, commits_before);
+    let views = setup.settings.views_lease_ns.is_some();
+    let outcome = watch(&mut group, signal, signalled_ns, commits_before, views);
     done.store(true, Ordering::Release);
     if let Some(watchdog) = watchdog {
         watchdog.join().expect("the watchdog does not panic");
@@ -164,7 +165,13 @@ pub fn run(setup: &TrialSetup, number: u64, signal: Signal) -> Result<Outcome> {
 }
 
 /// Polls the survivors until one of them took over and committed.
-fn watch(group: &mut Group, signal: Signal, signalled_ns: u64, commits_before: u64) -> Result<Outcome> {
+fn watch(
+    group: &mut Group,
+    signal: Signal,
+    signalled_ns: u64,
+    commits_before: u64,
+    views: bool,
+) -> Result<Outcome> {
     // Leave the survivors alone while they take over: a report request costs them a turn.
     std::thread::sleep(Duration::from_millis(20));
     let started = Instant::now();
@@ -173,7 +180,7 @@ fn watch(group: &mut Group, signal: Signal, signalled_ns: u64, commits_before: u
         for me in [1, 2] {
             reports.push(group.process_mut(me).expect("launched").report()?);
         }
-        if let Some(failover) = failover_of(&reports, signalled_ns, commits_before) {
+        if let Some(failover) = failover_of(&reports, signalled_ns, commits_before, views) {
             if tracing() {
                 let from = signalled_ns.saturating_sub(TRACE_BEFORE_NS);
                 eprintln!("---- trial: {failover:?}; from the signal:");
@@ -192,6 +199,11 @@ fn watch(group: &mut Group, signal: Signal, signalled_ns: u64, commits_before: u
             return Ok(Outcome::Disturbed(why));
         }
         if started.elapsed() > FAILOVER_LIMIT {
+            if tracing() {
+                let from = signalled_ns.saturating_sub(TRACE_BEFORE_NS);
+                eprintln!("---- trial with no new leader; from the signal:");
+                eprint!("{}", timeline(&reports, from..=u64::MAX, signalled_ns));
+            }
             let marks: Vec<String> = reports
                 .iter()
                 .map(|report| format!("replica {}:\n{}", report.me, report.marks.describe(signalled_ns)))
@@ -294,13 +306,25 @@ pub fn await_leading(group: &mut Group, warmup: Duration) -> Result<u64> {
 }
 
 /// The failover the survivors' marks show after `signalled_ns`, once complete.
-fn failover_of(reports: &[ReplicaReport], signalled_ns: u64, commits_before: u64) -> Option<Failover> {
+fn failover_of(
+    reports: &[ReplicaReport],
+    signalled_ns: u64,
+    commits_before: u64,
+    views: bool,
+) -> Option<Failover> {
     let after = |marks: &Marks, from: u64, kind: MarkKind| {
         marks.first_after(from, |seen| *seen == kind).map(|mark| mark.at_ns)
     };
     for (index, report) in reports.iter().enumerate() {
         let marks = &report.marks;
-        let Some(suspected_ns) = after(marks, signalled_ns, MarkKind::Suspected { peer: OLD_LEADER }) else {
+        // Detection: this replica's suspicion of the old leader — or, on views, the other
+        // survivor's if earlier: a view without the old leader, proposed by either, makes
+        // this one the designated leader before its own detector may have spoken (then it
+        // leads without a suspicion of its own before; such trials were counted as stalls).
+        let own = after(marks, signalled_ns, MarkKind::Suspected { peer: OLD_LEADER });
+        let other = after(&reports[1 - index].marks, signalled_ns, MarkKind::Suspected { peer: OLD_LEADER });
+        let suspected = if views { own.into_iter().chain(other).min() } else { own };
+        let Some(suspected_ns) = suspected else {
             continue;
         };
         let Some(leader_ns) = after(marks, suspected_ns, MarkKind::Leader) else { continue };
