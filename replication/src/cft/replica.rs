@@ -561,9 +561,16 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// The leader it follows (itself when leading or taking over), if known.
+    /// The leader it follows (itself when leading or taking over), if known. A follower on
+    /// views that no leader has asked yet names its view's designated leader: that is who
+    /// will (clients redirected there find it leading, or leading soon), and a follower
+    /// dropped and re-added by a view change under load would otherwise say "no leader"
+    /// until the leader's next permission request reaches it.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        match (&self.role, &self.views) {
+            (Role::Follower, Some(views)) if self.leader.is_none() => views.leader,
+            _ => self.leader,
+        }
     }
 
     /// Entries below are decided, as far as it knows.
