@@ -39,13 +39,15 @@
 //!   time; [`register::RegisterPort`] carries them out on a qp-pool cluster, so the same
 //!   code runs on a NIC, on the soft provider, and under the deterministic simulator.
 //!
-//! Not yet: the driver that carries consensus's actions out (its CTBcast streams over
-//! [`node`] and [`transport`], signature shares, catch-up and client messages point to
-//! point); state snapshots for a replica more than two windows behind; and the BFT engine
-//! of the KV and the order book.
+//! [`driver`] carries consensus's actions out: its CTBcast streams over [`transport`]'s
+//! rings and the memory nodes' registers, signature shares and catch-up on point-to-point
+//! rings, client requests and replies over TCP (uBFT uses RDMA RPC there).
+//!
+//! Not yet: state snapshots for a replica more than two windows behind.
 
 pub mod consensus;
 pub mod ctbcast;
+pub mod driver;
 pub mod memory_node;
 pub mod node;
 pub mod register;
