@@ -9,10 +9,11 @@
 //! - [`connection`]: one client, its replies kept in request order;
 //! - [`local`]: commands answered by the front end (PING, HELLO, CLIENT, COMMAND, INFO, …);
 //! - [`commands`]: COMMAND's replies, per application: Redis's own for Redis's commands;
-//! - [`backend`], [`mu`]: where the rest goes; [`shared`]: a state machine read by the
+//! - [`backend`], [`mu`], [`bft`]: where the rest goes; [`shared`]: a state machine read by the
 //!   front end while a replica applies to it.
 
 pub mod backend;
+pub mod bft;
 pub mod commands;
 pub(crate) mod connection;
 pub mod event_loop;
@@ -21,6 +22,7 @@ pub mod mu;
 pub mod shared;
 
 pub use backend::{Backend, Submitted, Tag, Unreplicated};
+pub use bft::BftBackend;
 pub use event_loop::{Server, ServerConfig, Stopper};
 pub use mu::MuBackend;
 pub use shared::Shared;

@@ -176,29 +176,55 @@ impl ClientLink {
         }
     }
 
+    /// Sends `operation` to the replicas; its number, or `None` while a request is
+    /// outstanding (one at a time per client).
+    pub fn submit(&mut self, operation: Vec<u8>) -> Option<u64> {
+        let number = self.client.submit(self.now_ns(), operation)?;
+        self.send_actions();
+        Some(number)
+    }
+
+    /// One non-blocking step: replies read, retransmissions when due, lost connections
+    /// redialled now and then. Whether anything happened.
+    pub fn turn(&mut self) -> bool {
+        self.send_actions();
+        let mut any = self.read_replies();
+        let now = self.now_ns();
+        if self.client.poll_timeout().is_some_and(|due| due <= now) {
+            self.client.tick(now);
+            self.send_actions();
+            any = true;
+        }
+        if self.last_reconnect.elapsed() >= self.reconnect_every
+            && self.replicas.iter().any(|(_, _, c)| c.is_none())
+        {
+            self.reconnect();
+        }
+        any
+    }
+
+    /// The next accepted result: `(number, result)`.
+    pub fn poll_result(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.client.poll_result()
+    }
+
+    /// Whether a request waits for its result.
+    pub fn busy(&self) -> bool {
+        self.client.outstanding().is_some()
+    }
+
     /// Runs `operation` through the replicas and returns the result f + 1 of them signed,
-    /// or an error once `timeout` passes without one.
+    /// or an error once `timeout` passes without one (blocking).
     pub fn call(&mut self, operation: Vec<u8>, timeout: Duration) -> Result<Vec<u8>> {
         let started = Instant::now();
-        let number = self
-            .client
-            .submit(self.now_ns(), operation)
-            .ok_or_else(|| Error::Config("a request is still outstanding".into()))?;
+        let number =
+            self.submit(operation).ok_or_else(|| Error::Config("a request is still outstanding".into()))?;
         loop {
-            self.send_actions();
-            let mut any = self.read_replies();
-            while let Some((answered, result)) = self.client.poll_result() {
+            let any = self.turn();
+            while let Some((answered, result)) = self.poll_result() {
                 if answered == number {
                     return Ok(result);
                 }
-            }
-            let now = self.now_ns();
-            if self.client.poll_timeout().is_some_and(|due| due <= now) {
-                self.client.tick(now);
-                any = true;
-            }
-            if self.last_reconnect.elapsed() >= self.reconnect_every {
-                self.reconnect();
             }
             if started.elapsed() > timeout {
                 return Err(Error::Config(format!(

@@ -1,0 +1,202 @@
+//! `usec-bft-kv`: one replica of the key-value store on uBFT, as a process.
+//!
+//! It bootstraps into a cluster of replicas and memory nodes (`usec-bft-memory --rings`
+//! with the same `--tail`), runs the KV state machine on a BFT consensus replica
+//! ([`ReplicaNode`]) whose CTBcast streams travel over RDMA rings and the memory nodes'
+//! registers, and serves BFT clients (a `usec-bft-gateway`) over TCP at `--client-listen`.
+//! It prints `addr <ip:port>` (with `--listen`), then `ready client=<ip:port>`, and one
+//! line per view it enters (`view <v>`); on a line `stats` on stdin it prints `stats
+//! view=… fast=… slow=… executed=… refused=…` (slots decided on each path, the last slot
+//! executed, inputs refused); it runs until killed or its stdin closes. A fatal
+//! error is one line on stderr, `usec-bft-kv: error: ...`, and a nonzero exit.
+//!
+//! `--byzantine` makes it lie in what it CTBcasts (see [`Byzantine`]): the tests' way of
+//! running one Byzantine replica among correct ones.
+
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::mpsc::{self, TryRecvError};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{Parser, ValueEnum};
+use usec_bft_kv::{read_spec, replica_key, GroupArgs, Timeouts};
+use usec_qp_pool::{Cluster, NodeConfig, NodeId, TcpNetwork};
+use usec_replication::apps::kv::KvMachine;
+use usec_replication::bft::consensus::{DecisionPath, Event, StreamMessage};
+use usec_replication::bft::driver::{ClientServer, ReplicaNode, ReplicaNodeConfig};
+use usec_replication::bft::node::P2pConfig;
+use usec_verbs::Context;
+
+/// A Byzantine behaviour to simulate (through the consensus core's tamper hook: what the
+/// replica CTBcasts is rewritten, what it processes itself is not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Byzantine {
+    /// Its promises name an empty batch and its checkpoints a wrong digest: no fast path
+    /// for anyone (every slot needs the slow path's certificates), and its checkpoints
+    /// never count.
+    Lie,
+    /// Its prepares (as a leader) drop their requests, and its promises too.
+    Drop,
+}
+
+/// One replica of the BFT key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "usec-bft-kv", version)]
+struct Args {
+    /// The RDMA device: `soft:<fabric>`, or an ibverbs device (`rxe0`, `mlx5_0`).
+    #[arg(long)]
+    device: String,
+    /// This replica's node id.
+    #[arg(long)]
+    id: u16,
+    /// The cluster description (qp-pool's text form), or `-` to read it from stdin up to
+    /// a line `end`.
+    #[arg(long)]
+    spec: String,
+    /// Listen here for the cluster (port 0: any free port) and print `addr <ip:port>`
+    /// before reading the description, which must then give this node that address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The memory nodes' ids, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    memory_nodes: Vec<u16>,
+    /// Where BFT clients (gateways) connect.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    client_listen: SocketAddr,
+    #[command(flatten)]
+    group: GroupArgs,
+    #[command(flatten)]
+    timeouts: Timeouts,
+    /// Simulate a Byzantine replica.
+    #[arg(long, value_enum)]
+    byzantine: Option<Byzantine>,
+    /// Idle turns before yielding the core.
+    #[arg(long, default_value_t = 64)]
+    spins: u32,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("usec-bft-kv: error: node {}: {error:#}", args.id);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let me = NodeId::new(args.id).map_err(|error| anyhow!("--id: {error}"))?;
+    let listener = match args.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).with_context(|| format!("listening at {addr}"))?;
+            println!("addr {}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    let mut stdin = std::io::BufReader::new(std::io::stdin()).lines();
+    let spec = read_spec(&args.spec, &mut stdin)?;
+    let mine = *spec.nodes.get(&me).ok_or_else(|| anyhow!("node {me} is not in the description"))?;
+    let listener = match listener {
+        Some(listener) if listener.local_addr()? == mine => listener,
+        Some(listener) => {
+            bail!("the description gives node {me} {mine}, but it listens at {}", listener.local_addr()?)
+        }
+        None => TcpListener::bind(mine).with_context(|| format!("listening at {mine}"))?,
+    };
+    let consensus = args.group.consensus(&args.timeouts)?;
+    let memory_nodes = args
+        .memory_nodes
+        .iter()
+        .map(|&id| NodeId::new(id).map_err(|e| anyhow!("memory node {id}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    // A catch-up carries up to two windows of batches: sized for that.
+    let catchup = 2 * consensus.window as usize * (consensus.batch * (consensus.max_operation_bytes + 128));
+    let p2p = P2pConfig { slots: 16, max_message_bytes: u32::try_from(catchup + 4096)? };
+    let config = ReplicaNodeConfig { consensus, memory_nodes, p2p, register_in_flight: 256 };
+    let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
+    let (node, memory) = ReplicaNode::<KvMachine>::configure(NodeConfig::new(spec, me), &config)?;
+    let network = TcpNetwork::from_listener(listener)?;
+    let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).context("bootstrap")?;
+    let key = replica_key(&args.group.key_seed, me);
+    let (keys, clients) = (args.group.replica_keys()?, args.group.client_keys());
+    let mut node = ReplicaNode::new(cluster, &config, key, keys, clients, memory, KvMachine::new())?;
+    match args.byzantine {
+        None => {}
+        Some(Byzantine::Lie) => node.tamper_broadcasts_for_testing(Box::new(lie), false),
+        Some(Byzantine::Drop) => node.tamper_broadcasts_for_testing(Box::new(drop_requests), false),
+    }
+    let client_listener = TcpListener::bind(args.client_listen)
+        .with_context(|| format!("listening at {}", args.client_listen))?;
+    let mut server = ClientServer::new(client_listener)?;
+    println!("ready client={}", server.local_addr().context("the client address")?);
+
+    // Console lines from stdin; stdin closing (the launcher gone) ends the process.
+    let (lines, inbox) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdin {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut idle = 0u32;
+    let (mut fast, mut slow) = (0u64, 0u64);
+    loop {
+        let now = start.elapsed().as_nanos() as u64;
+        let mut busy = node.turn(now);
+        busy |= server.poll(|client, bytes| node.handle_client(now, client, bytes));
+        while let Some((client, bytes)) = node.poll_to_client() {
+            busy = true;
+            server.send(client, &bytes);
+        }
+        server.flush();
+        while let Some(event) = node.poll_event() {
+            match event {
+                Event::ViewEntered { view } => println!("view {view}"),
+                Event::Decided { path: DecisionPath::Fast, .. } => fast += 1,
+                Event::Decided { path: DecisionPath::Slow, .. } => slow += 1,
+                _ => {}
+            }
+        }
+        match inbox.try_recv() {
+            Ok(line) if line.trim() == "stats" => {
+                let (view, _) = node.replica().view();
+                let (executed, _) = node.replica().executed();
+                let refused = node.replica().stats().rejected_total();
+                println!("stats view={view} fast={fast} slow={slow} executed={executed} refused={refused}");
+            }
+            Ok(_) | Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => break,
+        }
+        if busy {
+            idle = 0;
+        } else {
+            idle = idle.saturating_add(1);
+            if idle > args.spins {
+                std::thread::yield_now();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lie(message: &mut StreamMessage) {
+    match message {
+        StreamMessage::Promise { batch, .. } => batch.clear(),
+        StreamMessage::Checkpoint { digest, .. } => digest[0] ^= 1,
+        _ => {}
+    }
+}
+
+fn drop_requests(message: &mut StreamMessage) {
+    if let StreamMessage::Prepare { batch, .. } | StreamMessage::Promise { batch, .. } = message {
+        batch.clear();
+    }
+}
