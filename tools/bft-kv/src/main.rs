@@ -7,7 +7,8 @@
 //! It prints `addr <ip:port>` (with `--listen`), then `ready client=<ip:port>`, and one
 //! line per view it enters (`view <v>`); on a line `stats` on stdin it prints `stats
 //! view=… fast=… slow=… executed=… refused=…` (slots decided on each path, the last slot
-//! executed, inputs refused); it runs until killed or its stdin closes. A fatal
+//! executed, inputs refused); it runs until killed or its stdin closes (until killed with
+//! `--ignore-stdin`). A fatal
 //! error is one line on stderr, `usec-bft-kv: error: ...`, and a nonzero exit.
 //!
 //! `--byzantine` makes it lie in what it CTBcasts (see [`Byzantine`]): the tests' way of
@@ -75,6 +76,9 @@ struct Args {
     /// Idle turns before yielding the core.
     #[arg(long, default_value_t = 64)]
     spins: u32,
+    /// Run until killed, whatever stdin does (a launcher that gives it no stdin).
+    #[arg(long)]
+    ignore_stdin: bool,
 }
 
 fn main() -> ExitCode {
@@ -173,7 +177,8 @@ fn run(args: &Args) -> Result<()> {
                 println!("stats view={view} fast={fast} slow={slow} executed={executed} refused={refused}");
             }
             Ok(_) | Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Disconnected) if !args.ignore_stdin => break,
+            Err(TryRecvError::Disconnected) => {}
         }
         if busy {
             idle = 0;

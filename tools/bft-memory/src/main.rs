@@ -4,7 +4,8 @@
 //! (QPs to every peer, each writer's in a protection domain of its own with its grants),
 //! prints `ready registered=<bytes> allocated=<bytes>` on stdout, and from then on only
 //! serves qp-pool's control plane, every millisecond: replicas read and write its memory
-//! with one-sided RDMA, its CPU uninvolved. It runs until it is killed or its stdin closes.
+//! with one-sided RDMA, its CPU uninvolved. It runs until it is killed or its stdin closes
+//! (until killed with `--ignore-stdin`).
 //! A fatal error is one line on stderr, `usec-bft-memory: error: ...`, and a nonzero exit.
 
 use std::io::BufRead;
@@ -52,6 +53,9 @@ struct Args {
     /// Bytes of a register's value (CTBcast: a 32-byte hash and a 64-byte signature).
     #[arg(long, default_value_t = 96)]
     value_bytes: usize,
+    /// Run until killed, whatever stdin does (a launcher that gives it no stdin).
+    #[arg(long)]
+    ignore_stdin: bool,
     /// The replicas run CTBcast over rings (`usec-bft-node`): add their ring role, with no
     /// rights here (every node lists the same roles).
     #[arg(long)]
@@ -129,7 +133,7 @@ fn run(args: &Args) -> Result<()> {
         watch.store(false, Ordering::Release);
     });
     let start = Instant::now();
-    while open.load(Ordering::Acquire) {
+    while args.ignore_stdin || open.load(Ordering::Acquire) {
         for event in memory_node.serve(start.elapsed().as_nanos() as u64) {
             println!("event {event:?}");
         }

@@ -23,6 +23,11 @@
 //! so is `--views` (every mode takes it): membership views name the leader, which answers
 //! reads from its own state while its Active(view) lease holds.
 //!
+//! `usec-cluster start --engine bft` starts the BFT key-value store instead: three
+//! `usec-bft-kv` replicas, three `usec-bft-memory` memory nodes and a `usec-bft-gateway`
+//! on `--port` for Redis clients ([`bft`]); the binaries are looked for next to this one
+//! (or next to `--kv-bin`).
+//!
 //! ## On real devices (one process per host)
 //!
 //! A config file names each node's host, device and ports ([`config`] has the format);
@@ -64,6 +69,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bft;
 mod client;
 mod config;
 mod console;
@@ -90,6 +96,15 @@ use clap::{Parser, Subcommand};
 
 use crate::plan::App;
 
+/// Which replication protocol a local group runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    /// Mu: `usec-kv` replicas.
+    Mu,
+    /// uBFT: `usec-bft-kv` replicas, `usec-bft-memory` nodes, `usec-bft-gateway`.
+    Bft,
+}
+
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(
@@ -111,6 +126,10 @@ enum Commands {
         /// What they serve.
         #[arg(long, value_enum, default_value = "kv")]
         app: App,
+        /// Which replication: Mu (crash faults), or uBFT (Byzantine faults: the KV only,
+        /// three replicas, three memory nodes and a RESP gateway; see the `bft` module).
+        #[arg(long, value_enum, default_value = "mu")]
+        engine: Engine,
         /// The front door's port; replica i's RESP port is this + 1 + i, its control port
         /// this + 101 + i. 0: free ports.
         #[arg(long, default_value_t = 7000)]
@@ -228,7 +247,29 @@ fn main() -> Result<()> {
     signals::block()?;
     let status_period = Duration::from_secs(1);
     match Options::parse().command {
-        Commands::Start { replicas, app, port, no_front_door, views, kv_bin: given, kv_args } => {
+        Commands::Start {
+            engine: Engine::Bft, replicas, app, port, views, kv_bin: given, kv_args, ..
+        } => {
+            anyhow::ensure!(
+                replicas == 3 && app == App::Kv && !views,
+                "--engine bft runs the KV on 3 replicas, without --views"
+            );
+            let bin_dir = match given {
+                Some(path) => path.parent().map(PathBuf::from).context("--kv-bin has no directory")?,
+                None => std::env::current_exe().context("finding this executable")?.with_file_name(""),
+            };
+            bft::run(&bft::BftOptions { port_base: port, bin_dir, extra: kv_args }, status_period)
+        }
+        Commands::Start {
+            engine: Engine::Mu,
+            replicas,
+            app,
+            port,
+            no_front_door,
+            views,
+            kv_bin: given,
+            kv_args,
+        } => {
             let options = group::GroupOptions {
                 replicas,
                 app,
