@@ -58,7 +58,7 @@
 //! - Catch-up replays decided batches kept two windows below the stable checkpoint; a
 //!   replica further behind would need a state snapshot (not built).
 //! - One outstanding request per client (uBFT allows a client window of 16).
-//! - The RDMA driver and the BFT engine of the applications are separate pieces.
+//! - The RDMA driver is [`super::driver`]; the BFT KV's processes are `tools/bft-kv`.
 
 mod action;
 pub mod catchup;
