@@ -56,6 +56,15 @@ pub enum Error {
         #[source]
         source: usec_regions::Error,
     },
+    /// The device refused something (creating or connecting the loopback QPs).
+    #[error("{context}: {source}")]
+    Verbs {
+        /// What was being done.
+        context: String,
+        /// The device's error.
+        #[source]
+        source: usec_verbs::Error,
+    },
     /// Heartbeats could not be set up.
     #[error("{context}: {source}")]
     Heartbeat {
@@ -74,6 +83,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    pub(crate) fn verbs(context: &str) -> impl FnOnce(usec_verbs::Error) -> Error + '_ {
+        move |source| Error::Verbs { context: context.to_string(), source }
+    }
+
     pub(crate) fn pool(context: &str) -> impl FnOnce(usec_qp_pool::Error) -> Error + '_ {
         move |source| Error::Pool { context: context.to_string(), source: Box::new(source) }
     }

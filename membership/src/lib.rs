@@ -100,6 +100,7 @@ pub mod driver;
 mod error;
 pub mod layout;
 pub mod learner;
+mod loopback;
 pub mod op;
 pub mod port;
 pub mod proposer;

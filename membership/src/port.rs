@@ -8,9 +8,10 @@
 //! [layout](crate::layout). An action on a remote acceptor is a work request whose
 //! `wr_id` is a qp-pool [`WrId`] (the class's registered kind, the acceptor's node, the
 //! token's sequence); an action on this node's own acceptor runs on local memory, with
-//! CPU atomics — which is why a node may be an acceptor and a proposer at once only on a
-//! device whose atomics are atomic with respect to the CPU (`atomics_global`: soft and
-//! sim are; a ConnectX is when it reports `IBV_ATOMIC_GLOB`).
+//! CPU atomics, where the device's atomics are atomic with respect to the CPU
+//! (`atomics_global`: soft and sim are; a ConnectX is when it reports `IBV_ATOMIC_GLOB`).
+//! Elsewhere (rxe, `IBV_ATOMIC_HCA`) it goes through the device, on a QP of this node's
+//! connected to itself ([`crate::loopback`]), whose completions come like a peer's.
 //!
 //! Completions go back to the role in the order each acceptor's QP completed them. A QP
 //! that fails is repaired: once everything posted on it has come back (flushed), the port
@@ -50,10 +51,11 @@ use std::sync::Arc;
 
 use usec_qp_pool::{Cluster, ControlEvent, NodeConfig, NodeId, Poller, RoleId, RoleSpec, WrId};
 use usec_regions::RemoteRegion;
-use usec_verbs::{AccessFlags, QpCaps, Region, RemoteAddr, SendWr};
+use usec_verbs::{AccessFlags, Completion, QpCaps, Region, RemoteAddr, SendWr};
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::loopback::Loopback;
 use crate::op::{Action, OpClass, Outcome, Role, Token};
 
 /// Name of the role whose QPs carry the Paxos operations.
@@ -115,6 +117,9 @@ pub struct PaxosPort {
     scratch: Arc<Region>,
     areas: Vec<Areas>,
     local: Option<Arc<Region>>,
+    /// On a device whose atomics are not atomic against the CPU: this node's QP to itself,
+    /// and its own acceptor's region as that QP targets it.
+    loopback: Option<(Loopback, RemoteRegion)>,
     /// This node's own acceptor may be used (false for a new process until a view names it).
     local_admitted: bool,
     layout: Layout,
@@ -176,15 +181,13 @@ impl PaxosPort {
             cluster.region(SCRATCH_REGION).map_err(Error::pool("the Paxos scratch"))?.region().clone();
         let mut targets = Vec::with_capacity(acceptors.len());
         let mut local = None;
+        let mut loopback = None;
         for &node in acceptors {
             if node == cluster.me() {
-                if !cluster.context().attributes().atomics_global {
-                    return Err(Error::Config(
-                        "this device's atomics are not atomic against the CPU: the local acceptor cannot be shared"
-                            .into(),
-                    ));
-                }
                 let region = cluster.region(ACCEPTOR_REGION).map_err(Error::pool("the local acceptor"))?;
+                if !cluster.context().attributes().atomics_global {
+                    loopback = Some((Loopback::new(cluster)?, region.remote_region()));
+                }
                 local = Some(region.region().clone());
                 targets.push(Target::Local);
             } else {
@@ -204,6 +207,7 @@ impl PaxosPort {
             scratch,
             areas,
             local,
+            loopback,
             local_admitted: true,
             layout,
             finished: VecDeque::new(),
@@ -235,6 +239,14 @@ impl PaxosPort {
         let token = action.token();
         let acceptor = usize::from(token.acceptor);
         match self.targets[acceptor] {
+            Target::Local if self.local_admitted && self.loopback.is_some() => {
+                let (_, region) = self.loopback.as_ref().expect("just checked");
+                match self.post_remote(cluster, acceptor, cluster.me(), *region, &action) {
+                    Ok(()) => self.outstanding[acceptor].push_back(token),
+                    // The QP failed (it flushes what follows): nothing to repair it with.
+                    Err(_) => self.finished.push_back((token, Finished::Failed)),
+                }
+            }
             Target::Local => {
                 let finished = if self.local_admitted { self.run_locally(&action) } else { Finished::Failed };
                 self.finished.push_back((token, finished));
@@ -296,8 +308,14 @@ impl PaxosPort {
         let local = |offset: usize, len: usize| {
             mr.sge(offset, len as u32).map_err(|error| Error::Config(format!("the Paxos scratch: {error}")))
         };
-        let post = |cluster: &mut Cluster, wr: SendWr<'_>| {
-            cluster.post_send(node, self.role, &[wr]).map_err(Error::pool("posting a Paxos operation"))
+        let role = self.role;
+        let loopback = match node == cluster.me() {
+            true => self.loopback.as_mut().map(|(loopback, _)| loopback),
+            false => None,
+        };
+        let post = |cluster: &mut Cluster, wr: SendWr<'_>| match loopback {
+            Some(loopback) => loopback.post(wr),
+            None => cluster.post_send(node, role, &[wr]).map_err(Error::pool("posting a Paxos operation")),
         };
         match action {
             Action::Cas { offset, compare, swap, .. } => {
@@ -339,40 +357,66 @@ impl PaxosPort {
         for polled in poller.poll() {
             any = true;
             let Some(acceptor) = self.acceptor_of(polled.wr_id.peer()) else { continue };
-            let Some(token) = self.outstanding[acceptor].pop_front() else { continue };
-            assert_eq!(
-                WrId::wrapping(token.class.kind(), polled.wr_id.peer(), token.sequence),
-                polled.wr_id,
-                "completions of one QP come in the order posted"
-            );
-            if !polled.completion.status.is_success() {
-                if self.health[acceptor] == Health::Up {
-                    self.health[acceptor] = Health::Broken { retry_at_ns: now_ns };
+            self.complete(acceptor, polled.wr_id, &polled.completion, now_ns, role);
+        }
+        if let Some(acceptor) = self.targets.iter().position(|target| matches!(target, Target::Local)) {
+            let mut batch = [Completion::default(); 16];
+            while let Some((loopback, _)) = self.loopback.as_mut() {
+                let polled = loopback.poll(&mut batch);
+                if polled == 0 {
+                    break;
                 }
-                role.handle_completion(now_ns, token, Outcome::Failed);
-                continue;
-            }
-            let areas = self.areas[acceptor];
-            match token.class {
-                OpClass::Cas => {
-                    let old = self.scratch.read_pod::<u64>(areas.cas).expect("in the scratch");
-                    role.handle_completion(now_ns, token, Outcome::Swapped { old });
-                }
-                OpClass::Write => role.handle_completion(now_ns, token, Outcome::Written),
-                OpClass::ProposerRead | OpClass::LearnerRead => {
-                    let from = if token.class == OpClass::LearnerRead {
-                        areas.learner_read
-                    } else {
-                        areas.proposer_read
-                    };
-                    let len = polled.completion.byte_len as usize;
-                    self.read_buffer.resize(len, 0);
-                    self.scratch.read(from, &mut self.read_buffer).expect("in the scratch");
-                    role.handle_completion(now_ns, token, Outcome::Read(&self.read_buffer));
+                any = true;
+                for completion in &batch[..polled] {
+                    self.complete(acceptor, WrId::from_raw(completion.wr_id), completion, now_ns, role);
                 }
             }
         }
         any
+    }
+
+    /// Hands `role` the completion of the oldest operation outstanding on `acceptor`.
+    fn complete(
+        &mut self,
+        acceptor: usize,
+        wr_id: WrId,
+        completion: &Completion,
+        now_ns: u64,
+        role: &mut impl Role,
+    ) {
+        let Some(token) = self.outstanding[acceptor].pop_front() else { return };
+        assert_eq!(
+            WrId::wrapping(token.class.kind(), wr_id.peer(), token.sequence),
+            wr_id,
+            "completions of one QP come in the order posted"
+        );
+        if !completion.status.is_success() {
+            if self.health[acceptor] == Health::Up && matches!(self.targets[acceptor], Target::Remote { .. })
+            {
+                self.health[acceptor] = Health::Broken { retry_at_ns: now_ns };
+            }
+            role.handle_completion(now_ns, token, Outcome::Failed);
+            return;
+        }
+        let areas = self.areas[acceptor];
+        match token.class {
+            OpClass::Cas => {
+                let old = self.scratch.read_pod::<u64>(areas.cas).expect("in the scratch");
+                role.handle_completion(now_ns, token, Outcome::Swapped { old });
+            }
+            OpClass::Write => role.handle_completion(now_ns, token, Outcome::Written),
+            OpClass::ProposerRead | OpClass::LearnerRead => {
+                let from = if token.class == OpClass::LearnerRead {
+                    areas.learner_read
+                } else {
+                    areas.proposer_read
+                };
+                let len = completion.byte_len as usize;
+                self.read_buffer.resize(len, 0);
+                self.scratch.read(from, &mut self.read_buffer).expect("in the scratch");
+                role.handle_completion(now_ns, token, Outcome::Read(&self.read_buffer));
+            }
+        }
     }
 
     fn acceptor_of(&self, node: NodeId) -> Option<usize> {

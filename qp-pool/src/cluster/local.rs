@@ -44,7 +44,7 @@ pub(crate) struct LocalNode {
     spare: VecDeque<Vec<QueuePair>>,
     /// Peers with grants, each in its own protection domain.
     pub(crate) isolated: BTreeMap<NodeId, IsolatedPeer>,
-    qp_options: QpOptions,
+    pub(crate) qp_options: QpOptions,
 }
 
 /// A peer with grants: its protection domain, its grants' MRs, and its QP set while the

@@ -26,7 +26,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use usec_regions::RemoteRegion;
-use usec_verbs::{AsyncEvent, Context, MemoryRegion, ProtectionDomain, QueuePair, SendWr};
+use usec_verbs::{
+    AsyncEvent, ConnectOptions, Context, MemoryRegion, ProtectionDomain, QpOptions, QueuePair, SendWr,
+};
 
 pub use control::ControlEvent;
 pub use reasons::{PeerLoss, ProtocolViolation, ReconnectFailure};
@@ -248,6 +250,17 @@ impl Cluster {
     /// ([`NodeConfig::grant`](crate::NodeConfig::grant)).
     pub fn pd(&self) -> &ProtectionDomain {
         &self.local.pd
+    }
+
+    /// The options the peers' QPs were created with (the GID index among them): a layer
+    /// that makes a QP of its own, as a loopback one, creates it alike.
+    pub fn qp_options(&self) -> &QpOptions {
+        &self.local.qp_options
+    }
+
+    /// The options the peers' QPs were connected with.
+    pub fn connect_options(&self) -> &ConnectOptions {
+        &self.local.connect
     }
 
     /// The roles, in order.

@@ -3,10 +3,12 @@
 //!
 //! - `status` → `status role=<follower|candidate|leader> leader=<id|-> commit=<n>
 //!   applied=<n> commands=<n> eligible=<bool> candidacies=<n> leaderships=<n> proposal=<n|-> queued=<n>
-//!   restored=<n> failed=<n> refused=<n>`: the replica's view (`applied` counts log entries,
+//!   restored=<n> failed=<n> refused=<n> view=<id|-> voters=<n> voting=<bool>`: the replica's view (`applied` counts log entries,
 //!   `commands` the commands in its history), what it has done (every new
 //!   candidacy ends whatever role it had; `restored`: snapshots it was brought back by), and what its driver saw (`refused`: its WRITEs
-//!   into a peer's log the peer refused);
+//!   into a peer's log the peer refused); with `--views`, the latest membership view it
+//!   learned, its consensus members, and whether this process is one (`-`, 0, false
+//!   without views);
 //! - `history` → each applied command in hex, in order, one a line, then `end`;
 //! - `describe` → `describe <one line of the replica's internals>`;
 //! - `trace on`, `trace off` → `trace on|off`: the replica records its decisions, or not;
@@ -111,9 +113,18 @@ fn status(driver: &mut MuDriver<History>) -> String {
     let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
     let stats = replica.stats();
     let counts = driver.counts();
+    // The membership itself, not the status the driver publishes after its maintenance
+    // (which a console command can come before).
+    let (me, incarnation) = (driver.cluster().me(), driver.cluster().incarnation());
+    let view = driver.views().map(|views| {
+        let view = views.view();
+        let voters =
+            view.members().iter().filter(|member| view.is_consensus(member.node, member.incarnation));
+        (view.id(), voters.count(), view.is_consensus(me, incarnation))
+    });
     format!(
         "status role={role} leader={} commit={} applied={} commands={} eligible={} candidacies={} leaderships={} \
-         proposal={} queued={} restored={} failed={} refused={}",
+         proposal={} queued={} restored={} failed={} refused={} view={} voters={} voting={}",
         or_dash(replica.leader().map(|node| node.to_string())),
         replica.commit_index(),
         replica.applied_index(),
@@ -126,5 +137,8 @@ fn status(driver: &mut MuDriver<History>) -> String {
         stats.snapshots_restored,
         counts.failed_completions,
         counts.refused_log_writes,
+        or_dash(view.map(|(id, _, _)| id.to_string())),
+        view.map_or(0, |(_, voters, _)| voters),
+        view.is_some_and(|(_, _, voting)| voting),
     )
 }

@@ -19,6 +19,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Parser;
 use usec_lease_clock::clock::{CalibratedClock, Clock};
 use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
+use usec_replication::driver::views::ViewsConfig;
 use usec_replication::driver::{MuDriver, NodeThread};
 use usec_replication::History;
 use usec_verbs::Context;
@@ -70,12 +71,27 @@ fn run(args: &Args) -> Result<()> {
     let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
     // A restarted node joins the cluster that runs already, as a newer incarnation (by
     // default the realtime clock: later than the process it replaces).
+    let nodes: Vec<NodeId> = spec.nodes.keys().copied().collect();
+    let views = args.views(&nodes)?;
     let node = args.connection(NodeConfig::new(spec, me)).rejoin(args.start == StartKind::Rejoin);
-    let node = MuDriver::<History>::configure(node, &config)?;
+    // On views, the first view names every node's first process by the incarnation they
+    // all know in advance; a replacement keeps the default (later) one.
+    let node = match (&views, args.start) {
+        (Some(views), StartKind::Initial) => MuDriver::<History>::configure_with_views(
+            node.incarnation(ViewsConfig::FIRST_INCARNATION),
+            &config,
+            views,
+        )?,
+        (Some(views), StartKind::Rejoin) => MuDriver::<History>::configure_with_views(node, &config, views)?,
+        (None, _) => MuDriver::<History>::configure(node, &config)?,
+    };
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).context("bootstrap")?;
     let clock = CalibratedClock::calibrate(&args.clock())?;
-    let driver = MuDriver::new(cluster, config, args.detectors(), History::default(), clock.now_ns())?;
+    let mut driver = MuDriver::new(cluster, config, args.detectors(), History::default(), clock.now_ns())?;
+    if let Some(views) = &views {
+        driver.attach_views(views, clock.now_ns())?;
+    }
 
     let client = args.client.then(|| {
         // Unique across the group's life: a restarted node is a new client.

@@ -4,12 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 use usec_lease_clock::clock::{CalibrationOptions, ClockPreference};
 use usec_lease_clock::detector::ScoreConfig;
 use usec_lease_clock::heartbeat::ReaderConfig;
-use usec_qp_pool::NodeConfig;
+use usec_lease_clock::lease::ActiveConfig;
+use usec_qp_pool::{NodeConfig, NodeId};
 use usec_replication::cft::{MuConfig, Start};
+use usec_replication::driver::views::ViewsConfig;
 use usec_replication::driver::{DetectorConfig, Pacing};
 
 /// One Mu replica as a process.
@@ -116,6 +119,20 @@ pub struct Args {
     /// How long bootstrap waits for late peers, in seconds.
     #[arg(long, default_value_t = 30)]
     pub bootstrap_deadline_s: u64,
+
+    /// Membership views (uKharon) decide who leads: the lowest-id consensus member of an
+    /// active view; a failed replica is removed by a view change, and its replacement
+    /// (`--start rejoin`) admitted back and promoted to a voter once caught up. Every
+    /// replica of a group must say the same.
+    #[arg(long)]
+    pub views: bool,
+    /// The Active(view) lease Δ, in microseconds (with `--views`).
+    #[arg(long, default_value_t = 20)]
+    pub lease_us: u64,
+    /// How often the membership reads the acceptors unprompted, in microseconds (with
+    /// `--views`).
+    #[arg(long, default_value_t = 10)]
+    pub view_scan_us: u64,
 }
 
 /// `--pacing`.
@@ -196,6 +213,28 @@ impl Args {
             node.connect.rts.timeout = timeout;
         }
         node.deadline(Duration::from_secs(self.bootstrap_deadline_s))
+    }
+
+    /// The membership of a group of `nodes` (every one an acceptor and a consensus member),
+    /// with `--views`: a lease of `--lease-us`, renewed with half of it left, retried after
+    /// a quarter (as `usec-kv --views`).
+    pub fn views(&self, nodes: &[NodeId]) -> Result<Option<ViewsConfig>> {
+        if !self.views {
+            return Ok(None);
+        }
+        if self.lease_us == 0 || self.view_scan_us == 0 {
+            bail!("--lease-us and --view-scan-us must be positive");
+        }
+        let mut views = ViewsConfig::for_group(nodes)?;
+        let lease_ns = self.lease_us * US;
+        views.lease = ActiveConfig {
+            lease_ns,
+            renew_before_ns: lease_ns / 2,
+            retry_after_ns: lease_ns / 4,
+            ..views.lease
+        };
+        views.scan_period_ns = self.view_scan_us * US;
+        Ok(Some(views))
     }
 
     /// How the replica's thread runs.

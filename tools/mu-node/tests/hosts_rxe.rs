@@ -4,6 +4,9 @@
 //! its own rxe device, whose RoCEv2 GID (the index given in `RXE_VM_HOST<i>`) is that
 //! address, so the replicas' WRITEs and READs cross a bridge between distinct hosts.
 //!
+//! The second test runs the three replicas on membership views and replaces one:
+//! [`common::views_replacement_scenario`].
+//!
 //! It runs only there: `tools/test-all` runs it with `--ignored` inside the VM; anywhere
 //! else it is reported ignored, and run anyway it fails saying why.
 //!
@@ -18,8 +21,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use common::crash_scenario;
 use common::group::{Launcher, Limits};
+use common::{crash_scenario, views_replacement_scenario};
 
 /// One host of the VM, from `RXE_VM_HOST<i>` (`device,address,gid-index`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +126,16 @@ fn rxe_launcher() -> Launcher {
 #[ignore = "runs inside `tools/rxe-vm/run --hosts 3` (tools/test-all's VM step passes --ignored)"]
 fn three_hosts_a_stopped_leader_steps_down_a_crashed_follower_rejoins_a_killed_leader_is_replaced() {
     crash_scenario(rxe_launcher());
+}
+
+#[test]
+#[ignore = "runs inside `tools/rxe-vm/run --hosts 3` (tools/test-all's VM step passes --ignored)"]
+fn three_hosts_on_views_a_replaced_follower_votes_again_and_outlives_the_leader() {
+    let mut launcher = rxe_launcher();
+    // The emulated CPU: a lease and acceptor scans of tens of milliseconds, in step with
+    // the slow heartbeats above.
+    launcher.args.extend(["--views", "--lease-us", "50000", "--view-scan-us", "20000"].map(String::from));
+    views_replacement_scenario(launcher);
 }
 
 #[test]

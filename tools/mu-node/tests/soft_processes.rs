@@ -2,6 +2,8 @@
 //! leader SIGSTOPped and resumed, a follower SIGKILLed and a fresh process rejoining in its
 //! place, a leader SIGKILLed. Every replica runs a client; at the end no acknowledged
 //! command may be missing from any replica's history. See [`common::crash_scenario`].
+//! The same group on membership views: a follower replaced by a fresh process that
+//! regains its vote, then the leader killed ([`common::views_replacement_scenario`]).
 
 mod common;
 
@@ -9,8 +11,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::crash_scenario;
 use common::group::{Launcher, Limits};
+use common::{crash_scenario, views_replacement_scenario};
 
 fn soft_launcher() -> Launcher {
     let fabric = format!("soft:mu-node-{}-{}", std::process::id(), rand_suffix());
@@ -63,4 +65,12 @@ fn rand_suffix() -> u64 {
 #[test]
 fn a_stopped_leader_steps_down_a_crashed_follower_rejoins_a_killed_leader_is_replaced() {
     crash_scenario(soft_launcher());
+}
+
+#[test]
+fn on_views_a_replaced_follower_votes_again_and_outlives_the_leader() {
+    let mut launcher = soft_launcher();
+    // A lease of milliseconds: the replicas share loaded cores (as in usec-kv's tests).
+    launcher.args.extend(["--views", "--lease-us", "2000", "--view-scan-us", "200"].map(String::from));
+    views_replacement_scenario(launcher);
 }

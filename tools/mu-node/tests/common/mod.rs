@@ -98,6 +98,77 @@ pub fn crash_scenario(launcher: Launcher) {
     group.quiesce_and_check();
 }
 
+/// Three replicas on membership views (`--views`), every one with a client:
+///
+/// 1. node 0 (the lowest id of the first view) leads, and commands are acknowledged;
+/// 2. SIGKILL the follower node 2: a view change removes it, and commands are acknowledged
+///    without it;
+/// 3. a fresh process of node 2 (a new incarnation) joins, is caught up, and is a voter
+///    again: a consensus member of the latest view, which every running node knows with
+///    three voters;
+/// 4. SIGKILL node 0 (another replica, the leader): node 1 takes over, with the new node 2
+///    as the only other member of its majority — in the views' Paxos as in Mu — and
+///    commands are acknowledged again;
+/// 5. the clients stop; the histories are checked as in [`crash_scenario`].
+pub fn views_replacement_scenario(launcher: Launcher) {
+    let mut group = Group::start(launcher, 3);
+    let took = group.wait_leader(0);
+    group.note(&format!("node 0 leads ({took:?} after ready)"));
+    let first_view = group.node(0).status();
+    assert!(first_view.view.is_some() && first_view.voting, "node 0 runs on views: {first_view:?}");
+    let since = group.node(0).ack_count();
+    group.wait_progress(0, since, PROGRESS);
+
+    // 2. A crashed follower: a view without it.
+    group.node(2).kill();
+    let limit = group.launcher.limits.leader;
+    let (view, took) = group.wait_for(limit, "a view without node 2", |group| {
+        let status = group.node(0).status();
+        (status.voters == 2 && status.view > first_view.view).then_some(status.view)
+    });
+    group.note(&format!("SIGKILL node 2: view {view:?} without it after {took:?}"));
+    let since = group.node(0).ack_count();
+    let took = group.wait_progress(0, since, PROGRESS);
+    group.note(&format!("{PROGRESS} commands acknowledged without node 2 in {took:?}"));
+
+    // 3. Its replacement regains its vote.
+    let started = Instant::now();
+    group.restart(2);
+    let ready = started.elapsed();
+    let target = group.statuses().values().map(|status| status.commands).max().unwrap_or(0);
+    let limit = group.launcher.limits.catch_up;
+    let what = format!("node 2 (restarted) to apply {target} commands and vote in a view of 3 voters");
+    let (status, took) = group.wait_for(limit, &what, |group| {
+        let statuses = group.statuses();
+        let fresh = &statuses[&2];
+        let caught_up = fresh.commands >= target && fresh.eligible && fresh.voting;
+        let agreed = statuses.values().all(|status| status.voters == 3 && status.view == fresh.view);
+        (caught_up && agreed).then_some(fresh.clone())
+    });
+    group.note(&format!(
+        "node 2 restarted: ready after {ready:?}, a voter in view {:?} ({} snapshots restored) {took:?} later",
+        status.view, status.restored
+    ));
+    let since = group.node(0).ack_count();
+    group.wait_progress(0, since, PROGRESS);
+
+    // 4. Another replica crashes: the leader. Node 1's majority needs node 2.
+    let killed_at = Instant::now();
+    group.node(0).kill();
+    let takeover = group.wait_leader(1);
+    let first = group.wait_ack_after(1, killed_at);
+    group.note(&format!(
+        "SIGKILL node 0: node 1 leads after {takeover:?} (seen by polling), first command acknowledged after {first:?}"
+    ));
+    let since = group.node(1).ack_count();
+    group.wait_progress(1, since, PROGRESS);
+    let last = group.node(2).status();
+    assert!(last.voting, "node 2 still votes: {last:?}");
+
+    // 5. Quiesce and check.
+    group.quiesce_and_check();
+}
+
 /// Restarts dead node `id` in rejoin mode and waits until it applied as many commands as
 /// the leader had when it came back, and counts in quorums again.
 fn rejoin(group: &mut Group, id: u16) {

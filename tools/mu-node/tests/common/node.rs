@@ -193,6 +193,11 @@ pub struct Status {
     pub queued: u64,
     pub restored: u64,
     pub refused: u64,
+    /// With `--views`: the latest view learned, its consensus members, and whether this
+    /// process is one.
+    pub view: Option<u64>,
+    pub voters: u64,
+    pub voting: bool,
 }
 
 impl Status {
@@ -214,6 +219,9 @@ impl Status {
                 "queued" => status.queued = number()?,
                 "restored" => status.restored = number()?,
                 "refused" => status.refused = number()?,
+                "view" => status.view = number(),
+                "voters" => status.voters = number()?,
+                "voting" => status.voting = value.parse().ok()?,
                 _ => {}
             }
         }
