@@ -203,7 +203,7 @@ fn main() -> Result<()> {
         options.commands as f64 / ((clock.now_ns() - measured_from) as f64 / 1e9);
     let books_agree = match driver.replica().state_machine() {
         Machine::OrderBook(book) => book.snapshot() == alone.snapshot(),
-        Machine::Counter(_) => false,
+        Machine::Counter(_) | Machine::Kv(_) => false,
     };
     let followers: Vec<(u16, Pinning, String)> = group
         .processes

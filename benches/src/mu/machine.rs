@@ -1,11 +1,14 @@
 //! The state machines the Mu benchmarks replicate: [`Counter`], as cheap as a state
 //! machine can be while still reading every command, so that what is timed is the
 //! replication and not the service; or the order book, a real service
-//! (`orderbook-replicated`). [`Machine`] is either, chosen by [`MachineKind`] in the
-//! group's settings.
+//! (`orderbook-replicated`); or the key-value store behind a lock its front end reads
+//! through (`kv-read-latency`). [`Machine`] is one of them, chosen by [`MachineKind`] in
+//! the group's settings.
 
 use serde::{Deserialize, Serialize};
+use usec_replication::apps::kv::KvMachine;
 use usec_replication::apps::orderbook::OrderBook;
+use usec_replication::apps::server::Shared;
 use usec_replication::{RestoreError, StateMachine};
 
 /// Which state machine a benchmark's group replicates.
@@ -16,6 +19,8 @@ pub enum MachineKind {
     Counter,
     /// The order-matching engine.
     OrderBook,
+    /// The key-value store, shared with a front end ([`Shared`]).
+    Kv,
 }
 
 /// The replicated state machine of a benchmark's group.
@@ -25,6 +30,9 @@ pub enum Machine {
     Counter(Counter),
     /// Matches orders.
     OrderBook(Box<OrderBook>),
+    /// Keys and values; a clone of the [`Shared`] reads them from another place (a
+    /// [`usec_replication::apps::server::MuBackend`]).
+    Kv(Shared<KvMachine>),
 }
 
 impl Machine {
@@ -33,6 +41,7 @@ impl Machine {
         match kind {
             MachineKind::Counter => Machine::Counter(Counter::default()),
             MachineKind::OrderBook => Machine::OrderBook(Box::new(OrderBook::new())),
+            MachineKind::Kv => Machine::Kv(Shared::new(KvMachine::new())),
         }
     }
 }
@@ -42,6 +51,7 @@ impl StateMachine for Machine {
         match self {
             Machine::Counter(counter) => counter.apply(command, response),
             Machine::OrderBook(book) => book.apply(command, response),
+            Machine::Kv(kv) => kv.apply(command, response),
         }
     }
 
@@ -49,6 +59,7 @@ impl StateMachine for Machine {
         match self {
             Machine::Counter(counter) => counter.snapshot(),
             Machine::OrderBook(book) => book.snapshot(),
+            Machine::Kv(kv) => kv.snapshot(),
         }
     }
 
@@ -56,6 +67,7 @@ impl StateMachine for Machine {
         match self {
             Machine::Counter(counter) => counter.restore(snapshot),
             Machine::OrderBook(book) => book.restore(snapshot),
+            Machine::Kv(kv) => kv.restore(snapshot),
         }
     }
 }
