@@ -153,6 +153,7 @@ mod connections;
 mod driver;
 mod error;
 pub mod handshake;
+pub mod node_process;
 mod node_set;
 mod poller;
 mod quorum;

@@ -113,26 +113,3 @@ fn derive(seed: &str, kind: &str, id: u32) -> SigningKey {
     material.extend_from_slice(&id.to_le_bytes());
     SigningKey::from_bytes(&blake3::derive_key("usec-bft-kv key v1", &material))
 }
-
-/// A cluster description from a file, or from stdin (`-`) up to a line `end`.
-pub fn read_spec(
-    source: &str,
-    stdin: &mut impl Iterator<Item = std::io::Result<String>>,
-) -> Result<usec_qp_pool::ClusterSpec> {
-    use anyhow::Context as _;
-    let text = if source == "-" {
-        let mut text = String::new();
-        loop {
-            let line =
-                stdin.next().ok_or_else(|| anyhow!("stdin ended before the description's `end`"))??;
-            if line.trim() == "end" {
-                break text;
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
-    } else {
-        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
-    };
-    usec_qp_pool::ClusterSpec::parse(&text).with_context(|| format!("the description ({source})"))
-}

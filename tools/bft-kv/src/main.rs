@@ -20,10 +20,10 @@ use std::process::ExitCode;
 use std::sync::mpsc::{self, TryRecvError};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::{Parser, ValueEnum};
-use usec_bft_kv::{read_spec, replica_key, GroupArgs, Timeouts};
-use usec_qp_pool::{Cluster, NodeConfig, NodeId, TcpNetwork};
+use usec_bft_kv::{replica_key, GroupArgs, Timeouts};
+use usec_qp_pool::{node_process, Cluster, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::apps::kv::KvMachine;
 use usec_replication::bft::consensus::{DecisionPath, Event, StreamMessage};
 use usec_replication::bft::driver::{ClientServer, ReplicaNode, ReplicaNodeConfig};
@@ -94,24 +94,13 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let me = NodeId::new(args.id).map_err(|error| anyhow!("--id: {error}"))?;
-    let listener = match args.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr).with_context(|| format!("listening at {addr}"))?;
-            println!("addr {}", listener.local_addr()?);
-            Some(listener)
-        }
-        None => None,
-    };
+    let listener = node_process::listen_early(args.listen)?;
+    if let Some(listener) = &listener {
+        println!("addr {}", listener.local_addr()?);
+    }
     let mut stdin = std::io::BufReader::new(std::io::stdin()).lines();
-    let spec = read_spec(&args.spec, &mut stdin)?;
-    let mine = *spec.nodes.get(&me).ok_or_else(|| anyhow!("node {me} is not in the description"))?;
-    let listener = match listener {
-        Some(listener) if listener.local_addr()? == mine => listener,
-        Some(listener) => {
-            bail!("the description gives node {me} {mine}, but it listens at {}", listener.local_addr()?)
-        }
-        None => TcpListener::bind(mine).with_context(|| format!("listening at {mine}"))?,
-    };
+    let spec = node_process::read_description(&args.spec, &mut stdin)?;
+    let listener = node_process::own_listener(&spec, me, listener)?;
     let consensus = args.group.consensus(&args.timeouts)?;
     let memory_nodes = args
         .memory_nodes

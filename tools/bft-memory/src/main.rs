@@ -9,15 +9,15 @@
 //! A fatal error is one line on stderr, `usec-bft-memory: error: ...`, and a nonzero exit.
 
 use std::io::BufRead;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::Parser;
-use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
+use usec_qp_pool::{node_process, Cluster, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::bft::memory_node::{self, MemoryNode};
 use usec_replication::bft::register::RegisterLayout;
 use usec_replication::bft::transport::port::role_spec as ring_role;
@@ -86,25 +86,14 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     let me = NodeId::new(args.id).map_err(|error| anyhow!("--id: {error}"))?;
-    let listener = match args.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr).with_context(|| format!("listening at {addr}"))?;
-            println!("addr {}", listener.local_addr()?);
-            Some(listener)
-        }
-        None => None,
-    };
+    let listener = node_process::listen_early(args.listen)?;
+    if let Some(listener) = &listener {
+        println!("addr {}", listener.local_addr()?);
+    }
     // Buffered once for the description and the watch on stdin after it.
     let mut stdin = std::io::BufReader::new(std::io::stdin()).lines();
-    let spec = read_spec(&args.spec, &mut stdin)?;
-    let mine = *spec.nodes.get(&me).ok_or_else(|| anyhow!("node {me} is not in the description"))?;
-    let listener = match listener {
-        Some(listener) if listener.local_addr()? == mine => listener,
-        Some(listener) => {
-            bail!("the description gives node {me} {mine}, but it listens at {}", listener.local_addr()?)
-        }
-        None => TcpListener::bind(mine).with_context(|| format!("listening at {mine}"))?,
-    };
+    let spec = node_process::read_description(&args.spec, &mut stdin)?;
+    let listener = node_process::own_listener(&spec, me, listener)?;
     let writers = args.writers.iter().map(|&id| NodeId::new(id)).collect::<Result<Vec<_>, _>>()?;
     let layout = args.layout();
     let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
@@ -140,23 +129,4 @@ fn run(args: &Args) -> Result<()> {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
-}
-
-/// The description from a file, or from stdin (`-`) up to a line `end`.
-fn read_spec(source: &str, stdin: &mut impl Iterator<Item = std::io::Result<String>>) -> Result<ClusterSpec> {
-    let text = if source == "-" {
-        let mut text = String::new();
-        loop {
-            let line =
-                stdin.next().ok_or_else(|| anyhow!("stdin ended before the description's `end`"))??;
-            if line.trim() == "end" {
-                break text;
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
-    } else {
-        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
-    };
-    ClusterSpec::parse(&text).with_context(|| format!("the description ({source})"))
 }

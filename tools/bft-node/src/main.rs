@@ -18,15 +18,15 @@
 //! key store.
 
 use std::io::BufRead;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, TryRecvError};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::{Parser, ValueEnum};
 use ed25519_dalek::SigningKey;
-use usec_qp_pool::{Cluster, ClusterSpec, NodeConfig, NodeId, TcpNetwork};
+use usec_qp_pool::{node_process, Cluster, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::bft::ctbcast::{CtbConfig, Event, Keyring};
 use usec_replication::bft::node::{Behaviour, CtbNode, CtbNodeConfig};
 use usec_verbs::Context;
@@ -107,24 +107,13 @@ fn node_ids(ids: &[u16]) -> Result<Vec<NodeId>> {
 
 fn run(args: &Args) -> Result<()> {
     let me = NodeId::new(args.id).map_err(|error| anyhow!("--id: {error}"))?;
-    let listener = match args.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr).with_context(|| format!("listening at {addr}"))?;
-            println!("addr {}", listener.local_addr()?);
-            Some(listener)
-        }
-        None => None,
-    };
+    let listener = node_process::listen_early(args.listen)?;
+    if let Some(listener) = &listener {
+        println!("addr {}", listener.local_addr()?);
+    }
     let mut stdin = std::io::BufReader::new(std::io::stdin()).lines();
-    let spec = read_spec(&args.spec, &mut stdin)?;
-    let mine = *spec.nodes.get(&me).ok_or_else(|| anyhow!("node {me} is not in the description"))?;
-    let listener = match listener {
-        Some(listener) if listener.local_addr()? == mine => listener,
-        Some(listener) => {
-            bail!("the description gives node {me} {mine}, but it listens at {}", listener.local_addr()?)
-        }
-        None => TcpListener::bind(mine).with_context(|| format!("listening at {mine}"))?,
-    };
+    let spec = node_process::read_description(&args.spec, &mut stdin)?;
+    let listener = node_process::own_listener(&spec, me, listener)?;
     let participants = node_ids(&args.participants)?;
     let ctb = CtbConfig {
         tail: args.tail,
@@ -235,23 +224,4 @@ fn report(broadcaster: NodeId, event: &Event, keys: &Keyring) {
         }
         Event::Abandoned { index, reason } => println!("abandon {} {index} {reason:?}", broadcaster.get()),
     }
-}
-
-/// The description from a file, or from stdin (`-`) up to a line `end`.
-fn read_spec(source: &str, stdin: &mut impl Iterator<Item = std::io::Result<String>>) -> Result<ClusterSpec> {
-    let text = if source == "-" {
-        let mut text = String::new();
-        loop {
-            let line =
-                stdin.next().ok_or_else(|| anyhow!("stdin ended before the description's `end`"))??;
-            if line.trim() == "end" {
-                break text;
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
-    } else {
-        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
-    };
-    ClusterSpec::parse(&text).with_context(|| format!("the description ({source})"))
 }
