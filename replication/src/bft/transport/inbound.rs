@@ -63,8 +63,11 @@ impl InboundRing {
     }
 
     /// Looks at the expected slot of the ring in `memory`, copying the frame's payload
-    /// into `payload` (at least the ring's payload size) if one is there.
-    pub fn look(&mut self, memory: &Region, slot_buffer: &mut Vec<u8>, payload: &mut [u8]) -> Look {
+    /// into `payload` (at least the ring's payload size) if one is there. `slot_buffer`
+    /// is scratch space of at least a slot: one buffer serves rings of every size, and is
+    /// never resized here (shrinking it for a small ring, then growing it back for a large
+    /// one, zeroed a megabyte per poll and made every BFT request take milliseconds).
+    pub fn look(&mut self, memory: &Region, slot_buffer: &mut [u8], payload: &mut [u8]) -> Look {
         let slots = u64::from(self.spec.slots);
         // Each turn of the loop returns or moves the expectation forward past a lap (the
         // slot we guessed from may be overwritten again by then); bounded so that a sender
@@ -72,7 +75,7 @@ impl InboundRing {
         for _ in 0..LAP_JUMPS_PER_LOOK {
             let slot = (self.next_sequence % slots) as usize;
             let at = self.offset + slot * self.spec.slot_bytes();
-            slot_buffer.resize(self.spec.slot_bytes(), 0);
+            let slot_buffer = &mut slot_buffer[..self.spec.slot_bytes()];
             memory.read(at, &mut slot_buffer[..FRAME_HEADER_BYTES]).expect("the ring lies in the region");
             // An earlier lap's frame (or a slot never written) is what a poll finds most of
             // the time: told by the sequence it claims, without reading or checksumming the

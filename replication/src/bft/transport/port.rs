@@ -461,6 +461,10 @@ impl RingPort {
                 if self.payload.len() < max {
                     self.payload.resize(max, 0);
                 }
+                // Grown once to the largest slot, never shrunk (see `InboundRing::look`).
+                if self.slot_buffer.len() < ring.spec.slot_bytes() {
+                    self.slot_buffer.resize(ring.spec.slot_bytes(), 0);
+                }
                 for _ in 0..BURST {
                     let Look::Frame { len } =
                         ring.look(&self.region, &mut self.slot_buffer, &mut self.payload)
