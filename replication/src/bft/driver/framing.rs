@@ -40,17 +40,23 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
+/// Bytes one read of a stream takes at most.
+const READ_CHUNK_BYTES: usize = 16 << 10;
+
 /// Reassembles frames from a stream read in whatever pieces it arrives in.
 #[derive(Debug)]
 pub struct FrameReader {
     buffer: Vec<u8>,
     max: usize,
+    /// What one read takes, allocated once: a poll finding nothing costs a syscall, not
+    /// also a 16 KiB memset.
+    chunk: Box<[u8]>,
 }
 
 impl FrameReader {
     /// A reader refusing frames above `max` bytes.
     pub fn new(max: usize) -> FrameReader {
-        FrameReader { buffer: Vec::new(), max }
+        FrameReader { buffer: Vec::new(), max, chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice() }
     }
 
     /// Takes `bytes` read from the stream.
@@ -75,11 +81,10 @@ impl FrameReader {
 
     /// Reads what a non-blocking `stream` has (until it would block) into the buffer.
     pub fn fill(&mut self, stream: &mut impl Read) -> Result<(), FrameError> {
-        let mut chunk = [0u8; 16 << 10];
         loop {
-            match stream.read(&mut chunk) {
+            match stream.read(&mut self.chunk) {
                 Ok(0) => return Err(FrameError::Closed),
-                Ok(n) => self.push(&chunk[..n]),
+                Ok(n) => self.buffer.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
