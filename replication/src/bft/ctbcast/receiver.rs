@@ -294,6 +294,11 @@ impl Receiver {
         self.check_window(index)?;
         let receivers = self.config.receivers.len();
         let instance = self.window.get_or_insert(index, receivers);
+        if instance.phase == Phase::Delivered && instance.signature.is_none() {
+            // Signed ahead of need by a correct broadcaster, and the fast path was faster.
+            self.stats.late_signatures += 1;
+            return Ok(());
+        }
         if instance.signature_verified || instance.is_done() {
             let kind = "signature";
             let same = instance.signature == Some(signature);

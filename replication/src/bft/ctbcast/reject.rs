@@ -150,6 +150,9 @@ pub struct Stats {
     pub signatures_made: u64,
     /// Signatures checked (receiver), valid or not.
     pub signatures_checked: u64,
+    /// Signatures that came after their message was delivered on the fast path (the
+    /// broadcaster signs ahead of need): not needed, not kept, not a fault.
+    pub late_signatures: u64,
     /// Register reads whose owner proved Byzantine (bad verdict, garbage, bad signature).
     pub byzantine_registers: u64,
     /// Equivocations proven.

@@ -99,6 +99,35 @@ fn all_echoes_matching_deliver_on_the_fast_path_without_signatures_or_registers(
 }
 
 #[test]
+fn a_signature_signed_ahead_that_comes_after_the_fast_path_is_no_fault() {
+    let mut group = Group::new(config()); // sign-ahead on
+    let index = group.broadcaster.broadcast(b"prepare 1").unwrap();
+    for (to, bytes) in group.broadcaster_sends() {
+        group.receiver(to.get()).handle_entry(0, node(0), &bytes).unwrap();
+    }
+    for id in [1, 2] {
+        for (to, bytes) in sends(&group.actions(id)) {
+            group.receiver(to.get()).handle_entry(10, node(id), &bytes).unwrap();
+        }
+    }
+    // The fast path is done before the broadcaster had time to sign.
+    for id in [1, 2] {
+        assert_eq!(group.events(id), [delivered(index, b"prepare 1", DeliveryPath::Fast)]);
+    }
+    group.broadcaster.tick();
+    let signatures = group.broadcaster_sends();
+    assert_eq!(signatures.len(), 2, "the signature goes to both receivers");
+    for (to, bytes) in signatures {
+        group.receiver(to.get()).handle_entry(20, node(0), &bytes).unwrap();
+    }
+    for id in [1, 2] {
+        let stats = group.receiver(id).stats().clone();
+        assert_eq!((stats.late_signatures, stats.rejected_total()), (1, 0), "{stats:?}");
+        assert_eq!(group.actions(id), []);
+    }
+}
+
+#[test]
 fn long_messages_are_echoed_as_hashes_and_still_match() {
     let mut group = Group::new(CtbConfig { echo_copy_below_bytes: 16, ..config() });
     let message = vec![7u8; 100];
