@@ -121,13 +121,15 @@ impl Client {
         if reply.replica != from || reply.client != self.id || !self.replicas.contains(&from) {
             return Err(Reject::UnexpectedSender { from: from.to_string(), kind: "reply" });
         }
+        // Stale first: the replies after the f + 1st are not worth a verify (~35 µs) each.
+        if self.outstanding.as_ref().is_none_or(|o| o.number != reply.number) {
+            return Err(Reject::Stale { what: "reply" });
+        }
         if !self.keys.key(from).is_some_and(|key| reply.verify(key)) {
             return Err(Reject::BadSignature { what: "reply" });
         }
         let f = self.f();
-        let Some(outstanding) = self.outstanding.as_mut().filter(|o| o.number == reply.number) else {
-            return Err(Reject::Stale { what: "reply" });
-        };
+        let outstanding = self.outstanding.as_mut().expect("checked above");
         let hash: Hash = blake3::hash(&reply.result).into();
         outstanding.answers.insert(from, hash);
         outstanding.results.entry(hash).or_insert(reply.result);

@@ -101,7 +101,23 @@ impl Reject {
             Reject::Stale { .. } => "stale",
             Reject::Invalid { .. } => "invalid",
             Reject::Duplicate { .. } => "duplicate",
-            Reject::Ctbcast(_) => "ctbcast",
+            Reject::Ctbcast(inner) => match inner.name() {
+                "truncated" => "ctbcast-truncated",
+                "checksum" => "ctbcast-checksum",
+                "unknown-kind" => "ctbcast-unknown-kind",
+                "payload-length" => "ctbcast-payload-length",
+                "too-large" => "ctbcast-too-large",
+                "wrong-broadcaster" => "ctbcast-wrong-broadcaster",
+                "wrong-sender" => "ctbcast-wrong-sender",
+                "unexpected-sender" => "ctbcast-unexpected-sender",
+                "index-out-of-range" => "ctbcast-index-out-of-range",
+                "stale" => "ctbcast-stale",
+                "too-far-ahead" => "ctbcast-too-far-ahead",
+                "duplicate" => "ctbcast-duplicate",
+                "conflicting" => "ctbcast-conflicting",
+                "forged-signature" => "ctbcast-forged-signature",
+                _ => "ctbcast",
+            },
         }
     }
 }
@@ -125,6 +141,9 @@ pub struct Stats {
     pub new_views_built: u64,
     /// Slots a new view's leader re-proposed with a batch derived from the seals.
     pub reproposals: u64,
+    /// Client signatures checked (a request taken from its client is not checked again
+    /// when a prepare carries the same bytes).
+    pub requests_verified: u64,
     /// Slots executed from a catch-up (decided batches fetched from another replica).
     pub caught_up_slots: u64,
     /// Streams given up because an index was abandoned (more than a tail behind).

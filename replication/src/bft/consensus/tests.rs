@@ -258,6 +258,8 @@ fn a_request_is_decided_on_the_fast_path_executed_everywhere_and_answered() {
         assert_eq!(replica.stats().decided_fast, 1);
         assert_eq!(replica.stats().decided_slow, 0);
         assert!(replica.executed_request(ClientId(0), number));
+        // Checked when taken from the client, not again when the prepare carried it.
+        assert_eq!(replica.stats().requests_verified, 1, "replica {}", replica.id());
     }
     let digests: Vec<_> = group.replicas.iter().map(|r| r.executed().1).collect();
     assert!(digests.windows(2).all(|pair| pair[0] == pair[1]));
@@ -404,4 +406,26 @@ proptest! {
             group.replicas[1].tick(b);
         }
     }
+}
+
+#[test]
+fn a_client_spends_no_verify_on_replies_after_the_result_is_accepted() {
+    let mut group = Group::new();
+    let number = group.client.submit(group.now, b"put a 1".to_vec()).unwrap();
+    group.run();
+    assert_eq!(group.client.poll_result().map(|(n, _)| n), Some(number));
+    // A late reply for the answered request, its signature garbage: refused as stale,
+    // before its signature is looked at.
+    let mut late =
+        Reply::signed(&SigningKey::from_bytes(&[3; 32]), node(2), ClientId(0), number, b"x".to_vec());
+    late.signature = [0xee; 64];
+    let bytes = DirectMessage::Reply(late).encode();
+    assert_eq!(group.client.handle_reply(node(2), &bytes), Err(Reject::Stale { what: "reply" }));
+    // For the request outstanding, the signature is checked.
+    let next = group.client.submit(group.now, b"put b 2".to_vec()).unwrap();
+    let mut forged =
+        Reply::signed(&SigningKey::from_bytes(&[3; 32]), node(2), ClientId(0), next, b"x".to_vec());
+    forged.signature = [0xee; 64];
+    let bytes = DirectMessage::Reply(forged).encode();
+    assert_eq!(group.client.handle_reply(node(2), &bytes), Err(Reject::BadSignature { what: "reply" }));
 }
