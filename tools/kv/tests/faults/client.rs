@@ -47,7 +47,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 pub const PATIENT_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Operations (of all clients) per generation of keys.
-pub const EPOCH_OPS: u64 = 1_500;
+pub const EPOCH_OPS: u64 = 750;
 
 /// Register keys per generation.
 pub const REGISTERS: u64 = 3;
