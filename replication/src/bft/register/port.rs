@@ -88,6 +88,9 @@ pub struct RegisterPort {
     failed: VecDeque<Token>,
     outstanding: Vec<VecDeque<Posted>>,
     health: Vec<Health>,
+    /// Where a read's register is copied out of the scratch (one, kept: a turn allocates
+    /// nothing).
+    read_back: Vec<u8>,
 }
 
 impl RegisterPort {
@@ -150,6 +153,7 @@ impl RegisterPort {
             failed: VecDeque::new(),
             outstanding: vec![VecDeque::new(); memory_nodes.len()],
             health: vec![Health::Up; memory_nodes.len()],
+            read_back: vec![0; layout.register_bytes()],
         })
     }
 
@@ -252,7 +256,6 @@ impl RegisterPort {
             any = true;
             set.handle_completion(now_ns, token, Outcome::Failed);
         }
-        let mut read_back = vec![0u8; self.layout.register_bytes()];
         for polled in poller.poll() {
             any = true;
             let Some(memory_node) = self.memory_node_of(polled.wr_id.peer()) else { continue };
@@ -272,8 +275,8 @@ impl RegisterPort {
                 set.handle_completion(now_ns, posted.token, Outcome::Failed);
             } else if posted.read {
                 let at = posted.buffer * self.layout.register_bytes();
-                self.scratch.read(at, &mut read_back).expect("in the scratch");
-                set.handle_completion(now_ns, posted.token, Outcome::Read(&read_back));
+                self.scratch.read(at, &mut self.read_back).expect("in the scratch");
+                set.handle_completion(now_ns, posted.token, Outcome::Read(&self.read_back));
             } else {
                 set.handle_completion(now_ns, posted.token, Outcome::Written);
             }
