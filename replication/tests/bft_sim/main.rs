@@ -1,7 +1,8 @@
 //! Deterministic simulation of uBFT's consensus: the real `Replica` and `Client` cores
-//! (sans IO) over a simulated network and SWMR registers, with n = 3 replicas (f = 1),
-//! clients, crashes, pauses, a lossy network that heals, and one Byzantine replica with a
-//! behaviour drawn from the seed (see `byzantine.rs`).
+//! (sans IO) over a simulated network and SWMR registers, with n = 3 replicas (f = 1), or
+//! in one run in four n = 5 (f = 2), clients, crashes, pauses, a lossy network that heals,
+//! and one Byzantine replica with a behaviour drawn from the seed (see `byzantine.rs`; with
+//! n = 5 a pause of a correct replica also comes with a crash of another).
 //!
 //! Checked as events happen (`checker.rs`): correct replicas decide the same batch per
 //! slot and reach the same history digests; every executed request was submitted by its
@@ -83,7 +84,9 @@ fn run_with(
     collusion: Behaviour,
 ) -> Result<Summary, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = 3;
+    // One run in four has n = 5 (f = 2): quorums, certificates and the client's f + 1
+    // are not n = 3 only. The bound-is-tight runs keep n = 3 (f + 1 = 2 colluders).
+    let n = if colluding.is_empty() && rng.gen_ratio(1, 4) { 5 } else { 3 };
     let config = ConsensusConfig {
         replicas: (0..n).map(node).collect(),
         window: [4, 8, 16][rng.gen_range(0..3)],
@@ -187,6 +190,13 @@ fn run_with(
             let correct = (byzantine + rng.gen_range(1..n)) % n;
             let from = rng.gen_range(0..5_000_000);
             world.pause(correct, from, from + rng.gen_range(100_000..5_000_000));
+            if n == 5 {
+                // f = 2: a Byzantine replica and a crashed one are within the bound.
+                let other = (correct + rng.gen_range(1..n - 1)) % n;
+                let other = if other == byzantine { (other + 1) % n } else { other };
+                let other = if other == correct { (other + 1) % n } else { other };
+                world.crash(other, rng.gen_range(0..5_000_000));
+            }
         }
         _ => {}
     }
