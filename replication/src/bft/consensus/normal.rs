@@ -133,10 +133,11 @@ impl<S: StateMachine> Replica<S> {
                 return Err(Reject::ForgedRequest { client: request.client.0, number: request.number });
             }
         }
-        let timeout = self.config.slow_path_timeout_ns;
+        let timeout = self.slow_path_timeout();
         let decided = self.slots.get(&slot).is_some_and(|s| s.decided.is_some());
         let state = self.slot_mut(slot);
         state.promised = Some((view, digest));
+        state.promised_at_ns = now_ns;
         state.share_sent = false;
         state.share_due_ns = (!decided).then_some(now_ns + timeout);
         self.keep_batch(slot, digest, batch.clone());
@@ -262,6 +263,30 @@ impl<S: StateMachine> Replica<S> {
         self.broadcast(StreamMessage::Commit { view, slot, batch, certificate });
     }
 
+    /// How long a promised slot waits before its share goes out: the configured timeout,
+    /// or four smoothed promise-to-fast-decision times when the group is slower than
+    /// that (a loaded machine), capped at 16 times the configured timeout. Without it, a
+    /// loaded group's slots crossed the timeout just before their last promise came and
+    /// paid for signatures and shares on top of the load (BFT KV on two cores, 50
+    /// clients: 3,197 requests/s with the slow path firing on 1 % of slots, 3,978 with it
+    /// never firing). Only fast decisions feed the estimate, so a silent replica (no fast
+    /// decision at all) leaves the timeout where it was; a Byzantine one that promises
+    /// late on purpose can stretch it at most to the cap.
+    pub(super) fn slow_path_timeout(&self) -> u64 {
+        let base = self.config.slow_path_timeout_ns;
+        base.max(self.fast_decision_ns.saturating_mul(4)).min(base.saturating_mul(16))
+    }
+
+    /// One more fast decision took `sample_ns` from our promise: smoothed as TCP smooths
+    /// round trips (an eighth of each new sample).
+    pub(super) fn learn_fast_decision(&mut self, sample_ns: u64) {
+        self.fast_decision_ns = if self.fast_decision_ns == 0 {
+            sample_ns
+        } else {
+            self.fast_decision_ns - self.fast_decision_ns / 8 + sample_ns / 8
+        };
+    }
+
     /// Sends shares whose slow-path deadline passed (again, until decided: shares travel
     /// point to point and may be lost).
     pub(super) fn share_timers(&mut self, now_ns: u64) {
@@ -272,7 +297,7 @@ impl<S: StateMachine> Replica<S> {
             .map(|(&slot, _)| slot)
             .collect();
         for slot in due {
-            let (timeout, view) = (self.config.slow_path_timeout_ns, self.view);
+            let (timeout, view) = (self.slow_path_timeout(), self.view);
             let state = self.slot_mut(slot);
             state.share_due_ns = state.decided.is_none().then_some(now_ns + timeout);
             let current = state.promised.is_some_and(|(v, _)| v == view);
@@ -315,8 +340,13 @@ impl<S: StateMachine> Replica<S> {
             None if slot <= self.executed => return,
             None => self.slot_mut(slot).decided = Some(digest),
         }
+        let now_ns = self.now_ns;
         let state = self.slot_mut(slot);
         state.share_due_ns = None;
+        let promised_at_ns = state.promised_at_ns;
+        if path == DecisionPath::Fast && promised_at_ns > 0 {
+            self.learn_fast_decision(now_ns.saturating_sub(promised_at_ns));
+        }
         match path {
             DecisionPath::Fast => self.stats.decided_fast += 1,
             DecisionPath::Slow => self.stats.decided_slow += 1,

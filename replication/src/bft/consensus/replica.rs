@@ -63,6 +63,8 @@ pub(super) struct Slot {
     pub(super) batches: BTreeMap<Hash, Batch>,
     /// The decided batch.
     pub(super) decided: Option<Hash>,
+    /// When this replica promised (for the fast-path latency it learns from).
+    pub(super) promised_at_ns: u64,
 }
 
 /// The consensus core of one replica, running state machine `S`.
@@ -107,6 +109,12 @@ pub struct Replica<S> {
     pub(super) fetch_due_ns: Option<u64>,
     /// When `tick` last ran.
     pub(super) last_tick_ns: u64,
+    /// The latest time an input came with.
+    pub(super) now_ns: u64,
+    /// Promise to fast decision, smoothed over recent slots (0 until one is seen): the
+    /// slow path waits a few of these, so that a loaded group does not pay signatures for
+    /// slots the fast path was about to decide (see `Replica::slow_path_timeout`).
+    pub(super) fast_decision_ns: u64,
     /// Test support: rewrites what we CTBcast (never what we process ourselves).
     pub(super) tamper: Tamper,
     pub(super) actions: VecDeque<Action>,
@@ -161,6 +169,8 @@ impl<S: StateMachine> Replica<S> {
             new_view_sent: None,
             tamper: Tamper(None, false),
             last_tick_ns: 0,
+            now_ns: 0,
+            fast_decision_ns: 0,
             fetch_due_ns: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -176,6 +186,7 @@ impl<S: StateMachine> Replica<S> {
         from: NodeId,
         bytes: &[u8],
     ) -> std::result::Result<(), Reject> {
+        self.now_ns = self.now_ns.max(now_ns);
         let entry = Entry::decode(bytes).map_err(|reject| self.stats.refuse(reject.into()))?;
         let stream = NodeId::new(entry.broadcaster).ok();
         let result = match stream {
@@ -194,6 +205,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Our register write for `stream`'s index `index` completed.
     pub fn handle_register_written(&mut self, now_ns: u64, stream: NodeId, index: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
         if let Some(receiver) = self.receivers.get_mut(&stream) {
             receiver.handle_register_written(index);
         }
@@ -209,6 +221,7 @@ impl<S: StateMachine> Replica<S> {
         owner: NodeId,
         result: RegisterReadResult<'_>,
     ) {
+        self.now_ns = self.now_ns.max(now_ns);
         if let Some(receiver) = self.receivers.get_mut(&stream) {
             receiver.handle_register_read(index, owner, result);
         }
@@ -222,6 +235,7 @@ impl<S: StateMachine> Replica<S> {
         from: std::result::Result<NodeId, ClientId>,
         bytes: &[u8],
     ) -> std::result::Result<(), Reject> {
+        self.now_ns = self.now_ns.max(now_ns);
         let result = DirectMessage::decode(bytes, &self.limits).and_then(|message| match (message, from) {
             (DirectMessage::Request(request), Err(client)) if request.client == client => {
                 self.on_request(now_ns, request)
@@ -256,6 +270,7 @@ impl<S: StateMachine> Replica<S> {
     /// paths (signature shares), and view changes.
     pub fn tick(&mut self, now_ns: u64) {
         self.last_tick_ns = now_ns;
+        self.now_ns = self.now_ns.max(now_ns);
         self.broadcaster.tick();
         for receiver in self.receivers.values_mut() {
             receiver.tick(now_ns);

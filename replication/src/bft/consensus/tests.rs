@@ -429,3 +429,27 @@ fn a_client_spends_no_verify_on_replies_after_the_result_is_accepted() {
     let bytes = DirectMessage::Reply(forged).encode();
     assert_eq!(group.client.handle_reply(node(2), &bytes), Err(Reject::BadSignature { what: "reply" }));
 }
+
+#[test]
+fn the_slow_path_waits_longer_when_fast_decisions_are_slow_and_never_past_its_cap() {
+    let mut group = Group::new();
+    let replica = &mut group.replicas[1];
+    let base = replica.config.slow_path_timeout_ns;
+    assert_eq!(replica.slow_path_timeout(), base, "no fast decision seen yet");
+    // Fast decisions well under a quarter of the timeout leave it alone.
+    for _ in 0..50 {
+        replica.learn_fast_decision(base / 8);
+    }
+    assert_eq!(replica.slow_path_timeout(), base);
+    // A loaded group: fast decisions take the whole timeout; the wait becomes four of them.
+    for _ in 0..200 {
+        replica.learn_fast_decision(base);
+    }
+    let stretched = replica.slow_path_timeout();
+    assert!(stretched > 3 * base && stretched <= 4 * base, "{stretched} against {base}");
+    // However slow (or however late a Byzantine replica promises), at most 16 times.
+    for _ in 0..200 {
+        replica.learn_fast_decision(1_000 * base);
+    }
+    assert_eq!(replica.slow_path_timeout(), 16 * base);
+}
