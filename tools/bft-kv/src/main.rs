@@ -6,8 +6,8 @@
 //! registers, and serves BFT clients (a `usec-bft-gateway`) over TCP at `--client-listen`.
 //! It prints `addr <ip:port>` (with `--listen`), then `ready client=<ip:port>`, and one
 //! line per view it enters (`view <v>`); on a line `stats` on stdin it prints `stats
-//! view=… fast=… slow=… executed=… refused=…` (slots decided on each path, the last slot
-//! executed, inputs refused), then `refusals <kind>=<count> …` and `served n=… p50=…us
+//! view=… fast=… slow=… executed=… refused=… broken_streams=…` (slots decided on each path,
+//! the last slot executed, inputs refused, streams given up), then `refusals <kind>=<count> …` and `served n=… p50=…us
 //! p90=…us p99=…us` (from a request's arrival here to this replica's reply, since the
 //! last `stats`); it runs until killed or its stdin closes (until killed with
 //! `--ignore-stdin`). A fatal
@@ -181,7 +181,10 @@ fn run(args: &Args) -> Result<()> {
                 let (view, _) = node.replica().view();
                 let (executed, _) = node.replica().executed();
                 let refused = node.replica().stats().rejected_total();
-                println!("stats view={view} fast={fast} slow={slow} executed={executed} refused={refused}");
+                let broken = node.replica().stats().broken_streams;
+                println!(
+                    "stats view={view} fast={fast} slow={slow} executed={executed} refused={refused} broken_streams={broken}"
+                );
                 let kinds: Vec<String> =
                     node.replica().stats().rejected.iter().map(|(kind, n)| format!("{kind}={n}")).collect();
                 println!("refusals {}", kinds.join(" "));
