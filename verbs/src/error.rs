@@ -195,8 +195,10 @@ pub enum PeerLoss {
         /// The process id the endpoint named.
         pid: u32,
     },
-    /// The peer's process died while we watched it: its pidfd reported the exit.
-    #[error("its process {pid} died (its pidfd reported the exit)")]
+    /// The peer's process died while we watched it: its pidfd reported the exit, or the
+    /// kernel marked its node's death word as the process began to exit (or replaced its
+    /// image).
+    #[error("its process {pid} died (its pidfd or its node's death word reported it)")]
     DeathReported {
         /// The process id.
         pid: u32,

@@ -202,3 +202,54 @@ fn endpoints_of_another_fabric_or_provider_are_typed_refusals() {
         "{error:?}"
     );
 }
+
+const EXEC_CHILD_ENV: &str = "USEC_SOFT_PEER_EXEC_CHILD";
+
+/// A peer whose process replaces its image (`execve`) is as gone as a dead one — its
+/// node, QPs and memory went with the old image — and is reported lost at once, though
+/// the process lives on (here as `sleep`): the kernel marks the node's death word when
+/// the exec ends its threads, where the pidfd stays silent until the new program exits.
+/// (The same mark is what reports a SIGKILLed peer before its memory is torn down.)
+#[test]
+fn a_peer_that_execs_is_lost_while_its_process_lives_on() {
+    if let Some(fabric) = std::env::var_os(EXEC_CHILD_ENV) {
+        let context = Context::open(&format!("soft:{}", fabric.to_str().unwrap())).unwrap();
+        let local = Local::new(&context);
+        println!("{} {}", local.qp.endpoint(), local.qp.endpoint());
+        // Until the parent has connected; then the image goes, node and all.
+        let _ = std::io::stdin().read_line(&mut String::new());
+        use std::os::unix::process::CommandExt;
+        let error = Command::new("sleep").arg("30").exec();
+        panic!("exec failed: {error}");
+    }
+    let fabric = format!("peer-exec-{}", std::process::id());
+    let context = Context::open(&format!("soft:{fabric}")).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_peer_that_execs_is_lost_while_its_process_lives_on", "--nocapture"])
+        .env(EXEC_CHILD_ENV, &fabric)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (endpoint, _) = endpoints(&mut lines);
+    let mut connected = Local::new(&context);
+    connected.connect(&endpoint).unwrap();
+    assert_eq!(connected.qp.probe_peer(), PeerProbe::Alive);
+    use std::io::Write;
+    writeln!(child.stdin.as_mut().unwrap(), "exec").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match context.poll_event() {
+            Some(event) if event.kind == AsyncEventKind::PeerLost => break,
+            _ => assert!(Instant::now() < deadline, "no PeerLost event 10 s after the peer's exec"),
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(child.try_wait().unwrap(), None, "the process still runs: the pidfd could not have told");
+    assert_eq!(connected.qp.probe_peer(), PeerProbe::Exiting);
+    let pid = child.id();
+    assert_eq!(loss(Local::new(&context).connect(&endpoint)), PeerLoss::DeathReported { pid });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

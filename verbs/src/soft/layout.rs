@@ -39,7 +39,13 @@ pub(crate) struct Header {
     pub version: AtomicU32,
     pub pid: AtomicU32,
     pub node: AtomicU32,
-    _reserved: AtomicU32,
+    /// The death word (`death_word.rs`): `FUTEX_OWNER_DIED` once the owner's process
+    /// started dying, set by the kernel; zero or a thread id until then. It was a reserved
+    /// zero word, so the layout version stays: a node that does not arm it is never seen
+    /// dying this way (its pidfd still reports its death), and one that ignores it misses
+    /// nothing. (A version bump would also make every sweeper of the other version delete
+    /// this version's control blocks from any fabric on the machine: see `fabric.rs`.)
+    pub death: AtomicU32,
     pub nonce: AtomicU64,
     /// The owner's start time (clock ticks since boot, from /proc): with the pid, it
     /// identifies the owner process even after pid reuse.

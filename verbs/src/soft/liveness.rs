@@ -62,16 +62,31 @@ impl Liveness {
             .retain(|(sink, qpn)| !(sink.ptr_eq(&target) && *qpn == qp_num));
     }
 
+    /// The process started dying (its death word is marked, see `death_word.rs`): a
+    /// `PeerLost` to every listener now, once, without calling the process dead — its
+    /// other threads may still be finishing an operation, which only the pidfd rules out
+    /// ([`Liveness::is_dead`]).
+    pub(crate) fn report_dying(&self) {
+        drop(self.tell_listeners());
+    }
+
     fn mark_dead(&self) {
         // Under the listener lock, so `listen` either registers before (and is told here)
         // or sees the flag; events first, so whoever sees the flag finds its event too.
+        let listeners = self.tell_listeners();
+        self.dead.store(true, Ordering::Release);
+        drop(listeners);
+    }
+
+    /// `PeerLost` to every listener, who are forgotten; the lock, still held.
+    fn tell_listeners(&self) -> std::sync::MutexGuard<'_, Vec<(Weak<EventSink>, u32)>> {
         let mut listeners = self.listeners.lock().expect("listener lock");
         for (sink, qp_num) in listeners.drain(..) {
             if let Some(sink) = sink.upgrade() {
                 push_lost(&sink, qp_num);
             }
         }
-        self.dead.store(true, Ordering::Release);
+        listeners
     }
 }
 

@@ -17,7 +17,9 @@
 //! copied (`relocation.rs`), so its late bytes land in an orphaned file, and its operation
 //! completes with an error. Peer processes are watched through pidfds so operations to a
 //! dead one fail within microseconds, and a SEND that finds no RECV is retried after the
-//! responder's RNR timer.
+//! responder's RNR timer. A dying peer is reported (`PeerLost`) sooner still, from a word
+//! in its control block that the kernel marks as the process starts to exit
+//! (`death_word.rs`).
 //!
 //! Known differences from a NIC, by design:
 //! - Revoking a stuck peer costs a copy of the regions it may write (one MR's region for a
@@ -37,6 +39,7 @@
 //!   send CQ is polled.
 
 mod completion_queue;
+mod death_word;
 mod deferred;
 mod execute;
 mod fabric;

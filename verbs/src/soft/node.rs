@@ -17,6 +17,7 @@ use crate::event::{AsyncEvent, AsyncEventKind};
 use crate::provider::{CqOps, DeviceOps, MrOps, PdOps, ProviderKind, QpOps};
 use crate::qp::QpOptions;
 use crate::soft::completion_queue::{CqShared, SoftCq};
+use crate::soft::death_word::DeathWord;
 use crate::soft::fabric::{self, fabric_hash, NewNodeFile};
 use crate::soft::fence::{self, Change};
 use crate::soft::layout::{
@@ -84,6 +85,11 @@ pub(crate) struct Node {
     pub tables: Mutex<Tables>,
     pub events: Arc<EventSink>,
     next_pd: AtomicU32,
+    /// Marked by the kernel when this process dies (see `death_word.rs`).
+    death_word: Mutex<DeathWord>,
+    /// The peers our QPs connected to, whose death words `poll_event` looks at (a dead one
+    /// is dropped from the list once reported).
+    watched: Mutex<Vec<Weak<Peer>>>,
 }
 
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
@@ -111,6 +117,8 @@ impl Node {
         header.start_time.store(own_start_time(), Ordering::Relaxed);
         header.fabric.store(identity.fabric, Ordering::Relaxed);
         header.magic.store(MAGIC, Ordering::Release);
+        // Armed before anyone can find the node, so every peer that maps it can see it die.
+        let death_word = DeathWord::arm(&header.death)?;
         let path = file.publish()?;
         Ok(Arc::new(Node {
             name: format!("soft:{fabric}"),
@@ -126,6 +134,8 @@ impl Node {
             }),
             events: Arc::new(Mutex::new(VecDeque::new())),
             next_pd: AtomicU32::new(1),
+            death_word: Mutex::new(death_word),
+            watched: Mutex::new(Vec::new()),
         }))
     }
 
@@ -166,6 +176,31 @@ impl Node {
         }
     }
 
+    /// Watches `peer`'s death word from now on (a QP of ours connected to it).
+    pub(crate) fn watch_peer(&self, peer: &Arc<Peer>) {
+        let mut watched = self.watched.lock().expect("watched peers");
+        watched.retain(|known| known.strong_count() > 0);
+        if !watched.iter().any(|known| std::ptr::eq(known.as_ptr(), Arc::as_ptr(peer))) {
+            watched.push(Arc::downgrade(peer));
+        }
+    }
+
+    /// Reports the peers whose death word the kernel marked: their process is dying —
+    /// every QP connected to it, of every node of ours, gets its `PeerLost` now rather than
+    /// when the pidfd turns readable (hundreds of microseconds later, once the process's
+    /// memory is torn down). One load per watched peer.
+    fn collect_peer_deaths(&self) {
+        let mut watched = self.watched.lock().expect("watched peers");
+        watched.retain(|peer| {
+            let Some(peer) = peer.upgrade() else { return false };
+            if !peer.died() {
+                return true;
+            }
+            peer.liveness.report_dying();
+            false
+        });
+    }
+
     /// Async events raised by peers on our QPs (see `AsyncFlag`), moved to the queue.
     fn collect_peer_events(&self) {
         // Nearly always none: a look at each live QP's flags first, which allocates and
@@ -198,6 +233,8 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A clean close is no death: the word is taken off the keeper's list first.
+        self.death_word.lock().expect("death word").disarm();
         // Peers treat a closed node as gone at once; then the file disappears.
         self.block().header.closed.store(1, Ordering::Release);
         let _ = fs::remove_file(&self.path);
@@ -236,6 +273,7 @@ impl DeviceOps for SoftDevice {
     }
 
     fn poll_event(&self) -> Option<AsyncEvent> {
+        self.node.collect_peer_deaths();
         if let Some(event) = self.node.events.lock().expect("event lock").pop_front() {
             return Some(event);
         }

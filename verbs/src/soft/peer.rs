@@ -64,13 +64,27 @@ impl Peer {
         self.liveness.is_dead() || self.is_closed()
     }
 
+    /// Whether the kernel marked the peer's death word: its process started dying (see
+    /// `death_word.rs`). One load of a line the peer never writes while it lives.
+    ///
+    /// Dying is not gone: the word is marked when the first of the process's threads
+    /// starts exiting, while another may still be finishing an operation into our memory
+    /// (it stops at its next return to the kernel). So it makes the peer lost to failure
+    /// detection (`PeerLost`, a probe saying `Exiting`) and refused as a new connection,
+    /// but fences still wait for the pidfd ([`Peer::is_gone`]) before they count the
+    /// peer's operations as ended.
+    #[inline]
+    pub(crate) fn died(&self) -> bool {
+        crate::soft::death_word::owner_died(&self.block().header.death)
+    }
+
     fn is_closed(&self) -> bool {
         self.block().header.closed.load(Ordering::Acquire) != 0
     }
 
     /// Why the peer is gone, if it is.
     fn loss(&self) -> Option<PeerLoss> {
-        if self.liveness.is_dead() {
+        if self.liveness.is_dead() || self.died() {
             Some(PeerLoss::DeathReported { pid: self.identity.pid })
         } else if self.is_closed() {
             Some(PeerLoss::Closed)

@@ -297,6 +297,7 @@ impl SoftQp {
         owner.min_rnr_timer.store(u32::from(attributes.min_rnr_timer), Ordering::Relaxed);
         let link = Link { peer: Arc::clone(&peer), target_slot, target_qpn: remote.qp_num };
         peer.liveness.listen(&own.events, self.shared.qp_num);
+        own.watch_peer(&peer);
         *self.shared.link.lock().expect("link lock") = Some(link.clone());
         self.link = Some(link);
         self.cache = MapCache::default();
@@ -512,7 +513,7 @@ impl QpOps for SoftQp {
     fn probe_peer(&self) -> PeerProbe {
         let Some(link) = &self.link else { return PeerProbe::Unknown };
         let peer = &link.peer;
-        if peer.is_gone() {
+        if peer.is_gone() || peer.died() {
             return PeerProbe::Exiting;
         }
         let start_time = peer.block().header.start_time.load(Ordering::Acquire);
