@@ -133,14 +133,31 @@ fn keep(address: WordAddress, armed: &mpsc::Sender<std::result::Result<(), i32>>
     let _ = armed.send(Ok(()));
     // Until the node closes (or drops its sender without a word).
     let _ = stop.recv();
-    // An empty list (the head pointing at itself), then a word with nobody's id: a clean
-    // end of this thread marks nothing.
-    head.list.next = &head.list;
-    // SAFETY: as above; the list is now empty.
-    unsafe { libc::syscall(libc::SYS_set_robust_list, &head as *const RobustListHead, head_size) };
+    // The thread goes on after this function returns (the runtime's exit path), and the
+    // kernel walks whatever head is registered when it finally exits: not `head`, whose
+    // stack slot is reused by then, but an empty head that lives for the process. Then
+    // the word gets nobody's id: a clean end of this thread marks nothing.
+    // SAFETY: `empty_head` is a valid, empty robust list head that is never freed.
+    unsafe { libc::syscall(libc::SYS_set_robust_list, empty_head(), head_size) };
     word.store(0, Ordering::Release);
     // `head` and `entry` stay alive (and in place) until here.
     let _ = (&head, &entry);
+}
+
+/// An empty robust list head (its list pointing at itself), allocated once and never
+/// freed: what an ending keeper leaves registered.
+fn empty_head() -> *const RobustListHead {
+    static EMPTY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let address = *EMPTY.get_or_init(|| {
+        let head = Box::leak(Box::new(RobustListHead {
+            list: RobustList { next: std::ptr::null() },
+            futex_offset: 0,
+            list_op_pending: std::ptr::null(),
+        }));
+        head.list.next = &head.list;
+        head as *const RobustListHead as usize
+    });
+    address as *const RobustListHead
 }
 
 #[cfg(test)]
