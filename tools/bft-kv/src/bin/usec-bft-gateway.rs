@@ -16,9 +16,10 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use usec_bft_kv::{client_key, GroupArgs, Timeouts};
 use usec_replication::apps::kv::KvApp;
-use usec_replication::apps::resp::Limits;
+use usec_replication::apps::resp::Limits as RespLimits;
 use usec_replication::apps::server::{BftBackend, Server, ServerConfig};
-use usec_replication::bft::consensus::{Client, ClientId};
+use usec_replication::bft::consensus::{Client, ClientId, Limits};
+use usec_replication::bft::driver::client_link::MAX_FRAME_BYTES;
 use usec_replication::bft::driver::ClientLink;
 
 /// The RESP gateway to the BFT key-value store.
@@ -74,6 +75,11 @@ fn run(args: &Args) -> Result<()> {
     }
     let config = args.group.consensus(&Timeouts { fast_path_us: 1, slow_path_us: 1, view_change_us: 1 })?;
     let addrs: Vec<_> = replicas.iter().copied().zip(args.replica_addrs.iter().copied()).collect();
+    // `--max-operation-bytes` bounds what a client sends, not what the state machine
+    // answers: an MGET, a FILLS or an order that trades with many others answers more. A
+    // reply is taken up to the client transport's frame limit; a lane that refused a
+    // correct replica's reply would wait for it forever.
+    let limits = Limits { operation_bytes: MAX_FRAME_BYTES, ..config.limits() };
     let lanes = (args.first_client..args.first_client + args.lanes)
         .map(|id| {
             let id = ClientId(id);
@@ -82,7 +88,7 @@ fn run(args: &Args) -> Result<()> {
                 client_key(&args.group.key_seed, id),
                 replicas.clone(),
                 args.group.replica_keys()?,
-                config.limits(),
+                limits,
                 args.retransmit_ms * 1_000_000,
             );
             Ok(ClientLink::new(id, client, &addrs))
@@ -90,7 +96,7 @@ fn run(args: &Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let backend = BftBackend::new(lanes, config.max_operation_bytes);
     let server_config = ServerConfig {
-        limits: Limits { max_request_bytes: config.max_operation_bytes + 4096, ..Limits::default() },
+        limits: RespLimits { max_request_bytes: config.max_operation_bytes + 4096, ..RespLimits::default() },
         ..ServerConfig::default()
     };
     let address = SocketAddr::new(args.bind, args.port);
