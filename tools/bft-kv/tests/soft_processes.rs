@@ -15,7 +15,7 @@ use usec_check::models::{Kv, KvInput, KvOutput};
 use usec_check::Bytes;
 use usec_check::Recorder;
 
-use common::{stats, Group, Resp, STEP_LIMIT};
+use common::{settled_states, stats, Group, Resp, STEP_LIMIT};
 
 /// How long a client waits for one reply before it counts the operation as unknown.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -159,7 +159,7 @@ fn basic_commands(group: &Group) {
 
 #[test]
 fn the_kv_survives_a_memory_node_and_then_the_leader_killed() {
-    let mut group = Group::start("kill", None);
+    let mut group = Group::start("kill", "kv", None);
     basic_commands(&group);
     let before = stats(&mut group.replicas[1]);
     assert!(before["fast"] > 0, "all correct and up: the fast path ({before:?})");
@@ -179,11 +179,14 @@ fn the_kv_survives_a_memory_node_and_then_the_leader_killed() {
     assert_eq!(resp.request(&[b"GET", b"greeting"], STEP_LIMIT).unwrap(), b"$5\r\nhello\r\n");
     let (one, two) = (stats(&mut group.replicas[1]), stats(&mut group.replicas[2]));
     assert!(one["view"] >= 1 && two["view"] >= 1, "{one:?} {two:?}");
+    let [one, two] = &mut group.replicas[1..] else { unreachable!() };
+    let states = settled_states(&mut [one, two]);
+    assert_eq!(states[0], states[1], "the surviving replicas hold the same store");
 }
 
 #[test]
 fn a_lying_replica_changes_nothing_clients_see() {
-    let mut group = Group::start("lie", Some((2, "lie")));
+    let mut group = Group::start("lie", "kv", Some((2, "lie")));
     basic_commands(&group);
     workload(&mut group, 3, |_, wait_for| wait_for(60));
     // Replica 2's promises never match: no slot gets every promise, each is decided on
@@ -193,11 +196,14 @@ fn a_lying_replica_changes_nothing_clients_see() {
         assert_eq!(stats["fast"], 0, "replica {n}: {stats:?}");
         assert!(stats["slow"] > 0, "replica {n}: {stats:?}");
     }
+    let [zero, one, _] = &mut group.replicas[..] else { unreachable!() };
+    let states = settled_states(&mut [zero, one]);
+    assert_eq!(states[0], states[1], "the correct replicas hold the same store");
 }
 
 #[test]
 fn a_leader_that_drops_requests_is_replaced_by_timeout() {
-    let mut group = Group::start("drop", Some((0, "drop")));
+    let mut group = Group::start("drop", "kv", Some((0, "drop")));
     basic_commands(&group);
     let view = group.replicas[1].expect("view ");
     println!("replica 1: {view}");

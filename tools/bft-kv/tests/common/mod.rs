@@ -1,5 +1,5 @@
 //! What the process tests share: a BFT group of real processes on the soft provider
-//! (replicas 0–2 running `usec-bft-kv`, memory nodes 3–5, one
+//! (replicas 0–2 running `usec-bft-kv --app <app>`, memory nodes 3–5, one
 //! `usec-bft-gateway`), a RESP client, and the replicas' `stats` lines.
 //!
 //! The memory node binary belongs to another package of the workspace: it is looked for
@@ -99,10 +99,11 @@ impl Drop for Process {
     }
 }
 
-/// A replica's `stats` line: its counters.
+/// A replica's `stats` line: its counters, and the digest of its state machine's state.
 #[derive(Debug)]
 pub struct Stats {
     pub counters: BTreeMap<String, u64>,
+    pub state: String,
 }
 
 impl std::ops::Index<&str> for Stats {
@@ -118,12 +119,46 @@ pub fn stats(process: &mut Process) -> Stats {
     process.say("stats");
     let line = process.expect("stats ");
     println!("{}: {line}", process.name);
-    let mut stats = Stats { counters: BTreeMap::new() };
+    let mut stats = Stats { counters: BTreeMap::new(), state: String::new() };
     for field in line["stats ".len()..].split(' ') {
         let (name, value) = field.split_once('=').unwrap();
-        stats.counters.insert(name.to_string(), value.parse().unwrap());
+        match name {
+            "state" => stats.state = value.to_string(),
+            _ => {
+                stats.counters.insert(name.to_string(), value.parse().unwrap());
+            }
+        }
     }
+    assert_eq!(stats.state.len(), 16, "a state digest of 16 hex digits: {line}");
     stats
+}
+
+/// The state digests of `replicas` once they have all executed the same slots and stay
+/// there over two looks (no client is sending any more).
+pub fn settled_states(replicas: &mut [&mut Process]) -> Vec<String> {
+    let deadline = Instant::now() + STEP_LIMIT;
+    let mut last: Option<Vec<(u64, String)>> = None;
+    loop {
+        let now: Vec<(u64, String)> = replicas
+            .iter_mut()
+            .map(|process| {
+                let stats = stats(process);
+                (stats["executed"], stats.state)
+            })
+            .collect();
+        if now.iter().all(|(executed, _)| *executed == now[0].0) && last.as_ref() == Some(&now) {
+            return now.into_iter().map(|(_, state)| state).collect();
+        }
+        assert!(Instant::now() < deadline, "the replicas did not settle: {now:?}");
+        last = Some(now);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The digest a replica's `stats` line prints for a state machine whose snapshot is
+/// `snapshot`: blake3's first 8 bytes, in hex.
+pub fn state_digest(snapshot: &[u8]) -> String {
+    blake3::hash(snapshot).as_bytes()[..8].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 pub struct Group {
@@ -135,8 +170,9 @@ pub struct Group {
 }
 
 impl Group {
-    /// Replicas 0–2, memory nodes 3–5, a gateway; `byzantine` = (replica, behaviour).
-    pub fn start(name: &str, byzantine: Option<(u16, &str)>) -> Group {
+    /// Replicas 0–2 of `app`, memory nodes 3–5, a gateway for `app`; `byzantine` =
+    /// (replica, behaviour).
+    pub fn start(name: &str, app: &str, byzantine: Option<(u16, &str)>) -> Group {
         let device = format!("soft:bft-kv-{name}-{}", std::process::id());
         let common = ["--device", &device, "--spec", "-", "--listen", "127.0.0.1:0"];
         let mut memory: Vec<Process> = (3..6u16)
@@ -151,7 +187,7 @@ impl Group {
             .map(|id| {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_usec-bft-kv"));
                 command.args(common).args(["--id", &id.to_string(), "--memory-nodes", "3,4,5"]);
-                command.args(["--tail", TAIL, "--window", "32"]);
+                command.args(["--tail", TAIL, "--window", "32", "--app", app]);
                 // Generous for this machine's load: a slow path or a view change is a
                 // timeout away, and a descheduled leader must not look dead too often.
                 command.args(["--fast-path-us", "20000", "--slow-path-us", "40000"]);
@@ -181,7 +217,7 @@ impl Group {
             process.expect("ready");
         }
         let mut command = Command::new(env!("CARGO_BIN_EXE_usec-bft-gateway"));
-        command.args(["--port", "0", "--replica-addrs", &clients.join(","), "--lanes", "4"]);
+        command.args(["--port", "0", "--replica-addrs", &clients.join(","), "--lanes", "4", "--app", app]);
         let mut gateway = Process::spawn(command, "gateway".into());
         let ready = gateway.expect("ready ");
         let gateway_addr = ready["ready ".len()..].parse().unwrap();
