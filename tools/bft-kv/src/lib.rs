@@ -1,5 +1,5 @@
-//! What the BFT KV's replica (`usec-bft-kv`) and gateway (`usec-bft-gateway`) must agree
-//! on: the group's consensus settings and the keys.
+//! What the BFT group's replica (`usec-bft-kv`) and gateway (`usec-bft-gateway`) must
+//! agree on: the application, the group's consensus settings and the keys.
 //!
 //! Keys are derived from ids and `--key-seed`: a test fixture, not a key store (a real
 //! deployment would give each process its own secret key and everyone the public keys).
@@ -11,6 +11,23 @@ use ed25519_dalek::SigningKey;
 use usec_qp_pool::NodeId;
 use usec_replication::bft::consensus::{ClientId, ClientKeyring, ConsensusConfig};
 use usec_replication::bft::ctbcast::{CtbConfig, Keyring};
+
+/// The application a group runs: the replica hosts its state machine, the gateway speaks
+/// its RESP commands. Every replica and gateway of a group must name the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppKind {
+    /// The key-value store (`KvMachine`; GET, SET, INCR, …).
+    Kv,
+    /// The order-matching engine (`RespOrderBook`; BUY, SELL, CANCEL, REPLACE, BOOK, FILLS).
+    Orderbook,
+}
+
+/// A digest of a state machine's state as a replica's `stats` line prints it: the first 8
+/// bytes of blake3 of its snapshot, in hex. Snapshots are written in a fixed order, so
+/// replicas that hold the same state print the same digest.
+pub fn state_digest(snapshot: &[u8]) -> String {
+    blake3::hash(snapshot).as_bytes()[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+}
 
 /// The group's settings, the same on every replica and gateway.
 #[derive(Clone, Debug, clap::Args)]

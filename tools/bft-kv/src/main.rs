@@ -1,17 +1,21 @@
-//! `usec-bft-kv`: one replica of the key-value store on uBFT, as a process.
+//! `usec-bft-kv`: one replica of an application on uBFT, as a process — the key-value
+//! store (`--app kv`, the default) or the order-matching engine (`--app orderbook`); the
+//! name is the KV's, the binary hosts either.
 //!
 //! It bootstraps into a cluster of replicas and memory nodes (`usec-bft-memory --rings`
-//! with the same `--tail`), runs the KV state machine on a BFT consensus replica
+//! with the same `--tail`), runs the application's state machine on a BFT consensus replica
 //! ([`ReplicaNode`]) whose CTBcast streams travel over RDMA rings and the memory nodes'
 //! registers, and serves BFT clients (a `usec-bft-gateway`) over TCP at `--client-listen`.
 //! It prints `addr <ip:port>` (with `--listen`), then `ready client=<ip:port>`, and one
 //! line per view it enters (`view <v>`); on a line `stats` on stdin it prints `stats
-//! view=… fast=… slow=… executed=… refused=… broken_streams=…` (slots decided on each path,
-//! the last slot executed, inputs refused, streams given up), then `refusals <kind>=<count> …` and `served n=… p50=…us
-//! p90=…us p99=…us` (from a request's arrival here to this replica's reply, since the
-//! last `stats`); it runs until killed or its stdin closes (until killed with
-//! `--ignore-stdin`). A fatal
-//! error is one line on stderr, `usec-bft-kv: error: ...`, and a nonzero exit.
+//! view=… fast=… slow=… executed=… refused=… broken_streams=… state=…` (slots decided on
+//! each path, the last slot executed, inputs refused, streams given up, and
+//! [`state_digest`] of the state machine's snapshot: correct replicas that executed the
+//! same slots print the same), then `refusals <kind>=<count> …` and `served n=… p50=…us
+//! p90=…us p99=…us` (from a request's arrival here to this replica's reply, since the last
+//! `stats`); it runs until killed or its stdin closes (until killed with
+//! `--ignore-stdin`). A fatal error is one line on stderr, `usec-bft-kv: error: ...`, and
+//! a nonzero exit.
 //!
 //! `--byzantine` makes it lie in what it CTBcasts (see [`Byzantine`]): the tests' way of
 //! running one Byzantine replica among correct ones.
@@ -25,12 +29,14 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context as _, Result};
 use clap::{Parser, ValueEnum};
-use usec_bft_kv::{replica_key, GroupArgs, Timeouts};
+use usec_bft_kv::{replica_key, state_digest, AppKind, GroupArgs, Timeouts};
 use usec_qp_pool::{node_process, Cluster, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::apps::kv::KvMachine;
+use usec_replication::apps::orderbook::{OrderBook, RespOrderBook};
 use usec_replication::bft::consensus::{ClientId, DecisionPath, Event, StreamMessage};
 use usec_replication::bft::driver::{ClientServer, ReplicaNode, ReplicaNodeConfig};
 use usec_replication::bft::node::P2pConfig;
+use usec_replication::StateMachine;
 use usec_verbs::Context;
 
 /// A Byzantine behaviour to simulate (through the consensus core's tamper hook: what the
@@ -45,10 +51,13 @@ enum Byzantine {
     Drop,
 }
 
-/// One replica of the BFT key-value store.
+/// One replica of an application (the key-value store or the order book) on uBFT.
 #[derive(Debug, Parser)]
 #[command(name = "usec-bft-kv", version)]
 struct Args {
+    /// The application this replica runs (every replica and gateway of a group the same).
+    #[arg(long, value_enum, default_value = "kv")]
+    app: AppKind,
     /// The RDMA device: `soft:<fabric>`, or an ibverbs device (`rxe0`, `mlx5_0`).
     #[arg(long)]
     device: String,
@@ -99,6 +108,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
+    match args.app {
+        AppKind::Kv => serve(args, KvMachine::new()),
+        AppKind::Orderbook => serve(args, RespOrderBook::new(OrderBook::new())),
+    }
+}
+
+fn serve<S: StateMachine>(args: &Args, machine: S) -> Result<()> {
     let me = NodeId::new(args.id).map_err(|error| anyhow!("--id: {error}"))?;
     let listener = node_process::listen_early(args.listen)?;
     if let Some(listener) = &listener {
@@ -118,12 +134,12 @@ fn run(args: &Args) -> Result<()> {
     let p2p = P2pConfig { slots: 16, max_message_bytes: u32::try_from(catchup + 4096)? };
     let config = ReplicaNodeConfig { consensus, memory_nodes, p2p, register_in_flight: 256 };
     let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
-    let (node, memory) = ReplicaNode::<KvMachine>::configure(NodeConfig::new(spec, me), &config)?;
+    let (node, memory) = ReplicaNode::<S>::configure(NodeConfig::new(spec, me), &config)?;
     let network = TcpNetwork::from_listener(listener)?;
     let cluster = Cluster::bootstrap_with(&context, node, Box::new(network)).context("bootstrap")?;
     let key = replica_key(&args.group.key_seed, me);
     let (keys, clients) = (args.group.replica_keys()?, args.group.client_keys());
-    let mut node = ReplicaNode::new(cluster, &config, key, keys, clients, memory, KvMachine::new())?;
+    let mut node = ReplicaNode::new(cluster, &config, key, keys, clients, memory, machine)?;
     match args.byzantine {
         None => {}
         Some(Byzantine::Lie) => node.tamper_broadcasts_for_testing(Box::new(lie), false),
@@ -182,8 +198,11 @@ fn run(args: &Args) -> Result<()> {
                 let (executed, _) = node.replica().executed();
                 let refused = node.replica().stats().rejected_total();
                 let broken = node.replica().stats().broken_streams;
+                // A snapshot of the whole state: a console request, not the hot path.
+                let state = state_digest(&node.replica().app().snapshot());
                 println!(
-                    "stats view={view} fast={fast} slow={slow} executed={executed} refused={refused} broken_streams={broken}"
+                    "stats view={view} fast={fast} slow={slow} executed={executed} refused={refused} \
+                     broken_streams={broken} state={state}"
                 );
                 let kinds: Vec<String> =
                     node.replica().stats().rejected.iter().map(|(kind, n)| format!("{kind}={n}")).collect();

@@ -1,6 +1,8 @@
-//! `usec-cluster start --engine bft`: the BFT key-value store on this host — three
-//! `usec-bft-kv` replicas, three `usec-bft-memory` memory nodes and a `usec-bft-gateway`
-//! (where Redis clients connect), on a soft fabric of their own, until Ctrl-C or `quit`.
+//! `usec-cluster start --engine bft`: an application on uBFT on this host — the
+//! key-value store (`--app kv`) or the order book (`--app orderbook`): three `usec-bft-kv`
+//! replicas (the replica binary hosts either app), three `usec-bft-memory` memory nodes and
+//! a `usec-bft-gateway` (where Redis clients connect), on a soft fabric of their own, until
+//! Ctrl-C or `quit`.
 //!
 //! Ports: the gateway on `--port`, replica `i`'s client port (for gateways) on
 //! `--port + 1 + i`, node `n`'s control port on `--port + 101 + n` (replicas are nodes
@@ -20,7 +22,7 @@ use nix::sys::signal::Signal;
 
 use crate::console::{self, Command, Target};
 use crate::events::{self, Event};
-use crate::plan::LocalPorts;
+use crate::plan::{App, LocalPorts};
 use crate::process::{describe, ReplicaProcess};
 
 /// Replicas (nodes 0–2) and memory nodes (3–5).
@@ -34,6 +36,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// What to start.
 #[derive(Debug)]
 pub struct BftOptions {
+    /// What the replicas run and the gateway serves.
+    pub app: App,
     /// The gateway's port (0: free ports for everything).
     pub port_base: u16,
     /// Where `usec-bft-kv`, `usec-bft-gateway` and `usec-bft-memory` are.
@@ -81,6 +85,7 @@ pub fn run(options: &BftOptions, status_period: Duration) -> Result<()> {
         let mut args = vec!["--id".into(), id.to_string(), "--memory-nodes".into(), "3,4,5".into()];
         args.extend(["--tail".into(), TAIL.into(), "--client-listen".into()]);
         args.push(format!("127.0.0.1:{}", ports.resp[id]));
+        args.extend(app_args(options.app));
         args.extend(options.extra.iter().cloned());
         nodes.push(start("usec-bft-kv", args, format!("r{id}"))?);
     }
@@ -162,6 +167,7 @@ fn serve(
                 addrs.join(","),
             ]
             .into_iter()
+            .chain(app_args(options.app))
             .map(OsString::from)
             .collect();
             let gateway =
@@ -172,8 +178,12 @@ fn serve(
         if !announced && gateway_started && nodes.last().is_some_and(|gateway| gateway.state == "up") {
             announced = true;
             let port = ports.front_door;
+            let what = match options.app {
+                App::Kv => "KV",
+                App::Orderbook => "order book",
+            };
             println!(
-                "usec-cluster: the BFT KV is up: Redis clients connect to the gateway, 127.0.0.1:{port}"
+                "usec-cluster: the BFT {what} is up: Redis clients connect to the gateway, 127.0.0.1:{port}"
             );
             println!("usec-cluster: try `redis-cli -p {port}`");
             println!("usec-cluster: {}", console::HELP);
@@ -187,6 +197,15 @@ fn serve(
             println!("usec-cluster: {} (redis-cli -p {})", states.join(" "), ports.front_door);
             next_status = (next_status + status_period).max(Instant::now());
         }
+    }
+}
+
+/// The replicas' and the gateway's `--app`: none for the KV, their default (as the Mu
+/// launcher does, so that a `--kv-bin` build without `--app` still runs the KV).
+fn app_args(app: App) -> Vec<String> {
+    match app {
+        App::Kv => Vec::new(),
+        other => vec!["--app".into(), other.name().into()],
     }
 }
 

@@ -23,10 +23,11 @@
 //! so is `--views` (every mode takes it): membership views name the leader, which answers
 //! reads from its own state while its Active(view) lease holds.
 //!
-//! `usec-cluster start --engine bft` starts the BFT key-value store instead: three
-//! `usec-bft-kv` replicas, three `usec-bft-memory` memory nodes and a `usec-bft-gateway`
-//! on `--port` for Redis clients ([`bft`]); the binaries are looked for next to this one
-//! (or next to `--kv-bin`).
+//! `usec-cluster start --engine bft` runs the app on uBFT instead (`--app kv`, the
+//! default, or `--app orderbook`): three `usec-bft-kv` replicas (hosting either app),
+//! three `usec-bft-memory` memory nodes and a `usec-bft-gateway` on `--port` for Redis
+//! clients ([`bft`]); the binaries are looked for next to this one (or next to
+//! `--kv-bin`).
 //!
 //! ## On real devices (one process per host)
 //!
@@ -126,8 +127,9 @@ enum Commands {
         /// What they serve.
         #[arg(long, value_enum, default_value = "kv")]
         app: App,
-        /// Which replication: Mu (crash faults), or uBFT (Byzantine faults: the KV only,
-        /// three replicas, three memory nodes and a RESP gateway; see the `bft` module).
+        /// Which replication: Mu (crash faults), or uBFT (Byzantine faults: three
+        /// replicas of the app, three memory nodes and a RESP gateway; see the `bft`
+        /// module).
         #[arg(long, value_enum, default_value = "mu")]
         engine: Engine,
         /// The front door's port; replica i's RESP port is this + 1 + i, its control port
@@ -250,15 +252,12 @@ fn main() -> Result<()> {
         Commands::Start {
             engine: Engine::Bft, replicas, app, port, views, kv_bin: given, kv_args, ..
         } => {
-            anyhow::ensure!(
-                replicas == 3 && app == App::Kv && !views,
-                "--engine bft runs the KV on 3 replicas, without --views"
-            );
+            anyhow::ensure!(replicas == 3 && !views, "--engine bft runs 3 replicas, without --views");
             let bin_dir = match given {
                 Some(path) => path.parent().map(PathBuf::from).context("--kv-bin has no directory")?,
                 None => std::env::current_exe().context("finding this executable")?.with_file_name(""),
             };
-            bft::run(&bft::BftOptions { port_base: port, bin_dir, extra: kv_args }, status_period)
+            bft::run(&bft::BftOptions { app, port_base: port, bin_dir, extra: kv_args }, status_period)
         }
         Commands::Start {
             engine: Engine::Mu,

@@ -1,9 +1,11 @@
-//! `usec-bft-gateway`: Redis clients' way into the BFT key-value store.
+//! `usec-bft-gateway`: Redis clients' way into an application on uBFT — the key-value
+//! store (`--app kv`, the default) or the order book (`--app orderbook`).
 //!
 //! It speaks RESP on `--port` (redis-cli, redis-benchmark, any RESP2 library) with the
-//! KV's own front end, turns each command into a signed uBFT request, and answers once
+//! application's own front end (the KV's commands, or BUY, SELL, CANCEL, REPLACE, BOOK,
+//! FILLS), turns each command into a signed uBFT request, and answers once
 //! f + 1 replicas returned the same result ([`BftBackend`]). It reaches the replicas
-//! (`usec-bft-kv`) at `--replica-addrs` over TCP. It prints `ready <ip:port>` and serves
+//! (`usec-bft-kv --app` the same) at `--replica-addrs` over TCP. It prints `ready <ip:port>` and serves
 //! until killed.
 //!
 //! It is a client of the group, not trusted by it: a Byzantine gateway can only send its
@@ -14,17 +16,22 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use usec_bft_kv::{client_key, GroupArgs, Timeouts};
+use usec_bft_kv::{client_key, AppKind, GroupArgs, Timeouts};
 use usec_replication::apps::kv::KvApp;
-use usec_replication::apps::resp::Limits;
-use usec_replication::apps::server::{BftBackend, Server, ServerConfig};
-use usec_replication::bft::consensus::{Client, ClientId};
+use usec_replication::apps::orderbook::OrderBookApp;
+use usec_replication::apps::resp::Limits as RespLimits;
+use usec_replication::apps::server::{App, BftBackend, Server, ServerConfig};
+use usec_replication::bft::consensus::{Client, ClientId, Limits};
+use usec_replication::bft::driver::client_link::MAX_FRAME_BYTES;
 use usec_replication::bft::driver::ClientLink;
 
-/// The RESP gateway to the BFT key-value store.
+/// The RESP gateway to an application on uBFT.
 #[derive(Debug, Parser)]
 #[command(name = "usec-bft-gateway", version)]
 struct Args {
+    /// The application the replicas run (their `--app`).
+    #[arg(long, value_enum, default_value = "kv")]
+    app: AppKind,
     /// Address to listen on for Redis clients.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
@@ -74,6 +81,11 @@ fn run(args: &Args) -> Result<()> {
     }
     let config = args.group.consensus(&Timeouts { fast_path_us: 1, slow_path_us: 1, view_change_us: 1 })?;
     let addrs: Vec<_> = replicas.iter().copied().zip(args.replica_addrs.iter().copied()).collect();
+    // `--max-operation-bytes` bounds what a client sends, not what the state machine
+    // answers: an MGET, a FILLS or an order that trades with many others answers more. A
+    // reply is taken up to the client transport's frame limit; a lane that refused a
+    // correct replica's reply would wait for it forever.
+    let limits = Limits { operation_bytes: MAX_FRAME_BYTES, ..config.limits() };
     let lanes = (args.first_client..args.first_client + args.lanes)
         .map(|id| {
             let id = ClientId(id);
@@ -82,7 +94,7 @@ fn run(args: &Args) -> Result<()> {
                 client_key(&args.group.key_seed, id),
                 replicas.clone(),
                 args.group.replica_keys()?,
-                config.limits(),
+                limits,
                 args.retransmit_ms * 1_000_000,
             );
             Ok(ClientLink::new(id, client, &addrs))
@@ -90,12 +102,19 @@ fn run(args: &Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let backend = BftBackend::new(lanes, config.max_operation_bytes);
     let server_config = ServerConfig {
-        limits: Limits { max_request_bytes: config.max_operation_bytes + 4096, ..Limits::default() },
+        limits: RespLimits { max_request_bytes: config.max_operation_bytes + 4096, ..RespLimits::default() },
         ..ServerConfig::default()
     };
     let address = SocketAddr::new(args.bind, args.port);
-    let mut server = Server::bind(address, KvApp, backend, server_config)
-        .with_context(|| format!("listening on {address}"))?;
+    match args.app {
+        AppKind::Kv => serve(address, KvApp, backend, server_config),
+        AppKind::Orderbook => serve(address, OrderBookApp, backend, server_config),
+    }
+}
+
+fn serve(address: SocketAddr, app: impl App, backend: BftBackend, config: ServerConfig) -> Result<()> {
+    let mut server =
+        Server::bind(address, app, backend, config).with_context(|| format!("listening on {address}"))?;
     println!("ready {}", server.local_addr());
     server.run().context("serving")
 }
