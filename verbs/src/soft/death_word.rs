@@ -101,8 +101,8 @@ impl Drop for DeathWord {
 /// The keeper thread: arms the word, says so, sleeps until told to stop (or the owner
 /// goes), disarms it.
 fn keep(address: WordAddress, armed: &mpsc::Sender<std::result::Result<(), i32>>, stop: &mpsc::Receiver<()>) {
-    // SAFETY: `address` is an `AtomicU32` in the control block mapping, which the owner
-    // keeps mapped until `disarm` has joined this thread.
+    // The owner keeps the control block mapped until `disarm` has joined this thread.
+    // SAFETY: `address` is an `AtomicU32` in that mapping, alive for this thread's life.
     let word = unsafe { &*(address.0 as *const AtomicU32) };
     // Lives on this thread's stack, which outlives every use the kernel makes of it: the
     // list is walked at this thread's exit (the stack still mapped) or emptied below.
@@ -120,10 +120,11 @@ fn keep(address: WordAddress, armed: &mpsc::Sender<std::result::Result<(), i32>>
     entry.next = &head.list;
     head.list.next = &entry;
     let head_size = std::mem::size_of::<RobustListHead>();
-    // SAFETY: `head` is a valid robust list head for this thread, alive until the list is
-    // emptied below (or the thread dies, when the kernel walks it).
-    let result =
-        unsafe { libc::syscall(libc::SYS_set_robust_list, &head as *const RobustListHead, head_size) };
+    let head_address = &head as *const RobustListHead;
+    // `head` stays in place until the list is replaced below (or the thread dies, when the
+    // kernel walks it).
+    // SAFETY: `head_address` is a valid robust list head for this thread, alive as long.
+    let result = unsafe { libc::syscall(libc::SYS_set_robust_list, head_address, head_size) };
     if result != 0 {
         word.store(0, Ordering::Release);
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
