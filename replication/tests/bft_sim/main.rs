@@ -192,10 +192,8 @@ fn run_with(
             world.pause(correct, from, from + rng.gen_range(100_000..5_000_000));
             if n == 5 {
                 // f = 2: a Byzantine replica and a crashed one are within the bound.
-                let other = (correct + rng.gen_range(1..n - 1)) % n;
-                let other = if other == byzantine { (other + 1) % n } else { other };
-                let other = if other == correct { (other + 1) % n } else { other };
-                world.crash(other, rng.gen_range(0..5_000_000));
+                let others: Vec<usize> = (0..n).filter(|&r| r != byzantine && r != correct).collect();
+                world.crash(others[rng.gen_range(0..others.len())], rng.gen_range(0..5_000_000));
             }
         }
         _ => {}
