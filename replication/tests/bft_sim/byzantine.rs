@@ -258,6 +258,14 @@ fn lie(rng: &mut ChaCha8Rng, message: &mut StreamMessage) {
                 *first = node((first.get() as usize + 1) % 3);
             }
         }
+        // A recap that says more, or other, than the stream did.
+        StreamMessage::Recap(part) => {
+            if rng.gen_bool(0.5) {
+                part.sealed += 1;
+            } else {
+                part.promises.push((part.low + 1, part.sealed, [0xee; 32]));
+            }
+        }
     }
 }
 

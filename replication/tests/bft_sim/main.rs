@@ -66,6 +66,7 @@ pub struct Summary {
     rejected: u64,
     reproposals: u64,
     caught_up_slots: u64,
+    resynced_streams: u64,
     virtual_ns: u64,
 }
 
@@ -95,7 +96,7 @@ fn run_with(
         slow_path_timeout_ns: 300_000,
         view_change_timeout_ns: 3_000_000,
         ctbcast: CtbConfig {
-            tail: 128,
+            tail: [32, 128][rng.gen_range(0..2)],
             max_message_bytes: 16 << 10,
             fast_path_timeout_ns: 100_000,
             sign_ahead: rng.gen_bool(0.5),
@@ -175,6 +176,10 @@ fn run_with(
     };
     let mut world = World::new(rng.clone(), replicas, clients, faults.clone(), Checker::default());
     world.trace = verbose;
+    world.tail = config.ctbcast.tail as usize;
+    // Half the pauses are long enough, and the rings small enough, that the paused
+    // replica's rings are overwritten: it must resynchronise its streams from recaps.
+    let overwrite = rng.gen_bool(0.5);
     let pause_also = matches!(scenario, Scenario::Byzantine(_)) && rng.gen_ratio(1, 3);
     match scenario {
         Scenario::Crash => {
@@ -183,13 +188,13 @@ fn run_with(
         }
         Scenario::Pause => {
             let from = rng.gen_range(0..5_000_000);
-            world.pause(rng.gen_range(0..n), from, from + rng.gen_range(100_000..10_000_000));
+            world.pause(rng.gen_range(0..n), from, from + rng.gen_range(100_000..10_000_000), overwrite);
         }
         Scenario::Byzantine(_) if pause_also => {
             let byzantine = byzantine.expect("a Byzantine replica").0;
             let correct = (byzantine + rng.gen_range(1..n)) % n;
             let from = rng.gen_range(0..5_000_000);
-            world.pause(correct, from, from + rng.gen_range(100_000..5_000_000));
+            world.pause(correct, from, from + rng.gen_range(100_000..5_000_000), overwrite);
             if n == 5 {
                 // f = 2: a Byzantine replica and a crashed one are within the bound.
                 let others: Vec<usize> = (0..n).filter(|&r| r != byzantine && r != correct).collect();
@@ -220,6 +225,7 @@ fn run_with(
             .sum(),
         reproposals: world.replicas.iter_mut().map(|r| r.role.core().stats().reproposals).sum(),
         caught_up_slots: world.replicas.iter_mut().map(|r| r.role.core().stats().caught_up_slots).sum(),
+        resynced_streams: world.replicas.iter_mut().map(|r| r.role.core().stats().resynced_streams).sum(),
         virtual_ns: world.now,
     };
     if verbose {
@@ -268,6 +274,7 @@ fn main() -> ExitCode {
         t.rejected += s.rejected;
         t.reproposals += s.reproposals;
         t.caught_up_slots += s.caught_up_slots;
+        t.resynced_streams += s.resynced_streams;
         t.virtual_ns += s.virtual_ns;
     }) else {
         return ExitCode::FAILURE;
@@ -282,8 +289,8 @@ fn main() -> ExitCode {
         assert!(t.fast > 0 && t.slow > 0, "both decision paths taken: {t:?}");
         assert!(t.views_entered > 0 && t.stable > 0 && t.rejected > 0, "{t:?}");
         assert!(
-            t.reproposals > 0 && t.caught_up_slots > 0,
-            "view changes re-proposed, replicas caught up: {t:?}"
+            t.reproposals > 0 && t.caught_up_slots > 0 && t.resynced_streams > 0,
+            "view changes re-proposed, replicas caught up, streams resynchronised: {t:?}"
         );
         if !bound_is_tight() {
             return ExitCode::FAILURE;

@@ -2,8 +2,10 @@
 //! registers and virtual time, all drawn from one seeded generator.
 //!
 //! - CTBcast ring writes are RDMA WRITEs on reliable connections: delayed and reordered
-//!   across pairs, never lost (a paused receiver finds them on resuming, a crashed one
-//!   never).
+//!   across pairs, never lost, but a ring keeps only its last `tail` entries: a paused
+//!   receiver finds on resuming the last `tail` writes of each ring (per sender, stream
+//!   and kind of entry, as the driver lays them out) when the pause overwrites
+//!   (`pause(.., overwrite: true)`), else all of them; a crashed one none.
 //! - Point-to-point messages (requests, replies, signature shares) are lost at a seeded
 //!   rate until the network heals.
 //! - Registers: a write lands a random time after issue and completes later; a read takes
@@ -17,6 +19,7 @@ use usec_qp_pool::NodeId;
 use usec_replication::bft::consensus::{Action, Client, ClientId, Event, Replica};
 use usec_replication::bft::ctbcast;
 use usec_replication::bft::ctbcast::RegisterReadResult;
+use usec_replication::bft::node::channels::stream_of;
 
 use crate::app::Chain;
 use crate::byzantine::Byzantine;
@@ -97,6 +100,12 @@ pub struct World {
     pub checker: Checker,
     pub trace: bool,
     pauses: Vec<(usize, u64)>,
+    /// Paused replicas whose rings the pause overwrites.
+    overwriting: Vec<usize>,
+    /// Per (paused receiver, sender): the queued ring writes, oldest first.
+    rings: BTreeMap<(usize, usize, u16), std::collections::VecDeque<(u64, u64)>>,
+    /// Entries a ring keeps (CTBcast's tail).
+    pub tail: usize,
 }
 
 pub fn node(id: usize) -> NodeId {
@@ -123,6 +132,9 @@ impl World {
             checker,
             trace: false,
             pauses: Vec::new(),
+            overwriting: Vec::new(),
+            rings: BTreeMap::new(),
+            tail: usize::MAX,
         }
     }
 
@@ -135,10 +147,13 @@ impl World {
         self.rng.gen_range(low..=high)
     }
 
-    pub fn pause(&mut self, replica: usize, from_ns: u64, until_ns: u64) {
+    pub fn pause(&mut self, replica: usize, from_ns: u64, until_ns: u64, overwrite: bool) {
         self.schedule(from_ns, Ev::Crash(replica | PAUSE_BIT));
         self.schedule(until_ns, Ev::Resume(replica));
         self.pauses.push((replica, until_ns));
+        if overwrite {
+            self.overwriting.push(replica);
+        }
     }
 
     pub fn crash(&mut self, replica: usize, at_ns: u64) {
@@ -242,7 +257,24 @@ impl World {
                 Liveness::Crashed => return,
                 Liveness::PausedUntil(until) => {
                     let at = until.max(self.now) + self.rng.gen_range(0..1_000);
+                    // Rings as the driver lays them out: per sender, receiver, stream and
+                    // kind of entry (`channels::stream_of`).
+                    let ring = match &event {
+                        Ev::Ctb { to, from, bytes } if self.overwriting.contains(to) => {
+                            stream_of(bytes).map(|stream| (*to, *from, stream.0))
+                        }
+                        _ => None,
+                    };
                     self.schedule(at, event);
+                    if let Some(ring) = ring {
+                        // The ring keeps its last `tail` entries: older ones are overwritten.
+                        let held = self.rings.entry(ring).or_default();
+                        held.push_back((at, self.seq));
+                        if held.len() > self.tail {
+                            let oldest = held.pop_front().expect("more than tail");
+                            self.queue.remove(&oldest);
+                        }
+                    }
                     return;
                 }
                 Liveness::Up => {}
@@ -294,6 +326,7 @@ impl World {
                 if matches!(self.replicas[replica].liveness, Liveness::PausedUntil(_)) {
                     self.replicas[replica].liveness = Liveness::Up;
                 }
+                self.rings.retain(|&(to, _, _), _| to != replica);
             }
             Ev::Crash(who) if who & PAUSE_BIT != 0 => {
                 let replica = who & !PAUSE_BIT;

@@ -8,8 +8,10 @@
 //! registers, and serves BFT clients (a `usec-bft-gateway`) over TCP at `--client-listen`.
 //! It prints `addr <ip:port>` (with `--listen`), then `ready client=<ip:port>`, and one
 //! line per view it enters (`view <v>`); on a line `stats` on stdin it prints `stats
-//! view=… fast=… slow=… executed=… refused=… broken_streams=… state=…` (slots decided on
-//! each path, the last slot executed, inputs refused, streams given up, and
+//! view=… fast=… slow=… executed=… refused=… broken_streams=… stream_gaps=…
+//! resynced_streams=… state=…` (slots decided on each path, the last slot executed, inputs
+//! refused, streams given up, gaps found in streams (fell a tail behind) and streams
+//! restarted from a recap, and
 //! [`state_digest`] of the state machine's snapshot: correct replicas that executed the
 //! same slots print the same), then `refusals <kind>=<count> …` and `served n=… p50=…us
 //! p90=…us p99=…us` (from a request's arrival here to this replica's reply, since the last
@@ -197,12 +199,14 @@ fn serve<S: StateMachine>(args: &Args, machine: S) -> Result<()> {
                 let (view, _) = node.replica().view();
                 let (executed, _) = node.replica().executed();
                 let refused = node.replica().stats().rejected_total();
-                let broken = node.replica().stats().broken_streams;
+                let stats = node.replica().stats();
+                let (broken, gaps, resynced) =
+                    (stats.broken_streams, stats.stream_gaps, stats.resynced_streams);
                 // A snapshot of the whole state: a console request, not the hot path.
                 let state = state_digest(&node.replica().app().snapshot());
                 println!(
                     "stats view={view} fast={fast} slow={slow} executed={executed} refused={refused} \
-                     broken_streams={broken} state={state}"
+                     broken_streams={broken} stream_gaps={gaps} resynced_streams={resynced} state={state}"
                 );
                 let kinds: Vec<String> =
                     node.replica().stats().rejected.iter().map(|(kind, n)| format!("{kind}={n}")).collect();

@@ -52,9 +52,9 @@
 //!
 //! # Not here
 //!
-//! - A stream with a gap here (an index abandoned: more than a CTBcast tail behind, or a
-//!   proven equivocation) is given up for good: safe, but that sender's messages no
-//!   longer count here; resynchronising a stream is not built.
+//! - A stream with a proven equivocation here is given up for good: safe, but that
+//!   sender's messages no longer count here. (A gap — more than a CTBcast tail behind —
+//!   is repaired by a recap, see [`recap`](mod@recap).)
 //! - Catch-up replays decided batches kept two windows below the stable checkpoint; a
 //!   replica further behind would need a state snapshot (not built).
 //! - One outstanding request per client (uBFT allows a client window of 16).
@@ -67,6 +67,7 @@ mod client;
 mod config;
 pub mod derive;
 pub mod normal;
+pub mod recap;
 mod reject;
 mod replica;
 pub mod request;
@@ -82,4 +83,4 @@ pub use config::ConsensusConfig;
 pub use reject::{Reject, Stats};
 pub use replica::{Replica, Status, TamperFn};
 pub use request::{ClientId, ClientKeyring, Reply, Request};
-pub use wire::{batch_digest, Batch, DirectMessage, Limits, StreamMessage};
+pub use wire::{batch_digest, Batch, DirectMessage, Limits, RecapPart, StreamMessage};

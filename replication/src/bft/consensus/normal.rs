@@ -26,7 +26,7 @@ use super::certificate::{
 use super::reject::Reject;
 use super::replica::{Flow, Replica, Slot, Status};
 use super::request::{ClientId, Reply, Request};
-use super::stream::Facts;
+use super::stream::{Facts, CHECKPOINTS_KEPT};
 use super::wire::{batch_digest, Batch, DirectMessage, StreamMessage};
 use crate::bft::ctbcast::{Hash, SignatureBytes};
 use crate::state_machine::StateMachine;
@@ -180,6 +180,14 @@ impl<S: StateMachine> Replica<S> {
         let facts = &mut self.streams.get_mut(&from).expect("a replica").facts;
         if !Facts::record(&mut facts.commits, kept, slot, view, digest) {
             return Err(Reject::Duplicate { what: "commit" });
+        }
+        if from == self.me {
+            self.own_certificates.insert((slot, view), certificate.to_vec());
+            if self.own_certificates.len() > 4 * kept {
+                // Only what our facts still hold can be recapped.
+                let commits = &self.streams[&self.me].facts.commits;
+                self.own_certificates.retain(|&(s, v), _| Facts::lookup(commits, s, v).is_some());
+            }
         }
         self.keep_batch(slot, digest, batch.clone());
         // A certificate is as good in our hands: commit too, so f + 1 commits gather.
@@ -348,8 +356,15 @@ impl<S: StateMachine> Replica<S> {
             self.learn_fast_decision(now_ns.saturating_sub(promised_at_ns));
         }
         match path {
-            DecisionPath::Fast => self.stats.decided_fast += 1,
-            DecisionPath::Slow => self.stats.decided_slow += 1,
+            DecisionPath::Fast => {
+                self.stats.decided_fast += 1;
+                self.last_fast_ns = now_ns;
+                self.slow_since_fast = 0;
+            }
+            DecisionPath::Slow => {
+                self.stats.decided_slow += 1;
+                self.slow_since_fast += 1;
+            }
         }
         self.events.push_back(Event::Decided { slot, batch, path });
         self.execute();
@@ -417,7 +432,7 @@ impl<S: StateMachine> Replica<S> {
             return Err(Reject::Stale { what: "checkpoint" });
         }
         facts.checkpoints.insert(slot, (digest, signature));
-        while facts.checkpoints.len() > 8 {
+        while facts.checkpoints.len() > CHECKPOINTS_KEPT {
             facts.checkpoints.pop_first();
         }
         if slot > self.stable && self.checkpoint_digest(slot) == Some(digest) {
@@ -434,6 +449,7 @@ impl<S: StateMachine> Replica<S> {
         // decided batches of the last two windows stay, for replicas catching up.
         let (executed, keep) = (self.executed, 2 * self.config.window);
         self.slots.retain(|&s, _| s + keep > slot || s > executed);
+        self.own_certificates.retain(|&(s, _), _| s > slot);
     }
 
     /// The digest f + 1 streams agree on for checkpoint `slot`, if any.

@@ -113,6 +113,7 @@ impl Reject {
                 "promise" => "duplicate-promise",
                 "commit" => "duplicate-commit",
                 "share" => "duplicate-share",
+                "recap request" => "duplicate-recap-request",
                 _ => "duplicate",
             },
             Reject::Ctbcast(inner) => match inner.name() {
@@ -160,8 +161,19 @@ pub struct Stats {
     pub requests_verified: u64,
     /// Slots executed from a catch-up (decided batches fetched from another replica).
     pub caught_up_slots: u64,
-    /// Streams given up because an index was abandoned (more than a tail behind).
+    /// Streams given up for good: a proven equivocation, a recap that contradicts its
+    /// stream.
     pub broken_streams: u64,
+    /// Gaps found in other replicas' streams (we fell more than a CTBcast tail behind).
+    pub stream_gaps: u64,
+    /// Streams restarted from a recap after a gap.
+    pub resynced_streams: u64,
+    /// Recaps of our own stream we CTBcast (another replica asked).
+    pub recaps_sent: u64,
+    /// Views we left because we had lost our leader's stream (asking to be let back in).
+    pub rejoin_seals: u64,
+    /// Views we left to follow a replica sealed past us while we ran on the slow path.
+    pub rejoin_follows: u64,
     /// Two different batches decided for one slot: never, unless more than f replicas are
     /// Byzantine. The simulation's checker asserts it stays zero within the bound.
     pub conflicting_decisions: u64,

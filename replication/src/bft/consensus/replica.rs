@@ -22,7 +22,7 @@ use super::config::ConsensusConfig;
 use super::reject::{Reject, Stats};
 use super::request::{ClientId, ClientKeyring, Request};
 use super::stream::Stream;
-use super::wire::{Batch, DirectMessage, Limits, StreamMessage};
+use super::wire::{Batch, DirectMessage, Limits, Share, StreamMessage};
 use crate::bft::ctbcast::{
     self, Broadcaster, Entry, Hash, Keyring, Receiver, RegisterReadResult, SignatureBytes,
 };
@@ -117,6 +117,18 @@ pub struct Replica<S> {
     pub(super) fast_decision_ns: u64,
     /// Test support: rewrites what we CTBcast (never what we process ourselves).
     pub(super) tamper: Tamper,
+    /// Another replica asked for a recap of our stream: sent once our queue is empty.
+    pub(super) recap_due: bool,
+    /// When our last recap went out.
+    pub(super) recap_sent_ns: Option<u64>,
+    /// The prepare certificates of our own commits, by (slot, view): a recap carries them.
+    pub(super) own_certificates: BTreeMap<(u64, u64), Vec<Share>>,
+    /// When we entered our view.
+    pub(super) view_entered_ns: u64,
+    /// When we last decided a slot on the fast path.
+    pub(super) last_fast_ns: u64,
+    /// Slots decided on the slow path since the last fast decision.
+    pub(super) slow_since_fast: u64,
     pub(super) actions: VecDeque<Action>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
@@ -168,6 +180,12 @@ impl<S: StateMachine> Replica<S> {
             proposed: BTreeSet::new(),
             new_view_sent: None,
             tamper: Tamper(None, false),
+            recap_due: false,
+            recap_sent_ns: None,
+            own_certificates: BTreeMap::new(),
+            view_entered_ns: 0,
+            last_fast_ns: 0,
+            slow_since_fast: 0,
             last_tick_ns: 0,
             now_ns: 0,
             fast_decision_ns: 0,
@@ -251,6 +269,9 @@ impl<S: StateMachine> Replica<S> {
             {
                 self.on_catchup(slot, digest, &certificate, first, batches)
             }
+            (DirectMessage::RecapRequest, Ok(replica)) if self.is_peer(replica) => {
+                self.on_recap_request(now_ns)
+            }
             (message, from) => Err(Reject::UnexpectedSender {
                 from: format!("{from:?}"),
                 kind: match message {
@@ -259,6 +280,7 @@ impl<S: StateMachine> Replica<S> {
                     DirectMessage::Share { .. } => "share",
                     DirectMessage::Fetch { .. } => "fetch",
                     DirectMessage::Catchup { .. } => "catch-up",
+                    DirectMessage::RecapRequest => "recap request",
                 },
             }),
         });
@@ -277,6 +299,7 @@ impl<S: StateMachine> Replica<S> {
         }
         self.share_timers(now_ns);
         self.fetch_timer(now_ns);
+        self.recap_timers(now_ns);
         self.view_timers(now_ns);
         self.after_input(now_ns);
     }
@@ -302,7 +325,8 @@ impl<S: StateMachine> Replica<S> {
             .streams
             .values()
             .filter_map(|s| s.blocked_since_ns.map(|since| since + self.config.view_change_timeout_ns));
-        receivers.chain(shares).chain(view).chain(blocked).chain(self.fetch_due_ns).min()
+        let recaps = self.recap_timeout();
+        receivers.chain(shares).chain(view).chain(blocked).chain(self.fetch_due_ns).chain(recaps).min()
     }
 
     /// The next piece of work for the driver.
@@ -409,6 +433,10 @@ impl<S: StateMachine> Replica<S> {
                 self.process(now_ns, me, message);
                 moved = true;
             }
+            if self.recap_due {
+                self.send_recap(now_ns);
+                continue;
+            }
             let others: Vec<NodeId> = self.receivers.keys().copied().collect();
             for from in others {
                 moved |= self.walk_facts(now_ns, from);
@@ -442,6 +470,9 @@ impl<S: StateMachine> Replica<S> {
 
     /// Moves `from`'s facts cursor as far as delivered.
     fn walk_facts(&mut self, now_ns: u64, from: NodeId) -> bool {
+        if self.streams[&from].resync.is_some() && !self.try_resync(now_ns, from) {
+            return false;
+        }
         let mut moved = false;
         while let Some(bytes) = self.streams[&from].facts_head() {
             let decoded = StreamMessage::decode(bytes, &self.limits);
@@ -504,6 +535,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn collect_ctbcast(&mut self) {
         let tail = self.config.ctbcast.tail as usize;
+        let mut gaps: Vec<NodeId> = Vec::new();
         while let Some(action) = self.broadcaster.poll_action() {
             self.actions.push_back(Action::Ctbcast { stream: self.me, action });
         }
@@ -515,14 +547,17 @@ impl<S: StateMachine> Replica<S> {
                 let state = self.streams.get_mut(&stream).expect("a replica");
                 match event {
                     ctbcast::Event::Delivered { index, message, .. } => {
-                        state.delivered(index, message, 4 * tail);
+                        // Too far ahead of a stuck cursor: a gap (the message, long before
+                        // any recap we will ask for, is not needed).
+                        gaps.extend((!state.delivered(index, message, 4 * tail)).then_some(stream));
                     }
-                    // A gap in the stream, or a proven liar: either way its stream stops
-                    // here (see `stream`).
-                    ctbcast::Event::Abandoned { index, .. } if index >= state.next && !state.broken => {
-                        state.broken = true;
-                        self.stats.broken_streams += 1;
+                    // A gap in the stream: it waits for a recap (see `recap`).
+                    ctbcast::Event::Abandoned { index, .. }
+                        if index >= state.next && state.resync.is_none() =>
+                    {
+                        gaps.push(stream);
                     }
+                    // A proven liar: its stream stops here for good.
                     ctbcast::Event::Equivocation(_) if !state.broken => {
                         state.broken = true;
                         self.stats.broken_streams += 1;
@@ -533,6 +568,12 @@ impl<S: StateMachine> Replica<S> {
                     state.ahead.clear();
                 }
             }
+            if self.streams[&stream].has_gap(receiver.oldest_kept()) {
+                gaps.push(stream);
+            }
+        }
+        for stream in gaps {
+            self.start_resync(self.now_ns, stream);
         }
     }
 
@@ -552,6 +593,7 @@ impl<S: StateMachine> Replica<S> {
             StreamMessage::NewView { view, low, sealers } => {
                 self.on_new_view(now_ns, from, view, low, &sealers)
             }
+            StreamMessage::Recap(part) => self.on_recap_part(from, part),
         };
         match result {
             Ok(flow) => flow,

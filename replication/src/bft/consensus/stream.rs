@@ -10,11 +10,15 @@
 //! sameness is what lets 2f + 1 replicas and f + 1 quorums be enough (uBFT's argument:
 //! CTBcast takes equivocation away from a Byzantine replica).
 //!
-//! A gap (an abandoned index) stops the stream for this receiver for good: giving up is
-//! safe (it is as if the sender had gone silent), guessing is not.
+//! A gap (an index lost to this receiver: it fell more than a CTBcast tail behind, say
+//! because it was paused) stops the stream until the sender's next recap
+//! ([`super::recap`]) restarts it with the facts every in-order receiver holds; guessing
+//! past a gap is never done. A proven equivocation, or a recap that contradicts the
+//! stream, stops it for good: giving up is safe (as if the sender had gone silent).
 
 use std::collections::BTreeMap;
 
+use super::wire::RecapPart;
 use crate::bft::ctbcast::{Hash, SignatureBytes};
 
 /// Promises or commits of one stream per slot: the first digest per view, latest views
@@ -23,6 +27,9 @@ pub(super) type PerSlot = BTreeMap<u64, Vec<(u64, Hash)>>;
 
 /// Views of one slot a stream's facts remember.
 pub(super) const VIEWS_KEPT: usize = 4;
+
+/// Checkpoints a stream's facts remember (the latest).
+pub(super) const CHECKPOINTS_KEPT: usize = 8;
 
 /// What a stream had said when it sealed a view.
 #[derive(Clone, Debug, Default)]
@@ -92,34 +99,63 @@ pub(super) struct Stream {
     pub(super) blocked_since_ns: Option<u64>,
     /// Delivered and not yet passed by both cursors.
     pub(super) ahead: BTreeMap<u64, Vec<u8>>,
-    /// A gap: nothing more is processed.
+    /// Given up for good (an equivocation, a lying recap): nothing more is processed.
     pub(super) broken: bool,
+    /// Lost part of the stream: waiting for a recap; since when, and when we last asked.
+    pub(super) resync: Option<Resync>,
+    /// The parts of a recap read so far (at the facts cursor, consecutive).
+    pub(super) recap: Vec<RecapPart>,
+    /// Seals up to this view came before a recap we restarted from: their snapshots are
+    /// unknown here (not lies: a new view naming them cannot be checked, so it waits).
+    pub(super) seals_unknown_to: u64,
     pub(super) facts: Facts,
+}
+
+/// A stream waiting for a recap.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Resync {
+    /// When we last asked the sender for a recap.
+    pub(super) asked_ns: u64,
 }
 
 impl Stream {
     /// A delivered message. `limit` bounds what waits ahead of the cursors.
-    pub(super) fn delivered(&mut self, index: u64, message: Vec<u8>, limit: usize) {
+    /// Returns false when the message shows a gap: a stream far ahead of a stuck cursor
+    /// (the caller starts a resync).
+    pub(super) fn delivered(&mut self, index: u64, message: Vec<u8>, limit: usize) -> bool {
         if index < self.protocol_next || self.broken {
-            return;
+            return true;
         }
         if self.ahead.len() >= limit && !self.ahead.contains_key(&index) {
-            // Only a stream far ahead of a stuck cursor gets here: give it up.
-            self.broken = true;
-            self.ahead.clear();
-            return;
+            if self.resync.is_none() {
+                return false;
+            }
+            // Waiting for a recap: keep the newest, where it will be.
+            self.ahead.pop_first();
         }
         self.ahead.insert(index, message);
+        true
+    }
+
+    /// Whether index `next` can no longer come: below what CTBcast still keeps and not
+    /// delivered.
+    pub(super) fn has_gap(&self, oldest_kept: u64) -> bool {
+        self.resync.is_none()
+            && !self.broken
+            && self.next < oldest_kept
+            && !self.ahead.contains_key(&self.next)
     }
 
     /// The facts cursor's message, if it is in.
     pub(super) fn facts_head(&self) -> Option<&Vec<u8>> {
-        self.ahead.get(&self.next).filter(|_| !self.broken)
+        self.ahead.get(&self.next).filter(|_| !self.broken && self.resync.is_none())
     }
 
     /// The protocol cursor's message, once the facts cursor has passed it.
     pub(super) fn protocol_head(&self) -> Option<&Vec<u8>> {
-        self.ahead.get(&self.protocol_next).filter(|_| !self.broken && self.protocol_next < self.next)
+        self.ahead
+            .get(&self.protocol_next)
+            .filter(|_| !self.broken && self.resync.is_none() && self.protocol_next < self.next)
     }
 
     /// The protocol cursor's head was handled.

@@ -36,6 +36,15 @@ fn stream_samples() -> Vec<StreamMessage> {
         StreamMessage::Checkpoint { slot: 128, digest: [4; 32], signature: [3; 64] },
         StreamMessage::Seal { view: 4, low: 128 },
         StreamMessage::NewView { view: 4, low: 128, sealers: vec![node(0), node(1)] },
+        StreamMessage::Recap(RecapPart {
+            low: 128,
+            sealed: 4,
+            first: true,
+            last: false,
+            checkpoints: vec![(128, [4; 32], [3; 64])],
+            promises: vec![(129, 3, [1; 32]), (129, 4, [2; 32])],
+            commits: vec![(130, 4, [5; 32], vec![(node(1), [5; 64]), (node(2), [6; 64])])],
+        }),
     ]
 }
 
@@ -51,6 +60,7 @@ fn direct_samples() -> Vec<DirectMessage> {
         )),
         DirectMessage::Share { view: 1, slot: 2, digest: [3; 32], signature: [4; 64] },
         DirectMessage::Fetch { executed: 12 },
+        DirectMessage::RecapRequest,
         DirectMessage::Catchup {
             slot: 2,
             digest: [1; 32],
@@ -121,10 +131,10 @@ proptest! {
     }
 
     #[test]
-    fn flipped_bytes_of_valid_messages_never_panic(which in 0usize..11, at in any::<usize>(), bit in 0u8..8) {
+    fn flipped_bytes_of_valid_messages_never_panic(which in 0usize..13, at in any::<usize>(), bit in 0u8..8) {
         let mut bytes = match which {
-            0..=5 => stream_samples()[which].encode(),
-            _ => direct_samples()[which - 6].encode(),
+            0..=6 => stream_samples()[which].encode(),
+            _ => direct_samples()[which - 7].encode(),
         };
         let at = at % bytes.len();
         bytes[at] ^= 1 << bit;
@@ -151,7 +161,10 @@ enum Wire {
 
 impl Group {
     fn new() -> Group {
-        let config = ConsensusConfig { window: 4, batch: 2, ..ConsensusConfig::default() };
+        Group::with(ConsensusConfig { window: 4, batch: 2, ..ConsensusConfig::default() })
+    }
+
+    fn with(config: ConsensusConfig) -> Group {
         let keys: Vec<SigningKey> = (0..3).map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])).collect();
         let keyring = Keyring::new(keys.iter().enumerate().map(|(i, k)| (node(i as u16), k.verifying_key())));
         let client_key = SigningKey::from_bytes(&[9; 32]);
@@ -452,4 +465,94 @@ fn the_slow_path_waits_longer_when_fast_decisions_are_slow_and_never_past_its_ca
         replica.learn_fast_decision(1_000 * base);
     }
     assert_eq!(replica.slow_path_timeout(), 16 * base);
+}
+
+/// Submits `count` requests one after another, advancing time until each has its result.
+fn complete(group: &mut Group, count: usize) {
+    for _ in 0..count {
+        group.client.submit(group.now, b"incr".to_vec()).unwrap();
+        group.run();
+        let mut steps = 0;
+        while group.client.poll_result().is_none() {
+            group.advance();
+            steps += 1;
+            let views: Vec<_> = group.replicas.iter().map(Replica::view).collect();
+            if steps >= 2_000 {
+                for r in &group.replicas {
+                    eprintln!("{} {:?} {:?} {:?}", r.id(), r.view(), r.stats(), r.stream_positions());
+                }
+            }
+            assert!(steps < 2_000, "no progress: {views:?}");
+        }
+    }
+}
+
+#[test]
+fn a_replica_paused_past_the_tail_resyncs_its_streams_and_the_fast_path_returns() {
+    let ctbcast = ctbcast::CtbConfig { tail: 16, ..ctbcast::CtbConfig::default() };
+    let mut group =
+        Group::with(ConsensusConfig { window: 8, batch: 2, ctbcast, ..ConsensusConfig::default() });
+    complete(&mut group, 2);
+    assert_eq!(group.replicas[0].stats().decided_fast, 2);
+    // Replica 2 is paused: it gets nothing, sends nothing, its clock stops. 12 slots go
+    // by on the slow path: far more messages than the tail of 16 its rings keep.
+    group.down[2] = true;
+    complete(&mut group, 12);
+    group.down[2] = false;
+    let fast_before = group.replicas[0].stats().decided_fast;
+    let mut rounds = 0;
+    while group.replicas.iter().any(|r| r.stats().decided_fast == fast_before) || rounds < 4 {
+        complete(&mut group, 1);
+        rounds += 1;
+        assert!(rounds < 2_000, "the fast path never came back: {:?}", group.replicas[2].stats());
+    }
+    let paused = group.replicas[2].stats();
+    assert_eq!(paused.stream_gaps, 2, "{paused:?}");
+    assert_eq!(paused.resynced_streams, 2, "{paused:?}");
+    assert_eq!(paused.broken_streams, 0, "{paused:?}");
+    for replica in &group.replicas[..2] {
+        assert_eq!(replica.stats().recaps_sent, 1, "{:?}", replica.stats());
+        assert_eq!(replica.stats().broken_streams, 0, "{:?}", replica.stats());
+    }
+    // Everyone executed the same history, and the last request was decided fast everywhere.
+    let executed: Vec<_> = group.replicas.iter().map(|r| r.executed()).collect();
+    assert!(executed.windows(2).all(|pair| pair[0] == pair[1]), "{executed:?}");
+    let last_fast = group.replicas.iter().map(|r| r.stats().decided_fast).collect::<Vec<_>>();
+    complete(&mut group, 1);
+    for (replica, before) in group.replicas.iter().zip(last_fast) {
+        assert_eq!(replica.stats().decided_fast, before + 1, "replica {}", replica.id());
+    }
+}
+
+#[test]
+fn an_honest_recap_is_checked_and_a_lying_one_gives_its_stream_up() {
+    let mut group = Group::new();
+    complete(&mut group, 3);
+    let ask = DirectMessage::RecapRequest.encode();
+    group.replicas[0].handle_direct(group.now, Ok(node(1)), &ask).unwrap();
+    // Asked again at once: refused, one recap per half view-change timeout.
+    assert_eq!(
+        group.replicas[0].handle_direct(group.now, Ok(node(2)), &ask),
+        Err(Reject::Duplicate { what: "recap request" })
+    );
+    group.run();
+    assert_eq!(group.replicas[0].stats().recaps_sent, 1);
+    for replica in &group.replicas[1..] {
+        assert_eq!(replica.stats().broken_streams, 0, "{:?}", replica.stats());
+    }
+    // Later, a recap that claims a higher sealed view than its stream ever showed: every
+    // in-order receiver sees the lie and gives the stream up.
+    group.now += ConsensusConfig::default().view_change_timeout_ns;
+    let lie: TamperFn = Box::new(|message| {
+        if let StreamMessage::Recap(part) = message {
+            part.sealed += 1;
+        }
+    });
+    group.replicas[0].tamper_broadcasts_for_testing(lie, false);
+    group.replicas[0].handle_direct(group.now, Ok(node(1)), &ask).unwrap();
+    group.run();
+    for replica in &group.replicas[1..] {
+        assert_eq!(replica.stats().broken_streams, 1, "{:?}", replica.stats());
+        assert_eq!(replica.stats().rejected.get("invalid"), Some(&1), "{:?}", replica.stats());
+    }
 }

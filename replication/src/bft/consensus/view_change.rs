@@ -16,6 +16,10 @@
 //!   Lies — a sealer list that did not seal, a low that is not stable, a re-proposal that
 //!   is not the derived one, a commit whose certificate does not verify — are refused.
 //! - No new view within the deadline: the next view, with the wait doubled.
+//! - A replica that lost its leader's stream (it fell a CTBcast tail behind, see
+//!   [`super::recap`]) seals its view to be let back in; the others follow such a lone
+//!   seal once their view has decided only on the slow path for [`REJOIN_PATIENCE`]
+//!   view-change timeouts, so the fast path (which needs every replica) comes back.
 
 use usec_qp_pool::NodeId;
 
@@ -32,6 +36,10 @@ const MAX_VIEW_JUMP: u64 = 1 << 10;
 
 /// Seals a stream keeps (the latest views).
 const SEALS_KEPT: usize = 4;
+
+/// View-change timeouts a view runs on the slow path alone before following a replica
+/// that sealed past it asking to be let back in.
+pub(super) const REJOIN_PATIENCE: u64 = 32;
 
 impl<S: StateMachine> Replica<S> {
     pub(super) fn start_view_change(&mut self, now_ns: u64, view: u64, attempt: u32) {
@@ -53,6 +61,9 @@ impl<S: StateMachine> Replica<S> {
                 let timeout = self.config.view_change_timeout_ns;
                 if self.oldest_pending().is_some_and(|at| at + timeout <= now_ns) {
                     self.start_view_change(now_ns, self.view + 1, 0);
+                } else if let Some(view) = self.rejoin_due(now_ns) {
+                    self.stats.rejoin_follows += 1;
+                    self.start_view_change(now_ns, view, 0);
                 }
             }
             Status::Changing { since_ns, deadline_ns, attempt } => {
@@ -77,6 +88,25 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
         }
+    }
+
+    /// A replica that lost our leader's stream sealed past our view to be let back in
+    /// (see [`super::recap`]); while it is out, every slot needs the slow path. Follow
+    /// its seal once our view has run on the slow path alone for [`REJOIN_PATIENCE`]
+    /// view-change timeouts: a Byzantine replica that seals ahead on purpose (and
+    /// withholds its promises) buys at most one view change per that many timeouts.
+    fn rejoin_due(&self, now_ns: u64) -> Option<u64> {
+        let patience = self.config.view_change_timeout_ns.saturating_mul(REJOIN_PATIENCE);
+        let since = self.view_entered_ns.max(self.last_fast_ns);
+        if self.slow_since_fast == 0 || now_ns < since.saturating_add(patience) {
+            return None;
+        }
+        self.streams
+            .iter()
+            .filter(|(&r, _)| r != self.me)
+            .map(|(_, s)| s.facts.sealed)
+            .filter(|&v| v > self.view && v <= self.view + MAX_VIEW_JUMP)
+            .min()
     }
 
     pub(super) fn on_seal(&mut self, now_ns: u64, from: NodeId, view: u64, low: u64) -> Result<Flow, Reject> {
@@ -130,7 +160,7 @@ impl<S: StateMachine> Replica<S> {
             let facts = &self.streams[sealer].facts;
             match facts.seals.get(&view) {
                 Some(snapshot) => snapshots.push(snapshot),
-                None if facts.sealed > view => {
+                None if facts.sealed > view && view > self.streams[sealer].seals_unknown_to => {
                     return Err(Reject::Invalid { what: "new view naming a seal its sealer never made" });
                 }
                 None => return Ok(Flow::Blocked), // its seal has not reached us yet
@@ -156,6 +186,7 @@ impl<S: StateMachine> Replica<S> {
     ) {
         self.view = view;
         self.status = Status::Normal;
+        self.view_entered_ns = now_ns;
         self.plan_end = plan.last_key_value().map_or(low, |(&slot, _)| slot).max(low);
         self.plan = plan;
         self.proposed.clear();

@@ -92,6 +92,29 @@ pub enum StreamMessage {
         /// f + 1 distinct replicas whose seals for `view` the new view is built from.
         sealers: Vec<NodeId>,
     },
+    /// One part of a recap: what the sender's stream has said so far, for a receiver
+    /// that lost part of the stream (see [`super::recap`]). A recap's parts are
+    /// consecutive in the stream, the first carrying `first`, the last `last`.
+    Recap(RecapPart),
+}
+
+/// A part of a recap (see [`super::recap`]); every part repeats `low` and `sealed`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecapPart {
+    /// The sender's stable checkpoint: only slots above it are recapped.
+    pub low: u64,
+    /// The highest view the sender sealed.
+    pub sealed: u64,
+    /// The recap's first part.
+    pub first: bool,
+    /// The recap's last part.
+    pub last: bool,
+    /// Its checkpoints (slot, digest, its signature); in the first part only.
+    pub checkpoints: Vec<(u64, Hash, SignatureBytes)>,
+    /// Its promises above `low`: (slot, view, digest), in (slot, view) order.
+    pub promises: Vec<(u64, u64, Hash)>,
+    /// Its commits above `low`, each with its prepare certificate, in (slot, view) order.
+    pub commits: Vec<(u64, u64, Hash, Vec<Share>)>,
 }
 
 /// What travels point to point.
@@ -131,6 +154,8 @@ pub enum DirectMessage {
         /// One batch per slot.
         batches: Vec<Batch>,
     },
+    /// Replica to replica: "part of your stream is lost to me; CTBcast a recap".
+    RecapRequest,
 }
 
 const PREPARE: u8 = 1;
@@ -139,11 +164,13 @@ const COMMIT: u8 = 3;
 const CHECKPOINT: u8 = 4;
 const SEAL: u8 = 5;
 const NEW_VIEW: u8 = 6;
+const RECAP: u8 = 7;
 const REQUEST: u8 = 16;
 const REPLY: u8 = 17;
 const SHARE: u8 = 18;
 const FETCH: u8 = 19;
 const CATCHUP: u8 = 20;
+const RECAP_REQUEST: u8 = 21;
 
 /// The BLAKE3 digest of a batch (of its encoding).
 pub fn batch_digest(batch: &[Request]) -> Hash {
@@ -190,6 +217,31 @@ impl StreamMessage {
                     out.u16(sealer.get());
                 }
             }
+            StreamMessage::Recap(part) => {
+                out.u8(RECAP);
+                out.u64(part.low);
+                out.u64(part.sealed);
+                out.u8(u8::from(part.first) | u8::from(part.last) << 1);
+                out.u32(part.checkpoints.len() as u32);
+                for (slot, digest, signature) in &part.checkpoints {
+                    out.u64(*slot);
+                    out.raw(digest);
+                    out.raw(signature);
+                }
+                out.u32(part.promises.len() as u32);
+                for (slot, view, digest) in &part.promises {
+                    out.u64(*slot);
+                    out.u64(*view);
+                    out.raw(digest);
+                }
+                out.u32(part.commits.len() as u32);
+                for (slot, view, digest, certificate) in &part.commits {
+                    out.u64(*slot);
+                    out.u64(*view);
+                    out.raw(digest);
+                    encode_certificate(&mut out, certificate);
+                }
+            }
         }
         out.0
     }
@@ -231,6 +283,7 @@ impl StreamMessage {
                 }
                 StreamMessage::NewView { view, low, sealers }
             }
+            RECAP => StreamMessage::Recap(decode_recap(&mut input, limits)?),
             kind => return Err(Reject::UnknownKind(kind)),
         };
         input.finish()?;
@@ -246,6 +299,7 @@ impl StreamMessage {
             StreamMessage::Checkpoint { .. } => "checkpoint",
             StreamMessage::Seal { .. } => "seal",
             StreamMessage::NewView { .. } => "new view",
+            StreamMessage::Recap(_) => "recap",
         }
     }
 }
@@ -289,6 +343,7 @@ impl DirectMessage {
                     encode_batch(&mut out, batch);
                 }
             }
+            DirectMessage::RecapRequest => out.u8(RECAP_REQUEST),
         }
         out.0
     }
@@ -324,11 +379,44 @@ impl DirectMessage {
                 }
                 DirectMessage::Catchup { slot, digest, certificate, first, batches }
             }
+            RECAP_REQUEST => DirectMessage::RecapRequest,
             kind => return Err(Reject::UnknownKind(kind)),
         };
         input.finish()?;
         Ok(message)
     }
+}
+
+/// Entries of one kind in a recap part: every promise or commit a stream's facts can hold
+/// (4 windows of slots, 4 views each).
+pub(super) fn recap_entries_max(limits: &Limits) -> usize {
+    8 * limits.slots
+}
+
+fn decode_recap(input: &mut Reader<'_>, limits: &Limits) -> Result<RecapPart, Reject> {
+    let low = input.u64("low")?;
+    let sealed = input.u64("sealed")?;
+    let flags = input.u8("recap flags")?;
+    if flags > 3 {
+        return Err(Reject::Invalid { what: "recap flags" });
+    }
+    let count = input.count("recap checkpoints", super::stream::CHECKPOINTS_KEPT)?;
+    let mut checkpoints = Vec::with_capacity(count);
+    for _ in 0..count {
+        checkpoints.push((input.u64("slot")?, input.array("digest")?, input.array("checkpoint signature")?));
+    }
+    let count = input.count("recap promises", recap_entries_max(limits))?;
+    let mut promises = Vec::with_capacity(count);
+    for _ in 0..count {
+        promises.push((input.u64("slot")?, input.u64("view")?, input.array("digest")?));
+    }
+    let count = input.count("recap commits", recap_entries_max(limits))?;
+    let mut commits = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (slot, view, digest) = (input.u64("slot")?, input.u64("view")?, input.array("digest")?);
+        commits.push((slot, view, digest, decode_certificate(input, limits)?));
+    }
+    Ok(RecapPart { low, sealed, first: flags & 1 != 0, last: flags & 2 != 0, checkpoints, promises, commits })
 }
 
 fn encode_certificate(out: &mut Writer, certificate: &[Share]) {

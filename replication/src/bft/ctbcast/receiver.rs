@@ -179,6 +179,11 @@ impl Receiver {
         &self.stats
     }
 
+    /// The lowest index still kept: an index below it that was not delivered never will be.
+    pub fn oldest_kept(&self) -> u64 {
+        self.window.oldest_kept()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &CtbConfig {
         &self.config
