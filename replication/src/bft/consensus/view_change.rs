@@ -39,7 +39,7 @@ const SEALS_KEPT: usize = 4;
 
 /// View-change timeouts a view runs on the slow path alone before following a replica
 /// that sealed past it asking to be let back in.
-pub(super) const REJOIN_PATIENCE: u64 = 32;
+pub(super) const REJOIN_PATIENCE: u64 = 8;
 
 impl<S: StateMachine> Replica<S> {
     pub(super) fn start_view_change(&mut self, now_ns: u64, view: u64, attempt: u32) {
