@@ -454,3 +454,31 @@ fn a_helper_that_never_sends_the_state_is_replaced_by_the_next_one_asked() {
     assert_eq!(group.replicas[0].stats().states_sent, 1, "then replica 0, once");
     assert_eq!(group.replicas[2].executed, group.replicas[2].stable);
 }
+
+#[test]
+fn a_replica_paused_past_the_tail_and_the_kept_batches_resyncs_and_is_sent_the_state() {
+    // A pause as a SIGSTOP under load makes it: replica 2 gets nothing for ten windows of
+    // slots, far more than the tail of 16 its rings keep. Its streams resynchronise from
+    // recaps (see `recap`); what it missed is older than any kept batch, so the state
+    // comes by a transfer.
+    let ctbcast = ctbcast::CtbConfig { tail: 16, ..ctbcast::CtbConfig::default() };
+    let mut group =
+        Group::with(ConsensusConfig { window: 4, batch: 2, ctbcast, ..ConsensusConfig::default() });
+    settle(&mut group, b"put a 1");
+    group.down[2] = true;
+    for k in 0..40 {
+        settle(&mut group, format!("put k{k} {k}").as_bytes());
+    }
+    group.down[2] = false;
+    let mut rounds = 0;
+    while group.replicas[2].executed() != group.replicas[0].executed() || rounds < 2 {
+        settle(&mut group, format!("put after{rounds} 1").as_bytes());
+        rounds += 1;
+        assert!(rounds < 100, "replica 2 never caught up: {:?}", group.replicas[2].stats());
+    }
+    let stats = group.replicas[2].stats();
+    assert!(stats.resynced_streams > 0, "{stats:?}");
+    assert_eq!(stats.state_transfers, 1, "{stats:?}");
+    assert_eq!(group.replicas[2].app(), group.replicas[0].app());
+    assert_eq!(group.replicas[2].replies, group.replicas[0].replies);
+}
