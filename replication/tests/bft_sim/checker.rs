@@ -96,6 +96,13 @@ impl Checker {
                     self.fail(format!("replica {replica}: history digest after slot {slot} differs"));
                 }
             }
+            Event::StateInstalled { slot, history } => {
+                if *self.digests.entry(slot).or_insert(history) != history {
+                    self.fail(format!(
+                        "replica {replica}: installed a state whose history after slot {slot} differs"
+                    ));
+                }
+            }
             Event::ViewEntered { .. } => self.views_entered += 1,
             Event::CheckpointStable { .. } => self.stable += 1,
             Event::ViewChangeStarted { .. } => {}

@@ -67,6 +67,7 @@ pub struct Summary {
     reproposals: u64,
     caught_up_slots: u64,
     resynced_streams: u64,
+    state_transfers: u64,
     virtual_ns: u64,
 }
 
@@ -95,6 +96,7 @@ fn run_with(
         max_operation_bytes: 256,
         slow_path_timeout_ns: 300_000,
         view_change_timeout_ns: 3_000_000,
+        max_state_bytes: 64 << 20,
         ctbcast: CtbConfig {
             tail: [32, 128][rng.gen_range(0..2)],
             max_message_bytes: 16 << 10,
@@ -226,6 +228,7 @@ fn run_with(
         reproposals: world.replicas.iter_mut().map(|r| r.role.core().stats().reproposals).sum(),
         caught_up_slots: world.replicas.iter_mut().map(|r| r.role.core().stats().caught_up_slots).sum(),
         resynced_streams: world.replicas.iter_mut().map(|r| r.role.core().stats().resynced_streams).sum(),
+        state_transfers: world.replicas.iter_mut().map(|r| r.role.core().stats().state_transfers).sum(),
         virtual_ns: world.now,
     };
     if verbose {
@@ -275,6 +278,7 @@ fn main() -> ExitCode {
         t.reproposals += s.reproposals;
         t.caught_up_slots += s.caught_up_slots;
         t.resynced_streams += s.resynced_streams;
+        t.state_transfers += s.state_transfers;
         t.virtual_ns += s.virtual_ns;
     }) else {
         return ExitCode::FAILURE;

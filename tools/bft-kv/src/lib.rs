@@ -79,6 +79,7 @@ impl GroupArgs {
             max_operation_bytes: self.max_operation_bytes,
             slow_path_timeout_ns: timeouts.slow_path_us * 1_000,
             view_change_timeout_ns: timeouts.view_change_us * 1_000,
+            max_state_bytes: 64 << 20,
             ctbcast,
         };
         config.validate()?;

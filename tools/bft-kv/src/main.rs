@@ -9,9 +9,10 @@
 //! It prints `addr <ip:port>` (with `--listen`), then `ready client=<ip:port>`, and one
 //! line per view it enters (`view <v>`); on a line `stats` on stdin it prints `stats
 //! view=… fast=… slow=… executed=… refused=… broken_streams=… stream_gaps=…
-//! resynced_streams=… state=…` (slots decided on each path, the last slot executed, inputs
-//! refused, streams given up, gaps found in streams (fell a tail behind) and streams
-//! restarted from a recap, and
+//! resynced_streams=… state_transfers=… state=…` (slots decided on each path, the last
+//! slot executed, inputs refused, streams given up, gaps found in streams (fell a tail
+//! behind), streams restarted from a recap, states installed from another replica (too far
+//! behind for a catch-up), and
 //! [`state_digest`] of the state machine's snapshot: correct replicas that executed the
 //! same slots print the same), then `refusals <kind>=<count> …` and `served n=… p50=…us
 //! p90=…us p99=…us` (from a request's arrival here to this replica's reply, since the last
@@ -35,7 +36,7 @@ use usec_bft_kv::{replica_key, state_digest, AppKind, GroupArgs, Timeouts};
 use usec_qp_pool::{node_process, Cluster, NodeConfig, NodeId, TcpNetwork};
 use usec_replication::apps::kv::KvMachine;
 use usec_replication::apps::orderbook::{OrderBook, RespOrderBook};
-use usec_replication::bft::consensus::{ClientId, DecisionPath, Event, StreamMessage};
+use usec_replication::bft::consensus::{ClientId, DecisionPath, Event, StreamMessage, STATE_CHUNK_BYTES};
 use usec_replication::bft::driver::{ClientServer, ReplicaNode, ReplicaNodeConfig};
 use usec_replication::bft::node::P2pConfig;
 use usec_replication::StateMachine;
@@ -131,9 +132,11 @@ fn serve<S: StateMachine>(args: &Args, machine: S) -> Result<()> {
         .iter()
         .map(|&id| NodeId::new(id).map_err(|e| anyhow!("memory node {id}: {e}")))
         .collect::<Result<Vec<_>>>()?;
-    // A catch-up carries up to two windows of batches: sized for that.
+    // A catch-up carries up to two windows of batches, a state transfer's chunk up to
+    // STATE_CHUNK_BYTES of state: sized for the larger, with room for their headers.
     let catchup = 2 * consensus.window as usize * (consensus.batch * (consensus.max_operation_bytes + 128));
-    let p2p = P2pConfig { slots: 16, max_message_bytes: u32::try_from(catchup + 4096)? };
+    let largest = catchup.max(STATE_CHUNK_BYTES);
+    let p2p = P2pConfig { slots: 16, max_message_bytes: u32::try_from(largest + 4096)? };
     let config = ReplicaNodeConfig { consensus, memory_nodes, p2p, register_in_flight: 256 };
     let context = Context::open(&args.device).with_context(|| format!("opening {}", args.device))?;
     let (node, memory) = ReplicaNode::<S>::configure(NodeConfig::new(spec, me), &config)?;
@@ -202,11 +205,13 @@ fn serve<S: StateMachine>(args: &Args, machine: S) -> Result<()> {
                 let stats = node.replica().stats();
                 let (broken, gaps, resynced) =
                     (stats.broken_streams, stats.stream_gaps, stats.resynced_streams);
+                let transfers = stats.state_transfers;
                 // A snapshot of the whole state: a console request, not the hot path.
                 let state = state_digest(&node.replica().app().snapshot());
                 println!(
                     "stats view={view} fast={fast} slow={slow} executed={executed} refused={refused} \
-                     broken_streams={broken} stream_gaps={gaps} resynced_streams={resynced} state={state}"
+                     broken_streams={broken} stream_gaps={gaps} resynced_streams={resynced} \
+                     state_transfers={transfers} state={state}"
                 );
                 let kinds: Vec<String> =
                     node.replica().stats().rejected.iter().map(|(kind, n)| format!("{kind}={n}")).collect();

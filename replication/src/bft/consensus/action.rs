@@ -86,6 +86,15 @@ pub enum Event {
         /// The history digest.
         digest: Hash,
     },
+    /// This replica was too far behind for the decided batches and installed another
+    /// replica's certified state at checkpoint `slot` instead: no `Executed` event comes
+    /// for the slots up to it.
+    StateInstalled {
+        /// The checkpoint's slot, now the last executed one.
+        slot: u64,
+        /// The history digest after it.
+        history: Hash,
+    },
     /// This replica sealed its view and moves to `view`.
     ViewChangeStarted {
         /// The view it moves to.

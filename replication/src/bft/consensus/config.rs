@@ -25,12 +25,16 @@ pub struct ConsensusConfig {
     /// How long a request may wait unexecuted before the replica gives up on the view;
     /// also the first wait for a new view, doubled on every further attempt.
     pub view_change_timeout_ns: u64,
+    /// Largest state (the application's snapshot and the reply table) a replica takes in
+    /// a state transfer: a bigger one is refused, so a Byzantine helper cannot make it
+    /// allocate without bound.
+    pub max_state_bytes: usize,
     /// The CTBcast streams' settings (broadcaster and receivers are filled in per stream).
     pub ctbcast: CtbConfig,
 }
 
 impl Default for ConsensusConfig {
-    /// Replicas 0, 1, 2; uBFT's window 256, batch 16, tail 128.
+    /// Replicas 0, 1, 2; uBFT's window 256, batch 16, tail 128; states up to 64 MiB.
     fn default() -> ConsensusConfig {
         ConsensusConfig {
             replicas: (0..3).map(|id| NodeId::new(id).expect("small id")).collect(),
@@ -39,6 +43,7 @@ impl Default for ConsensusConfig {
             max_operation_bytes: 4 << 10,
             slow_path_timeout_ns: 200_000,
             view_change_timeout_ns: 2_000_000,
+            max_state_bytes: 64 << 20,
             ctbcast: CtbConfig::default(),
         }
     }
@@ -107,6 +112,7 @@ impl ConsensusConfig {
             operation_bytes: self.max_operation_bytes,
             replicas: self.replicas.len(),
             slots: 2 * self.window as usize,
+            state_bytes: self.max_state_bytes,
         }
     }
 }

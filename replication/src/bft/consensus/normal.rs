@@ -14,8 +14,8 @@
 //!   commit of the same batch in one view.
 //! - Decided slots execute in order; each request at most once per client number; the
 //!   signed reply goes to the client. Every `window / 2` slots a replica CTBcasts its
-//!   signed history digest; f + 1 equal ones make the checkpoint stable and slide the
-//!   window.
+//!   signed digest of its history and state ([`super::state_transfer`]); f + 1 equal
+//!   ones make the checkpoint stable and slide the window.
 
 use usec_qp_pool::NodeId;
 
@@ -385,7 +385,9 @@ impl<S: StateMachine> Replica<S> {
             chain.update(&digest);
             self.history = chain.finalize().into();
             if slot % self.config.checkpoint_interval() == 0 {
-                let digest = self.history;
+                // The signed digest covers the state as well as the history, so that a
+                // replica too far behind for the batches can be given the state itself.
+                let digest = self.take_checkpoint(slot);
                 let signature = sign_checkpoint(&self.key, slot, &digest);
                 self.broadcast(StreamMessage::Checkpoint { slot, digest, signature });
             }
@@ -438,6 +440,9 @@ impl<S: StateMachine> Replica<S> {
         if slot > self.stable && self.checkpoint_digest(slot) == Some(digest) {
             self.make_stable(slot, digest);
         }
+        if from != self.me && slot > self.executed {
+            self.arm_fetch();
+        }
         Ok(Flow::Done)
     }
 
@@ -450,6 +455,7 @@ impl<S: StateMachine> Replica<S> {
         let (executed, keep) = (self.executed, 2 * self.config.window);
         self.slots.retain(|&s, _| s + keep > slot || s > executed);
         self.own_certificates.retain(|&(s, _), _| s > slot);
+        self.prune_taken();
     }
 
     /// The digest f + 1 streams agree on for checkpoint `slot`, if any.

@@ -161,6 +161,10 @@ pub struct Stats {
     pub requests_verified: u64,
     /// Slots executed from a catch-up (decided batches fetched from another replica).
     pub caught_up_slots: u64,
+    /// States installed from a state transfer (too far behind for a catch-up).
+    pub state_transfers: u64,
+    /// States sent to a replica too far behind for a catch-up.
+    pub states_sent: u64,
     /// Streams given up for good: a proven equivocation, a recap that contradicts its
     /// stream.
     pub broken_streams: u64,

@@ -21,6 +21,7 @@ use super::action::{Action, Event};
 use super::config::ConsensusConfig;
 use super::reject::{Reject, Stats};
 use super::request::{ClientId, ClientKeyring, Request};
+use super::state_transfer::{Taken, Transfer};
 use super::stream::Stream;
 use super::wire::{Batch, DirectMessage, Limits, Share, StreamMessage};
 use crate::bft::ctbcast::{
@@ -107,6 +108,17 @@ pub struct Replica<S> {
     pub(super) new_view_sent: Option<u64>,
     /// When to ask another replica for what we missed (while behind its checkpoints).
     pub(super) fetch_due_ns: Option<u64>,
+    /// Fetches sent so far: a state transfer begun in an earlier round may be replaced by
+    /// one of the same checkpoint (its helper may have stopped).
+    pub(super) fetch_round: u64,
+    /// The replica our latest fetch went to: the only one a state transfer may start from.
+    pub(super) fetch_helper: Option<NodeId>,
+    /// The checkpoints we took or were given: digests, and the newest states' bytes.
+    pub(super) taken: BTreeMap<u64, Taken>,
+    /// Per asker, the checkpoint whose state we last sent it, and when.
+    pub(super) states_sent_to: BTreeMap<NodeId, (u64, u64)>,
+    /// The state transfer under way, if any.
+    pub(super) transfer: Option<Transfer>,
     /// When `tick` last ran.
     pub(super) last_tick_ns: u64,
     /// The latest time an input came with.
@@ -190,6 +202,11 @@ impl<S: StateMachine> Replica<S> {
             now_ns: 0,
             fast_decision_ns: 0,
             fetch_due_ns: None,
+            fetch_round: 0,
+            fetch_helper: None,
+            taken: BTreeMap::new(),
+            states_sent_to: BTreeMap::new(),
+            transfer: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -264,10 +281,16 @@ impl<S: StateMachine> Replica<S> {
             (DirectMessage::Fetch { executed }, Ok(replica)) if self.is_peer(replica) => {
                 self.on_fetch(replica, executed)
             }
-            (DirectMessage::Catchup { slot, digest, certificate, first, batches }, Ok(replica))
+            (DirectMessage::Catchup { slot, digest, state, certificate, first, batches }, Ok(replica))
                 if self.is_peer(replica) =>
             {
-                self.on_catchup(slot, digest, &certificate, first, batches)
+                self.on_catchup(slot, digest, state, &certificate, first, batches)
+            }
+            (
+                DirectMessage::State { slot, digest, history, certificate, total, offset, chunk },
+                Ok(replica),
+            ) if self.is_peer(replica) => {
+                self.on_state(replica, slot, digest, history, &certificate, total, offset, &chunk)
             }
             (DirectMessage::RecapRequest, Ok(replica)) if self.is_peer(replica) => {
                 self.on_recap_request(now_ns)
@@ -281,6 +304,7 @@ impl<S: StateMachine> Replica<S> {
                     DirectMessage::Fetch { .. } => "fetch",
                     DirectMessage::Catchup { .. } => "catch-up",
                     DirectMessage::RecapRequest => "recap request",
+                    DirectMessage::State { .. } => "state",
                 },
             }),
         });

@@ -8,7 +8,7 @@ use usec_qp_pool::NodeId;
 
 use super::*;
 use crate::bft::ctbcast::{self, Keyring, RegisterReadResult};
-use crate::state_machine::History;
+use crate::state_machine::{History, StateMachine as _};
 
 fn node(id: u16) -> NodeId {
     NodeId::new(id).unwrap()
@@ -64,9 +64,19 @@ fn direct_samples() -> Vec<DirectMessage> {
         DirectMessage::Catchup {
             slot: 2,
             digest: [1; 32],
+            state: [7; 32],
             certificate: vec![(node(0), [2; 64])],
             first: 1,
             batches: vec![vec![request(1)], vec![]],
+        },
+        DirectMessage::State {
+            slot: 8,
+            digest: [1; 32],
+            history: [2; 32],
+            certificate: vec![(node(0), [3; 64]), (node(1), [4; 64])],
+            total: 100,
+            offset: 40,
+            chunk: vec![5; 60],
         },
     ]
 }
@@ -131,7 +141,7 @@ proptest! {
     }
 
     #[test]
-    fn flipped_bytes_of_valid_messages_never_panic(which in 0usize..13, at in any::<usize>(), bit in 0u8..8) {
+    fn flipped_bytes_of_valid_messages_never_panic(which in 0usize..14, at in any::<usize>(), bit in 0u8..8) {
         let mut bytes = match which {
             0..=6 => stream_samples()[which].encode(),
             _ => direct_samples()[which - 7].encode(),
@@ -151,6 +161,12 @@ struct Group {
     now: u64,
     /// Crashed replicas: they get nothing and send nothing.
     down: Vec<bool>,
+    /// Paused replicas (a SIGSTOP): what is sent to them waits in `held`, in order, as
+    /// ring writes land in a stopped process's memory, and they get no tick.
+    paused: Vec<bool>,
+    held: VecDeque<Wire>,
+    /// Messages the network loses.
+    lose: Option<fn(&Wire) -> bool>,
 }
 
 enum Wire {
@@ -185,11 +201,32 @@ impl Group {
             .collect();
         let client =
             Client::new(ClientId(0), client_key, config.replicas.clone(), keyring, config.limits(), 1 << 40);
-        Group { replicas, client, registers: BTreeMap::new(), now: 1_000, down: vec![false; 3] }
+        Group {
+            replicas,
+            client,
+            registers: BTreeMap::new(),
+            now: 1_000,
+            down: vec![false; 3],
+            paused: vec![false; 3],
+            held: VecDeque::new(),
+            lose: None,
+        }
     }
 
     fn run(&mut self) {
         let mut wire: VecDeque<Wire> = VecDeque::new();
+        // What waited for a replica resumed since goes first, in order.
+        let (mut held, paused) = (std::mem::take(&mut self.held), self.paused.clone());
+        while let Some(next) = held.pop_front() {
+            let to = match &next {
+                Wire::Ctb { to, .. } | Wire::ToReplica { to, .. } => Some(to.get() as usize),
+                Wire::ToClient { .. } => None,
+            };
+            match to {
+                Some(to) if paused[to] => self.held.push_back(next),
+                _ => wire.push_back(next),
+            }
+        }
         while let Some(send) = self.client.poll_action() {
             wire.push_back(Wire::ToReplica { from: Err(ClientId(0)), to: send.to, bytes: send.bytes });
         }
@@ -234,6 +271,13 @@ impl Group {
             if to.is_some_and(|to| self.down[to]) {
                 continue;
             }
+            if self.lose.is_some_and(|lose| lose(&next)) {
+                continue;
+            }
+            if to.is_some_and(|to| self.paused[to]) {
+                self.held.push_back(next);
+                continue;
+            }
             match next {
                 Wire::Ctb { from, to, bytes } => {
                     let _ = self.replicas[to.get() as usize].handle_ctbcast(self.now, from, &bytes);
@@ -251,9 +295,10 @@ impl Group {
     /// Advances time to the earliest timeout of the live replicas, ticks them, carries
     /// what follows.
     fn advance(&mut self) {
-        let next = (0..3).filter(|&i| !self.down[i]).filter_map(|i| self.replicas[i].poll_timeout()).min();
+        let live: Vec<usize> = (0..3).filter(|&i| !self.down[i] && !self.paused[i]).collect();
+        let next = live.iter().filter_map(|&i| self.replicas[i].poll_timeout()).min();
         self.now = next.expect("something is due").max(self.now);
-        for i in (0..3).filter(|&i| !self.down[i]) {
+        for i in live {
             self.replicas[i].tick(self.now);
         }
         self.run();
@@ -365,6 +410,7 @@ fn garbage_from_the_network_is_counted_and_changes_nothing() {
     let catchup = DirectMessage::Catchup {
         slot: 2,
         digest: [0; 32],
+        state: [0; 32],
         certificate: vec![],
         first: 1,
         batches: vec![vec![], vec![]],
@@ -382,6 +428,7 @@ fn extreme_numbers_from_the_network_are_refused_not_overflowed() {
         DirectMessage::Catchup {
             slot: u64::MAX,
             digest: [0; 32],
+            state: [0; 32],
             certificate: vec![],
             first: 1,
             batches: vec![],
@@ -389,6 +436,7 @@ fn extreme_numbers_from_the_network_are_refused_not_overflowed() {
         DirectMessage::Catchup {
             slot: 0,
             digest: [0; 32],
+            state: [0; 32],
             certificate: vec![],
             first: u64::MAX,
             batches: vec![vec![]],
@@ -408,8 +456,9 @@ proptest! {
     ) {
         let mut group = Group::new();
         let messages = [
-            DirectMessage::Catchup { slot: a, digest: [1; 32], certificate: vec![], first: b, batches: vec![vec![]; batches] },
+            DirectMessage::Catchup { slot: a, digest: [1; 32], state: [2; 32], certificate: vec![], first: b, batches: vec![vec![]; batches] },
             DirectMessage::Fetch { executed: a },
+            DirectMessage::State { slot: a, digest: [1; 32], history: [2; 32], certificate: vec![], total: b, offset: a, chunk: vec![1; batches] },
             DirectMessage::Share { view: a, slot: b, digest: [0; 32], signature: [0; 64] },
             DirectMessage::Request(Request::signed(&SigningKey::from_bytes(&[9; 32]), ClientId(0), a, vec![])),
         ];
@@ -556,3 +605,7 @@ fn an_honest_recap_is_checked_and_a_lying_one_gives_its_stream_up() {
         assert_eq!(replica.stats().rejected.get("invalid"), Some(&1), "{:?}", replica.stats());
     }
 }
+
+/// State transfer: a replica past the batches kept, and Byzantine helpers.
+#[path = "state_transfer_tests.rs"]
+mod state_transfer_tests;

@@ -29,7 +29,14 @@ pub struct Limits {
     pub replicas: usize,
     /// Batches in one catch-up message.
     pub slots: usize,
+    /// Bytes of one replica's whole state (a state transfer's total).
+    pub state_bytes: usize,
 }
+
+/// Bytes of state in one [`DirectMessage::State`] chunk at most: well below the BFT
+/// driver's point-to-point frame (about 1 MiB in `tools/bft-kv`), so a chunk and its
+/// header always fit one frame.
+pub const STATE_CHUNK_BYTES: usize = 256 << 10;
 
 /// What a replica CTBcasts: every correct replica sees the same messages of a stream in
 /// the same order, which is what the protocol's safety rests on.
@@ -145,8 +152,11 @@ pub enum DirectMessage {
     Catchup {
         /// The checkpoint's slot.
         slot: u64,
-        /// Its history digest.
+        /// Its checkpoint digest (over the history and the state digest).
         digest: Hash,
+        /// The digest of the helper's state at `slot`: with the history the asker
+        /// re-hashes over `batches`, it must make `digest`.
+        state: Hash,
         /// f + 1 checkpoint signatures over `(slot, digest)`.
         certificate: Vec<Share>,
         /// The first slot of `batches`.
@@ -156,6 +166,25 @@ pub enum DirectMessage {
     },
     /// Replica to replica: "part of your stream is lost to me; CTBcast a recap".
     RecapRequest,
+    /// Replica to replica: one chunk of the helper's state at its stable checkpoint `slot`,
+    /// for an asker too far behind for a [`DirectMessage::Catchup`] (see
+    /// [`super::state_transfer`]).
+    State {
+        /// The checkpoint's slot.
+        slot: u64,
+        /// Its checkpoint digest.
+        digest: Hash,
+        /// The history digest after `slot`.
+        history: Hash,
+        /// f + 1 checkpoint signatures over `(slot, digest)`.
+        certificate: Vec<Share>,
+        /// Bytes of the whole state.
+        total: u64,
+        /// Where `chunk` starts in it.
+        offset: u64,
+        /// At most [`STATE_CHUNK_BYTES`] of it.
+        chunk: Vec<u8>,
+    },
 }
 
 const PREPARE: u8 = 1;
@@ -171,6 +200,7 @@ const SHARE: u8 = 18;
 const FETCH: u8 = 19;
 const CATCHUP: u8 = 20;
 const RECAP_REQUEST: u8 = 21;
+const STATE: u8 = 22;
 
 /// The BLAKE3 digest of a batch (of its encoding).
 pub fn batch_digest(batch: &[Request]) -> Hash {
@@ -332,10 +362,11 @@ impl DirectMessage {
                 out.u8(FETCH);
                 out.u64(*executed);
             }
-            DirectMessage::Catchup { slot, digest, certificate, first, batches } => {
+            DirectMessage::Catchup { slot, digest, state, certificate, first, batches } => {
                 out.u8(CATCHUP);
                 out.u64(*slot);
                 out.raw(digest);
+                out.raw(state);
                 encode_certificate(&mut out, certificate);
                 out.u64(*first);
                 out.u32(batches.len() as u32);
@@ -344,6 +375,16 @@ impl DirectMessage {
                 }
             }
             DirectMessage::RecapRequest => out.u8(RECAP_REQUEST),
+            DirectMessage::State { slot, digest, history, certificate, total, offset, chunk } => {
+                out.u8(STATE);
+                out.u64(*slot);
+                out.raw(digest);
+                out.raw(history);
+                encode_certificate(&mut out, certificate);
+                out.u64(*total);
+                out.u64(*offset);
+                out.bytes(chunk);
+            }
         }
         out.0
     }
@@ -370,6 +411,7 @@ impl DirectMessage {
             CATCHUP => {
                 let slot = input.u64("slot")?;
                 let digest = input.array("digest")?;
+                let state = input.array("state digest")?;
                 let certificate = decode_certificate(&mut input, limits)?;
                 let first = input.u64("first")?;
                 let count = input.count("batches", limits.slots)?;
@@ -377,9 +419,18 @@ impl DirectMessage {
                 for _ in 0..count {
                     batches.push(decode_batch(&mut input, limits)?);
                 }
-                DirectMessage::Catchup { slot, digest, certificate, first, batches }
+                DirectMessage::Catchup { slot, digest, state, certificate, first, batches }
             }
             RECAP_REQUEST => DirectMessage::RecapRequest,
+            STATE => DirectMessage::State {
+                slot: input.u64("slot")?,
+                digest: input.array("digest")?,
+                history: input.array("history")?,
+                certificate: decode_certificate(&mut input, limits)?,
+                total: input.u64("state total")?,
+                offset: input.u64("state offset")?,
+                chunk: input.bytes("state chunk", STATE_CHUNK_BYTES)?.to_vec(),
+            },
             kind => return Err(Reject::UnknownKind(kind)),
         };
         input.finish()?;
@@ -524,6 +575,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn bytes(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], Reject> {
         let len = self.count(what, max)?;
         self.take(len, what)
+    }
+    /// Whatever is left.
+    pub(crate) fn rest(self) -> &'a [u8] {
+        self.0
     }
     pub(crate) fn finish(self) -> Result<(), Reject> {
         if self.0.is_empty() {

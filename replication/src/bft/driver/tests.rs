@@ -52,6 +52,7 @@ fn config() -> ReplicaNodeConfig {
         max_operation_bytes: 64,
         slow_path_timeout_ns: 2_000_000,
         view_change_timeout_ns: 20_000_000,
+        max_state_bytes: 64 << 20,
         ctbcast,
     };
     ReplicaNodeConfig {
