@@ -185,6 +185,46 @@ fn the_kv_survives_a_memory_node_and_then_the_leader_killed() {
 }
 
 #[test]
+fn a_follower_paused_past_the_tail_rejoins_and_the_fast_path_returns() {
+    use nix::sys::signal::Signal;
+    let mut group = Group::start("pause", "kv", None);
+    basic_commands(&group);
+    workload(&mut group, 3, |group, wait_for| {
+        wait_for(20);
+        // Replica 1 follows in view 0. Stopped while the others decide on the slow path:
+        // its rings (a tail of 32 each) are overwritten many times over.
+        group.replicas[1].signal(Signal::SIGSTOP);
+        println!("replica 1 stopped");
+        wait_for(120);
+        group.replicas[1].signal(Signal::SIGCONT);
+        println!("replica 1 resumed");
+        wait_for(200);
+    });
+    let paused = stats(&mut group.replicas[1]);
+    assert!(paused["stream_gaps"] >= 1, "the pause lost part of the streams: {paused:?}");
+    assert!(paused["resynced_streams"] >= 1, "and a recap restarted them: {paused:?}");
+    assert_eq!(paused["broken_streams"], 0, "{paused:?}");
+    // Back in: a request now gets every replica's promise (the fast path) again. The
+    // others wait a few view-change timeouts on the slow path before letting it in.
+    let deadline = Instant::now() + STEP_LIMIT;
+    let mut resp = Resp::open(group.gateway_addr);
+    loop {
+        let before: Vec<u64> = group.replicas.iter_mut().map(|r| stats(r)["fast"]).collect();
+        let reply = resp.request(&[b"INCR", b"after"], STEP_LIMIT).expect("a reply");
+        assert!(reply.starts_with(b":"), "{:?}", String::from_utf8_lossy(&reply));
+        let after: Vec<u64> = group.replicas.iter_mut().map(|r| stats(r)["fast"]).collect();
+        if before.iter().zip(&after).all(|(b, a)| a > b) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fast path did not come back: {before:?} {after:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let [zero, one, two] = &mut group.replicas[..] else { unreachable!() };
+    let states = settled_states(&mut [zero, one, two]);
+    assert!(states.iter().all(|s| *s == states[0]), "the paused replica holds the same store: {states:?}");
+}
+
+#[test]
 fn a_lying_replica_changes_nothing_clients_see() {
     let mut group = Group::start("lie", "kv", Some((2, "lie")));
     basic_commands(&group);

@@ -90,6 +90,12 @@ impl Process {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+
+    /// Sends `signal` (SIGSTOP / SIGCONT: a pause as the OS or a debugger makes one).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
 }
 
 impl Drop for Process {
