@@ -2,7 +2,10 @@
 //! (sans IO) over a simulated network and SWMR registers, with n = 3 replicas (f = 1), or
 //! in one run in four n = 5 (f = 2), clients, crashes, pauses, a lossy network that heals,
 //! and one Byzantine replica with a behaviour drawn from the seed (see `byzantine.rs`; with
-//! n = 5 a pause of a correct replica also comes with a crash of another).
+//! n = 5 a pause of a correct replica also comes with a crash of another). Half the pauses
+//! overwrite the paused replica's CTBcast rings (tail 32 or 128): it must restart its
+//! streams from recaps, and after the longest, with work still to do, take a checkpoint's
+//! state; the sweep asserts both happened.
 //!
 //! Checked as events happen (`checker.rs`): correct replicas decide the same batch per
 //! slot and reach the same history digests; every executed request was submitted by its
@@ -188,9 +191,19 @@ fn run_with(
             let at = rng.gen_range(0..5_000_000);
             world.crash(rng.gen_range(0..n), at);
         }
+        Scenario::Pause if overwrite => {
+            // Long enough, and with enough work after it, that the others' kept batches
+            // no longer reach back to the paused replica: it resyncs its streams, then is
+            // sent a checkpoint's state, while the clients still need it.
+            for client in &mut world.clients {
+                client.left += 40;
+            }
+            let from = rng.gen_range(0..1_000_000);
+            world.pause(rng.gen_range(0..n), from, from + rng.gen_range(2_000_000..10_000_000), true);
+        }
         Scenario::Pause => {
             let from = rng.gen_range(0..5_000_000);
-            world.pause(rng.gen_range(0..n), from, from + rng.gen_range(100_000..10_000_000), overwrite);
+            world.pause(rng.gen_range(0..n), from, from + rng.gen_range(100_000..10_000_000), false);
         }
         Scenario::Byzantine(_) if pause_also => {
             let byzantine = byzantine.expect("a Byzantine replica").0;
@@ -293,8 +306,8 @@ fn main() -> ExitCode {
         assert!(t.fast > 0 && t.slow > 0, "both decision paths taken: {t:?}");
         assert!(t.views_entered > 0 && t.stable > 0 && t.rejected > 0, "{t:?}");
         assert!(
-            t.reproposals > 0 && t.caught_up_slots > 0 && t.resynced_streams > 0,
-            "view changes re-proposed, replicas caught up, streams resynchronised: {t:?}"
+            t.reproposals > 0 && t.caught_up_slots > 0 && t.resynced_streams > 0 && t.state_transfers > 0,
+            "view changes re-proposed, replicas caught up, streams resynchronised, states sent: {t:?}"
         );
         if !bound_is_tight() {
             return ExitCode::FAILURE;
