@@ -1,8 +1,10 @@
 //! The BFT KV with real processes on the soft provider: three `usec-bft-kv` replicas,
 //! three `usec-bft-memory` memory nodes and a `usec-bft-gateway`, driven with RESP as
 //! redis-cli would. Client threads run SET / GET / INCR through the gateway while a memory
-//! node is SIGKILLed and then the leader; or while one replica lies (`--byzantine`). Every
-//! history is checked linearizable with `usec_check`'s checker.
+//! node is SIGKILLed and then the leader; while one replica lies (`--byzantine`); while a
+//! follower is SIGSTOPped past its tail and resumed (it must rejoin); or with five
+//! replicas, one lying and one SIGKILLed (f = 2). Every history is checked linearizable
+//! with `usec_check`'s checker.
 
 mod common;
 
@@ -222,6 +224,27 @@ fn a_follower_paused_past_the_tail_rejoins_and_the_fast_path_returns() {
     let [zero, one, two] = &mut group.replicas[..] else { unreachable!() };
     let states = settled_states(&mut [zero, one, two]);
     assert!(states.iter().all(|s| *s == states[0]), "the paused replica holds the same store: {states:?}");
+}
+
+#[test]
+fn five_replicas_tolerate_a_liar_and_a_killed_leader_at_once() {
+    // n = 5, f = 2: replica 4 lies from the start; replica 0, the leader of view 0, is
+    // SIGKILLed mid-run and replaced by a view change.
+    let mut group = Group::start_n("five", "kv", 5, Some((4, "lie")));
+    basic_commands(&group);
+    workload(&mut group, 3, |group, wait_for| {
+        wait_for(30);
+        group.replicas[0].kill();
+        println!("replica 0 (the leader) killed");
+        wait_for(90);
+    });
+    // The liar's promises never match: every slot needs the slow path's certificates
+    // (f + 1 = 3 shares), and after the kill a new view.
+    let [_, one, two, three, _] = &mut group.replicas[..] else { unreachable!() };
+    let stats_one = stats(one);
+    assert!(stats_one["slow"] > 0 && stats_one["view"] >= 1, "{stats_one:?}");
+    let states = settled_states(&mut [one, two, three]);
+    assert!(states.iter().all(|s| *s == states[0]), "the correct replicas hold the same store: {states:?}");
 }
 
 #[test]

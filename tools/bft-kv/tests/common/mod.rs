@@ -179,20 +179,28 @@ impl Group {
     /// Replicas 0–2 of `app`, memory nodes 3–5, a gateway for `app`; `byzantine` =
     /// (replica, behaviour).
     pub fn start(name: &str, app: &str, byzantine: Option<(u16, &str)>) -> Group {
+        Group::start_n(name, app, 3, byzantine)
+    }
+
+    /// Replicas 0 .. n of `app` (n = 2f + 1), memory nodes n .. n + 3, a gateway.
+    pub fn start_n(name: &str, app: &str, n: u16, byzantine: Option<(u16, &str)>) -> Group {
         let device = format!("soft:bft-kv-{name}-{}", std::process::id());
         let common = ["--device", &device, "--spec", "-", "--listen", "127.0.0.1:0"];
-        let mut memory: Vec<Process> = (3..6u16)
+        let ids = |range: std::ops::Range<u16>| range.map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+        let (replica_ids, memory_ids) = (ids(0..n), ids(n..n + 3));
+        let mut memory: Vec<Process> = (n..n + 3)
             .map(|id| {
                 let mut command = Command::new(memory_binary());
-                command.args(common).args(["--id", &id.to_string(), "--writers", "0,1,2"]);
+                command.args(common).args(["--id", &id.to_string(), "--writers", &replica_ids]);
                 command.args(["--tail", TAIL, "--rings"]);
                 Process::spawn(command, format!("memory node {id}"))
             })
             .collect();
-        let mut replicas: Vec<Process> = (0..3u16)
+        let mut replicas: Vec<Process> = (0..n)
             .map(|id| {
                 let mut command = Command::new(env!("CARGO_BIN_EXE_usec-bft-kv"));
-                command.args(common).args(["--id", &id.to_string(), "--memory-nodes", "3,4,5"]);
+                command.args(common).args(["--id", &id.to_string(), "--memory-nodes", &memory_ids]);
+                command.args(["--replicas", &replica_ids]);
                 command.args(["--tail", TAIL, "--window", "32", "--app", app]);
                 // Generous for this machine's load: a slow path or a view change is a
                 // timeout away, and a descheduled leader must not look dead too often.
@@ -224,6 +232,7 @@ impl Group {
         }
         let mut command = Command::new(env!("CARGO_BIN_EXE_usec-bft-gateway"));
         command.args(["--port", "0", "--replica-addrs", &clients.join(","), "--lanes", "4", "--app", app]);
+        command.args(["--replicas", &replica_ids]);
         let mut gateway = Process::spawn(command, "gateway".into());
         let ready = gateway.expect("ready ");
         let gateway_addr = ready["ready ".len()..].parse().unwrap();
