@@ -36,10 +36,20 @@ pub fn require(tool: &str) {
     assert!(found, "{tool} is not installed: run tools/install-deps (Debian's redis-server and redis-tools)");
 }
 
+/// Whether something listens on `port`. A connection to itself does not count: with
+/// nothing listening yet, Linux may pick `port` itself as the source port of a connect to
+/// a loopback port in the ephemeral range, and the two ends meet (TCP simultaneous open).
+/// That once made a test go on before its server listened, and the server then found its
+/// port taken.
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|stream| stream.local_addr().ok().is_some_and(|local| local.port() != port))
+}
+
 /// Waits until something accepts connections on `port`.
 pub fn wait_listening(port: u16, process: &mut Process) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
         assert!(process.0.try_wait().unwrap().is_none(), "the process on port {port} exited");
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(20));
@@ -245,6 +255,10 @@ impl Client {
     /// A client, if something accepts connections on `port`.
     pub fn try_connect(port: u16) -> Option<Client> {
         let stream = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
+        // Connected to itself (see `listening`): nothing is there.
+        if stream.local_addr().ok()?.port() == port {
+            return None;
+        }
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Some(Client { stream, buffer: Vec::new() })
     }
