@@ -9,8 +9,10 @@
 //! 0–2, memory nodes 3–5); `--port 0` takes free ones. The console takes `kill N`,
 //! `pause N`, `resume N` for any node id, `status` and `quit`. The launcher does not follow
 //! who leads (the replicas print `view v` as they enter views; view `v`'s leader is replica
-//! `v mod 3`), and `restart` is not offered: a BFT replica back without its state would need
-//! a state transfer, which is not built. Arguments after `--` go to every replica.
+//! `v mod 3`), and `restart` is not offered: a paused replica (`pause N`, `resume N`) is
+//! taken back (its streams restart from recaps, a checkpoint's state is sent), but a fresh
+//! process would start its own CTBcast stream again at index 0, which the others refuse,
+//! and would have forgotten what it promised. Arguments after `--` go to every replica.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -224,7 +226,10 @@ fn execute(nodes: &mut [Node], command: Command) -> Result<String> {
         Command::Pause(target) => (node(target)?, Signal::SIGSTOP, "paused"),
         Command::Resume(target) => (node(target)?, Signal::SIGCONT, "up"),
         Command::Restart(_) => {
-            bail!("restart is not offered with --engine bft (no state transfer for a BFT replica)")
+            bail!(
+                "restart is not offered with --engine bft: a fresh BFT replica process is not taken \
+                 back (its CTBcast stream would restart at index 0); pause and resume are"
+            )
         }
         Command::Status => {
             let states: Vec<String> =
