@@ -188,7 +188,7 @@ fn serve(
                 "usec-cluster: the BFT {what} is up: Redis clients connect to the gateway, 127.0.0.1:{port}"
             );
             println!("usec-cluster: try `redis-cli -p {port}`");
-            println!("usec-cluster: {}", console::HELP);
+            println!("usec-cluster: {HELP}");
         }
         if !gateway_started && started.elapsed() > START_TIMEOUT {
             bail!("the group did not start within {} s", START_TIMEOUT.as_secs());
@@ -210,6 +210,10 @@ fn app_args(app: App) -> Vec<String> {
         other => vec!["--app".into(), other.name().into()],
     }
 }
+
+/// The console's help with `--engine bft`: no `restart`, no `leader` (see the module docs).
+const HELP: &str = "commands: kill N | pause N | resume N (N: a node id, replicas 0-2, memory nodes 3-5), \
+status, help, quit";
 
 fn execute(nodes: &mut [Node], command: Command) -> Result<String> {
     let node = |target: Target| -> Result<usize> {
@@ -236,7 +240,7 @@ fn execute(nodes: &mut [Node], command: Command) -> Result<String> {
                 nodes.iter().map(|node| format!("{}:{}", node.name, node.state)).collect();
             return Ok(states.join(" "));
         }
-        Command::Help => return Ok(console::HELP.to_string()),
+        Command::Help => return Ok(HELP.to_string()),
         Command::Quit => unreachable!("the loop stops on quit"),
     };
     let node = &mut nodes[n];
