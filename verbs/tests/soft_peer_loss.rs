@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
@@ -44,6 +45,15 @@ fn loss(result: Result<(), Error>) -> PeerLoss {
         Err(Error::PeerUnreachable { reason, .. }) => reason,
         other => panic!("expected PeerUnreachable, got {other:?}"),
     }
+}
+
+/// One test of this file at a time. Opening a soft fabric sweeps every fabric of dead
+/// processes' control blocks, so another test opening one (or its children) could remove
+/// the control block of a child this test killed, before the test looks at it: CI once
+/// found "no such node" where the dead child's node was to be.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The child: opens a node with two QPs, prints their endpoints, and waits to be killed
@@ -86,6 +96,7 @@ fn a_dead_peer_process_is_a_typed_loss() {
     if let Some(fabric) = std::env::var_os(CHILD_ENV) {
         return child(fabric.to_str().unwrap());
     }
+    let _serial = one_at_a_time();
     let fabric = format!("peer-loss-{}", std::process::id());
     let context = Context::open(&format!("soft:{fabric}")).unwrap();
 
@@ -144,6 +155,7 @@ fn a_dead_peer_process_is_a_typed_loss() {
 
 #[test]
 fn a_closed_or_missing_node_or_qp_is_a_typed_loss() {
+    let _serial = one_at_a_time();
     let fabric = format!("peer-loss-nodes-{}", std::process::id());
     let device = format!("soft:{fabric}");
     let context = Context::open(&device).unwrap();
@@ -180,6 +192,7 @@ fn a_closed_or_missing_node_or_qp_is_a_typed_loss() {
 
 #[test]
 fn endpoints_of_another_fabric_or_provider_are_typed_refusals() {
+    let _serial = one_at_a_time();
     let id = std::process::id();
     let context = Context::open(&format!("soft:peer-loss-here-{id}")).unwrap();
     let mut local = Local::new(&context);
@@ -222,6 +235,7 @@ fn a_peer_that_execs_is_lost_while_its_process_lives_on() {
         let error = Command::new("sleep").arg("30").exec();
         panic!("exec failed: {error}");
     }
+    let _serial = one_at_a_time();
     let fabric = format!("peer-exec-{}", std::process::id());
     let context = Context::open(&format!("soft:{fabric}")).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
